@@ -26,7 +26,7 @@ def _one_torch_thread():
 
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked ``gpu`` when no CUDA device is present."""
-    gpu_items = [item for item in items if "gpu" in item.keywords]
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if not gpu_items:
         return
     try:

@@ -1,0 +1,216 @@
+"""``splitbench-profiles``: fit phase models and report their held-out error, plot, import.
+
+Commands:
+
+- ``fit [--source reference|PATH] [--json]``: fit every (model, gpu, tp) and print the error
+  table (mape and max_error as percent in the text table; as FRACTIONS in ``--json`` rows:
+  model, gpu, tp, phase, points, mape, max_error, power_mape, note);
+- ``plot [--source ..] [--out DIR]``: seaborn PNGs of measured points vs fitted curves, one
+  per (model, gpu, tp): prefill latency vs batch tokens, decode latency vs batch for several
+  contexts, power per phase;
+- ``import-reference OUT.csv``: write the converted reference table (contract 2), atomically.
+
+Bad input: one line ``error: ...`` on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from characterize.network import NetworkError
+from characterize.profiles import ProfileError, read_profiles, reference_profiles, write_profiles
+from characterize.specs import SpecError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="splitbench-profiles", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    f = sub.add_parser("fit", help="fit phase models and print their held-out error")
+    f.add_argument("--source", default="reference", help="'reference' or a profile CSV path")
+    f.add_argument("--json", action="store_true", help="JSON rows (errors as fractions)")
+    pl = sub.add_parser("plot", help="plot measured points vs fitted curves (PNG)")
+    pl.add_argument("--source", default="reference", help="'reference' or a profile CSV path")
+    pl.add_argument("--out", default="results/profiles", help="output folder")
+    im = sub.add_parser("import-reference", help="write the converted reference table")
+    im.add_argument("out", help="output CSV path")
+    return p
+
+
+def _profiles(source: str):
+    return reference_profiles() if source == "reference" else read_profiles(source)
+
+
+def _nan_to_none(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def _cmd_fit(args) -> int:
+    from characterize.phase_model import load_phase_models
+
+    table = load_phase_models(args.source).error_table()
+    if args.json:
+        cols = ["model", "gpu", "tp", "phase", "points", "mape", "max_error", "fit_mape",
+                "outliers", "power_points", "power_mape", "power_max_error", "power_source",
+                "note"]  # fmt: skip
+        rows = [
+            {c: _nan_to_none(r[c].item() if hasattr(r[c], "item") else r[c]) for c in cols}
+            for _, r in table.iterrows()
+        ]
+        print(json.dumps(rows, indent=1))
+        return 0
+    show = table.copy()
+    for c in ["mape", "max_error", "fit_mape", "power_mape", "power_max_error"]:
+        show[c] = (show[c] * 100).round(1)
+    show = show.rename(
+        columns={
+            "mape": "mape_%",
+            "max_error": "max_err_%",
+            "fit_mape": "fit_mape_%",
+            "power_mape": "power_mape_%",
+            "power_max_error": "power_max_%",
+        }
+    )
+    print(f"held-out error (leave-one-point-out), source: {args.source}")
+    print(show.drop(columns=["power_source"]).to_string(index=False))
+    fallback = table[table["power_source"] != "measured"]
+    if len(fallback):
+        print("power fallback (no measured power):")
+        for _, r in fallback.drop_duplicates(["model", "gpu", "tp"]).iterrows():
+            print(f"  {r['model']}/{r['gpu']}/tp{r['tp']}: {r['power_source']}")
+    return 0
+
+
+def _cmd_import(args) -> int:
+    path = write_profiles(
+        reference_profiles(),
+        args.out,
+        metadata={
+            "source": "splitwise-sim data/perf_model.csv @8f99e7d (MIT, Pratyush Patel)",
+            "converted_by": "characterize.profiles.reference_profiles",
+        },
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def plot_phase_models(profiles, models, out_dir: Path) -> list[Path]:
+    """One PNG per (model, gpu, tp): measured points vs the fitted curves.
+
+    Panels: prefill latency vs batch tokens (single prompts and batches of 512-token prompts),
+    decode step latency vs batch size at several contexts per request, power per phase.
+    Written atomically; returns the paths. seaborn/matplotlib are imported here only.
+    """
+    import os
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for pm in models:
+        rows = profiles[
+            (profiles["model"] == pm.model)
+            & (profiles["gpu"] == pm.gpu)
+            & (profiles["tp"] == pm.tp)
+        ].copy()
+        rows["batch_tokens"] = rows["batch_size"] * rows["tokens_per_request"]
+        rows["latency_ms"] = rows["latency_s"] * 1e3
+        pre = rows[rows["phase"] == "prefill"].copy()
+        dec = rows[rows["phase"] == "decode"].copy()
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+        ax = axes[0]
+        pre["sweep"] = np.where(pre["batch_size"] == 1, "1 prompt", "batch of prompts")
+        sns.scatterplot(data=pre, x="batch_tokens", y="latency_ms", hue="sweep", ax=ax)
+        t_max = max(int(pre["batch_tokens"].max()), 8192)
+        grid = np.unique(np.geomspace(16, t_max, 80).astype(int))
+        ax.plot(grid, [pm.prefill_time([int(t)]) * 1e3 for t in grid], label="fit: 1 prompt")
+        bs = [b for b in range(1, t_max // 512 + 1)]
+        ax.plot([512 * b for b in bs], [pm.prefill_time([512] * b) * 1e3 for b in bs],
+                "--", label="fit: b x 512")  # fmt: skip
+        ax.set(xscale="log", yscale="log", xlabel="batch tokens", ylabel="prefill latency (ms)")
+        ax.legend(fontsize=8)
+        ax = axes[1]
+        ctx_values = sorted(set(dec["tokens_per_request"]))
+        dec["context/request"] = dec["tokens_per_request"].astype(str)
+        sns.scatterplot(data=dec, x="batch_size", y="latency_ms", hue="context/request", ax=ax,
+                        legend=len(ctx_values) <= 8)  # fmt: skip
+        b_grid = np.arange(1, max(int(dec["batch_size"].max()), 64) + 1)
+        for ctx in (576, 2048, 8192):
+            ax.plot(b_grid, [pm.decode_time(int(b), int(b * ctx)) * 1e3 for b in b_grid],
+                    label=f"fit: {ctx} ctx/request")  # fmt: skip
+        ax.set(xlabel="batch size", ylabel="decode step latency (ms)", xscale="log")
+        ax.legend(fontsize=7)
+        ax = axes[2]
+        ppre = pre[pre["power_w"].notna()]
+        pdec = dec[dec["power_w"].notna()]
+        ax.scatter(ppre["batch_tokens"], ppre["power_w"], label="prefill (measured)", marker="o")
+        ax.scatter(pdec["batch_size"], pdec["power_w"], label="decode (measured)", marker="s")
+        ax.plot(grid, [pm.prefill_power(int(t)) for t in grid], label="prefill fit (x=tokens)")
+        ax.plot(b_grid, [pm.decode_power(int(b)) for b in b_grid], label="decode fit (x=batch)")
+        ax.axhline(pm.idle_power_w, color="grey", ls=":", label="idle")
+        ax.set(xscale="log", xlabel="batch tokens (prefill) / batch size (decode)",
+               ylabel="instance power (W)")  # fmt: skip
+        ax.legend(fontsize=7)
+        fig.suptitle(f"{pm.model} / {pm.gpu} / TP{pm.tp}  (source: {models.source})")
+        fig.tight_layout()
+        path = out_dir / f"{pm.model}_{pm.gpu}_tp{pm.tp}.png"
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=out_dir)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=90, metadata={"Software": None})
+            os.replace(tmp, path)
+        finally:
+            plt.close(fig)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        paths.append(path)
+    return paths
+
+
+def _cmd_plot(args) -> int:
+    from characterize.phase_model import fit_all
+
+    profiles = _profiles(args.source)
+    models = fit_all(profiles, source=args.source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # plotted curves extend past the measured range
+        paths = plot_phase_models(profiles, models, Path(args.out))
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``splitbench-profiles``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    handlers = {"fit": _cmd_fit, "plot": _cmd_plot, "import-reference": _cmd_import}
+    try:
+        return handlers[args.command](args)
+    except (ProfileError, SpecError, NetworkError, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,417 @@
+"""Profile tables (DESIGN.md contract 2): read, validate, write, import the reference data.
+
+A profile table is a long pandas DataFrame, one row per measured point, with the columns
+``PROFILE_COLUMNS``. Units: seconds, watts, joules; ``power_w`` and ``energy_j`` are for the
+whole TP instance (all its GPUs), per iteration. ``energy_j`` is the energy of one iteration
+(``power_w x latency_s``); both are NaN where the power is unknown.
+
+- prefill rows: ``tokens_per_request`` = prompt tokens of each request; ``latency_s`` = one
+  prefill iteration of the whole batch (``batch_size`` requests);
+- decode rows: ``tokens_per_request`` = context tokens each request already holds;
+  ``latency_s`` = one decode step of the whole batch (one new token per request).
+
+Errors are :class:`ProfileError` (a ``ValueError``) with a one-line message naming the file
+(or data set), the 1-based data row and the column.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from characterize.specs import GPUSpec, SpecError, list_specs, load_gpu, load_machine, load_model
+from characterize.units import ms_to_s
+
+PROFILE_COLUMNS = [
+    "model",
+    "gpu",
+    "tp",
+    "phase",
+    "batch_size",
+    "tokens_per_request",
+    "latency_s",
+    "power_w",
+    "energy_j",
+    "repeats",
+    "latency_std_s",
+    "source",
+]
+PHASES = ("prefill", "decode")
+KEY_COLUMNS = ["model", "gpu", "tp", "phase", "batch_size", "tokens_per_request"]
+_INT_COLUMNS = ["tp", "batch_size", "tokens_per_request", "repeats"]
+_FLOAT_COLUMNS = ["latency_s", "power_w", "energy_j", "latency_std_s"]
+_STR_COLUMNS = ["model", "gpu", "phase", "source"]
+
+DATA_ROOT = Path(__file__).resolve().parent / "data"
+REFERENCE_DIR = DATA_ROOT / "reference"
+SPLITWISE_CSV = REFERENCE_DIR / "splitwise-sim" / "perf_model.csv"
+REFERENCE_SOURCE = "splitwise-paper-dgx (splitwise-sim perf_model.csv @8f99e7d)"
+REFERENCE_PCAP_SOURCE = (
+    "splitwise-paper-dgx (splitwise-sim perf_model.csv @8f99e7d; "
+    "derived: 1.3x h100 prompt, h100 token)"
+)
+
+
+class ProfileError(ValueError):
+    """A profile table is malformed (one-line message naming file, row and column)."""
+
+
+# ----------------------------------------------------------------------------- gpu names
+
+
+def known_profile_gpus() -> list[str]:
+    """GPU keys a profile table may use: GPU spec names and every machine's ``profile_gpu``."""
+    names = set(list_specs("gpus"))
+    for m in list_specs("machines"):
+        try:
+            names.add(load_machine(m).profile_gpu)
+        except SpecError:
+            continue
+    return sorted(names)
+
+
+def _profile_gpu(gpu: str) -> tuple[GPUSpec, float]:
+    """(GPU spec, per-GPU power budget W) of a profile ``gpu`` key (see gpu_power_facts)."""
+    for m in list_specs("machines"):
+        try:
+            spec = load_machine(m)
+        except SpecError:
+            continue
+        if spec.profile_gpu == gpu:
+            return spec.gpu, float(spec.gpu_power_w)
+    try:
+        g = load_gpu(gpu)
+    except SpecError as e:
+        raise ProfileError(f"unknown gpu '{gpu}' (known: {', '.join(known_profile_gpus())})") from e
+    return g, float(g.power_limit_w)
+
+
+def profile_gpu_spec(gpu: str) -> GPUSpec:
+    """The GPUSpec behind a profile ``gpu`` key (``h100-80gb-pcap`` -> the H100 spec)."""
+    return _profile_gpu(gpu)[0]
+
+
+def gpu_power_facts(gpu: str) -> tuple[float, float]:
+    """(power budget per GPU, idle power per GPU) in W for a profile ``gpu`` key.
+
+    A machine whose ``profile_gpu`` is ``gpu`` gives its per-GPU budget (caps applied, e.g.
+    490 W for ``h100-80gb-pcap``) and its GPU's idle power; otherwise the GPU spec's power
+    limit and idle power. Raises :class:`ProfileError` for an unknown key.
+    """
+    spec, budget = _profile_gpu(gpu)
+    return budget, float(spec.idle_power_w)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _fail(source: str, row: int | None, column: str, msg: str) -> ProfileError:
+    where = f"{source}: row {row}" if row is not None else source
+    return ProfileError(f"{where}: column '{column}': {msg}")
+
+
+def validate_profiles(df: pd.DataFrame, source: str = "<profiles>") -> pd.DataFrame:
+    """Check a profile table against contract 2 and return a typed copy (columns in order).
+
+    Checks: every column present; ``model`` is a known model spec; ``gpu`` is a GPU spec name or
+    a machine's ``profile_gpu``; ``phase`` in prefill|decode; ``tp``, ``batch_size``,
+    ``tokens_per_request``, ``repeats`` positive integers; ``latency_s`` finite and > 0;
+    ``power_w``/``energy_j``/``latency_std_s`` NaN or >= 0; every (model, gpu, tp) has both
+    phases; rows with the same key (model, gpu, tp, phase, batch_size, tokens_per_request) agree
+    on their values. Nothing is dropped. Rows are reported 1-based in table order (row 1 is the
+    first data row, i.e. line 2 of a CSV file). Raises :class:`ProfileError`.
+    """
+    missing = [c for c in PROFILE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ProfileError(f"{source}: missing column '{missing[0]}' (need {PROFILE_COLUMNS})")
+    out = df[PROFILE_COLUMNS].reset_index(drop=True).copy()
+    if len(out) == 0:
+        raise ProfileError(f"{source}: no rows")
+    for col in _STR_COLUMNS:
+        vals = out[col]
+        bad = vals.isna() | (vals.astype(str).str.strip() == "")
+        if col == "source":
+            out[col] = vals.where(~bad, "").astype(str)
+            continue
+        if bad.any():
+            raise _fail(source, int(np.flatnonzero(bad.to_numpy())[0]) + 1, col, "empty")
+        out[col] = vals.astype(str).str.strip()
+    for col in _INT_COLUMNS:
+        num = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(num) | (num < 1) | (num != np.round(num))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise _fail(source, i + 1, col, f"must be a positive integer (got {df[col].iloc[i]!r})")
+        out[col] = num.astype(np.int64)
+    for col in _FLOAT_COLUMNS:
+        num = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float)
+        raw = out[col]
+        unparsable = np.isnan(num) & raw.notna().to_numpy() & (raw.astype(str) != "nan").to_numpy()
+        if unparsable.any():
+            i = int(np.flatnonzero(unparsable)[0])
+            raise _fail(source, i + 1, col, f"not a number ({raw.iloc[i]!r})")
+        if col == "latency_s":
+            bad = ~np.isfinite(num) | (num <= 0)
+            what = "must be finite and > 0"
+        else:
+            bad = np.isinf(num) | (num < 0)
+            what = "must be NaN or finite and >= 0"
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise _fail(source, i + 1, col, f"{what} (got {num[i]!r})")
+        out[col] = num
+    phases = out["phase"].to_numpy()
+    bad_phase = ~np.isin(phases, PHASES)
+    if bad_phase.any():
+        i = int(np.flatnonzero(bad_phase)[0])
+        raise _fail(source, i + 1, "phase", f"must be prefill or decode (got {phases[i]!r})")
+    for i, name in enumerate(out["model"]):
+        if i and name == out["model"].iat[i - 1]:
+            continue
+        try:
+            load_model(name)
+        except SpecError as e:
+            raise _fail(source, i + 1, "model", str(e)) from None
+    gpus = set(known_profile_gpus())
+    bad_gpu = ~out["gpu"].isin(gpus).to_numpy()
+    if bad_gpu.any():
+        i = int(np.flatnonzero(bad_gpu)[0])
+        raise _fail(
+            source,
+            i + 1,
+            "gpu",
+            f"unknown gpu '{out['gpu'].iat[i]}' (known: {', '.join(sorted(gpus))})",
+        )
+    for (model, gpu, tp), grp in out.groupby(["model", "gpu", "tp"], sort=True):
+        have = set(grp["phase"])
+        for ph in PHASES:
+            if ph not in have:
+                raise _fail(
+                    source,
+                    int(grp.index[0]) + 1,
+                    "phase",
+                    f"({model}, {gpu}, tp={tp}) has no {ph} rows",
+                )
+    dup = out.duplicated(KEY_COLUMNS, keep=False)
+    if dup.any():
+        values = ["latency_s", "power_w", "energy_j", "repeats", "latency_std_s"]
+        for _, grp in out[dup].groupby(KEY_COLUMNS, sort=False):
+            ref = grp.iloc[0]
+            for idx, row in grp.iloc[1:].iterrows():
+                for col in values:
+                    a, b = ref[col], row[col]
+                    same = (pd.isna(a) and pd.isna(b)) or a == b
+                    if not same:
+                        raise _fail(
+                            source,
+                            int(idx) + 1,
+                            col,
+                            f"duplicate key of row {int(grp.index[0]) + 1} with a different "
+                            f"value ({b!r} vs {a!r})",
+                        )
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def metadata_path(path: str | os.PathLike) -> Path:
+    """The provenance sidecar of a profile CSV: ``NAME.meta.json`` next to ``NAME.csv``."""
+    p = Path(path)
+    return p.with_name(p.stem + ".meta.json")
+
+
+def write_profiles(df: pd.DataFrame, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Validate ``df`` and write it as CSV (columns ``PROFILE_COLUMNS``), atomically.
+
+    ``metadata`` (JSON-serializable: device, driver, software versions, command, ...) goes to
+    the sidecar :func:`metadata_path` (also atomic, keys sorted). Returns the CSV path.
+    """
+    path = Path(path)
+    table = validate_profiles(df, str(path))
+    _atomic_write_text(path, table.to_csv(index=False, lineterminator="\n"))
+    if metadata is not None:
+        text = json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n"
+        _atomic_write_text(metadata_path(path), text)
+    return path
+
+
+def read_profiles(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate a profile CSV written by :func:`write_profiles` (or by hand)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileError(f"{path}: no such profile file")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ProfileError(f"{path}: not a readable CSV: {msg}") from None
+    return validate_profiles(df, str(path))
+
+
+def read_metadata(path: str | os.PathLike) -> dict | None:
+    """The provenance sidecar of a profile CSV, or None when there is none."""
+    meta = metadata_path(path)
+    if not meta.is_file():
+        return None
+    try:
+        return json.loads(meta.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ProfileError(f"{meta}: not valid JSON: {e}") from None
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+@cache
+def _reference_table() -> pd.DataFrame:
+    raw = pd.read_csv(SPLITWISE_CSV)
+    raw = raw.rename(columns={"hardware": "gpu", "tensor_parallel": "tp"})
+    rows: list[dict] = []
+
+    def power_scale(gpu: str, tp: int) -> float:
+        # normalized-to-TDP -> whole-instance watts: x the GPU's power limit x tp GPUs
+        return load_gpu(gpu).power_limit_w * tp if gpu in list_specs("gpus") else math.nan
+
+    def fold(vals_ms: np.ndarray) -> tuple[float, float, int]:
+        secs = np.array([ms_to_s(float(v)) for v in vals_ms])
+        std = float(secs.std(ddof=1)) if len(secs) > 1 else math.nan
+        return float(secs.mean()), std, len(secs)
+
+    def mean_power(vals: np.ndarray, scale: float) -> float:
+        vals = vals[vals > 0]  # 0 means "not recorded" in the source
+        return float(vals.mean()) * scale if len(vals) else math.nan
+
+    for (model, gpu, tp), grp in raw.groupby(["model", "gpu", "tp"], sort=True):
+        tp = int(tp)
+        source = REFERENCE_PCAP_SOURCE if gpu.endswith("-pcap") else REFERENCE_SOURCE
+        scale = power_scale(gpu, tp)
+        for (prompt, batch), g in grp.groupby(["prompt_size", "batch_size"], sort=True):
+            lat, std, n = fold(g["prompt_time"].to_numpy())
+            pw = mean_power(g["peak_power"].to_numpy(dtype=float), scale)
+            rows.append(
+                dict(model=model, gpu=gpu, tp=tp, phase="prefill", batch_size=int(batch),
+                     tokens_per_request=int(prompt), latency_s=lat, power_w=pw,
+                     energy_j=pw * lat, repeats=n, latency_std_s=std, source=source)
+            )  # fmt: skip
+        ctx = grp["prompt_size"] + grp["token_size"] // 2
+        for (c, batch), g in grp.assign(ctx=ctx).groupby(["ctx", "batch_size"], sort=True):
+            lat, std, n = fold(g["token_time"].to_numpy())
+            pw = mean_power(g["average_power"].to_numpy(dtype=float), scale)
+            rows.append(
+                dict(model=model, gpu=gpu, tp=tp, phase="decode", batch_size=int(batch),
+                     tokens_per_request=int(c), latency_s=lat, power_w=pw,
+                     energy_j=pw * lat, repeats=n, latency_std_s=std, source=source)
+            )  # fmt: skip
+    df = pd.DataFrame(rows, columns=PROFILE_COLUMNS)
+    return validate_profiles(df, str(SPLITWISE_CSV))
+
+
+def reference_profiles() -> pd.DataFrame:
+    """The Splitwise paper's DGX-A100/DGX-H100 measurements as a contract-2 profile table.
+
+    Source: ``characterize/data/reference/splitwise-sim/perf_model.csv`` (splitwise-sim @8f99e7d,
+    MIT, Pratyush Patel). Conversions, one source row = one repeat of one request batch:
+
+    - units: prompt_time and token_time are ms -> s (``units.ms_to_s``);
+    - ``gpu`` = the file's ``hardware`` (a100-80gb, h100-80gb, h100-80gb-pcap); ``tp`` = its
+      ``tensor_parallel`` (2, 4, 8) as measured;
+    - prefill row per (prompt_size, batch_size): ``tokens_per_request`` = prompt_size,
+      ``latency_s`` = prompt_time (time to first token of the batch); the token_size sweep's
+      rows at the same prompt and batch are repeats of the same prefill and fold in;
+    - decode row per (prompt_size + token_size/2, batch_size): the token phase's context is the
+      prompt plus about half the generated tokens, ``tokens_per_request`` = prompt_size +
+      token_size // 2; ``latency_s`` = token_time (ms per output token = one decode step of the
+      batch);
+    - repeats (~5, 15 for the point shared by the sweeps) are folded into the mean
+      (``latency_s``), the sample standard deviation (``latency_std_s``, ddof=1) and the count
+      (``repeats``);
+    - power: the A100 power columns are normalized to TDP; instance watts = value x the GPU's
+      power limit (400 W) x tp. Prefill rows take ``peak_power`` (the request's peak, reached in
+      the compute-bound prompt phase); decode rows take ``average_power`` (the request's mean,
+      dominated by its 127+ decode steps). Zeros mean "not recorded" (all H100 rows, the A100
+      token_size sweep and batch 32/64 rows) and are excluded from the mean; with none left,
+      ``power_w`` is NaN. ``energy_j`` = ``power_w`` x ``latency_s`` (NaN with the power);
+    - the ``h100-80gb-pcap`` rows are derived in the source (prompt_time exactly 1.3x the
+      h100-80gb rows, token_time identical); their ``source`` says so.
+
+    Returns a fresh copy (the parsed table is cached in-process).
+    """
+    return _reference_table().copy()
+
+
+def shard_to_machine(
+    df: pd.DataFrame,
+    tp: int,
+    allreduce: str | Callable[[int], float],
+    *,
+    source_note: str | None = None,
+) -> pd.DataFrame:
+    """A profile measured on ONE GPU running a TP-``tp`` shard -> the TP-``tp`` machine profile.
+
+    Per iteration, each transformer layer adds 2 NCCL all-reduces (after attention and after the
+    MLP) of ``batch tokens x hidden_size x 2 bytes`` (fp16/bf16 activations): prefill batch
+    tokens = ``batch_size x tokens_per_request`` (the prompts), decode batch tokens =
+    ``batch_size`` (one new token per request). ``latency_s`` += ``2 x num_layers x
+    allreduce(nbytes)``. ``power_w`` (one GPU) is scaled x ``tp`` GPUs and ``energy_j`` =
+    ``power_w x latency_s`` of the new latency (the all-reduce time is assumed to draw the same
+    power). ``tp`` is set on every row; input rows must have tp 1 or ``tp``.
+
+    ``allreduce`` is a GPU name or family (``a100*`` -> the vidur ``a100_dgx`` table, ``h100*``
+    and ``h200*`` -> ``h100_dgx``, see :mod:`characterize.network`) or a callable
+    ``nbytes -> seconds``. ``source`` gets ``+ nccl allreduce (...)`` appended.
+    """
+    from characterize.network import allreduce_time, network_family
+
+    table = validate_profiles(df, "shard_to_machine input")
+    if int(tp) < 1:
+        raise ProfileError(f"shard_to_machine: tp must be >= 1 (got {tp})")
+    bad = ~table["tp"].isin([1, int(tp)])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise _fail("shard_to_machine input", i + 1, "tp", f"must be 1 or {tp}")
+    if callable(allreduce):
+        ar: Callable[[int], float] = allreduce
+        note = source_note or "nccl allreduce (user function)"
+    else:
+        family = network_family(str(allreduce))
+        note = source_note or f"nccl allreduce (vidur {family}_dgx, tp={tp})"
+
+        def ar(nbytes: int) -> float:
+            return allreduce_time(family, int(tp), nbytes)
+
+    out = table.copy()
+    lat = out["latency_s"].to_numpy(dtype=float).copy()
+    for i, row in enumerate(out.itertuples(index=False)):
+        spec = load_model(row.model)
+        tokens = row.batch_size * (row.tokens_per_request if row.phase == "prefill" else 1)
+        nbytes = int(tokens * spec.hidden_size * 2)
+        if int(tp) > 1:
+            lat[i] += 2 * spec.num_layers * float(ar(nbytes))
+    out["latency_s"] = lat
+    out["tp"] = int(tp)
+    out["power_w"] = out["power_w"] * int(tp)
+    out["energy_j"] = out["power_w"] * out["latency_s"]
+    out["source"] = [f"{s} + {note}" if s else note for s in out["source"]]
+    return validate_profiles(out, "shard_to_machine output")
