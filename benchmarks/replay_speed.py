@@ -1,0 +1,173 @@
+"""Speed and memory of the replay simulator (one CPU core, one fresh process per case).
+
+Usage::
+
+    python benchmarks/replay_speed.py                 # all cases, one JSON line each + ratio
+    python benchmarks/replay_speed.py --case code-70  # one case in this process
+
+Cases:
+- ``conv-hour-hh`` / ``conv-hour-base``: the whole Azure conversation hour (19,366 requests),
+  Llama-2-70B, Splitwise-HH and Baseline-H100 sized near capacity;
+- ``code-70`` / ``code-130``: a 600 s Poisson re-sample of the Azure code trace at 70 and
+  130 req/s (42k / 78k requests), BLOOM-176B, Splitwise-HH 23 prompt + 10 token machines (the
+  splitwise-sim reference run; 130 req/s is overloaded).
+
+Per case: requests, cpu_s (time.process_time of the simulate() call: event loop plus metrics),
+sim_cpu_s (event loop only), requests_per_cpu_s, peak_rss_mb and rss_growth_kb_per_request
+(resource.getrusage, max RSS after minus before the replay, divided by requests: transient
+arrays included) and retained_kb_per_request (tracemalloc, a second replay: the memory a finished
+result plus the engine state still hold, per request). The last line compares overloaded and normal
+speed (code-130 / code-70 requests per CPU second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure-llm-2023"
+CASES = {
+    # name: (trace, rate or None for the whole hour, model, design, sizes)
+    "conv-hour-hh": ("azure-conv-2023", None, "llama2-70b", "splitwise-hh", dict(
+        prompt_machines=1, token_machines=2)),
+    "conv-hour-base": ("azure-conv-2023", None, "llama2-70b", "baseline-h100", dict(machines=2)),
+    "code-70": ("azure-code-2023", 70.0, "bloom-176b", "splitwise-hh", dict(
+        prompt_machines=23, token_machines=10)),
+    "code-130": ("azure-code-2023", 130.0, "bloom-176b", "splitwise-hh", dict(
+        prompt_machines=23, token_machines=10)),
+}  # fmt: skip
+DURATION_S = 600.0
+
+
+def _csv_trace(name: str) -> pd.DataFrame:
+    """Fallback reader of the shared Azure CSVs (used when the traces package is missing)."""
+    path = SHARED_TRACES / f"AzureLLMInferenceTrace_{name.split('-')[1]}.csv"
+    raw = pd.read_csv(path)
+    ts = pd.to_datetime(raw["TIMESTAMP"])
+    arrival = (ts - ts.min()).dt.total_seconds().to_numpy()
+    order = np.argsort(arrival, kind="stable")
+    return pd.DataFrame(
+        {
+            "request_id": np.arange(len(raw)),
+            "arrival_s": arrival[order],
+            "prompt_tokens": raw["ContextTokens"].to_numpy()[order],
+            "output_tokens": raw["GeneratedTokens"].to_numpy()[order],
+        }
+    )
+
+
+def load_trace(name: str, rate: float | None, seed: int = 0) -> pd.DataFrame:
+    try:
+        import traces
+        from traces import transforms
+
+        df = traces.load(name, sort=True)
+        if rate is not None:
+            df = transforms.resample(df, rate, duration_s=DURATION_S, seed=seed)
+        return df
+    except ImportError:
+        df = _csv_trace(name)
+        if rate is None:
+            return df
+        rng = np.random.default_rng(seed)
+        arr = np.cumsum(rng.exponential(1.0 / rate, int(rate * DURATION_S * 1.2) + 100))
+        arr = arr[arr < DURATION_S]
+        pick = rng.integers(0, len(df), arr.size)
+        return pd.DataFrame(
+            {
+                "request_id": np.arange(arr.size),
+                "arrival_s": arr,
+                "prompt_tokens": df["prompt_tokens"].to_numpy()[pick],
+                "output_tokens": df["output_tokens"].to_numpy()[pick],
+            }
+        )
+
+
+def run_case(name: str) -> dict:
+    from characterize.phase_model import load_phase_models
+    from replay import make_design, simulate
+
+    trace_name, rate, model, design_name, sizes = CASES[name]
+    setup0 = time.process_time()
+    tr = load_trace(trace_name, rate)
+    pms = load_phase_models("reference")
+    design = make_design(design_name, model, **sizes)
+    setup_cpu = time.process_time() - setup0
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu0 = time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # extrapolation warnings of the fitted phase model
+        res = simulate(tr, design, phase_models=pms)
+    cpu = time.process_time() - cpu0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    n = len(tr)
+    s = res.summary
+    sim_cpu = res.runtime["simulate_cpu_s"]
+    del res
+    # retained memory: what a finished replay (result + engine state) holds, per request
+    gc.collect()
+    tracemalloc.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = simulate(tr, design, phase_models=pms)
+    gc.collect()
+    retained = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del kept
+    return {
+        "case": name,
+        "design": f"{design_name} {sizes}",
+        "model": model,
+        "requests": n,
+        "cpu_s": round(cpu, 4),
+        "sim_cpu_s": round(sim_cpu, 4),
+        "requests_per_cpu_s": round(n / cpu, 1),
+        "sim_requests_per_cpu_s": round(n / sim_cpu, 1),
+        "setup_cpu_s": round(setup_cpu, 3),
+        "peak_rss_mb": round(rss1 / 1024.0, 1),
+        "rss_growth_kb_per_request": round((rss1 - rss0) / n, 3),
+        "retained_kb_per_request": round(retained / 1024.0 / n, 3),
+        "completed": s["requests"]["completed"],
+        "ttft_p99_s": s["ttft_s"]["p99"],
+        "e2e_slowdown_p99": s["slowdown"]["e2e"]["p99"],
+        "slo_ok": s["slo"]["all_ok"],
+        "max_decode_batch": s["max_decode_batch"],
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", choices=sorted(CASES), help="run one case in this process")
+    args = ap.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(args.case)), flush=True)
+        return 0
+    rows = {}
+    for name in CASES:
+        out = subprocess.run(
+            [sys.executable, __file__, "--case", name], capture_output=True, text=True
+        )
+        if out.returncode != 0:
+            print(out.stderr, file=sys.stderr)
+            return out.returncode
+        line = out.stdout.strip().splitlines()[-1]
+        rows[name] = json.loads(line)
+        print(line, flush=True)
+    ratio = rows["code-130"]["requests_per_cpu_s"] / rows["code-70"]["requests_per_cpu_s"]
+    print(json.dumps({"overloaded_over_normal_speed": round(ratio, 3)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,658 @@
+"""The discrete-event core: machines, pools, the cluster and machine schedulers.
+
+Event loop (SimPy-style, specialised): one heap of ``(time, seq, machine, version)`` machine
+wake-ups, merged with the sorted stream of request arrivals (arrivals need no heap entries).
+A machine keeps at most one live wake-up; rescheduling bumps its version and the stale entry is
+skipped when popped. Ties: an arrival at the same time as a wake-up is handled first (so requests
+arriving together are batched together: an idle machine starts work through a wake-up at the
+arrival time, not inside the arrival); wake-ups at the same time run in the order they were
+scheduled (``seq``).
+
+Machine model (one TP instance on one DGX node):
+
+- *prompt* machines: FCFS prompt queue, one prefill iteration at a time, a batch takes prompts
+  in order while the sum stays <= ``prompt_batch_tokens`` (a longer single prompt runs alone).
+- *token* machines: continuous batching. Between two events that change the batch (an admission,
+  a completion, a preemption) decode iterations are deterministic: with
+  ``decode_time = a + b*B + q*B^2 + c*C`` (B fixed within a span) and C growing by B per
+  iteration the durations form an arithmetic series, so a machine advances by whole *spans* of iterations in closed form. The
+  next wake-up is the first of: the next completion (a heap keyed by the iteration index at which
+  each request finishes), the iteration at which the KV cache would overflow, and the first
+  iteration boundary at or after the next incoming KV transfer. An arrival in the middle of a span
+  cuts the span at the next boundary (solved from the quadratic, then checked).
+- *mixed* machines (the baselines' machines and Splitwise's mixed pool) run both phases: prompts
+  first; a prefill iteration also carries one decode step of the running batch (mixed batching):
+  ``iteration time = prefill_time(prompt chunk) + decode_time(B, C)``.
+
+Admission without output-length knowledge: a request joins a decode batch when its current
+context fits with a watermark: ``C + context + watermark <= capacity`` (the watermark is waived
+on an empty machine) and ``B < max_batch_size``. When the cache fills mid-run (C > capacity before
+an iteration) the youngest request is preempted: its KV is dropped, it goes to the front of the
+machine's wait queue and is recomputed later (a prefill of prompt + generated tokens, which also
+yields its next token). Requests already preempted ``max_preemptions`` times are spared while
+another victim exists (the cap on preemptions per request). Nothing fails.
+
+KV accounting: C = sum over the batch of (prompt + tokens generated so far) = the context each
+request attends to in the next iteration (one token more than stored, conservative by B).
+
+Cluster scheduler (at arrival; both machines are chosen then, so the KV transfer overlaps the
+prompt): ``jsq`` picks the prompt machine with the fewest pending prompt tokens (queued or in a
+prefill iteration) and the token machine with the fewest assigned context tokens (prompt tokens
+of requests assigned and not finished); baselines use the sum of both. ``round-robin`` and
+``random`` (seeded) are the alternatives. Mixed pool (split designs): when the chosen prompt
+machine holds >= ``prompt_queue_threshold_tokens`` pending prompt tokens, the least-loaded token
+pool machine moves to the mixed pool and takes the request (both phases); when the chosen token
+machine's assigned tokens would exceed ``token_kv_threshold_fraction`` of its KV capacity, the
+least-loaded prompt machine (other than the chosen one) moves to the mixed pool and takes the
+token phase. A request whose prompt machine is mixed runs both phases there. A mixed machine goes
+back to its home pool when it holds no work of the other kind.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
+from itertools import count
+
+import numpy as np
+
+from replay.errors import ReplayError
+
+INF = float("inf")
+IDLE, PREFILL, DECODE = 0, 1, 2
+PROMPT, TOKEN, MIXED = 0, 1, 2
+ROLE_NAMES = ("prompt", "token", "mixed")
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Reference scheduler options (tokens, seconds, fractions)."""
+
+    policy: str = "jsq"  # "jsq" | "round-robin" | "random"
+    prompt_batch_tokens: int = 2048
+    max_batch_size: int | None = None  # decode batch cap; None: only KV memory limits it
+    kv_watermark_fraction: float = 0.02  # free KV kept at admission (of capacity)
+    max_preemptions: int = 3  # cap on preemptions per request (victim choice, see engine doc)
+    mixed_pool: bool = True
+    prompt_queue_threshold_tokens: int = 8192
+    token_kv_threshold_fraction: float = 0.9
+    enforce_max_context: bool = True  # reject prompt + output > model.max_context_tokens
+
+    def validate(self) -> None:
+        """Raise a one-line ReplayError for an impossible option."""
+        if self.policy not in ("jsq", "round-robin", "random"):
+            raise ReplayError(
+                f"scheduler.policy: unknown '{self.policy}' (known: jsq, round-robin, random)"
+            )
+        if self.prompt_batch_tokens < 1:
+            raise ReplayError("scheduler.prompt_batch_tokens: must be >= 1")
+        if self.max_batch_size is not None and self.max_batch_size < 1:
+            raise ReplayError("scheduler.max_batch_size: must be >= 1 or None")
+        if not 0.0 <= self.kv_watermark_fraction < 1.0:
+            raise ReplayError("scheduler.kv_watermark_fraction: must be in [0, 1)")
+        if self.max_preemptions < 0:
+            raise ReplayError("scheduler.max_preemptions: must be >= 0")
+        if self.prompt_queue_threshold_tokens < 1:
+            raise ReplayError("scheduler.prompt_queue_threshold_tokens: must be >= 1")
+        if not 0.0 < self.token_kv_threshold_fraction:
+            raise ReplayError("scheduler.token_kv_threshold_fraction: must be > 0")
+
+
+class Machine:
+    """One TP instance: queues, decode batch state, the current span, and its records."""
+
+    __slots__ = (
+        "idx", "spec", "home", "role", "cl", "a", "b", "c", "q", "pf", "cap", "wm", "maxb",
+        "queue", "wait", "incoming", "done", "fresh", "rc", "rc_tokens", "pbatch", "ptoks",
+        "p_load", "d_load", "kind", "t0", "d0", "inc", "B", "C", "it", "wake_n", "wake_t", "ver",
+        "sp_t0", "sp_n", "sp_d0", "sp_inc", "sp_b", "sp_k0", "sp_ptok", "sp_role",
+        "sg_req", "sg_s0", "sg_s1", "nspans", "role_since", "pool_time", "pool_busy",
+        "max_c", "max_b", "busy_mark",
+    )  # fmt: skip
+
+    def __init__(self, cl, idx, spec_name, role, coef, prefill_sums, cap, wm, maxb):
+        self.idx = idx
+        self.spec = spec_name
+        self.home = role
+        self.role = role
+        self.cl = cl
+        self.a, self.b, self.c, self.q = coef
+        self.pf = prefill_sums
+        self.cap = cap
+        self.wm = wm
+        self.maxb = maxb
+        self.queue = deque()  # prompt queue (request ids), FCFS
+        self.wait = deque()  # requests waiting for decode admission (KV here or to recompute)
+        self.incoming = []  # heap (t_ready, seq, request): KV transfers in flight to here
+        self.done = []  # heap (finish iteration index, join seq, request): the decode batch
+        self.fresh = []  # joined from a transfer, first decode iteration not yet run
+        self.rc = []  # admitted preempted requests, recomputed in the next iteration
+        self.rc_tokens = 0
+        self.pbatch = []  # requests in the running prefill iteration
+        self.ptoks = 0
+        self.p_load = 0  # pending prompt tokens (queued or in a prefill iteration)
+        self.d_load = 0  # prompt tokens of requests assigned here for decode, not finished
+        self.kind = IDLE
+        self.t0 = 0.0
+        self.d0 = 0.0
+        self.inc = 0.0
+        self.B = 0
+        self.C = 0
+        self.it = 0  # decode iterations run by this machine's batch so far
+        self.wake_n = 0
+        self.wake_t = INF
+        self.ver = 0
+        self.sp_t0 = array("d")
+        self.sp_n = array("q")
+        self.sp_d0 = array("d")
+        self.sp_inc = array("d")
+        self.sp_b = array("q")
+        self.sp_k0 = array("q")
+        self.sp_ptok = array("q")
+        self.sp_role = array("b")
+        self.sg_req = array("q")
+        self.sg_s0 = array("q")
+        self.sg_s1 = array("q")
+        self.nspans = 0
+        self.role_since = 0.0
+        self.pool_time = [0.0, 0.0, 0.0]
+        self.pool_busy = [0.0, 0.0, 0.0]
+        self.max_c = 0
+        self.max_b = 0
+        self.busy_mark = 0.0  # busy time before this instant is already credited to a pool
+
+    # ---- scheduling helpers -------------------------------------------------------------
+    def schedule(self, t):
+        self.ver += 1
+        self.wake_t = t
+        cl = self.cl
+        heappush(cl.heap, (t, next(cl.seq), self, self.ver))
+
+    def boundary_at_or_after(self, t):
+        """Smallest n >= 0 with span_start + n*d0 + inc*n*(n-1)/2 >= t (current decode span)."""
+        x = t - self.t0
+        if x <= 0.0:
+            return 0
+        d0 = self.d0
+        inc = self.inc
+        if inc > 0.0:
+            h = d0 - 0.5 * inc
+            n = math.ceil((-h + math.sqrt(h * h + 2.0 * inc * x)) / inc)
+        else:
+            n = math.ceil(x / d0)
+        if n < 0:
+            n = 0
+        while self.t0 + n * d0 + inc * n * (n - 1) * 0.5 < t:
+            n += 1
+        while n > 0 and self.t0 + (n - 1) * d0 + inc * (n - 1) * (n - 2) * 0.5 >= t:
+            n -= 1
+        return n
+
+    def notify(self, t, now):
+        """Something (a prompt, a KV transfer) is ready here at time t >= now: wake in time."""
+        kind = self.kind
+        if kind == IDLE:
+            if t < now:
+                t = now
+            if t < self.wake_t:
+                self.schedule(t)
+        elif kind == DECODE:
+            n = self.boundary_at_or_after(t)
+            if n < self.wake_n:
+                self.wake_n = n
+                self.schedule(self.t0 + n * self.d0 + self.inc * n * (n - 1) * 0.5)
+        # PREFILL: the end of the running iteration looks at everything queued
+
+    def set_role(self, role, now):
+        if self.kind != IDLE:  # split the running activity's busy time at the pool change
+            start = self.t0 if self.t0 > self.busy_mark else self.busy_mark
+            self.pool_busy[self.role] += now - start
+            self.busy_mark = now
+        self.pool_time[self.role] += now - self.role_since
+        self.role_since = now
+        self.role = role
+        self.cl.role_changes.append((now, self.idx, role))
+        self.cl.repool()
+
+    # ---- the wake-up: close the running activity, then decide the next ------------------
+    def wake(self, T):
+        kind = self.kind
+        if kind == DECODE:
+            n = self.wake_n
+            if n > 0:
+                B = self.B
+                if self.C + (n - 1) * B > self.max_c:
+                    self.max_c = self.C + (n - 1) * B
+                self._record(n, self.d0, self.inc, B, 0, T)
+                self.it += n
+                self.C += n * B
+        elif kind == PREFILL:
+            B = self.B
+            self._record(1, T - self.t0, 0.0, B, self.ptoks, T)
+            if B:
+                self.it += 1
+                self.C += B
+            self._finish_prefill(T)
+        self.kind = IDLE
+        self.wake_t = INF
+        done = self.done
+        if done:
+            it = self.it
+            while done and done[0][0] <= it:
+                self._complete(heappop(done)[2], T)
+        inc = self.incoming
+        while inc and inc[0][0] <= T:
+            self.wait.append(heappop(inc)[2])
+        if self.wait:
+            self._admit(T)
+        self._start(T)
+        if self.role == MIXED and self.home != MIXED:
+            self._maybe_return(T)
+
+    def _record(self, n, d0, inc, B, ptok, T):
+        """Close a span of n iterations (first duration d0, increment inc) ending at T."""
+        t0 = self.t0
+        fresh = self.fresh
+        k0 = 0
+        if fresh:
+            k0 = len(fresh)
+            cl = self.cl
+            first_end = t0 + d0
+            t_last = cl.t_last
+            for r in fresh:
+                cl.gap_req.append(r)
+                cl.gap_val.append(first_end - t_last[r])
+            fresh.clear()
+        self.sp_t0.append(t0)
+        self.sp_n.append(n)
+        self.sp_d0.append(d0)
+        self.sp_inc.append(inc)
+        self.sp_b.append(B)
+        self.sp_k0.append(k0)
+        self.sp_ptok.append(ptok)
+        self.sp_role.append(self.role)
+        self.nspans += 1
+        start = t0 if t0 > self.busy_mark else self.busy_mark
+        self.pool_busy[self.role] += T - start
+        self.busy_mark = T
+
+    def _finish_prefill(self, T):
+        cl = self.cl
+        ptok = cl.ptok
+        otok = cl.otok
+        tm_of = cl.tm_of
+        gen = cl.gen
+        t_last = cl.t_last
+        machines = cl.machines
+        me = self.idx
+        t_start = self.t0
+        for r in self.pbatch:
+            if cl.recompute[r]:
+                cl.recompute[r] = False
+                g = gen[r] + 1
+                gen[r] = g
+                cl.gap_req.append(r)
+                cl.gap_val.append(T - t_last[r])
+                t_last[r] = T
+                if g >= otok[r]:
+                    cl.t_done[r] = T
+                    self.d_load -= ptok[r]
+                    cl.completed += 1
+                else:
+                    self._join(r)
+                continue
+            p = ptok[r]
+            self.p_load -= p
+            cl.t_first[r] = T
+            gen[r] = 1
+            t_last[r] = T
+            tm = tm_of[r]
+            if otok[r] == 1:  # done at the first token: no KV transfer, no decode
+                cl.t_done[r] = T
+                m = machines[tm]
+                m.d_load -= p
+                cl.completed += 1
+                if m.role == MIXED and m.home != MIXED:
+                    m._maybe_return(T)
+            elif tm == me:
+                self._join(r)
+            else:
+                tx = cl.links.transfer(me, tm, p, t_start, T)
+                cl.kvx[r] = tx - T
+                m = machines[tm]
+                heappush(m.incoming, (tx, next(cl.seq), r))
+                if m.kind != PREFILL:
+                    m.notify(tx, T)
+        self.pbatch = []
+        self.rc_tokens = 0
+
+    def _join(self, r, fresh=False):
+        cl = self.cl
+        g = cl.gen[r]
+        self.C += cl.ptok[r] + g
+        self.B += 1
+        cl.jit[r] = self.it
+        cl.jseg[r] = self.nspans
+        heappush(self.done, (self.it + cl.otok[r] - g, next(cl.seq), r))
+        if fresh:
+            self.fresh.append(r)
+        if self.B > self.max_b:
+            self.max_b = self.B
+
+    def _complete(self, r, T):
+        cl = self.cl
+        p = cl.ptok[r]
+        cl.t_done[r] = T
+        cl.t_last[r] = T
+        cl.gen[r] = cl.otok[r]
+        self.C -= p + cl.otok[r]
+        self.B -= 1
+        self.d_load -= p
+        cl.completed += 1
+        self.sg_req.append(r)
+        self.sg_s0.append(cl.jseg[r])
+        self.sg_s1.append(self.nspans - 1)
+
+    def _admit(self, T):
+        cl = self.cl
+        wait = self.wait
+        ptok = cl.ptok
+        gen = cl.gen
+        recompute = cl.recompute
+        maxb = self.maxb
+        cap = self.cap
+        while wait:
+            r = wait[0]
+            need = ptok[r] + gen[r]
+            used = self.C + self.rc_tokens
+            nb = self.B + len(self.rc)
+            if nb:
+                if nb >= maxb or used + need + self.wm > cap:
+                    break
+            elif need > cap:  # cannot happen: requests are checked at arrival
+                raise ReplayError(f"request {cl.rid[r]}: KV does not fit machine {self.idx}")
+            wait.popleft()
+            if recompute[r]:
+                self.rc.append(r)
+                self.rc_tokens += need
+            else:
+                self._join(r, cl.t_last[r] < T)
+
+    def _preempt(self, T):
+        """Drop the youngest eligible request's KV; it is recomputed later."""
+        cl = self.cl
+        done = self.done
+        npre = cl.npre
+        cap_pre = cl.cfg.max_preemptions
+        eligible = [e for e in done if npre[e[2]] < cap_pre] or done
+        victim = max(eligible, key=lambda e: e[1])
+        done.remove(victim)
+        heapify(done)
+        r = victim[2]
+        g = cl.gen[r] + (self.it - cl.jit[r])
+        if g != cl.gen[r]:
+            cl.t_last[r] = T
+        cl.gen[r] = g
+        self.C -= cl.ptok[r] + g
+        self.B -= 1
+        npre[r] += 1
+        cl.preemptions += 1
+        if r in self.fresh:
+            self.fresh.remove(r)
+        if cl.jseg[r] <= self.nspans - 1:
+            self.sg_req.append(r)
+            self.sg_s0.append(cl.jseg[r])
+            self.sg_s1.append(self.nspans - 1)
+        cl.recompute[r] = True
+        self.wait.appendleft(r)
+
+    def _start(self, T):
+        """Start the next prefill iteration or decode span at T, or stay idle."""
+        queue = self.queue
+        if self.B > 1 and self.C > self.cap:
+            while self.C > self.cap and self.B > 1:
+                self._preempt(T)
+        if self.rc or (queue and self.role != TOKEN):
+            cl = self.cl
+            ptok = cl.ptok
+            batch = self.rc
+            n = len(batch)
+            tok = 0
+            sq = 0
+            for r in batch:
+                x = ptok[r] + cl.gen[r]
+                tok += x
+                sq += x * x
+            kv_need = self.C + tok
+            limit = cl.cfg.prompt_batch_tokens
+            if queue and self.role != TOKEN:
+                me = self.idx
+                tm_of = cl.tm_of
+                t_start = cl.t_start
+                local_tokens = self.C + self.B + self.rc_tokens
+                nb = self.B + n
+                maxb = self.maxb
+                cap = self.cap
+                while queue:
+                    r = queue[0]
+                    p = ptok[r]
+                    if n and tok + p > limit:
+                        break
+                    if tm_of[r] == me:
+                        if nb and (nb >= maxb or local_tokens + p + 1 + self.wm > cap):
+                            break
+                        local_tokens += p + 1
+                        kv_need += p
+                        nb += 1
+                    queue.popleft()
+                    t_start[r] = T
+                    batch.append(r)
+                    n += 1
+                    tok += p
+                    sq += p * p
+            if n:
+                if kv_need > self.max_c:
+                    self.max_c = kv_need
+                self.rc = []
+                self.pbatch = batch
+                self.ptoks = tok
+                B = self.B
+                dur = self.pf(n, tok, sq)
+                if B:
+                    dur += self.a + (self.b + self.q * B) * B + self.c * self.C
+                self.kind = PREFILL
+                self.t0 = T
+                self.schedule(T + dur)
+                return
+        B = self.B
+        if B:
+            cap = self.cap
+            C = self.C
+            d0 = self.a + (self.b + self.q * B) * B + self.c * C
+            inc = self.c * B
+            n = self.done[0][0] - self.it
+            nf = (cap - C) // B + 1
+            if nf < n:
+                n = nf
+            self.kind = DECODE
+            self.t0 = T
+            self.d0 = d0
+            self.inc = inc
+            if self.incoming:
+                ni = self.boundary_at_or_after(self.incoming[0][0])
+                if ni < n:
+                    n = ni
+            self.wake_n = n
+            self.schedule(T + n * d0 + inc * n * (n - 1) * 0.5)
+            return
+        if self.wait:  # preempted requests waiting with an empty batch: admit now
+            self._admit(T)
+            if self.rc:
+                self._start(T)
+                return
+        if self.incoming:
+            self.schedule(self.incoming[0][0])
+
+    def _maybe_return(self, T):
+        if self.home == TOKEN:
+            if not self.queue and self.kind != PREFILL and self.p_load == 0:
+                self.set_role(TOKEN, T)
+        elif (
+            self.B == 0
+            and not self.wait
+            and not self.incoming
+            and not self.rc
+            and self.d_load == 0
+            and self.kind != PREFILL
+        ):
+            self.set_role(PROMPT, T)
+
+
+class Cluster:
+    """All machines, the request tables (parallel lists indexed by request), and the run loop."""
+
+    def __init__(self, trace_arrays, machines_cfg, links, cfg, split, seed, max_tokens):
+        rid, arrival, ptok, otok = trace_arrays
+        n = len(arrival)
+        self.n = n
+        self.cfg = cfg
+        self.split = split
+        self.rid = rid
+        self.arrival = arrival
+        self.ptok = ptok
+        self.otok = otok
+        self.max_tokens = max_tokens  # prompt + output above this: rejected
+        self.pm_of = [-1] * n
+        self.tm_of = [-1] * n
+        self.t_start = [math.nan] * n
+        self.t_first = [math.nan] * n
+        self.t_done = [math.nan] * n
+        self.t_last = [0.0] * n
+        self.kvx = [0.0] * n
+        self.npre = [0] * n
+        self.gen = [0] * n
+        self.jit = [0] * n
+        self.jseg = [0] * n
+        self.recompute = [False] * n
+        self.rejected = [False] * n
+        self.gap_req = array("q")
+        self.gap_val = array("d")
+        self.heap = []
+        self.seq = count()
+        self.links = links
+        self.completed = 0
+        self.preemptions = 0
+        self.n_rejected = 0
+        self.role_changes = []
+        self.machines = [Machine(self, i, *mc) for i, mc in enumerate(machines_cfg)]
+        self.rng = np.random.default_rng(seed)
+        self.rr = [0, 0]
+        self.repool()
+
+    def repool(self):
+        ms = self.machines
+        self.prompt_capable = [m for m in ms if m.role != TOKEN]
+        self.token_capable = [m for m in ms if m.role != PROMPT]
+        self.prompt_pool = [m for m in ms if m.role == PROMPT]
+        self.token_pool = [m for m in ms if m.role == TOKEN]
+
+    def _pick(self, pool, which, key):
+        policy = self.cfg.policy
+        if policy == "jsq":
+            return min(pool, key=key)
+        if policy == "round-robin":
+            i = self.rr[which]
+            self.rr[which] = i + 1
+            return pool[i % len(pool)]
+        return pool[int(self.rng.integers(len(pool)))]
+
+    def run(self, progress=None):
+        """Run to completion; ``progress(done_arrivals, total)`` is called every ~1%."""
+        heap = self.heap
+        arr = list(self.arrival) + [INF]
+        n = self.n
+        i = 0
+        nxt = arr[0]
+        step = max(1, n // 100)
+        mark = step if progress is not None else n + 1
+        arrive = self._arrive
+        now = 0.0
+        while True:
+            if heap and heap[0][0] < nxt:
+                t, _, m, ver = heappop(heap)
+                if ver == m.ver:
+                    now = t
+                    m.wake(t)
+            elif nxt == INF:
+                break
+            else:
+                now = nxt
+                arrive(i, nxt)
+                i += 1
+                nxt = arr[i]
+                if i >= mark:
+                    progress(i, n)
+                    mark += step
+        if progress is not None:
+            progress(n, n)
+        self.end_time = now
+        for m in self.machines:
+            m.pool_time[m.role] += now - m.role_since
+            m.role_since = now
+
+    def _arrive(self, r, now):
+        p = self.ptok[r]
+        if p + self.otok[r] > self.max_tokens:
+            self.rejected[r] = True
+            self.n_rejected += 1
+            return
+        cfg = self.cfg
+        if self.split:
+            pm = self._pick(self.prompt_capable, 0, _p_load)
+            if (
+                cfg.mixed_pool
+                and pm.role == PROMPT
+                and pm.p_load >= cfg.prompt_queue_threshold_tokens
+                and self.token_pool
+            ):
+                m = min(self.token_pool, key=_d_load)
+                m.set_role(MIXED, now)
+                pm = m
+            if pm.role == MIXED:
+                tm = pm
+            else:
+                tm = self._pick(self.token_capable, 1, _d_load)
+                if (
+                    cfg.mixed_pool
+                    and tm.role == TOKEN
+                    and tm.d_load + p > cfg.token_kv_threshold_fraction * tm.cap
+                    and len(self.prompt_pool) > 1
+                ):
+                    m = min((x for x in self.prompt_pool if x is not pm), key=_p_load)
+                    m.set_role(MIXED, now)
+                    tm = m
+        else:
+            pm = tm = self._pick(self.machines, 0, _load)
+        self.pm_of[r] = pm.idx
+        self.tm_of[r] = tm.idx
+        self.t_last[r] = now
+        tm.d_load += p
+        pm.queue.append(r)
+        pm.p_load += p
+        if pm.kind != PREFILL:
+            pm.notify(now, now)
+
+
+def _p_load(m):
+    return m.p_load
+
+
+def _d_load(m):
+    return m.d_load
+
+
+def _load(m):
+    return m.p_load + m.d_load

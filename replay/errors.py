@@ -1,0 +1,11 @@
+"""Errors of the replay package: one-line messages, raised before a simulation starts."""
+
+from __future__ import annotations
+
+
+class ReplayError(ValueError):
+    """A replay cannot run as configured (bad trace, bad scheduler option, missing phase model)."""
+
+
+class DesignError(ReplayError):
+    """A cluster design cannot run (no machines in a pool, model does not fit, unknown name)."""

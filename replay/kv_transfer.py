@@ -1,0 +1,86 @@
+"""KV-cache transfer between a prompt machine and a token machine (Splitwise, paper Sec. IV-D).
+
+Size: ``ModelSpec.kv_bytes_per_token x prompt tokens`` (2 x layers x kv_heads x head_dim x bytes
+per element: grouped-query attention counted). A transfer uses the sender's and the receiver's
+InfiniBand (``MachineSpec.network_bytes_per_s``) at the slower of the two rates.
+
+Link sharing: FIFO per link. Every machine has a send link and a receive link; a transfer
+reserves both for ``bytes / rate`` seconds, starting when both are free (reservations are made in
+the order transfers are registered, i.e. in order of prompt completion). FIFO keeps the end time
+known when the transfer is registered, which the simulator relies on.
+
+Timing:
+- short prompts (< ``layerwise_threshold_tokens``): serialized after the prompt:
+  ``start = max(prefill_end, links free)``, ``end = start + bytes / rate``;
+- long prompts: layer-wise, overlapped with the prompt computation: the transfer may start at
+  ``prefill_start``; the last layer's share cannot leave before the prompt ends, so
+  ``end = max(start + bytes / rate, prefill_end + bytes / num_layers / rate + exposed_s)`` where
+  ``exposed_s`` is the sending machine's ``kv_exposed_transfer_s`` (or the configured override).
+- a transfer to the same machine (mixed pool, baselines) costs nothing.
+The exposed transfer time of a request (``kv_transfer_s``) is ``end - prefill_end``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KVTransferConfig:
+    """Options of the KV transfer model (seconds, tokens)."""
+
+    layerwise_threshold_tokens: int = 512
+    exposed_s: float | None = None  # None: the sending machine's kv_exposed_transfer_s
+    enabled: bool = True  # False: transfers are free and instant (an ideal interconnect)
+
+
+def kv_transfer_bytes(kv_bytes_per_token: int, tokens: int) -> int:
+    """Bytes of KV cache for ``tokens`` tokens of one request."""
+    return kv_bytes_per_token * tokens
+
+
+class KVLinks:
+    """FIFO send/receive links of every machine; :meth:`transfer` returns the end time (s)."""
+
+    __slots__ = ("bw", "exposed", "tx_free", "rx_free", "kvb", "layers", "threshold", "enabled")
+
+    def __init__(
+        self,
+        bandwidths: list[float],
+        exposed: list[float],
+        kv_bytes_per_token: int,
+        num_layers: int,
+        config: KVTransferConfig,
+    ):
+        self.bw = list(bandwidths)
+        self.exposed = [config.exposed_s if config.exposed_s is not None else e for e in exposed]
+        self.tx_free = [0.0] * len(bandwidths)
+        self.rx_free = [0.0] * len(bandwidths)
+        self.kvb = kv_bytes_per_token
+        self.layers = num_layers
+        self.threshold = config.layerwise_threshold_tokens
+        self.enabled = config.enabled
+
+    def transfer(self, src: int, dst: int, tokens: int, prefill_start: float, prefill_end: float):
+        """Reserve the links for one request's KV; return the time its KV is on ``dst``."""
+        if src == dst or not self.enabled:
+            return prefill_end
+        bw = self.bw[src]
+        if self.bw[dst] < bw:
+            bw = self.bw[dst]
+        nbytes = self.kvb * tokens
+        free = self.tx_free[src]
+        if self.rx_free[dst] > free:
+            free = self.rx_free[dst]
+        if tokens >= self.threshold:
+            start = prefill_start if prefill_start > free else free
+            end = start + nbytes / bw
+            tail = prefill_end + nbytes / self.layers / bw + self.exposed[src]
+            if tail > end:
+                end = tail
+        else:
+            start = prefill_end if prefill_end > free else free
+            end = start + nbytes / bw
+        self.tx_free[src] = end
+        self.rx_free[dst] = end
+        return end

@@ -1,0 +1,299 @@
+"""The one definition of the request metrics (DESIGN.md "Metrics"), for replays and real runs.
+
+Input: a contract-4 request table (one row per request; NaN times for requests that did not
+complete, ``prompt_machine == -1`` for rejected ones) and, optionally, the exact token-level gap
+distribution as (values, weights). Everything here is plain numpy/pandas, so a real GPU run's
+per-request records go through the same code as a replay's.
+
+Definitions:
+- TTFT = first token time - arrival; E2E = last token time - arrival (seconds).
+- TBT = every gap between consecutive tokens of a request (n - 1 gaps for n tokens); the
+  percentiles are **token-weighted** (over all gaps of all completed requests). Without a gap
+  distribution the per-request mean TBT weighted by its gap count stands in (said in the summary).
+- Percentiles: inverted CDF (the smallest value whose cumulative weight reaches q), exact on the
+  (weighted) sample; P50/P90/P99.
+- Slowdown: a request's metric over the same request's metric alone on the reference machine
+  (DGX-A100 TP8 by default: no batching, no queueing, from its PhaseModel): TTFT_ref =
+  prefill_time([p]); E2E_ref = TTFT_ref + sum_{g=1}^{o-1} decode_time(1, p + g);
+  TBT_ref = (E2E_ref - TTFT_ref) / (o - 1). TBT slowdown = the request's mean TBT over TBT_ref,
+  weighted by its gap count (token-weighted over requests).
+- SLO (paper Table VI): slowdown P50/P90/P99 at most TTFT 2/3/6, TBT 1.25/1.5/5, E2E 1.25/1.5/5;
+  all nine must hold.
+- Throughput: completions per second inside the steady-state window [arrival quantile
+  ``trim``, arrival quantile 1 - ``trim``] (default the middle 80% of arrivals): warm-up and
+  drain trimmed. Goodput: the same count restricted to requests whose own slowdowns are within
+  the P99 limits (TTFT <= 6, TBT <= 5, E2E <= 5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+REQUEST_COLUMNS = [
+    "request_id",
+    "arrival_s",
+    "prompt_tokens",
+    "output_tokens",
+    "prompt_machine",
+    "token_machine",
+    "queue_s",
+    "ttft_s",
+    "e2e_s",
+    "kv_transfer_s",
+    "tbt_mean_s",
+    "tbt_max_s",
+    "preemptions",
+]
+PERCENTILES = (50, 90, 99)
+SLO_LIMITS = {
+    "ttft": (2.0, 3.0, 6.0),
+    "tbt": (1.25, 1.5, 5.0),
+    "e2e": (1.25, 1.5, 5.0),
+}
+
+
+def weighted_percentiles(values, weights=None, qs=PERCENTILES) -> dict[str, float]:
+    """{'p50': .., 'p90': .., 'p99': .., 'mean': ..} of a weighted sample (inverted CDF).
+
+    ``weights`` may hold negative entries that cancel positive ones of the same value (the
+    replay's span expansion uses this); the net weight of every distinct value must be >= 0.
+    NaN values are ignored. An empty sample gives NaN.
+    """
+    v = np.asarray(values, dtype=float)
+    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=float)
+    keep = ~np.isnan(v)
+    v, w = v[keep], w[keep]
+    out = {f"p{q}": math.nan for q in qs}
+    out["mean"] = math.nan
+    if v.size == 0:
+        return out
+    uniq, inv = np.unique(v, return_inverse=True)
+    wsum = np.bincount(inv, weights=w, minlength=uniq.size)
+    wsum = np.maximum(wsum, 0.0)
+    total = wsum.sum()
+    if total <= 0:
+        return out
+    cum = np.cumsum(wsum)
+    for q in qs:
+        i = int(np.searchsorted(cum, q / 100.0 * total - 1e-9 * total, side="left"))
+        out[f"p{q}"] = float(uniq[min(i, uniq.size - 1)])
+    out["mean"] = float(np.dot(uniq, wsum) / total)
+    return out
+
+
+def span_gaps(first_s, increment_s, iterations, batch_size, first_excluded):
+    """Expand decode spans into (gap values, weights): iteration k of a span lasts
+    ``first_s + k*increment_s`` and gives one gap to each of ``batch_size`` requests, except
+    ``first_excluded`` requests in its first iteration (their first gap is recorded separately)."""
+    n = np.asarray(iterations, dtype=np.int64)
+    b = np.asarray(batch_size, dtype=np.int64)
+    keep = (n > 0) & (b > 0)
+    n, b = n[keep], b[keep]
+    d0 = np.asarray(first_s, dtype=float)[keep]
+    inc = np.asarray(increment_s, dtype=float)[keep]
+    k0 = np.asarray(first_excluded, dtype=np.int64)[keep]
+    if n.size == 0:
+        return np.zeros(0), np.zeros(0)
+    total = int(n.sum())
+    span_of = np.repeat(np.arange(n.size), n)
+    starts = np.cumsum(n) - n
+    k = np.arange(total) - starts[span_of]
+    vals = d0[span_of] + k * inc[span_of]
+    w = b[span_of].astype(float)
+    w[starts] -= k0
+    return vals, w
+
+
+def reference_alone(prompt_tokens, output_tokens, prefill_time_sums, decode_coef):
+    """(ttft_ref, tbt_ref, e2e_ref) arrays (s) of each request alone on the reference machine.
+
+    ``prefill_time_sums`` is the reference PhaseModel's method; ``decode_coef`` its decode
+    coefficients (a, b, c, q): decode_time(B, C) = a + b*B + c*C + q*B^2 (see
+    replay.phase.decode_coefficients).
+    """
+    p = np.asarray(prompt_tokens, dtype=np.int64)
+    o = np.asarray(output_tokens, dtype=np.int64)
+    uniq, inv = np.unique(p, return_inverse=True)
+    pre = np.array([prefill_time_sums(1, int(x), int(x) * int(x)) for x in uniq], dtype=float)
+    ttft = pre[inv] if p.size else np.zeros(0)
+    a, b, c, q = decode_coef
+    m = (o - 1).astype(float)
+    decode = m * (a + b + q) + c * (m * p + m * (m + 1) / 2.0)
+    e2e = ttft + decode
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tbt = np.where(o > 1, decode / np.maximum(m, 1.0), np.nan)
+    return ttft, tbt, e2e
+
+
+def _clean(x):
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.bool_ | bool):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        x = float(x)
+        return None if math.isnan(x) or math.isinf(x) else x
+    return x
+
+
+def request_summary(
+    requests: pd.DataFrame,
+    reference: tuple | None = None,
+    gaps: tuple | None = None,
+    trim: float = 0.1,
+) -> dict:
+    """Latency percentiles, slowdowns, SLO attainment, throughput and goodput of a request table.
+
+    ``reference``: (ttft_ref, tbt_ref, e2e_ref) arrays aligned with ``requests`` (see
+    :func:`reference_alone`); without it slowdowns and SLO are omitted. ``gaps``: (values,
+    weights) of every token gap (exact token-weighted TBT); without it the per-request mean TBT
+    weighted by its gap count is used. ``trim``: fraction of arrivals cut at each end for the
+    steady-state window.
+    """
+    df = requests
+    n = len(df)
+    rejected = df["prompt_machine"].to_numpy() < 0
+    e2e = df["e2e_s"].to_numpy(dtype=float)
+    ttft = df["ttft_s"].to_numpy(dtype=float)
+    tbt_mean = df["tbt_mean_s"].to_numpy(dtype=float)
+    done = ~np.isnan(e2e)
+    out_tok = df["output_tokens"].to_numpy(dtype=np.int64)
+    ngaps = np.where(done, np.maximum(out_tok - 1, 0), 0).astype(float)
+    s: dict = {
+        "requests": {
+            "total": n,
+            "completed": int(done.sum()),
+            "rejected": int(rejected.sum()),
+            "incomplete": int((~done & ~rejected).sum()),
+        },
+        "ttft_s": weighted_percentiles(ttft[done]),
+        "e2e_s": weighted_percentiles(e2e[done]),
+    }
+    if gaps is not None:
+        s["tbt_s"] = weighted_percentiles(gaps[0], gaps[1])
+        s["tbt_weighting"] = "token (every gap of every completed request, exact)"
+    else:
+        s["tbt_s"] = weighted_percentiles(tbt_mean, ngaps)
+        s["tbt_weighting"] = "token (per-request mean TBT weighted by its gap count)"
+    kvx = df["kv_transfer_s"].to_numpy(dtype=float)[done]
+    s["kv_transfer_s"] = weighted_percentiles(kvx)
+    s["kv_transfer_s"]["total"] = float(np.nansum(kvx))
+    s["preemptions"] = int(df["preemptions"].sum())
+    s["requests_preempted"] = int((df["preemptions"] > 0).sum())
+
+    ok = np.ones(n, dtype=bool)
+    if reference is not None:
+        ttft_ref, tbt_ref, e2e_ref = (np.asarray(x, dtype=float) for x in reference)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sd = {
+                "ttft": ttft / ttft_ref,
+                "tbt": tbt_mean / tbt_ref,
+                "e2e": e2e / e2e_ref,
+            }
+        weights = {"ttft": None, "tbt": ngaps[done], "e2e": None}
+        s["slowdown"] = {}
+        slo = {}
+        all_ok = bool(done.any())
+        for name, limits in SLO_LIMITS.items():
+            pct = weighted_percentiles(sd[name][done], weights[name])
+            s["slowdown"][name] = pct
+            for q, lim in zip(PERCENTILES, limits, strict=True):
+                val = pct[f"p{q}"]
+                good = bool(not math.isnan(val) and val <= lim)
+                slo[f"{name}_p{q}"] = {"slowdown": val, "limit": lim, "ok": good}
+                all_ok = all_ok and good
+            p99 = limits[-1]
+            ok &= ~(sd[name] > p99)  # NaN (single-token TBT) passes
+        slo["all_ok"] = all_ok
+        s["slo"] = slo
+        s["slowdown_reference"] = "same request alone on the reference machine (no batching)"
+
+    arrival = df["arrival_s"].to_numpy(dtype=float)
+    if n:
+        lo = float(np.quantile(arrival, trim))
+        hi = float(np.quantile(arrival, 1.0 - trim))
+    else:
+        lo = hi = 0.0
+    t_done = arrival + e2e
+    in_win = done & (t_done >= lo) & (t_done <= hi)
+    span = hi - lo
+    s["steady_window_s"] = [lo, hi]
+    s["throughput_method"] = (
+        f"completions inside [arrival quantile {trim:g}, arrival quantile {1 - trim:g}] "
+        "divided by the window length"
+    )
+    s["throughput_rps"] = float(in_win.sum() / span) if span > 0 else math.nan
+    s["goodput_rps"] = float((in_win & ok).sum() / span) if span > 0 else math.nan
+    s["goodput_definition"] = "steady-state completions whose own slowdowns meet the P99 limits"
+    return _clean(s)
+
+
+def format_summary(summary: dict) -> str:
+    """A printable table of a summary.json dict (seconds shown as seconds)."""
+    lines = []
+    d = summary.get("design", {})
+    if d:
+        pools = (
+            f"{d.get('prompt_machines')} x {d.get('prompt_spec')}"
+            if d.get("kind") == "baseline"
+            else f"{d.get('prompt_machines')} x {d.get('prompt_spec')} prompt + "
+            f"{d.get('token_machines')} x {d.get('token_spec')} token"
+        )
+        lines.append(f"design      {d.get('name')} ({d.get('model')}): {pools}")
+        lines.append(
+            f"cost        ${d.get('cost_per_hour', 0):,.1f}/h   provisioned "
+            f"{d.get('provisioned_power_w', 0) / 1000:,.1f} kW"
+        )
+    r = summary.get("requests", {})
+    lines.append(
+        f"requests    {r.get('total')} total, {r.get('completed')} completed, "
+        f"{r.get('rejected')} rejected, {r.get('incomplete')} incomplete"
+    )
+
+    def f(x, nd=3):
+        return "-" if x is None else f"{x:.{nd}f}"
+
+    lines.append(f"{'metric':<10}{'P50':>10}{'P90':>10}{'P99':>10}  slowdown P50/P90/P99")
+    for key, name in (("ttft_s", "ttft"), ("tbt_s", "tbt"), ("e2e_s", "e2e")):
+        p = summary.get(key, {})
+        sd = summary.get("slowdown", {}).get(name)
+        sds = "/".join(f(sd.get(f"p{q}"), 2) for q in PERCENTILES) if sd else "-"
+        label = f"{name} s" + (" *" if name == "tbt" else "")
+        lines.append(
+            f"{label:<10}{f(p.get('p50')):>10}{f(p.get('p90')):>10}{f(p.get('p99')):>10}  {sds}"
+        )
+    lines.append("  * TBT: " + str(summary.get("tbt_weighting", "token-weighted")))
+    slo = summary.get("slo")
+    if slo:
+        bad = [k for k, v in slo.items() if k != "all_ok" and not v["ok"]]
+        lines.append(
+            "SLO (Table VI) " + ("met" if slo["all_ok"] else "MISSED: " + ", ".join(sorted(bad)))
+        )
+    lines.append(
+        f"throughput  {f(summary.get('throughput_rps'), 2)} req/s   goodput "
+        f"{f(summary.get('goodput_rps'), 2)} req/s (steady window)"
+    )
+    if "energy_kwh" in summary:
+        lines.append(
+            f"energy      {f(summary.get('energy_kwh'), 2)} kWh   mean power "
+            f"{f((summary.get('mean_power_w') or 0) / 1000, 1)} kW"
+        )
+    u = summary.get("utilization")
+    if u:
+        lines.append(
+            "utilization "
+            + "  ".join(f"{k} {f(v, 2)}" for k, v in sorted(u.items()) if v is not None)
+        )
+    kv = summary.get("kv_transfer_s", {})
+    lines.append(
+        f"kv transfer mean {f(kv.get('mean'), 4)} s, P99 {f(kv.get('p99'), 4)} s   "
+        f"preemptions {summary.get('preemptions')}"
+    )
+    return "\n".join(lines)
