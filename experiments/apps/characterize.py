@@ -1,0 +1,269 @@
+"""splitbench-characterize: profile prefill and decode of a TP shard on one GPU (or the CPU).
+
+    splitbench-characterize model=llama2-70b shard.tp=8 sweep=paper
+    splitbench-characterize -m model=llama2-70b,bloom-176b sweep=reduced layers=8
+    splitbench-characterize model=tiny-llama device=cpu sweep=tiny power=off
+
+Writes ``<out_dir>/<run_name>/profiles.csv`` (contract 2) with ``infeasible.csv``,
+``details.csv`` and ``profiles.meta.json`` (see :mod:`characterize.profiler`), prints a summary
+and, when the GPU has a spec and ``fit=true``, the phase model's held-out errors.
+Bad options are one line ``error: ...`` with exit status 2. torch is imported only by
+:func:`run`, through the profiler.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.errors import ExperimentError
+from experiments.schemas_characterize import register
+
+IMPLS = ("native", "transformers")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+POWER_MODES = ("auto", "required", "off")
+
+
+def profile_config(cfg: DictConfig):
+    """The :class:`characterize.profiler.ProfileConfig` of a composed app config.
+
+    Raises :class:`ExperimentError` naming the key of a bad value.
+    """
+    from characterize.profiler import ProfileConfig, ProfilerError, SweepSpec, TimingOptions
+
+    model = cfg.model.name if isinstance(cfg.model, DictConfig) else cfg.model
+    if not model:
+        raise ExperimentError("model: missing (e.g. model=llama2-70b)")
+    if cfg.impl not in IMPLS:
+        raise ExperimentError(f"impl: must be one of {', '.join(IMPLS)}, got '{cfg.impl}'")
+    if cfg.dtype not in DTYPES:
+        raise ExperimentError(f"dtype: must be one of {', '.join(DTYPES)}, got '{cfg.dtype}'")
+    if cfg.power.mode not in POWER_MODES:
+        raise ExperimentError(
+            f"power.mode: must be one of {', '.join(POWER_MODES)}, got '{cfg.power.mode}'"
+        )
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(cfg.device)):
+        raise ExperimentError(f"device: must be cpu, cuda or cuda:N, got '{cfg.device}'")
+    if cfg.shard.tp < 1:
+        raise ExperimentError(f"shard.tp: must be >= 1, got {cfg.shard.tp}")
+    if cfg.layers is not None and cfg.layers < 1:
+        raise ExperimentError(f"layers: must be null or >= 1, got {cfg.layers}")
+    if cfg.power_cap_w is not None and not cfg.power_cap_w > 0:
+        raise ExperimentError(f"power_cap_w: must be null or > 0 W, got {cfg.power_cap_w}")
+    if cfg.power.sample_hz <= 0:
+        raise ExperimentError(f"power.sample_hz: must be > 0, got {cfg.power.sample_hz}")
+    if cfg.power_cap_w is not None and cfg.power.mode == "off":
+        raise ExperimentError("power_cap_w: a power cap needs NVML (power=auto or required)")
+    t = cfg.sweep.timing
+    try:
+        sweep = SweepSpec.from_grids(
+            str(cfg.sweep.name),
+            OmegaConf.to_container(cfg.sweep.prefill, resolve=True),
+            OmegaConf.to_container(cfg.sweep.decode, resolve=True),
+        )
+        timing = TimingOptions(
+            warmup=int(t.warmup),
+            repeats=int(t.repeats),
+            min_window_s=float(t.min_window_s),
+            max_repeats=int(t.max_repeats),
+            max_point_s=float(t.max_point_s),
+        )
+    except ProfilerError as e:
+        raise ExperimentError(str(e)) from None
+    if not sweep.points():
+        raise ExperimentError(f"sweep: '{sweep.name}' has no points")
+    progress = sys.stderr.isatty() if cfg.progress is None else bool(cfg.progress)
+    pc = ProfileConfig(
+        model=str(model),
+        sweep=sweep,
+        tp=int(cfg.shard.tp),
+        layers=None if cfg.layers is None else int(cfg.layers),
+        impl=str(cfg.impl),
+        device=str(cfg.device),
+        dtype=str(cfg.dtype),
+        cuda_graphs=bool(cfg.cuda_graphs),
+        compile_mode=cfg.compile_mode,
+        power=str(cfg.power.mode),
+        sample_hz=float(cfg.power.sample_hz),
+        power_cap_w=None if cfg.power_cap_w is None else float(cfg.power_cap_w),
+        allow_power_cap=bool(cfg.allow_power_cap),
+        gpu_label=cfg.gpu_label,
+        seed=int(cfg.seed),
+        timing=timing,
+        out_dir=str(cfg.out_dir),
+        run_name=cfg.run_name,
+        progress=progress,
+        resume=bool(cfg.resume),
+    )
+    pc.shard()  # model name and tp divisibility: SpecError now, not after loading torch
+    if pc.power_cap_w is not None and not pc.allow_power_cap:
+        raise ExperimentError(
+            "power_cap_w: setting a power limit needs allow_power_cap=true (only on machines you own)"
+        )
+    return pc
+
+
+def _fmt(x: float, scale: float = 1.0, spec: str = ".3f") -> str:
+    return (
+        "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x * scale, spec)
+    )
+
+
+def summarize(run) -> str:
+    """A plain-text table of a run's rows."""
+    lines = [f"profile: {run.csv_path}"]
+    lines.append(
+        f"{'phase':8} {'batch':>5} {'tokens':>6} {'latency ms':>11} {'std ms':>8} {'power W':>8} {'J/iter':>8}"
+    )
+    for r in run.profiles.itertuples(index=False):
+        lines.append(
+            f"{r.phase:8} {int(r.batch_size):5d} {int(r.tokens_per_request):6d} "
+            f"{_fmt(r.latency_s, 1e3):>11} {_fmt(r.latency_std_s, 1e3):>8} "
+            f"{_fmt(r.power_w, 1, '.0f'):>8} {_fmt(r.energy_j, 1, '.3f'):>8}"
+        )
+    for r in run.infeasible.itertuples(index=False):
+        lines.append(
+            f"{r.phase:8} {int(r.batch_size):5d} {int(r.tokens_per_request):6d}  infeasible: {r.reason}"
+        )
+    return "\n".join(lines)
+
+
+def fit_report(run, gpu: str, model: str, tp: int) -> str | None:
+    """Fit the phase model on the run's rows; its held-out error lines (None if not fittable)."""
+    from characterize.specs import list_specs
+
+    known = set(list_specs("gpus"))
+    try:
+        from characterize.profiles import known_profile_gpus
+
+        known |= set(known_profile_gpus())
+    except ImportError:
+        pass
+    if gpu not in known or model not in list_specs("models"):
+        return f"fit skipped: no spec for gpu '{gpu}' or model '{model}'"
+    phases = set(run.profiles["phase"])
+    if phases != {"prefill", "decode"}:
+        return "fit skipped: needs measured rows of both phases"
+    from characterize.phase_model import fit_phase_model
+
+    pm = fit_phase_model(run.profiles, model, gpu, tp)
+    out = []
+    for r in pm.fit_report():
+        line = (
+            f"fit {r.get('phase')}: held-out MAPE {_fmt(r.get('mape'), 100, '.1f')}%, "
+            f"max {_fmt(r.get('max_error'), 100, '.1f')}% over {r.get('points')} points"
+        )
+        if r.get("note"):
+            line += f" ({r['note']})"
+        out.append(line)
+    return "\n".join(out)
+
+
+def run(cfg: DictConfig):
+    """Profile per ``cfg`` (a composed ``characterize`` config); returns the ProfileRun."""
+    from characterize.profiler import profile_phase
+
+    pc = profile_config(cfg)
+    result = profile_phase(pc, log=lambda s: print(s, file=sys.stderr))
+    print(summarize(result))
+    gpu = result.metadata["gpu"]
+    if cfg.fit and not result.profiles.empty:
+        text = fit_report(result, gpu, pc.model, pc.tp)
+        if text:
+            print(text)
+    return result
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from characterize.power import PowerCapError, PowerUnavailableError
+    from characterize.profiler import ProfilerError
+    from characterize.profiles import ProfileError
+    from characterize.specs import SpecError
+
+    return (
+        ExperimentError,
+        SpecError,
+        ProfilerError,
+        ProfileError,
+        PowerCapError,
+        PowerUnavailableError,
+    )
+
+
+def _task(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except Exception as e:  # noqa: BLE001 - user errors become one line, the rest propagate
+        if isinstance(e, _user_errors()):
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(f"error: {msg}", file=sys.stderr)
+            sys.exit(2)
+        raise
+
+
+# "../conf" relative to this file, made absolute: a relative config_path resolves to the module
+# ``experiments.conf`` when launched as a console script, which is not an importable package.
+CONF_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf"))
+register()
+_hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="characterize")(
+    _task
+)
+
+
+def compose_error(e: BaseException) -> str:
+    """A Hydra composition error as one line naming the group or key."""
+    text = str(e)
+    m = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    if m:
+        known = re.findall(r"^\t(\S+)$", text.split("Config search path")[0], re.M)
+        tail = f" (known: {', '.join(known)})" if known else ""
+        return f"{m.group(1)}: unknown option '{m.group(2)}'{tail}"
+    cause = e.__cause__ or e.__context__
+    key = getattr(cause, "full_key", None) or getattr(e, "full_key", None)
+    detail = str(cause).splitlines()[0] if cause is not None and str(cause) else ""
+    if not detail:
+        detail = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return f"{key}: {detail}" if key else detail
+
+
+def precheck(overrides: list[str]) -> None:
+    """Compose the config with ``overrides`` and check it; ExperimentError (one line) if bad."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        try:
+            cfg = compose("characterize", overrides=overrides)
+        except Exception as e:  # noqa: BLE001 - Hydra raises several classes: all user errors
+            raise ExperimentError(compose_error(e)) from None
+        try:
+            profile_config(cfg)
+        except _user_errors() as e:
+            raise ExperimentError(str(e).splitlines()[0]) from None
+
+
+def main() -> None:
+    """Console entry point ``splitbench-characterize``.
+
+    A plain run (no ``-m``, ``--cfg``, ... flags) composes and checks the overrides first, so
+    an unknown option or a bad value is one line ``error: ...`` with exit status 2.
+    """
+    args = sys.argv[1:]
+    if not any(a.startswith("-") for a in args):
+        try:
+            precheck([a for a in args if not a.lstrip("+~").startswith("hydra")])
+        except ExperimentError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["main", "profile_config", "run", "summarize"]

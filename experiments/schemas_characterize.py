@@ -1,0 +1,104 @@
+"""Structured configs of ``splitbench-characterize`` (the GPU phase profiler app).
+
+Registered into Hydra's ConfigStore by :func:`register` (idempotent): the app schema
+``characterize_schema``, the groups ``shard``, ``sweep`` and ``power`` are typed by these
+dataclasses, so a misspelt key or a wrongly typed value fails at composition. The tiny test
+models ``tiny-llama`` / ``tiny-bloom`` (specs in ``characterize.models.tiny``) are added to the
+shared ``model`` group from here, so ``model=tiny-llama`` works without a file in
+``conf/model``. Units: seconds, hertz, watts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ShardConf:
+    tp: int = field(
+        default=8, metadata={"help": "tensor-parallel degree k: heads, kv heads, FFN, vocab / k"}
+    )
+
+
+@dataclass
+class TimingConf:
+    warmup: int = field(default=2, metadata={"help": "untimed runs per point"})
+    repeats: int = field(default=5, metadata={"help": "minimum timed repetitions per point"})
+    min_window_s: float = field(
+        default=0.5, metadata={"help": "s: repeat until the power window lasts this long"}
+    )
+    max_repeats: int = field(
+        default=5000, metadata={"help": "upper bound of repetitions per point"}
+    )
+    max_point_s: float = field(default=60.0, metadata={"help": "s: time budget of one point"})
+
+
+@dataclass
+class SweepConf:
+    name: str = field(default="custom", metadata={"help": "sweep name (part of the run name)"})
+    prefill: list[Any] = field(
+        default_factory=list,
+        metadata={"help": "grids {batch: [...], prompt: [...]}: union of their cartesian products"},
+    )
+    decode: list[Any] = field(
+        default_factory=list,
+        metadata={
+            "help": "grids {batch: [...], context: [...]}: union of their cartesian products"
+        },
+    )
+    timing: TimingConf = field(default_factory=TimingConf)
+
+
+@dataclass
+class PowerConf:
+    mode: str = field(default="auto", metadata={"help": "auto | required | off"})
+    sample_hz: float = field(default=50.0, metadata={"help": "Hz: board-power sampling rate"})
+
+
+@dataclass
+class CharacterizeApp:
+    model: Any = None  # the shared model group: {name, display, tp}
+    shard: ShardConf = field(default_factory=ShardConf)
+    sweep: SweepConf = field(default_factory=SweepConf)
+    power: PowerConf = field(default_factory=PowerConf)
+    device: str = "cuda"
+    impl: str = "native"
+    layers: int | None = None
+    dtype: str = "auto"
+    cuda_graphs: bool = True
+    compile_mode: str | None = None
+    power_cap_w: float | None = None
+    allow_power_cap: bool = False
+    gpu_label: str | None = None
+    seed: int = 0
+    out_dir: str = "results/profiles"
+    run_name: str | None = None
+    resume: bool = True
+    progress: bool | None = None
+    fit: bool = True
+
+
+TINY_MODEL_NODES = {
+    "tiny-llama": {"name": "tiny-llama", "display": "tiny Llama (test)", "tp": 1},
+    "tiny-bloom": {"name": "tiny-bloom", "display": "tiny BLOOM (test)", "tp": 1},
+}
+
+_REGISTERED = False
+
+
+def register() -> None:
+    """Register the app schema, group schemas and tiny test models (idempotent)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    cs = ConfigStore.instance()
+    cs.store(name="characterize_schema", node=CharacterizeApp)
+    cs.store(group="shard", name="schema", node=ShardConf)
+    cs.store(group="sweep", name="schema", node=SweepConf)
+    cs.store(group="power", name="schema", node=PowerConf)
+    for name, node in TINY_MODEL_NODES.items():
+        cs.store(group="model", name=name, node=node)
+    _REGISTERED = True
