@@ -619,7 +619,8 @@ def _free_cuda() -> None:
     gc.collect()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+        with contextlib.suppress(RuntimeError):  # best effort: never end the run between sections
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

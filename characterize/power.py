@@ -176,7 +176,12 @@ class NvmlBackend(PowerBackend):
                 else:
                     self._handles[index] = n.nvmlDeviceGetHandleByUUID(key)
             except Exception as e:
-                raise PowerUnavailableError(f"NVML has no GPU {index} ({key}): {e}") from None
+                # e.g. a CUDA_VISIBLE_DEVICES index of the host in a container whose NVML
+                # sees only its own GPUs: fall back to the CUDA index itself
+                try:
+                    self._handles[index] = n.nvmlDeviceGetHandleByIndex(index)
+                except Exception:
+                    raise PowerUnavailableError(f"NVML has no GPU {index} ({key}): {e}") from None
         return self._handles[index]
 
     def _try(self, fn: Callable, *args):
@@ -185,11 +190,18 @@ class NvmlBackend(PowerBackend):
         except Exception:
             return None
 
+    def _read(self, fn: Callable, index: int, *args):
+        """``fn(handle of GPU index, *args)`` or None (a reading never raises)."""
+        try:
+            return fn(self._handle(index), *args)
+        except Exception:
+            return None
+
     def device_count(self) -> int:
         return int(self._try(self._nvml.nvmlDeviceGetCount) or 0)
 
     def device_name(self, index: int) -> str | None:
-        name = self._try(self._nvml.nvmlDeviceGetName, self._handle(index))
+        name = self._read(self._nvml.nvmlDeviceGetName, index)
         return name.decode() if isinstance(name, bytes) else name
 
     def driver_version(self) -> str | None:
@@ -199,36 +211,36 @@ class NvmlBackend(PowerBackend):
     def energy_mj(self, index: int) -> float | None:
         if index in self._no_counter:
             return None
-        v = self._try(self._nvml.nvmlDeviceGetTotalEnergyConsumption, self._handle(index))
+        v = self._read(self._nvml.nvmlDeviceGetTotalEnergyConsumption, index)
         if v is None:
             self._no_counter.add(index)  # pre-Volta or unsupported: stop asking
             return None
         return float(v)
 
     def power_w(self, index: int) -> float | None:
-        v = self._try(self._nvml.nvmlDeviceGetPowerUsage, self._handle(index))
+        v = self._read(self._nvml.nvmlDeviceGetPowerUsage, index)
         return None if v is None else v / 1000.0
 
     def sm_clock_mhz(self, index: int) -> float | None:
         n = self._nvml
-        v = self._try(n.nvmlDeviceGetClockInfo, self._handle(index), n.NVML_CLOCK_SM)
+        v = self._read(n.nvmlDeviceGetClockInfo, index, n.NVML_CLOCK_SM)
         return None if v is None else float(v)
 
     def temperature_c(self, index: int) -> float | None:
         n = self._nvml
-        v = self._try(n.nvmlDeviceGetTemperature, self._handle(index), n.NVML_TEMPERATURE_GPU)
+        v = self._read(n.nvmlDeviceGetTemperature, index, n.NVML_TEMPERATURE_GPU)
         return None if v is None else float(v)
 
     def power_limit_w(self, index: int) -> float | None:
-        v = self._try(self._nvml.nvmlDeviceGetPowerManagementLimit, self._handle(index))
+        v = self._read(self._nvml.nvmlDeviceGetPowerManagementLimit, index)
         return None if v is None else v / 1000.0
 
     def power_limit_constraints_w(self, index: int) -> tuple[float, float] | None:
-        v = self._try(self._nvml.nvmlDeviceGetPowerManagementLimitConstraints, self._handle(index))
+        v = self._read(self._nvml.nvmlDeviceGetPowerManagementLimitConstraints, index)
         return None if v is None else (v[0] / 1000.0, v[1] / 1000.0)
 
     def default_power_limit_w(self, index: int) -> float | None:
-        v = self._try(self._nvml.nvmlDeviceGetPowerManagementDefaultLimit, self._handle(index))
+        v = self._read(self._nvml.nvmlDeviceGetPowerManagementDefaultLimit, index)
         return None if v is None else v / 1000.0
 
     def set_power_limit_w(self, index: int, watts: float) -> None:

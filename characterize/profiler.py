@@ -426,6 +426,7 @@ def profile_phase(
     if skipped:
         log(f"resume: {skipped} point(s) already in {run_dir}, {len(todo)} to go")
 
+    own_engine = engine is None
     if engine is None:
         options = EngineOptions(
             impl=config.impl,
@@ -505,7 +506,7 @@ def profile_phase(
                 "tokens_per_request": tokens,
             }
             reason = engine.check_fits(phase, batch, tokens)
-            result = None
+            result = op = None
             if reason is None:
                 try:
                     op = (
@@ -526,6 +527,7 @@ def profile_phase(
                         raise
                     reason = "out of memory: " + (str(e).splitlines()[0][:120] if str(e) else "")
                 finally:
+                    op = None  # the callable holds the point's graph (or cache): drop it first
                     engine.release()
             if result is None:
                 log(f"infeasible {phase} batch {batch} x {tokens}: {reason}")
@@ -586,6 +588,8 @@ def profile_phase(
         flush()
     finally:
         monitor.close()
+        if own_engine:  # free the weights now (also on a timeout), not at some later gc
+            engine.close()
     return ProfileRun(
         run_dir, rows[PROFILE_COLUMNS], bad[INFEASIBLE_COLUMNS], det, metadata, skipped
     )

@@ -226,14 +226,24 @@ class Engine:
         if self.is_cuda:  # a full gc takes ~0.1 s: only where device memory must come back
             gc.collect()
             torch.cuda.synchronize(self.device)
-            torch.cuda.empty_cache()
+            self._empty_cache()
 
     def close(self) -> None:
         self.release()
         self.model = None
         gc.collect()
         if self.is_cuda:
+            self._empty_cache()
+
+    def _empty_cache(self) -> None:
+        # After a capture that failed mid-way the allocator refuses empty_cache (internal
+        # assert): cached blocks stay reusable, so say so once and carry on measuring.
+        try:
             torch.cuda.empty_cache()
+        except RuntimeError as e:
+            note = f"torch.cuda.empty_cache failed: {str(e).splitlines()[0][:120] if str(e) else e}"
+            if note not in self.notes:
+                self.notes.append(note)
 
 
 def _random_ids(vocab: int, batch: int, length: int, device, seed: int) -> torch.Tensor:
@@ -241,16 +251,47 @@ def _random_ids(vocab: int, batch: int, length: int, device, seed: int) -> torch
     return torch.randint(0, vocab, (batch, length), generator=gen).to(device)
 
 
+class GraphUnsafeError(RuntimeError):
+    """``fn`` synchronizes with the host (``.item()``, a pageable host-to-device copy such as
+    ``torch.tensor(x, device="cuda")``): it cannot be captured."""
+
+
 def _capture(fn: Callable[[], object], warmup: int = 2):
-    """Warm ``fn`` up on a side stream, then capture it into a CUDA graph."""
+    """Warm ``fn`` up on a side stream, then capture it into a CUDA graph.
+
+    The first warm-up runs with ``torch.cuda.set_sync_debug_mode("error")``: a step that
+    synchronizes raises :class:`GraphUnsafeError` here, before any capture starts. (A capture
+    invalidated mid-way leaves the caching allocator in capture mode: every later
+    ``torch.cuda.empty_cache()`` then fails an internal assert.)
+    """
+    previous = torch.cuda.current_stream()
     stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
+    stream.wait_stream(previous)
     with torch.inference_mode():
         with torch.cuda.stream(stream):
-            for _ in range(warmup):
-                fn()
-        torch.cuda.current_stream().wait_stream(stream)
+            for i in range(max(1, warmup)):
+                if i == 0:
+                    mode = torch.cuda.get_sync_debug_mode()
+                    torch.cuda.set_sync_debug_mode("error")
+                    try:
+                        fn()
+                    except RuntimeError as e:
+                        if "synchroniz" not in str(e):
+                            raise
+                        first = str(e).splitlines()[0] if str(e) else ""
+                        raise GraphUnsafeError(f"step synchronizes with the host: {first}") from e
+                    finally:
+                        torch.cuda.set_sync_debug_mode(mode)
+                else:
+                    fn()
+        previous.wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
+        try:
+            with torch.cuda.graph(graph):
+                fn()
+        except BaseException:
+            # torch.cuda.graph.__exit__ leaves its capture stream current when capture_end
+            # raises (an invalidated capture): put the caller's stream back before eager runs
+            torch.cuda.set_stream(previous)
+            raise
     return graph
