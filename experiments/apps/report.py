@@ -1,0 +1,64 @@
+"""splitbench-report: read run and/or study folders, write report.md and figures.
+
+    splitbench-report                                   # every study under paths.study_dir
+    splitbench-report 'inputs=[results/study/paper-default,results/runs/my-run]'
+    splitbench-report output_dir=results/reference inputs=[...]
+
+Figures are PNG and SVG (``formats``) with each figure's data as CSV beside it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from experiments.apps._cli import launch
+
+
+def run(cfg: DictConfig) -> Path:
+    """Write the report of ``cfg`` (a composed ``report`` config); returns report.md's path."""
+    from experiments.errors import ExperimentError
+    from experiments.report import write_report
+    from experiments.validate import to_plain
+
+    inputs = list(to_plain(cfg.inputs, "inputs"))
+    if not inputs:
+        study_dir = Path(str(cfg.paths.study_dir))
+        inputs = sorted(str(p) for p in study_dir.glob("*") if (p / "study.json").exists())
+        if not inputs:
+            raise ExperimentError(f"inputs: none given and no study under {study_dir}")
+    root = Path(str(cfg.paths.root))
+    inputs = [str(p if Path(p).is_absolute() else root / p) for p in inputs]
+    out = Path(str(cfg.output_dir))
+    out = out if out.is_absolute() else root / out
+    for f in cfg.formats:
+        if f not in ("png", "svg", "pdf"):
+            raise ExperimentError(f"formats: unknown format '{f}' (png, svg, pdf)")
+    path = write_report(
+        inputs,
+        out,
+        profiles_source=str(cfg.profiles.source),
+        model=str(cfg.model.name),
+        phase=bool(cfg.phase_figures),
+        formats=list(cfg.formats),
+        dpi=int(cfg.dpi),
+        command="splitbench-report " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+    )
+    print(f"report: {path}")
+    return path
+
+
+def _validate(cfg: DictConfig) -> None:
+    from experiments.validate import to_plain
+
+    to_plain(cfg, "")
+
+
+def main(argv: list[str] | None = None) -> None:
+    launch("report", run, _validate, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""splitbench-study: the paper's design comparisons, then the report.
+
+    splitbench-study                         # the default study (experiment=paper-default)
+    splitbench-study experiment=paper-full   # + iso-throughput and the provisioning heatmap
+    splitbench-study experiment=tiny         # seconds-long smoke study
+    splitbench-study search.n_jobs=4 search.duration_s=600
+
+Every simulated point is cached under ``paths.cache_dir`` (a rerun recomputes nothing). One
+point per job of a Hydra multirun, all jobs writing into the same cache:
+
+    splitbench-study -m hydra/launcher=joblib point.design=splitwise-hh \\
+        point.trace=azure-conv-2023 point.prompt_machines=10,20 point.token_machines=8 \\
+        point.rate=8,16
+
+Outputs go to ``paths.study_dir/<study.name>/``: study.json, budget.csv (iso-power and
+iso-cost), iso_throughput.csv, heatmap.csv, points.csv (every simulated point),
+latency_quantiles.csv, config.yaml; then the report into ``paths.report_dir``.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.apps._cli import launch
+
+
+def _context(c: dict, evaluator=None):
+    from experiments import runner
+    from experiments.study import StudyContext
+
+    return StudyContext(
+        model=c["model"],
+        scheduler=c["scheduler"],
+        slo=c["slo"],
+        profiles=runner.profiles_identity(c["profiles"].source),
+        search=c["search"],
+        cache_dir=c["paths"].cache_dir,
+        cache_enabled=c["cache"].enabled,
+        retry_errors=c["cache"].retry_errors,
+        evaluator=evaluator,
+    )
+
+
+def run_point(c: dict, evaluator=None) -> dict:
+    """Multirun point mode: evaluate (or fetch from the cache) one point; returns its record."""
+    from experiments import runner
+    from experiments.cache import PointCache
+    from experiments.errors import ExperimentError
+
+    pt = c["point"]
+    if pt.design not in c["designs"]:
+        raise ExperimentError(
+            f"point.design: unknown design '{pt.design}' (known: {', '.join(c['designs'])})"
+        )
+    if pt.trace not in c["traces"]:
+        raise ExperimentError(
+            f"point.trace: unknown trace '{pt.trace}' (known: {', '.join(c['traces'])})"
+        )
+    if pt.rate is None or pt.rate <= 0:
+        raise ExperimentError(f"point.rate: must be > 0, got {pt.rate}")
+    d = c["designs"][pt.design]
+    counts = (pt.machines,) if d.kind == "baseline" else (pt.prompt_machines, pt.token_machines)
+    names = (
+        ("point.machines",)
+        if d.kind == "baseline"
+        else ("point.prompt_machines", "point.token_machines")
+    )
+    for n, k in zip(counts, names, strict=True):
+        if n is None or n < 1:
+            raise ExperimentError(f"{k}: must be >= 1, got {n}")
+    ctx = _context(c, evaluator)
+    point = runner.make_point(
+        model=ctx.model,
+        design=runner.design_point(d, counts),
+        trace=runner.trace_point(
+            c["traces"][pt.trace],
+            pt.rate,
+            runner.point_duration(pt.rate, ctx.search.duration_s, ctx.search.max_requests),
+        ),
+        scheduler=ctx.scheduler,
+        slo=ctx.slo,
+        profiles=ctx.profiles,
+        seed=ctx.search.seed,
+    )
+    cache = PointCache(Path(ctx.cache_dir), ctx.cache_enabled, ctx.retry_errors)
+    rec = cache.evaluate(point, evaluator or runner.evaluate_point)
+    res = rec["result"] or {}
+    print(
+        f"{pt.design} {counts} on {pt.trace} at {pt.rate} req/s: "
+        + (
+            f"error: {rec['error']}"
+            if rec["status"] != "ok"
+            else f"SLO {'met' if res.get('slo_met') else 'missed'}, "
+            f"throughput {res.get('throughput_rps', float('nan')):.2f} req/s"
+        )
+        + (" (cached)" if cache.stats.hits else "")
+    )
+    return rec
+
+
+def run(cfg: DictConfig, evaluator=None) -> dict:
+    """Run the study of ``cfg`` (a composed ``study`` config); returns its tables and paths.
+
+    ``evaluator``: replaces the simulator (``fn(point) -> result dict``; tests).
+    """
+    import pandas as pd
+
+    from experiments import runner
+    from experiments.cache import write_json_atomic
+    from experiments.study import assemble, latency_rows, plan, run_tasks
+    from experiments.validate import study_config
+
+    c = study_config(cfg)
+    c["point"] = OmegaConf.to_object(cfg.point) if "point" in cfg else None
+    if c["point"] is not None and c["point"].design is not None:
+        return {"point": run_point(c, evaluator)}
+    st = c["study"]
+    t0 = time.perf_counter()
+    tasks, notes = plan(c)
+    ctx = _context(c, evaluator)
+    n_jobs = c["search"].n_jobs if evaluator is None else 1
+    print(
+        f"study {st.name}: {len(tasks)} searches, {len(st.traces)} trace(s), "
+        f"{n_jobs} worker(s), {c['search'].duration_s:g} s re-sampled traces",
+        flush=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = run_tasks(ctx, tasks, n_jobs, report=True)
+    wall = time.perf_counter() - t0
+    tables = assemble(c, tasks, results)
+    out = Path(c["paths"].study_dir) / st.name
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in ("budget", "iso_throughput", "heatmap", "points"):
+        files[name] = _write_csv(pd.DataFrame(tables[name]), out / f"{name}.csv")
+    files["latency"] = _write_csv(
+        pd.DataFrame(latency_rows(results, tasks)), out / "latency_quantiles.csv"
+    )
+    evaluated = sum(r["evaluated"] for r in results)
+    hits = sum(r["cache_hits"] for r in results)
+    errors = sum(r["errors"] for r in results)
+    meta = {
+        "study": asdict(st),
+        "notes": notes,
+        "model": asdict(c["model"]),
+        "scheduler": asdict(c["scheduler"]),
+        "slo": asdict(c["slo"]),
+        "profiles": ctx.profiles,
+        "search": asdict(c["search"]),
+        "designs": {k: asdict(c["designs"][k]) for k in {*st.designs, *st.h200_designs}},
+        "traces": {k: asdict(c["traces"][k]) for k in st.traces},
+        "code_version": runner.code_version(),
+        "versions": _versions(),
+        "tasks": [
+            {k: v for k, v in r.items() if k not in ("points", "cells", "config_rates")}
+            for r in results
+        ],
+        "simulations": {"evaluated": evaluated, "cache_hits": hits, "errors": errors},
+        "wall_s": round(wall, 1),
+    }
+    write_json_atomic(out / "study.json", meta)
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    tmp = out / ".config.yaml.tmp"
+    tmp.write_text(text)
+    tmp.replace(out / "config.yaml")
+    print(
+        f"study {st.name}: {evaluated} simulated, {hits} from cache, {errors} failed, "
+        f"{wall:.0f} s -> {out}"
+    )
+    for note in notes:
+        print(f"note: {note}")
+    _print_budget(tables["budget"])
+    report_path = None
+    if st.report:
+        from experiments.report import write_report
+
+        report_path = write_report(
+            [out],
+            Path(c["paths"].report_dir),
+            profiles_source=c["profiles"].source,
+            model=c["model"].name,
+        )
+        print(f"report: {report_path}")
+    return {"dir": out, "tables": tables, "meta": meta, "report": report_path}
+
+
+def _write_csv(df, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(path)
+    return path
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in (
+        "splitbench",
+        "numpy",
+        "pandas",
+        "hydra-core",
+        "omegaconf",
+        "joblib",
+        "seaborn",
+        "matplotlib",
+    ):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _print_budget(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print(
+        f"{'trace':<16}{'budget':<11}{'design':<17}{'config':>10}{'req/s':>8}"
+        f"{'$/h':>8}{'kW':>7}{'vs A100':>8}{'vs H100':>8}"
+    )
+
+    def f(x, fmt):
+        return "-" if x is None else format(x, fmt)
+
+    for r in rows:
+        cfg = (
+            f"{r['prompt_machines']}+{r['token_machines']}"
+            if r["prompt_machines"]
+            else f(r["machines"], "d")
+        )
+        print(
+            f"{r['trace']:<16}{r['budget']:<11}{r['design']:<17}{cfg:>10}"
+            f"{f(r['max_rate'], '.1f'):>8}{f(r['cost_per_hour'], '.0f'):>8}"
+            f"{f(r['power_w'] and r['power_w'] / 1000, '.0f'):>7}"
+            f"{f(r['max_rate_vs_baseline-a100'], '.2f'):>8}"
+            f"{f(r['max_rate_vs_baseline-h100'], '.2f'):>8}"
+        )
+    sys.stdout.flush()
+
+
+def _validate(cfg: DictConfig) -> None:
+    from experiments.validate import study_config
+
+    study_config(cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    launch("study", run, _validate, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""On-disk cache of simulated points: one JSON file per point, keyed by its FULL config.
+
+A point is a plain dict (design with machine counts, trace with every transform and seed,
+scheduler, SLO, profile source, model, code version). Its key is the SHA-256 of the
+canonical JSON of that dict, so anything that changes the result changes the key. Each
+point is written atomically (temp file in the same folder, then ``os.replace``), so an
+interrupted sweep leaves only whole points behind and a rerun recomputes nothing already
+done. A point whose evaluation raised is stored with its error (``status: "error"``) and
+the sweep goes on; ``retry_errors`` recomputes those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RECORD_VERSION = 1
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-safe, canonical form: tuples to lists, numpy scalars to Python, NaN to None."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, str | bytes):
+        try:
+            obj = obj.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return str(obj)
+
+
+def canonical_json(obj: Any) -> str:
+    """The one serialization a key is hashed from (sorted keys, no whitespace)."""
+    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def point_key(point: Mapping[str, Any]) -> str:
+    """SHA-256 hex digest of the canonical JSON of a point's full config."""
+    return hashlib.sha256(canonical_json(point).encode()).hexdigest()
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (temp file + os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_plain(obj), f, indent=1, sort_keys=True, allow_nan=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class CacheStats:
+    """What one cache object did: hits, fresh evaluations, failed evaluations."""
+
+    hits: int = 0
+    evaluated: int = 0
+    errors: int = 0
+    seconds: float = 0.0  # wall time spent in fresh evaluations
+
+
+@dataclass
+class PointCache:
+    """A folder of ``<key[:2]>/<key>.json`` point records.
+
+    ``directory=None`` or ``enabled=False`` evaluates every time (nothing read or written).
+    """
+
+    directory: Path | None
+    enabled: bool = True
+    retry_errors: bool = False
+    stats: CacheStats = field(default_factory=CacheStats)
+
+    def path(self, key: str) -> Path:
+        assert self.directory is not None
+        return Path(self.directory) / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        """The stored record of ``key``, or None (absent, unreadable, or an error to retry)."""
+        if not self.enabled or self.directory is None:
+            return None
+        p = self.path(key)
+        try:
+            with p.open() as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if rec.get("status") == "error" and self.retry_errors:
+            return None
+        return rec
+
+    def put(self, key: str, record: dict) -> None:
+        if self.enabled and self.directory is not None:
+            write_json_atomic(self.path(key), record)
+
+    def evaluate(self, point: Mapping[str, Any], fn: Callable[[Mapping[str, Any]], dict]) -> dict:
+        """The record of ``point``: from disk, or by calling ``fn(point)`` and storing it.
+
+        The record is ``{"key", "point", "status": "ok"|"error", "result", "error",
+        "elapsed_s"}``; an exception in ``fn`` becomes ``status: "error"`` with its
+        one-line message (and the traceback's last lines), never an exception here.
+        """
+        key = point_key(point)
+        rec = self.get(key)
+        if rec is not None:
+            self.stats.hits += 1
+            return rec
+        t0 = time.perf_counter()
+        try:
+            result = fn(point)
+            rec = {"status": "ok", "result": result, "error": None}
+        except Exception as e:  # noqa: BLE001 - a crashed point is data, the sweep goes on
+            tb = traceback.format_exc().strip().splitlines()[-6:]
+            msg = f"{type(e).__name__}: {e}".splitlines()[0]
+            rec = {"status": "error", "result": None, "error": msg, "traceback": tb}
+            self.stats.errors += 1
+        elapsed = time.perf_counter() - t0
+        self.stats.evaluated += 1
+        self.stats.seconds += elapsed
+        rec.update(
+            {
+                "key": key,
+                "point": _plain(point),
+                "elapsed_s": round(elapsed, 3),
+                "record_version": RECORD_VERSION,
+            }
+        )
+        self.put(key, rec)
+        return json.loads(canonical_json(rec))

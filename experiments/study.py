@@ -1,0 +1,494 @@
+"""The paper's design comparisons: iso-power, iso-cost, iso-throughput and the provisioning
+heatmap, as searches over cached simulated points, run in a joblib process pool.
+
+A study is a list of *tasks* (one search each: a design on a trace under a budget, at a
+target rate, or over a machine grid). Tasks with identical searches (e.g. Baseline-H100 at
+iso-power and at iso-cost: both are 40 machines) run once. Each task evaluates points through
+the on-disk :class:`~experiments.cache.PointCache`, so a rerun recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from experiments import schemas
+from experiments.cache import PointCache
+from experiments.errors import ExperimentError
+from experiments.provision import (
+    Budget,
+    Pool,
+    RateGrid,
+    affordable_frontier,
+    cost_of,
+    heatmap,
+    max_rate_under_budget,
+    min_machines,
+    power_of,
+)
+
+H200_GPU = "h200-141gb"
+
+
+@dataclass
+class StudyContext:
+    """Everything a worker process needs (plain dataclasses: picklable)."""
+
+    model: schemas.ModelConf
+    scheduler: schemas.SchedulerConf
+    slo: schemas.SloConf
+    profiles: dict  # runner.profiles_identity(...)
+    search: schemas.SearchConf
+    cache_dir: str | None
+    cache_enabled: bool = True
+    retry_errors: bool = False
+    evaluator: object = None  # None: runner.evaluate_point; tests pass a cheap function
+
+
+@dataclass
+class Task:
+    kind: str  # "budget" | "throughput" | "heatmap"
+    trace_key: str
+    trace: schemas.TraceConf
+    design_key: str
+    design: schemas.DesignConf
+    budget: dict | None = None  # {"power_w", "cost_per_hour"}
+    rate: float | None = None
+    grid: tuple[int, int] | None = None  # heatmap (prompt_max, token_max)
+    profiles: dict | None = None  # overrides the context's (H200 designs)
+    labels: list[dict] = field(default_factory=list)  # which study rows this task answers
+
+    def signature(self) -> str:
+        return json.dumps(
+            [
+                self.kind,
+                self.trace_key,
+                self.design_key,
+                self.budget,
+                self.rate,
+                self.grid,
+                self.profiles,
+            ],
+            sort_keys=True,
+            default=str,
+        )
+
+
+def pools_of(
+    design: schemas.DesignConf, search: schemas.SearchConf, grid: tuple[int, int] | None = None
+) -> list[Pool]:
+    """The design's pools with per-machine power (W) and cost ($/h) from the machine specs."""
+    from characterize.specs import load_machine
+
+    if design.kind == "baseline":
+        m = load_machine(design.machine)
+        return [
+            Pool(
+                "machines",
+                m.power_budget_w,
+                m.cost_per_hour,
+                search.machines_min,
+                search.machines_max,
+            )
+        ]
+    p, t = load_machine(design.prompt_machine), load_machine(design.token_machine)
+    pmax, tmax = grid if grid else (search.prompt_max, search.token_max)
+    pmin, tmin = (1, 1) if grid else (search.prompt_min, search.token_min)
+    return [
+        Pool("prompt", p.power_budget_w, p.cost_per_hour, pmin, pmax),
+        Pool("token", t.power_budget_w, t.cost_per_hour, tmin, tmax),
+    ]
+
+
+def budget_of(b: schemas.BudgetConf) -> dict:
+    """A budget in W and $/h: ``reference_count`` x the reference machine's (from its spec)."""
+    from characterize.specs import load_machine
+
+    m = load_machine(b.reference_machine)
+    return {
+        "power_w": m.power_budget_w * b.reference_count if b.power else None,
+        "cost_per_hour": m.cost_per_hour * b.reference_count if b.cost else None,
+    }
+
+
+def _evaluator(ctx: StudyContext, task: Task, cache: PointCache):
+    from experiments import runner
+
+    fn = ctx.evaluator or runner.evaluate_point
+    profiles = task.profiles or ctx.profiles
+
+    def evaluate(counts, rate):
+        point = runner.make_point(
+            model=ctx.model,
+            design=runner.design_point(task.design, counts),
+            trace=runner.trace_point(
+                task.trace,
+                rate,
+                runner.point_duration(rate, ctx.search.duration_s, ctx.search.max_requests),
+            ),
+            scheduler=ctx.scheduler,
+            slo=ctx.slo,
+            profiles=profiles,
+            seed=ctx.search.seed,
+        )
+        rec = cache.evaluate(point, fn)
+        res = dict(rec["result"] or {})
+        res["slo_met"] = rec["status"] == "ok" and bool(res.get("slo_met"))
+        if rec["status"] != "ok":
+            res["error"] = rec["error"]
+        res["_key"] = rec["key"]
+        return res
+
+    return evaluate
+
+
+def run_task(ctx: StudyContext, task: Task) -> dict:
+    """Run one search; a JSON-able dict with the answer and every point it looked at."""
+    cache = PointCache(
+        Path(ctx.cache_dir) if ctx.cache_dir else None, ctx.cache_enabled, ctx.retry_errors
+    )
+    ev = _evaluator(ctx, task, cache)
+    s = ctx.search
+    pools = pools_of(task.design, s, task.grid)
+    t0 = time.perf_counter()
+    out: dict = {"kind": task.kind, "trace": task.trace_key, "design": task.design_key}
+    if task.kind == "budget":
+        grid = RateGrid(s.rate_min, s.rate_max, s.rate_step)
+        start = s.rate_start
+        if s.rate_start_per_machine:
+            cands = affordable_frontier(pools, Budget(**task.budget))
+            if cands:
+                start = s.rate_start_per_machine * sum(cands[len(cands) // 2])
+        res = max_rate_under_budget(
+            ev,
+            pools,
+            Budget(**task.budget),
+            grid,
+            frontier=s.frontier,
+            coarse_points=s.coarse_points,
+            rate_start=start,
+            mode=s.mode,
+        )
+        out.update(
+            best=res.best,
+            rate=res.rate,
+            candidates=len(res.candidates),
+            config_rates=[[list(c), r] for c, r in res.config_rates.items()],
+            points=res.points,
+        )
+    elif task.kind == "throughput":
+        res = min_machines(ev, pools, task.rate, mode=s.mode)
+        out.update(
+            rate=task.rate,
+            frontier=[list(c) for c in res.frontier],
+            cheapest=res.cheapest,
+            lowest_power=res.lowest_power,
+            smallest=res.smallest,
+            points=res.points,
+        )
+    elif task.kind == "heatmap":
+        out.update(rate=task.rate, cells=heatmap(ev, pools, task.rate, mode=s.mode))
+        out["points"] = []
+    else:
+        raise ExperimentError(f"study: unknown task kind '{task.kind}'")
+    out["pools"] = [asdict(p) for p in pools]
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    out["evaluated"] = cache.stats.evaluated
+    out["cache_hits"] = cache.stats.hits
+    out["errors"] = cache.stats.errors
+    return out
+
+
+def measured_h200_profiles(measured_dir: str) -> str | None:
+    """A CSV under ``measured_dir`` with H200 rows (contract 2), or None."""
+    from characterize.profiles import read_profiles
+
+    for path in sorted(glob.glob(os.path.join(measured_dir, "**", "*.csv"), recursive=True)):
+        try:
+            df = read_profiles(path)
+        except Exception:  # noqa: BLE001 - not a profile table: ignore it
+            continue
+        if (df["gpu"] == H200_GPU).any():
+            return path
+    return None
+
+
+def _shown(path: str, root: str) -> str:
+    """``path`` relative to the project root when inside it (reports stay portable)."""
+    rel = os.path.relpath(path, root)
+    return path if rel.startswith("..") else rel
+
+
+def plan(cfg: dict) -> tuple[list[Task], list[str]]:
+    """The study's tasks (deduplicated) and notes for the report."""
+    from experiments import runner
+
+    st: schemas.StudySpec = cfg["study"]
+    notes: list[str] = []
+    designs = list(st.designs)
+    h200_profiles = None
+    if st.h200_designs:
+        path = measured_h200_profiles(cfg["profiles"].measured_dir)
+        shown = _shown(cfg["profiles"].measured_dir, cfg["paths"].root)
+        if path is None:
+            notes.append(
+                f"H200 designs ({', '.join(st.h200_designs)}) skipped: no measured H200 "
+                f"profiles (a CSV with {H200_GPU} rows) under {shown}"
+            )
+        else:
+            h200_profiles = runner.profiles_identity(path)
+            designs += [d for d in st.h200_designs if d not in designs]
+            notes.append(
+                f"H200 designs use measured profiles {path} (another engine than the "
+                "reference DGX profiles: compare with care)"
+            )
+    tasks: dict[str, Task] = {}
+
+    def add(task: Task, label: dict) -> None:
+        d = cfg["designs"][task.design_key]
+        if h200_profiles and "h200" in f"{d.machine}{d.prompt_machine}{d.token_machine}":
+            task.profiles = h200_profiles
+        if task.kind == "budget":
+            # tasks with the same affordable frontier are the same search
+            pools = pools_of(task.design, cfg["search"])
+            cands = affordable_frontier(pools, Budget(**task.budget))
+            sig = json.dumps([task.trace_key, task.design_key, cands, task.profiles], default=str)
+        else:
+            sig = task.signature()
+        if sig not in tasks:
+            tasks[sig] = task
+        tasks[sig].labels.append(label)
+
+    for tk in st.traces:
+        for dk in designs:
+            for b in st.budgets:
+                add(
+                    Task(
+                        "budget", tk, cfg["traces"][tk], dk, cfg["designs"][dk], budget=budget_of(b)
+                    ),
+                    {
+                        "budget": b.name,
+                        "budget_w": budget_of(b)["power_w"],
+                        "budget_cost": budget_of(b)["cost_per_hour"],
+                    },
+                )
+            if tk in st.iso_throughput_rates:
+                add(
+                    Task(
+                        "throughput",
+                        tk,
+                        cfg["traces"][tk],
+                        dk,
+                        cfg["designs"][dk],
+                        rate=float(st.iso_throughput_rates[tk]),
+                    ),
+                    {"budget": "iso-throughput"},
+                )
+    if st.heatmap:
+        h = cfg["heatmap"]
+        add(
+            Task(
+                "heatmap",
+                h.trace,
+                cfg["traces"][h.trace],
+                h.design,
+                cfg["designs"][h.design],
+                rate=h.rate,
+                grid=(h.prompt_max, h.token_max),
+            ),
+            {"budget": "heatmap"},
+        )
+    # Largest searches first (A100 designs have the most machines) for load balance.
+    order = sorted(tasks.values(), key=lambda t: (t.kind != "budget", t.design.kind == "baseline"))
+    return order, notes
+
+
+def run_tasks(
+    ctx: StudyContext, tasks: list[Task], n_jobs: int, report: bool = False
+) -> list[dict]:
+    """Run tasks in a joblib process pool (``n_jobs`` > 1) or in this process.
+
+    ``report``: print one line per finished search (in task order).
+    """
+    results_iter = None
+    if n_jobs > 1 and len(tasks) > 1:
+        try:
+            from joblib import Parallel, delayed
+        except ImportError:  # joblib comes with the sweep extra
+            n_jobs = 1
+        else:
+            results_iter = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+                delayed(run_task)(ctx, t) for t in tasks
+            )
+    if results_iter is None:
+        results_iter = (run_task(ctx, t) for t in tasks)
+    out = []
+    for i, (task, res) in enumerate(zip(tasks, results_iter, strict=True)):
+        out.append(res)
+        if report:
+            what = (
+                f"max {res.get('rate')} req/s at {res.get('best')}"
+                if task.kind == "budget"
+                else f"cheapest {res.get('cheapest')}"
+                if task.kind == "throughput"
+                else f"{len(res.get('cells', []))} cells"
+            )
+            labels = "+".join(lab["budget"] for lab in task.labels)
+            print(
+                f"  [{i + 1}/{len(tasks)}] {task.trace_key} {task.design_key} {labels}: {what} "
+                f"({res['evaluated']} simulated, {res['cache_hits']} cached, {res['seconds']} s)",
+                flush=True,
+            )
+    return out
+
+
+def _row_metrics(points: list[dict], counts, rate) -> dict:
+    for p in points:
+        if list(p["counts"]) == list(counts) and p["rate"] == rate:
+            return p["result"]
+    return {}
+
+
+def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
+    """Study tables (plain lists of dicts) from task results."""
+    design_display = {k: (d.display or k) for k, d in cfg["designs"].items()}
+    trace_display = {k: (t.display or k) for k, t in cfg["traces"].items()}
+    budget_rows, thr_rows, heat_rows, point_rows = [], [], [], []
+    for task, res in zip(tasks, results, strict=True):
+        pools = [Pool(**p) for p in res["pools"]]
+        for p in res.get("points", []):
+            r = p["result"]
+            c = list(p["counts"])
+            point_rows.append(
+                {
+                    "task": task.kind,
+                    "trace": task.trace_key,
+                    "design": task.design_key,
+                    "prompt_machines": c[0] if len(c) == 2 else None,
+                    "token_machines": c[1] if len(c) == 2 else None,
+                    "machines": c[0] if len(c) == 1 else sum(c),
+                    "rate": p["rate"],
+                    "slo_met": p["slo_met"],
+                    "throughput_rps": r.get("throughput_rps"),
+                    "slo_worst_ratio": r.get("slo_worst_ratio"),
+                    "cost_per_hour": cost_of(pools, tuple(c)),
+                    "power_w": power_of(pools, tuple(c)),
+                    "error": r.get("error"),
+                    "key": r.get("_key"),
+                    **{f"slowdown_{k}": v for k, v in (r.get("slowdown") or {}).items()},
+                }
+            )
+        base = {
+            "trace": task.trace_key,
+            "trace_display": trace_display[task.trace_key],
+            "design": task.design_key,
+            "design_display": design_display[task.design_key],
+            "kind": task.design.kind,
+        }
+        if task.kind == "budget":
+            best = res["best"]
+            m = _row_metrics(res["points"], best, res["rate"]) if best else {}
+            for lab in task.labels:
+                budget_rows.append(
+                    {
+                        **base,
+                        **lab,
+                        "prompt_machines": best[0] if best and len(best) == 2 else None,
+                        "token_machines": best[1] if best and len(best) == 2 else None,
+                        "machines": sum(best) if best else None,
+                        "max_rate": res["rate"],
+                        "throughput_rps": m.get("throughput_rps"),
+                        "cost_per_hour": cost_of(pools, tuple(best)) if best else None,
+                        "power_w": power_of(pools, tuple(best)) if best else None,
+                        "configs_on_frontier": res["candidates"],
+                        "simulations": len(res["points"]),
+                    }
+                )
+        elif task.kind == "throughput":
+            for objective in ("cheapest", "lowest_power"):
+                c = res[objective]
+                thr_rows.append(
+                    {
+                        **base,
+                        "rate": res["rate"],
+                        "objective": objective,
+                        "prompt_machines": c[0] if c and len(c) == 2 else None,
+                        "token_machines": c[1] if c and len(c) == 2 else None,
+                        "machines": sum(c) if c else None,
+                        "cost_per_hour": cost_of(pools, tuple(c)) if c else None,
+                        "power_w": power_of(pools, tuple(c)) if c else None,
+                        "simulations": len(res["points"]),
+                    }
+                )
+        elif task.kind == "heatmap":
+            for cell in res["cells"]:
+                heat_rows.append({**base, "rate": res["rate"], **cell})
+    order = {k: i for i, k in enumerate([*cfg["study"].designs, *cfg["study"].h200_designs])}
+    t_order = {k: i for i, k in enumerate(cfg["study"].traces)}
+    b_order = {b.name: i for i, b in enumerate(cfg["study"].budgets)}
+
+    def sort_key(r):
+        return (
+            t_order.get(r["trace"], 99),
+            b_order.get(r.get("budget"), 99),
+            str(r.get("objective", "")),
+            order.get(r["design"], 99),
+        )
+
+    budget_rows.sort(key=sort_key)
+    thr_rows.sort(key=sort_key)
+    _add_ratios(budget_rows, key="max_rate", group=("trace", "budget"))
+    _add_ratios(budget_rows, key="throughput_rps", group=("trace", "budget"))
+    _add_ratios(thr_rows, key="cost_per_hour", group=("trace", "objective"))
+    _add_ratios(thr_rows, key="power_w", group=("trace", "objective"))
+    return {
+        "budget": budget_rows,
+        "iso_throughput": thr_rows,
+        "heatmap": heat_rows,
+        "points": point_rows,
+    }
+
+
+def _add_ratios(rows: list[dict], key: str, group: tuple[str, ...]) -> None:
+    """``<key>_vs_<baseline>``: each row's value over the baseline's in the same group."""
+    for bl in ("baseline-a100", "baseline-h100"):
+        ref = {tuple(r[g] for g in group): r.get(key) for r in rows if r["design"] == bl}
+        for r in rows:
+            v, b = r.get(key), ref.get(tuple(r[g] for g in group))
+            r[f"{key}_vs_{bl}"] = (v / b) if (v is not None and b) else None
+
+
+def latency_rows(results: list[dict], tasks: list[Task]) -> list[dict]:
+    """Long-format latency quantiles of each budget task's best configuration, every rate
+    evaluated there (for CDFs and SLO-vs-rate figures)."""
+    from experiments.runner import QUANTILE_LEVELS
+
+    rows = []
+    for task, res in zip(tasks, results, strict=True):
+        if task.kind != "budget" or not res.get("best"):
+            continue
+        for p in res["points"]:
+            if list(p["counts"]) != list(res["best"]):
+                continue
+            r = p["result"]
+            for metric, vals in (r.get("quantiles") or {}).items():
+                for q, v in zip(QUANTILE_LEVELS, vals, strict=True):
+                    rows.append(
+                        {
+                            "trace": task.trace_key,
+                            "design": task.design_key,
+                            "design_display": task.design.display or task.design_key,
+                            "budgets": "+".join(lab["budget"] for lab in task.labels),
+                            "rate": p["rate"],
+                            "best_rate": res["rate"],
+                            "slo_met": p["slo_met"],
+                            "metric": metric,
+                            "quantile": q,
+                            "value_s": v,
+                        }
+                    )
+    return rows
