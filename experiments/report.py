@@ -161,6 +161,7 @@ def fig_budget_bars(figs: Figures, budget: pd.DataFrame, study: str) -> str | No
         ["trace_display", "budget", "design_display", "throughput_rps", "cost_per_hour", "power_w"]
     ].copy()
     g = sns.catplot(
+        errorbar=None,
         data=data,
         kind="bar",
         x="design_display",
@@ -190,12 +191,8 @@ def fig_cdfs(
     d = d.dropna(subset=["value_s"])
     if d.empty:
         return None
-    keep = [
-        c
-        for c in ("design", "design_display", "rate", "metric", "quantile", "value_s")
-        if c in d.columns
-    ]
-    d = d[keep]
+    label = "design_display" if "design_display" in d.columns else "design"
+    d = d[[label, "metric", "quantile", "value_s"]].copy()
     plt, sns = _style()
     d["metric"] = d["metric"].map(METRIC_LABEL).fillna(d["metric"])
     hue = "design_display" if "design_display" in d.columns else "design"
@@ -205,6 +202,8 @@ def fig_cdfs(
     g = sns.relplot(
         data=d,
         kind="line",
+        estimator=None,
+        errorbar=None,
         x="value_s",
         y="quantile",
         hue=hue,
@@ -300,6 +299,8 @@ def fig_slo_vs_rate(
     plt, sns = _style()
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     sns.lineplot(
+        estimator=None,
+        errorbar=None,
         data=d,
         x="rate",
         y="slo_worst_ratio",
@@ -390,6 +391,8 @@ def fig_run_cdfs(figs: Figures, runs: list[dict]) -> str | None:
     g = sns.relplot(
         data=d,
         kind="line",
+        estimator=None,
+        errorbar=None,
         x="value_s",
         y="quantile",
         hue="run",
@@ -474,6 +477,8 @@ def phase_figures(figs: Figures, source: str, model: str) -> tuple[list[str], pd
         g = sns.relplot(
             data=d[d["kind"] == "model"],
             kind="line",
+            estimator=None,
+            errorbar=None,
             x="x",
             y="latency_s",
             hue="gpu",
@@ -524,7 +529,14 @@ def phase_figures(figs: Figures, source: str, model: str) -> tuple[list[str], pd
         fig, ax = plt.subplots(figsize=(6.5, 3.6))
         m = d[d["kind"] == "model"]
         sns.lineplot(
-            data=m, x="batch_size", y="latency_s", hue="gpu", style="context_per_request", ax=ax
+            estimator=None,
+            errorbar=None,
+            data=m,
+            x="batch_size",
+            y="latency_s",
+            hue="gpu",
+            style="context_per_request",
+            ax=ax,
         )
         meas = d[d["kind"] == "profile"]
         if not meas.empty:
@@ -551,6 +563,8 @@ def phase_figures(figs: Figures, source: str, model: str) -> tuple[list[str], pd
         g = sns.relplot(
             data=d,
             kind="line",
+            estimator=None,
+            errorbar=None,
             x="x",
             y="power_w",
             hue="gpu",
@@ -607,6 +621,26 @@ def _run_label(r: dict) -> str:
     return f"{disp.get('design') or d.get('name', '?')} / {disp.get('trace', '')} ({r['dir'].name})"
 
 
+def _headline(b: pd.DataFrame) -> list[str]:
+    """One line per trace and budget: the design with the highest sustained rate."""
+    out = []
+    for (tr, bud), grp in b.groupby(["trace_display", "budget"], sort=False):
+        g = grp.dropna(subset=["max_rate"])
+        if g.empty:
+            continue
+        best = g.loc[g["max_rate"].idxmax()]
+        ratios = ", ".join(
+            f"{_fmt(best.get(f'max_rate_vs_{bl}'))}x {name}"
+            for bl, name in (("baseline-a100", "Baseline-A100"), ("baseline-h100", "Baseline-H100"))
+            if pd.notna(best.get(f"max_rate_vs_{bl}"))
+        )
+        out.append(
+            f"- {tr}, {bud}: {best['design_display']} ({_config_label(best)}) sustains "
+            f"{best['max_rate']:.1f} req/s" + (f", {ratios}" if ratios else "")
+        )
+    return out
+
+
 def _budget_text(b: pd.DataFrame) -> str:
     parts = []
     for _, r in b.drop_duplicates("budget").iterrows():
@@ -653,6 +687,7 @@ def study_section(figs: Figures, s: dict) -> list[str]:
     b = s["budget"]
     if not b.empty:
         md += ["### Iso-power and iso-cost", ""]
+        md += _headline(b) + [""]
         md += [
             f"Budgets: {_budget_text(b)}. Each design's best configuration within the "
             "budget, the highest request rate it sustains under the SLO (its throughput; "
@@ -857,7 +892,7 @@ def write_report(
                             c,
                             c,
                             ""
-                            if e[c].dtype == object
+                            if not pd.api.types.is_numeric_dtype(e[c])
                             else ".3f"
                             if c in ("mape", "max_error")
                             else ".0f",

@@ -217,6 +217,28 @@ def measured_h200_profiles(measured_dir: str) -> str | None:
     return None
 
 
+def h200_profile_set(measured: str, base_source: str, out_dir: str) -> str:
+    """A profile CSV = the base set (e.g. the reference DGX profiles, which also hold the
+    slowdown reference machine) plus the measured H200 rows; written once, named by content."""
+    import hashlib
+
+    import pandas as pd
+
+    from characterize.profiles import read_profiles, reference_profiles, write_profiles
+
+    base = reference_profiles() if base_source == "reference" else read_profiles(base_source)
+    h200 = read_profiles(measured)
+    h200 = h200[h200["gpu"] == H200_GPU]
+    merged = pd.concat([base[base["gpu"] != H200_GPU], h200], ignore_index=True)
+    text = merged.to_csv(index=False, lineterminator="\n")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    path = Path(out_dir) / "profiles" / f"with-h200-{digest}.csv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_profiles(merged, path)
+    return str(path)
+
+
 def _shown(path: str, root: str) -> str:
     """``path`` relative to the project root when inside it (reports stay portable)."""
     rel = os.path.relpath(path, root)
@@ -240,11 +262,14 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
                 f"profiles (a CSV with {H200_GPU} rows) under {shown}"
             )
         else:
-            h200_profiles = runner.profiles_identity(path)
+            merged = h200_profile_set(path, cfg["profiles"].source, cfg["paths"].cache_dir)
+            h200_profiles = runner.profiles_identity(merged)
             designs += [d for d in st.h200_designs if d not in designs]
             notes.append(
-                f"H200 designs use measured profiles {path} (another engine than the "
-                "reference DGX profiles: compare with care)"
+                f"H200 designs use the measured H200 rows of {_shown(path, cfg['paths'].root)} "
+                f"(with the `{cfg['profiles'].source}` profiles for the other machines and the "
+                "slowdown reference); another engine than the reference DGX profiles may have "
+                "measured them: compare with care"
             )
     tasks: dict[str, Task] = {}
 

@@ -184,8 +184,13 @@ def test_smart_search_matches_brute_force_on_the_real_simulator(tmp_path):
 
 
 @pytest.mark.slow
-def test_hydra_multirun_jobs_share_the_cache(tmp_path):
-    """`-m` with the joblib launcher: each job one point, all into one cache; a rerun hits."""
+@pytest.mark.parametrize(
+    "launcher",
+    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+    ids=["joblib", "submitit_local"],
+)
+def test_hydra_multirun_jobs_share_the_cache(tmp_path, launcher):
+    """`-m` with a launcher: each job one point, all into one cache; a rerun hits."""
     import os
     import subprocess
     import sys
@@ -196,8 +201,7 @@ def test_hydra_multirun_jobs_share_the_cache(tmp_path):
         "-m",
         "experiments.apps.study",
         "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
+        *launcher,
         "search=quick",
         "point.design=splitwise-hh",
         "point.trace=azure-conv-2023",
@@ -209,5 +213,45 @@ def test_hydra_multirun_jobs_share_the_cache(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     files = list((tmp_path / "results" / "cache").rglob("*.json"))
     assert len(files) == 2
+    recs = [json.loads(f.read_text()) for f in files]
+    assert sorted(r["point"]["design"]["prompt_machines"] for r in recs) == [1, 2]
+    assert all(r["status"] == "ok" for r in recs)
     p2 = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
-    assert p2.returncode == 0 and p2.stdout.count("(cached)") == 2, p2.stdout
+    assert p2.returncode == 0, p2.stderr[-2000:]
+    assert len(list((tmp_path / "results" / "cache").rglob("*.json"))) == 2
+    if "joblib" in launcher[0]:
+        out = p2.stdout
+    else:  # submitit jobs log to files under the sweep dir
+        out = "".join(f.read_text() for f in (tmp_path / "results" / "multirun").rglob("*.out"))
+    assert out.count("(cached)") == 2, out[-2000:]
+
+
+def test_h200_designs_join_with_measured_profiles(tmp_path):
+    """A measured profile CSV with H200 rows under results/profiles brings the H200 designs in,
+    simulated on the reference set plus those rows (the slowdown reference stays DGX-A100)."""
+    from characterize.profiles import reference_profiles, write_profiles
+    from experiments import runner
+    from experiments.schemas import ModelConf, SchedulerConf, SloConf
+
+    ref = reference_profiles()
+    h = ref[(ref["gpu"] == "h100-80gb") & (ref["model"] == "llama2-70b") & (ref["tp"] == 8)]
+    h = h.assign(gpu="h200-141gb", latency_s=h["latency_s"] * 0.8, source="test-h200")
+    write_profiles(h, tmp_path / "results" / "profiles" / "h200" / "profiles.csv")
+    c = study_config(_cfg(tmp_path, "study.traces=[azure-conv-2023]"))
+    tasks, notes = plan(c)
+    h200 = [t for t in tasks if t.design_key in ("splitwise-h200", "baseline-h200")]
+    assert {t.design_key for t in h200} == {"splitwise-h200", "baseline-h200"}
+    assert all(t.profiles and t.profiles["source"].endswith(".csv") for t in h200)
+    assert not any(t.profiles for t in tasks if t.design_key == "baseline-a100")
+    assert any("measured H200 rows" in n for n in notes)
+    t = next(t for t in h200 if t.design_key == "baseline-h200")
+    point = runner.make_point(
+        model=ModelConf(name="llama2-70b"),
+        design=runner.design_point(t.design, (1,)),
+        trace=runner.trace_point(t.trace, 1.0, 10.0),
+        scheduler=SchedulerConf(),
+        slo=SloConf(),
+        profiles=t.profiles,
+    )
+    res = runner.evaluate_point(point)
+    assert res["requests"]["completed"] > 0 and res["cost_per_hour"] == 47.5
