@@ -37,7 +37,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -46,6 +45,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from characterize.atomic import write_text_atomic  # noqa: E402  (after the path setup)
 
 DECODE_TARGET = 0.80
 PREFILL_TARGET = 0.70
@@ -68,12 +69,7 @@ class SectionTimeout(BaseException):  # not caught by generic `except Exception`
 
 
 def _atomic_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
 def _jsonable(x):

@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from characterize.atomic import atomic_path
 from characterize.network import NetworkError
 from characterize.profiles import ProfileError, read_profiles, reference_profiles, write_profiles
 from characterize.specs import SpecError
@@ -114,8 +115,6 @@ def plot_phase_models(profiles, models, out_dir: Path) -> list[Path]:
     decode step latency vs batch size at several contexts per request, power per phase.
     Written atomically; returns the paths. seaborn/matplotlib are imported here only.
     """
-    import os
-    import tempfile
 
     import matplotlib
 
@@ -174,15 +173,11 @@ def plot_phase_models(profiles, models, out_dir: Path) -> list[Path]:
         fig.suptitle(f"{pm.model} / {pm.gpu} / TP{pm.tp}  (source: {models.source})")
         fig.tight_layout()
         path = out_dir / f"{pm.model}_{pm.gpu}_tp{pm.tp}.png"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=out_dir)
-        os.close(fd)
         try:
-            fig.savefig(tmp, dpi=90, metadata={"Software": None})
-            os.replace(tmp, path)
+            with atomic_path(path, suffix=".png") as tmp:
+                fig.savefig(tmp, dpi=90, metadata={"Software": None})
         finally:
             plt.close(fig)
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         paths.append(path)
     return paths
 

@@ -31,11 +31,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import platform
 import re
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,6 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from characterize.atomic import write_text_atomic
 from characterize.models import ShardSpec, resolve_model
 from characterize.power import (
     PowerMonitor,
@@ -210,27 +209,13 @@ def gpu_key(device_name: str | None) -> str:
     return slug or "unknown-gpu"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_table(df: pd.DataFrame, path: Path) -> None:
     """Write a CSV atomically (fixed float format: same values -> same bytes)."""
-    _atomic_write(path, df.to_csv(index=False, lineterminator="\n", float_format="%.9g"))
+    write_text_atomic(path, df.to_csv(index=False, lineterminator="\n", float_format="%.9g"))
 
 
 def write_json(data: dict, path: Path) -> None:
-    _atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _read_existing(path: Path, columns: list[str]) -> pd.DataFrame:

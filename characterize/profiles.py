@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from characterize.atomic import write_text_atomic
 from characterize.specs import GPUSpec, SpecError, list_specs, load_gpu, load_machine, load_model
 from characterize.units import ms_to_s
 
@@ -223,19 +223,6 @@ def validate_profiles(df: pd.DataFrame, source: str = "<profiles>") -> pd.DataFr
 # ----------------------------------------------------------------------------- files
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def metadata_path(path: str | os.PathLike) -> Path:
     """The provenance sidecar of a profile CSV: ``NAME.meta.json`` next to ``NAME.csv``."""
     p = Path(path)
@@ -250,10 +237,10 @@ def write_profiles(df: pd.DataFrame, path: str | os.PathLike, metadata: dict | N
     """
     path = Path(path)
     table = validate_profiles(df, str(path))
-    _atomic_write_text(path, table.to_csv(index=False, lineterminator="\n"))
+    write_text_atomic(path, table.to_csv(index=False, lineterminator="\n"))
     if metadata is not None:
         text = json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n"
-        _atomic_write_text(metadata_path(path), text)
+        write_text_atomic(metadata_path(path), text)
     return path
 
 

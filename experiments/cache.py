@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from characterize.atomic import write_text_atomic
 
 RECORD_VERSION = 1
 
@@ -55,18 +55,9 @@ def point_key(point: Mapping[str, Any]) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically (temp file + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_plain(obj), f, indent=1, sort_keys=True, allow_nan=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
+    text = json.dumps(_plain(obj), indent=1, sort_keys=True, allow_nan=False) + "\n"
+    write_text_atomic(path, text)
 
 
 @dataclass

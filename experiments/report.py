@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from characterize.atomic import atomic_path, write_text_atomic
 from experiments.errors import ExperimentError
 
 BASELINES = ("baseline-a100", "baseline-h100")
@@ -123,21 +124,18 @@ class Figures:
         _atomic_csv(data, base.with_suffix(".csv"))
         for fmt in self.formats:
             path = base.with_suffix(f".{fmt}")
-            tmp = path.with_name(f".{path.name}.tmp")
             meta = (
                 {"Date": None} if fmt == "svg" else ({"Software": None} if fmt == "png" else None)
             )
-            fig.savefig(tmp, format=fmt, dpi=self.dpi, bbox_inches="tight", metadata=meta)
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=self.dpi, bbox_inches="tight", metadata=meta)
         plt.close(fig)
         first = self.formats[0] if self.formats else "png"
         return f"figures/{name}.{first}"
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    write_text_atomic(path, df.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
 
 
 def _style():
@@ -934,9 +932,7 @@ def write_report(
                 "",
             ]
     path = out / "report.md"
-    tmp = path.with_name(".report.md.tmp")
-    tmp.write_text("\n".join(md).rstrip() + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, "\n".join(md).rstrip() + "\n")
     return path
 
 

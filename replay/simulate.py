@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from characterize.atomic import atomic_path, write_text_atomic
 from characterize.specs import SpecError, load_machine, load_model
 from characterize.units import joules_to_kwh
 from replay.designs import Design
@@ -87,9 +87,10 @@ class ReplayResult:
             ("request_gaps", self.request_gaps),
             ("pool_changes", self.pool_changes),
         ):
-            _atomic(out / f"{name}.parquet", lambda p, df=df: _write_parquet(df, p))
+            with atomic_path(out / f"{name}.parquet") as tmp:
+                _write_parquet(df, tmp)
         text = json.dumps(self.summary, sort_keys=True, indent=2, allow_nan=False) + "\n"
-        _atomic(out / "summary.json", lambda p: Path(p).write_text(text))
+        write_text_atomic(out / "summary.json", text)
         return out
 
 
@@ -99,18 +100,6 @@ def _write_parquet(df: pd.DataFrame, path: str) -> None:
 
     table = pa.Table.from_pandas(df, preserve_index=False)
     pq.write_table(table.replace_schema_metadata(None), path, compression="zstd")
-
-
-def _atomic(path: Path, writer: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _get_pm(phase_models, model: str, gpu: str, tp: int):

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from traces.atomic import atomic_path
+from characterize.atomic import atomic_path
 from traces.errors import TraceError
 from traces.schema import COLUMNS, DATETIME, IDENTITY, ColumnMap, build_table, check_table
 

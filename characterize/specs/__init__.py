@@ -152,7 +152,9 @@ class MachineSpec:
 
 
 def _spec_dirs(kind: str) -> list[Path]:
-    extra = [Path(p) / kind for p in os.environ.get("SPLITBENCH_SPEC_PATH", "").split(os.pathsep) if p]
+    extra = [
+        Path(p) / kind for p in os.environ.get("SPLITBENCH_SPEC_PATH", "").split(os.pathsep) if p
+    ]
     return [*extra, SPEC_ROOT / kind]
 
 
@@ -174,7 +176,9 @@ def _build(cls, path: Path, data: dict, **extra):
     unknown = sorted(set(data) - names)
     if unknown:
         raise SpecError(f"{path}: unknown field '{unknown[0]}'")
-    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    required = [
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    ]
     missing = [n for n in required if n not in data and n not in extra]
     if missing:
         raise SpecError(f"{path}: missing field '{missing[0]}'")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from characterize.atomic import write_text_atomic
 from experiments.apps._cli import launch
 
 
@@ -168,9 +169,7 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     }
     write_json_atomic(out / "study.json", meta)
     text = OmegaConf.to_yaml(cfg, resolve=True)
-    tmp = out / ".config.yaml.tmp"
-    tmp.write_text(text)
-    tmp.replace(out / "config.yaml")
+    write_text_atomic(out / "config.yaml", text)
     print(
         f"study {st.name}: {evaluated} simulated, {hits} from cache, {errors} failed, "
         f"{wall:.0f} s -> {out}"
@@ -193,10 +192,7 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
 
 
 def _write_csv(df, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, df.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
 
 
 def _versions() -> dict:

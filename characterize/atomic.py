@@ -1,0 +1,49 @@
+"""Atomic file output, the one implementation the suite uses.
+
+Write to a uniquely named temporary file in the target's folder, then ``os.replace`` it over
+the target: a reader (or a crash, or a second process of a sweep) never sees a half-written
+file, and on error the target is left untouched. The file gets the usual permissions
+(0o666 minus the umask), not ``mkstemp``'s 0o600. Torch-free; the trace layer, the simulator,
+the profiler and the experiments all write through here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success move it over ``path``.
+
+    Parent folders are created. ``suffix`` is the temporary file's extension (some writers,
+    matplotlib's ``savefig`` among them, choose a format from it).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    return Path(path)
