@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import signal
@@ -46,7 +45,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from characterize.atomic import write_text_atomic  # noqa: E402  (after the path setup)
+from characterize.atomic import write_json_atomic  # noqa: E402
+from characterize.units import (  # noqa: E402
+    MIB,
+    bytes_per_s_to_tbps,
+    bytes_to_gib,
+    flops_to_tflops,
+    s_to_ms,
+)
 
 DECODE_TARGET = 0.80
 PREFILL_TARGET = 0.70
@@ -69,7 +75,7 @@ class SectionTimeout(BaseException):  # not caught by generic `except Exception`
 
 
 def _atomic_json(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    write_json_atomic(path, data, default=_jsonable)
 
 
 def _jsonable(x):
@@ -206,12 +212,12 @@ def env_info(device: str) -> dict:
         props = torch.cuda.get_device_properties(0)
         info.update(
             name=props.name,
-            memory_gib=round(props.total_memory / 2**30, 1),
+            memory_gib=round(bytes_to_gib(props.total_memory), 1),
             sms=props.multi_processor_count,
             gpu=gpu_key(props.name),
         )
         free, total = torch.cuda.mem_get_info()
-        info["free_gib"] = round(free / 2**30, 1)
+        info["free_gib"] = round(bytes_to_gib(free), 1)
         backend = make_backend("auto")
         info["power_backend"] = backend.name
         info["power_note"] = backend.reason
@@ -269,16 +275,16 @@ def ceilings(device: str, tiny: bool, min_window_s: float) -> dict:
         b = torch.randn(n, n, device=device, dtype=dtype)
         c = torch.empty(n, n, device=device, dtype=dtype)
         r = timed(lambda: torch.matmul(a, b, out=c), "matmul", 2.0 * n**3)
-        return {"n": n, "dtype": str(dtype), "tflops": r["rate"] / 1e12, **r}
+        return {"n": n, "dtype": str(dtype), "tflops": flops_to_tflops(r["rate"]), **r}
 
     def copy() -> dict:
-        nbytes = (16 if tiny else 4096) * 2**20
+        nbytes = (16 if tiny else 4096) * MIB
         src = torch.empty(nbytes // 2, device=device, dtype=torch.bfloat16).fill_(1.0)
         dst = torch.empty_like(src)
         r = timed(lambda: dst.copy_(src), "copy", 2.0 * nbytes)
         return {
             "buffer_bytes": nbytes,
-            "tb_per_s": r["rate"] / 1e12,
+            "tb_per_s": bytes_per_s_to_tbps(r["rate"]),
             "bytes_counted": "read + write",
             **r,
         }
@@ -381,8 +387,8 @@ def profile(
                 {
                     "batch": int(r.batch_size),
                     "context": int(r.tokens_per_request),
-                    "step_ms": r.raw_latency_s * 1e3,
-                    "tb_per_s": r.achieved_bytes_per_s / 1e12,
+                    "step_ms": s_to_ms(r.raw_latency_s),
+                    "tb_per_s": bytes_per_s_to_tbps(r.achieved_bytes_per_s),
                     "gpu_power_w": r.gpu_power_w,
                     "j_per_token_gpu": e_inst / tp / r.batch_size,
                     "j_per_token_instance": e_inst / r.batch_size,
@@ -395,8 +401,8 @@ def profile(
                 {
                     "batch": int(r.batch_size),
                     "prompt": int(r.tokens_per_request),
-                    "ms": r.raw_latency_s * 1e3,
-                    "tflops": r.achieved_flops / 1e12,
+                    "ms": s_to_ms(r.raw_latency_s),
+                    "tflops": flops_to_tflops(r.achieved_flops),
                     "gpu_power_w": r.gpu_power_w,
                     "j_per_token_gpu": e_inst / tp / tokens,
                     "j_per_token_instance": e_inst / tokens,

@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from characterize.units import KIB
+
 SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure-llm-2023"
 CASES = {
     # name: (trace, rate or None for the whole hour, model, design, sizes)
@@ -135,9 +137,9 @@ def run_case(name: str) -> dict:
         "requests_per_cpu_s": round(n / cpu, 1),
         "sim_requests_per_cpu_s": round(n / sim_cpu, 1),
         "setup_cpu_s": round(setup_cpu, 3),
-        "peak_rss_mb": round(rss1 / 1024.0, 1),
+        "peak_rss_mb": round(rss1 / KIB, 1),
         "rss_growth_kb_per_request": round((rss1 - rss0) / n, 3),
-        "retained_kb_per_request": round(retained / 1024.0 / n, 3),
+        "retained_kb_per_request": round(retained / KIB / n, 3),
         "completed": s["requests"]["completed"],
         "ttft_p99_s": s["ttft_s"]["p99"],
         "e2e_slowdown_p99": s["slowdown"]["e2e"]["p99"],

@@ -9,6 +9,7 @@ the profiler and the experiments all write through here.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -46,4 +47,33 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically; returns the path."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write(text)
+    return Path(path)
+
+
+def write_json_atomic(
+    path: str | os.PathLike,
+    obj,
+    *,
+    indent: int = 2,
+    default=None,
+    allow_nan: bool = True,
+) -> Path:
+    """Write ``obj`` as key-sorted, indented JSON (one final newline) atomically; returns the
+    path. ``default``/``allow_nan`` as for :func:`json.dumps`."""
+    text = json.dumps(obj, indent=indent, sort_keys=True, default=default, allow_nan=allow_nan)
+    return write_text_atomic(path, text + "\n")
+
+
+def write_parquet_atomic(df, path: str | os.PathLike, compression: str = "zstd") -> Path:
+    """Write a DataFrame (without its index) as Parquet atomically; returns the path.
+
+    The pandas/pyarrow schema metadata (library versions) is dropped: the same table gives the
+    same bytes whichever versions wrote it. pyarrow is imported here only.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=compression)
     return Path(path)

@@ -24,9 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from characterize.atomic import atomic_path
+from characterize.errors import error_line
 from characterize.network import NetworkError
 from characterize.profiles import ProfileError, read_profiles, reference_profiles, write_profiles
 from characterize.specs import SpecError
+from characterize.units import MS_PER_S, s_to_ms
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,7 +135,7 @@ def plot_phase_models(profiles, models, out_dir: Path) -> list[Path]:
             & (profiles["tp"] == pm.tp)
         ].copy()
         rows["batch_tokens"] = rows["batch_size"] * rows["tokens_per_request"]
-        rows["latency_ms"] = rows["latency_s"] * 1e3
+        rows["latency_ms"] = rows["latency_s"] * MS_PER_S
         pre = rows[rows["phase"] == "prefill"].copy()
         dec = rows[rows["phase"] == "decode"].copy()
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
@@ -142,9 +144,9 @@ def plot_phase_models(profiles, models, out_dir: Path) -> list[Path]:
         sns.scatterplot(data=pre, x="batch_tokens", y="latency_ms", hue="sweep", ax=ax)
         t_max = max(int(pre["batch_tokens"].max()), 8192)
         grid = np.unique(np.geomspace(16, t_max, 80).astype(int))
-        ax.plot(grid, [pm.prefill_time([int(t)]) * 1e3 for t in grid], label="fit: 1 prompt")
+        ax.plot(grid, [s_to_ms(pm.prefill_time([int(t)])) for t in grid], label="fit: 1 prompt")
         bs = [b for b in range(1, t_max // 512 + 1)]
-        ax.plot([512 * b for b in bs], [pm.prefill_time([512] * b) * 1e3 for b in bs],
+        ax.plot([512 * b for b in bs], [s_to_ms(pm.prefill_time([512] * b)) for b in bs],
                 "--", label="fit: b x 512")  # fmt: skip
         ax.set(xscale="log", yscale="log", xlabel="batch tokens", ylabel="prefill latency (ms)")
         ax.legend(fontsize=8)
@@ -155,7 +157,7 @@ def plot_phase_models(profiles, models, out_dir: Path) -> list[Path]:
                         legend=len(ctx_values) <= 8)  # fmt: skip
         b_grid = np.arange(1, max(int(dec["batch_size"].max()), 64) + 1)
         for ctx in (576, 2048, 8192):
-            ax.plot(b_grid, [pm.decode_time(int(b), int(b * ctx)) * 1e3 for b in b_grid],
+            ax.plot(b_grid, [s_to_ms(pm.decode_time(int(b), int(b * ctx))) for b in b_grid],
                     label=f"fit: {ctx} ctx/request")  # fmt: skip
         ax.set(xlabel="batch size", ylabel="decode step latency (ms)", xscale="log")
         ax.legend(fontsize=7)
@@ -202,8 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (ProfileError, SpecError, NetworkError, OSError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
+from characterize.units import mj_to_j, mw_to_w, w_to_mw
+
 POWER_MODES = ("auto", "required", "off")
 
 
@@ -219,7 +221,7 @@ class NvmlBackend(PowerBackend):
 
     def power_w(self, index: int) -> float | None:
         v = self._read(self._nvml.nvmlDeviceGetPowerUsage, index)
-        return None if v is None else v / 1000.0
+        return None if v is None else mw_to_w(v)
 
     def sm_clock_mhz(self, index: int) -> float | None:
         n = self._nvml
@@ -233,20 +235,20 @@ class NvmlBackend(PowerBackend):
 
     def power_limit_w(self, index: int) -> float | None:
         v = self._read(self._nvml.nvmlDeviceGetPowerManagementLimit, index)
-        return None if v is None else v / 1000.0
+        return None if v is None else mw_to_w(v)
 
     def power_limit_constraints_w(self, index: int) -> tuple[float, float] | None:
         v = self._read(self._nvml.nvmlDeviceGetPowerManagementLimitConstraints, index)
-        return None if v is None else (v[0] / 1000.0, v[1] / 1000.0)
+        return None if v is None else (mw_to_w(v[0]), mw_to_w(v[1]))
 
     def default_power_limit_w(self, index: int) -> float | None:
         v = self._read(self._nvml.nvmlDeviceGetPowerManagementDefaultLimit, index)
-        return None if v is None else v / 1000.0
+        return None if v is None else mw_to_w(v)
 
     def set_power_limit_w(self, index: int, watts: float) -> None:
         try:
             self._nvml.nvmlDeviceSetPowerManagementLimit(
-                self._handle(index), int(round(watts * 1000))
+                self._handle(index), int(round(w_to_mw(watts)))
             )
         except Exception as e:
             raise PowerCapError(
@@ -402,7 +404,7 @@ class PowerMonitor:
         energy, source, note = nan, "unavailable", ""
         counters = w.energy0 + energy1
         if counters and all(v is not None for v in counters):
-            delta = sum(b - a for a, b in zip(w.energy0, energy1, strict=True)) / 1000.0
+            delta = mj_to_j(sum(b - a for a, b in zip(w.energy0, energy1, strict=True)))
             if delta > 0:
                 energy, source = delta, "counter"
             else:

@@ -29,7 +29,6 @@ killed run keeps its points and a rerun skips them (resume):
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import platform
 import re
@@ -41,7 +40,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from characterize.atomic import write_text_atomic
+from characterize.atomic import write_json_atomic, write_text_atomic
 from characterize.models import ShardSpec, resolve_model
 from characterize.power import (
     PowerMonitor,
@@ -215,7 +214,7 @@ def write_table(df: pd.DataFrame, path: Path) -> None:
 
 
 def write_json(data: dict, path: Path) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    write_json_atomic(path, data, default=str)
 
 
 def _read_existing(path: Path, columns: list[str]) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from characterize.atomic import write_text_atomic
+from characterize.atomic import write_json_atomic, write_text_atomic
 from characterize.specs import GPUSpec, SpecError, list_specs, load_gpu, load_machine, load_model
 from characterize.units import ms_to_s
 
@@ -118,6 +118,11 @@ def _fail(source: str, row: int | None, column: str, msg: str) -> ProfileError:
     return ProfileError(f"{where}: column '{column}': {msg}")
 
 
+def _plain(value):
+    """A numpy scalar as the plain Python value (so messages read ``0``, not ``np.int64(0)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def validate_profiles(df: pd.DataFrame, source: str = "<profiles>") -> pd.DataFrame:
     """Check a profile table against contract 2 and return a typed copy (columns in order).
 
@@ -149,7 +154,8 @@ def validate_profiles(df: pd.DataFrame, source: str = "<profiles>") -> pd.DataFr
         bad = ~np.isfinite(num) | (num < 1) | (num != np.round(num))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise _fail(source, i + 1, col, f"must be a positive integer (got {df[col].iloc[i]!r})")
+            got = _plain(out[col].iloc[i])
+            raise _fail(source, i + 1, col, f"must be a positive integer (got {got!r})")
         out[col] = num.astype(np.int64)
     for col in _FLOAT_COLUMNS:
         num = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float)
@@ -166,7 +172,7 @@ def validate_profiles(df: pd.DataFrame, source: str = "<profiles>") -> pd.DataFr
             what = "must be NaN or finite and >= 0"
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise _fail(source, i + 1, col, f"{what} (got {num[i]!r})")
+            raise _fail(source, i + 1, col, f"{what} (got {float(num[i])!r})")
         out[col] = num
     phases = out["phase"].to_numpy()
     bad_phase = ~np.isin(phases, PHASES)
@@ -239,8 +245,7 @@ def write_profiles(df: pd.DataFrame, path: str | os.PathLike, metadata: dict | N
     table = validate_profiles(df, str(path))
     write_text_atomic(path, table.to_csv(index=False, lineterminator="\n"))
     if metadata is not None:
-        text = json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n"
-        write_text_atomic(metadata_path(path), text)
+        write_json_atomic(metadata_path(path), metadata, default=str)
     return path
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from characterize.atomic import write_text_atomic
+from characterize.atomic import write_json_atomic as _write_json
 
 RECORD_VERSION = 1
 
@@ -56,8 +56,7 @@ def point_key(point: Mapping[str, Any]) -> str:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
-    text = json.dumps(_plain(obj), indent=1, sort_keys=True, allow_nan=False) + "\n"
-    write_text_atomic(path, text)
+    _write_json(path, _plain(obj), indent=1, allow_nan=False)
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from characterize.atomic import atomic_path, write_text_atomic
+from characterize.units import w_to_kw
 from experiments.errors import ExperimentError
 
 BASELINES = ("baseline-a100", "baseline-h100")
@@ -38,9 +39,19 @@ METRIC_LABEL = {"ttft_s": "TTFT (s)", "tbt_s": "TBT (s, token-weighted)", "e2e_s
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ExperimentError(f"{path}: cannot read JSON ({e})".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ExperimentError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise ExperimentError(f"{path}: cannot read Parquet ({e})".splitlines()[0]) from None
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -54,6 +65,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise ExperimentError(f"{path}: cannot read CSV ({e})".splitlines()[0]) from None
 
 
+#: sections of study.json the report reads (written by splitbench-study)
+_STUDY_KEYS = ("study", "model", "profiles", "slo")
+
+
 def load_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[dict], list[dict]]:
     """(studies, runs) from folders; a folder holding several studies/runs is walked."""
     studies, runs = [], []
@@ -65,10 +80,14 @@ def load_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[dict], list[d
         for sj in sorted(d.rglob("study.json")):
             found = True
             s = sj.parent
+            meta = _read_json(sj)
+            missing = [k for k in _STUDY_KEYS if not isinstance(meta.get(k), dict)]
+            if missing:
+                raise ExperimentError(f"{sj}: not a splitbench study (no '{missing[0]}' section)")
             studies.append(
                 {
                     "dir": s,
-                    "meta": _read_json(sj),
+                    "meta": meta,
                     **{
                         k: _read_csv(s / f"{k}.csv")
                         for k in (
@@ -93,7 +112,7 @@ def load_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[dict], list[d
                 {
                     "dir": r,
                     "summary": _read_json(sj),
-                    "requests": pd.read_parquet(r / "requests.parquet"),
+                    "requests": _read_parquet(r / "requests.parquet"),
                     "point": _read_json(r / "point.json") if (r / "point.json").exists() else None,
                 }
             )
@@ -644,7 +663,7 @@ def _budget_text(b: pd.DataFrame) -> str:
     for _, r in b.drop_duplicates("budget").iterrows():
         lim = []
         if pd.notna(r.get("budget_w")):
-            lim.append(f"{r['budget_w'] / 1000:,.0f} kW provisioned power")
+            lim.append(f"{w_to_kw(r['budget_w']):,.0f} kW provisioned power")
         if pd.notna(r.get("budget_cost")):
             lim.append(f"${r['budget_cost']:,.0f}/h")
         parts.append(f"{r['budget']} = {' and '.join(lim)}")
@@ -706,7 +725,7 @@ def study_section(figs: Figures, s: dict) -> list[str]:
         ]
         bb = b.copy()
         bb["config"] = [_config_label(r) for _, r in bb.iterrows()]
-        bb["power_kw"] = bb["power_w"] / 1000.0
+        bb["power_kw"] = w_to_kw(bb["power_w"])
         for (tr, bud), grp in bb.groupby(["trace_display", "budget"], sort=False):
             md += [f"**{tr} trace, {bud}**", "", _md_table(grp, cols), ""]
         bars = fig_budget_bars(figs, b, name)
@@ -723,7 +742,7 @@ def study_section(figs: Figures, s: dict) -> list[str]:
         ]
         tt = t.copy()
         tt["config"] = [_config_label(r) for _, r in tt.iterrows()]
-        tt["power_kw"] = tt["power_w"] / 1000.0
+        tt["power_kw"] = w_to_kw(tt["power_w"])
         cols = [
             ("design_display", "design", ""),
             ("config", "config", ""),
@@ -800,7 +819,7 @@ def runs_section(figs: Figures, runs: list[dict]) -> list[str]:
                 "tbt_p99": (s.get("tbt_s") or {}).get("p99"),
                 "e2e_p99": (s.get("e2e_s") or {}).get("p99"),
                 "cost": d.get("cost_per_hour"),
-                "power_kw": (d.get("provisioned_power_w") or 0) / 1000.0,
+                "power_kw": w_to_kw(d.get("provisioned_power_w") or 0),
                 "slo": ("met" if slo.get("slo_met") else "missed")
                 if slo
                 else ("met" if (s.get("slo") or {}).get("all_ok") else "missed"),

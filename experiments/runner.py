@@ -285,18 +285,23 @@ def slo_check(summary: dict, slo: dict) -> dict:
     percentiles are P50/P90/P99). Returns ``{"slo_met", "slo_worst_ratio" (max observed /
     limit; > 1 means missed), "slowdown": {"ttft_p50": ...}}``. No completed request: not met.
     """
-    out: dict[str, Any] = {"slowdown": {}}
-    worst = 0.0
-    sd = summary.get("slowdown") or {}
-    for metric in ("ttft", "tbt", "e2e"):
-        for p, lim in zip(slo["percentiles"], slo[metric], strict=True):
-            v = (sd.get(metric) or {}).get(f"p{p:g}")
-            v = math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-            out["slowdown"][f"{metric}_p{p:g}"] = v if math.isfinite(v) else None
-            worst = max(worst, v / lim)
-    completed = (summary.get("requests") or {}).get("completed", 0)
-    out["slo_worst_ratio"] = worst if math.isfinite(worst) else None
-    out["slo_met"] = bool(completed and math.isfinite(worst) and worst <= 1.0)
+    from replay.metrics import slo_attainment
+
+    att = slo_attainment(
+        summary.get("slowdown") or {},
+        (summary.get("requests") or {}).get("completed", 0),
+        {m: slo[m] for m in ("ttft", "tbt", "e2e")},
+        slo["percentiles"],
+    )
+    worst = att["worst_ratio"]
+    out: dict[str, Any] = {
+        "slowdown": {
+            k: c["slowdown"] if math.isfinite(c["slowdown"]) else None
+            for k, c in att["checks"].items()
+        },
+        "slo_worst_ratio": worst if math.isfinite(worst) else None,
+        "slo_met": att["met"],
+    }
     return out
 
 

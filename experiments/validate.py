@@ -104,7 +104,7 @@ def check_trace(t: schemas.TraceConf, key: str = "trace") -> None:
         _need(t.name is not None, f"{key}.name", "set a bundled trace name or trace.path")
         _one_of(t.name, names, f"{key}.name")
     else:
-        _need(os.path.exists(t.path), f"{key}.path", f"no such file '{t.path}'")
+        _need(os.path.isfile(t.path), f"{key}.path", f"no such file '{t.path}'")
     for k in (
         "scale_to_rate",
         "resample_rate",
@@ -165,6 +165,13 @@ def check_profiles(p: schemas.ProfilesConf, key: str = "profiles") -> None:
         f"{key}.source",
         f"no such file '{p.source}' (or 'reference')",
     )
+    if p.source != "reference":  # a bad table fails here, not in every simulated point
+        from characterize.profiles import ProfileError, read_profiles
+
+        try:
+            read_profiles(p.source)
+        except ProfileError as e:
+            raise ExperimentError(f"{key}.source: {str(e).splitlines()[0]}") from None
 
 
 def check_search(s: schemas.SearchConf, key: str = "search") -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from characterize.specs import SpecError, load_machine, load_model
+from characterize.units import bytes_to_gb
 from replay.errors import DesignError
 
 # name -> (kind, prompt (or baseline) machine spec, token machine spec)
@@ -118,8 +119,8 @@ class Design:
             if cap <= 0:
                 raise DesignError(
                     f"design '{self.name}': model '{self.model}' does not fit machine '{name}' "
-                    f"(weights {model.weight_bytes / 1e9:.0f} GB, usable memory "
-                    f"{spec.memory_bytes * (1 - self.kv_reserve_fraction) / 1e9:.0f} GB)"
+                    f"(weights {bytes_to_gb(model.weight_bytes):.0f} GB, usable memory "
+                    f"{bytes_to_gb(spec.memory_bytes * (1 - self.kv_reserve_fraction)):.0f} GB)"
                 )
 
 

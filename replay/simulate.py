@@ -12,7 +12,6 @@ run (0 to the last event) at ``idle_power_w``, per machine.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from characterize.atomic import atomic_path, write_text_atomic
+from characterize.atomic import write_json_atomic, write_parquet_atomic
 from characterize.specs import SpecError, load_machine, load_model
 from characterize.units import joules_to_kwh
 from replay.designs import Design
@@ -87,19 +86,9 @@ class ReplayResult:
             ("request_gaps", self.request_gaps),
             ("pool_changes", self.pool_changes),
         ):
-            with atomic_path(out / f"{name}.parquet") as tmp:
-                _write_parquet(df, tmp)
-        text = json.dumps(self.summary, sort_keys=True, indent=2, allow_nan=False) + "\n"
-        write_text_atomic(out / "summary.json", text)
+            write_parquet_atomic(df, out / f"{name}.parquet")
+        write_json_atomic(out / "summary.json", self.summary, allow_nan=False)
         return out
-
-
-def _write_parquet(df: pd.DataFrame, path: str) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    pq.write_table(table.replace_schema_metadata(None), path, compression="zstd")
 
 
 def _get_pm(phase_models, model: str, gpu: str, tp: int):

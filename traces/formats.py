@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from characterize.atomic import atomic_path
+from characterize.atomic import atomic_path, write_parquet_atomic
 from traces.errors import TraceError
 from traces.schema import COLUMNS, DATETIME, IDENTITY, ColumnMap, build_table, check_table
 
@@ -254,9 +254,8 @@ def save(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     if suffix not in (".csv", *PARQUET_SUFFIXES):
         raise TraceError(f"{p}: unsupported output extension {p.suffix!r}; use .csv or .parquet")
     table = check_table(df)
+    if suffix != ".csv":
+        return write_parquet_atomic(table[list(COLUMNS)], p)
     with atomic_path(p) as tmp:
-        if suffix == ".csv":
-            table.to_csv(tmp, index=False, columns=list(COLUMNS), lineterminator="\n")
-        else:
-            table.to_parquet(tmp, index=False)
+        table.to_csv(tmp, index=False, columns=list(COLUMNS), lineterminator="\n")
     return p

@@ -25,6 +25,7 @@ import torch
 
 from characterize.models import ENGINE_NAMES, IMPLS
 from characterize.models.shard import ShardSpec
+from characterize.units import bytes_to_gib
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -139,7 +140,10 @@ class Engine:
             return None
         need = self.estimate_bytes(phase, batch, tokens)
         if need > headroom * free:
-            return f"needs ~{need / 2**30:.1f} GiB (KV + activations), {free / 2**30:.1f} GiB free"
+            return (
+                f"needs ~{bytes_to_gib(need):.1f} GiB (KV + activations), "
+                f"{bytes_to_gib(free):.1f} GiB free"
+            )
         return None
 
     # ------------------------------------------------------------------ ops

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from omegaconf import DictConfig
 
+from characterize.errors import error_line
 from experiments.errors import ExperimentError
 from experiments.schemas import CONF_DIR, register
 
@@ -24,13 +25,18 @@ _USER_ERRORS: tuple[type[BaseException], ...] = (ExperimentError,)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """ExperimentError plus the one-line error classes of traces, replay and characterize."""
+    """ExperimentError plus the one-line error classes of traces, replay and characterize
+    (those of modules already imported: looking them up imports nothing, e.g. no torch)."""
     errs: list[type[BaseException]] = [ExperimentError]
     for mod, name in [
         ("traces.errors", "TraceError"),
         ("replay.errors", "ReplayError"),
         ("characterize.specs", "SpecError"),
         ("characterize.profiles", "ProfileError"),
+        ("characterize.network", "NetworkError"),
+        ("characterize.profiler", "ProfilerError"),
+        ("characterize.power", "PowerCapError"),
+        ("characterize.power", "PowerUnavailableError"),
     ]:
         m = sys.modules.get(mod)
         if m is not None and hasattr(m, name):
@@ -49,9 +55,13 @@ def compose_error_line(e: BaseException) -> str:
         return f"{group}: unknown option '{option}'{tail}"
     cause = e.__cause__ or e.__context__
     key = getattr(cause, "full_key", None) or getattr(e, "full_key", None)
-    m = re.search(r"Could not override '([^']+)'", text)
+    m = re.search(r"Could not override '([^']+)'", text) or re.search(
+        r"Error merging override ([^=\s]+)=", text
+    )
     if m and key is None:
         key = m.group(1)
+    elif m and not str(key).startswith(m.group(1)):  # a field inside a list item: name both
+        key = f"{m.group(1)}: {key}"
     detail = str(cause).splitlines()[0] if cause is not None and str(cause) else ""
     if "not in struct" in detail or re.match(r"Key '[^']+' (is )?not in ", detail):
         detail = "unknown key"
@@ -64,11 +74,17 @@ def _is_hydra_arg(a: str) -> bool:
     return a.startswith(("hydra.", "hydra/", "+hydra", "~hydra", "++hydra"))
 
 
-def precheck(config_name: str, overrides: list[str], validator: Callable[[DictConfig], object]):
+def precheck(
+    config_name: str,
+    overrides: list[str],
+    validator: Callable[[DictConfig], object],
+    registers: Sequence[Callable[[], None]] = (register,),
+):
     """Compose ``config_name`` with ``overrides`` and validate it; ExperimentError on failure."""
     from hydra import compose, initialize_config_dir
 
-    register()
+    for reg in registers:
+        reg()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         try:
             cfg = compose(config_name, overrides=overrides)
@@ -80,7 +96,7 @@ def precheck(config_name: str, overrides: list[str], validator: Callable[[DictCo
             raise
         except Exception as e:  # noqa: BLE001
             if isinstance(e, user_errors()):
-                raise ExperimentError(str(e).splitlines()[0]) from None
+                raise ExperimentError(error_line(e)) from None
             raise
     return cfg
 
@@ -92,14 +108,15 @@ def fail(msg: str) -> None:
 
 
 def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
-    """Wrap an app task so user errors become one line and exit status 2."""
+    """Wrap an app task so user errors (and file errors naming a path) become one line and exit
+    status 2."""
 
     def wrapper(cfg: DictConfig):
         try:
             return task(cfg)
         except Exception as e:  # noqa: BLE001
-            if isinstance(e, user_errors()):
-                fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            if isinstance(e, user_errors()) or (isinstance(e, OSError) and e.filename):
+                fail(error_line(e))
             raise
 
     return wrapper
@@ -110,16 +127,21 @@ def launch(
     task: Callable[[DictConfig], object],
     validator: Callable[[DictConfig], object],
     argv: list[str] | None = None,
+    registers: Sequence[Callable[[], None]] = (register,),
 ) -> None:
-    """Run ``task`` as a Hydra app on ``argv`` (default sys.argv[1:]), errors as one line."""
+    """Run ``task`` as a Hydra app on ``argv`` (default sys.argv[1:]), errors as one line.
+
+    ``registers``: the ConfigStore registrations the app's config needs."""
     import hydra
 
-    register()
+    for reg in registers:
+        reg()
     args = list(sys.argv[1:] if argv is None else argv)
     flags = [a for a in args if a.startswith("-")]
     if not flags:
         try:
-            precheck(config_name, [a for a in args if not _is_hydra_arg(a)], validator)
+            overrides = [a for a in args if not _is_hydra_arg(a)]
+            precheck(config_name, overrides, validator, registers)
         except ExperimentError as e:
             fail(str(e))
     if argv is not None:

@@ -14,14 +14,14 @@ Bad options are one line ``error: ...`` with exit status 2. torch is imported on
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.apps._cli import launch
 from experiments.errors import ExperimentError
+from experiments.schemas import CONF_DIR
 from experiments.schemas_characterize import register
 
 IMPLS = ("native", "transformers")
@@ -179,91 +179,18 @@ def run(cfg: DictConfig):
     return result
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from characterize.power import PowerCapError, PowerUnavailableError
-    from characterize.profiler import ProfilerError
-    from characterize.profiles import ProfileError
-    from characterize.specs import SpecError
-
-    return (
-        ExperimentError,
-        SpecError,
-        ProfilerError,
-        ProfileError,
-        PowerCapError,
-        PowerUnavailableError,
-    )
-
-
-def _task(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except Exception as e:  # noqa: BLE001 - user errors become one line, the rest propagate
-        if isinstance(e, _user_errors()):
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            print(f"error: {msg}", file=sys.stderr)
-            sys.exit(2)
-        raise
-
-
-# "../conf" relative to this file, made absolute: a relative config_path resolves to the module
-# ``experiments.conf`` when launched as a console script, which is not an importable package.
-CONF_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf"))
-register()
-_hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="characterize")(
-    _task
-)
-
-
-def compose_error(e: BaseException) -> str:
-    """A Hydra composition error as one line naming the group or key."""
-    text = str(e)
-    m = re.search(r"Could not find '([^']+)/([^']+)'", text)
-    if m:
-        known = re.findall(r"^\t(\S+)$", text.split("Config search path")[0], re.M)
-        tail = f" (known: {', '.join(known)})" if known else ""
-        return f"{m.group(1)}: unknown option '{m.group(2)}'{tail}"
-    cause = e.__cause__ or e.__context__
-    key = getattr(cause, "full_key", None) or getattr(e, "full_key", None)
-    detail = str(cause).splitlines()[0] if cause is not None and str(cause) else ""
-    if not detail:
-        detail = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-    return f"{key}: {detail}" if key else detail
-
-
-def precheck(overrides: list[str]) -> None:
-    """Compose the config with ``overrides`` and check it; ExperimentError (one line) if bad."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        try:
-            cfg = compose("characterize", overrides=overrides)
-        except Exception as e:  # noqa: BLE001 - Hydra raises several classes: all user errors
-            raise ExperimentError(compose_error(e)) from None
-        try:
-            profile_config(cfg)
-        except _user_errors() as e:
-            raise ExperimentError(str(e).splitlines()[0]) from None
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Console entry point ``splitbench-characterize``.
 
     A plain run (no ``-m``, ``--cfg``, ... flags) composes and checks the overrides first, so
-    an unknown option or a bad value is one line ``error: ...`` with exit status 2.
+    an unknown option or a bad value is one line ``error: ...`` with exit status 2; errors of
+    the run itself (spec, profiler, power) are one line too (:mod:`experiments.apps._cli`).
     """
-    args = sys.argv[1:]
-    if not any(a.startswith("-") for a in args):
-        try:
-            precheck([a for a in args if not a.lstrip("+~").startswith("hydra")])
-        except ExperimentError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-    _hydra_main()
+    launch("characterize", run, profile_config, argv, registers=(register,))
 
 
 if __name__ == "__main__":
     main()
 
 
-__all__ = ["main", "profile_config", "run", "summarize"]
+__all__ = ["CONF_DIR", "main", "profile_config", "register", "run", "summarize"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from characterize.atomic import write_text_atomic
+from characterize.units import w_to_kw
 from experiments.apps._cli import launch
 
 
@@ -106,6 +107,32 @@ def run_point(c: dict, evaluator=None) -> dict:
     return rec
 
 
+def _check_phase_models(c: dict, tasks, profiles: dict) -> None:
+    """Fail before simulating when a planned design's GPU has no phase model in its profiles
+    (else every point of that design would be stored as an error and the study exit 0)."""
+    from characterize.phase_model import PhaseModelError, load_phase_models
+    from characterize.specs import load_machine
+    from experiments.errors import ExperimentError
+
+    model, tp = c["model"].name, c["model"].tp
+    checked: set[tuple[str, str]] = set()
+    for task in tasks:
+        source = (task.profiles or profiles)["source"]
+        d = task.design
+        specs = [d.machine] if d.kind == "baseline" else [d.prompt_machine, d.token_machine]
+        gpus = [load_machine(s).profile_gpu for s in specs] + ["a100-80gb"]  # + the reference
+        for gpu in gpus:
+            if (source, gpu) in checked:
+                continue
+            checked.add((source, gpu))
+            try:
+                load_phase_models(source).get(model, gpu, tp)
+            except PhaseModelError as e:
+                raise ExperimentError(
+                    f"profiles.source: design {task.design_key}: {str(e).splitlines()[0]}"
+                ) from None
+
+
 def run(cfg: DictConfig, evaluator=None) -> dict:
     """Run the study of ``cfg`` (a composed ``study`` config); returns its tables and paths.
 
@@ -126,6 +153,8 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     t0 = time.perf_counter()
     tasks, notes = plan(c)
     ctx = _context(c, evaluator)
+    if evaluator is None:
+        _check_phase_models(c, tasks, ctx.profiles)
     n_jobs = c["search"].n_jobs if evaluator is None else 1
     print(
         f"study {st.name}: {len(tasks)} searches, {len(st.traces)} trace(s), "
@@ -236,7 +265,7 @@ def _print_budget(rows: list[dict]) -> None:
         print(
             f"{r['trace']:<16}{r['budget']:<11}{r['design']:<17}{cfg:>10}"
             f"{f(r['max_rate'], '.1f'):>8}{f(r['cost_per_hour'], '.0f'):>8}"
-            f"{f(r['power_w'] and r['power_w'] / 1000, '.0f'):>7}"
+            f"{f(r['power_w'] and w_to_kw(r['power_w']), '.0f'):>7}"
             f"{f(r['max_rate_vs_baseline-a100'], '.2f'):>8}"
             f"{f(r['max_rate_vs_baseline-h100'], '.2f'):>8}"
         )
