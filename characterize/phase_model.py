@@ -3,20 +3,27 @@
 One :class:`PhaseModel` per (model, gpu, tp), fitted from a profile table (contract 2) by
 :func:`fit_phase_model`. All times in seconds, powers in watts for the whole TP instance.
 
-Latency forms (non-negative coefficients, so both are monotone in every argument):
+Latency forms (non-negative coefficients and segment slopes, so both are monotone in every
+argument):
 
 - prefill of a batch with prompt lengths ``L_i`` (``n`` requests, ``T = sum L_i``,
   ``S = sum L_i^2``)::
 
-      t = max(floor, c0 + cn * n + c1 * T + c2 * S + ch * max(0, T - knee))
+      t = max(floor, c0 + cn * n + c2 * S + f(T)),   f(T) = c1 * T + sum_j h_j * max(0, T - k_j)
 
-  ``c1`` is the linear (weights/MLP) cost per token, ``c2`` the causal-attention cost of each
-  prompt, ``cn`` a per-request cost; the hinge ``ch`` past ``knee`` batch tokens (knee from a
-  grid) is a roofline-like change of slope: the reference engine (Splitwise paper, 2023) runs
-  a batch of ``b`` prompts of 512 tokens about as slowly as one prompt of ``512 b`` tokens, and
-  gets slower per token past ~2k tokens. ``floor`` (a constant fitted to the smallest points)
-  is the least time of any prefill (weights read, launch overheads). Terms can be dropped with
-  ``prefill_terms=`` / ``prefill_floor=False``;
+  ``f`` is a monotone piecewise-linear function of the batch's tokens (every segment slope
+  ``c1 + h_1 + ... + h_j >= 0``; the ``h_j`` may be negative) with knots ``k_j`` at the interior
+  measured batch-token values (at most ``MAX_PREFILL_KNOTS``), linear beyond the measured range
+  with the end segments' slopes. ``c2`` is the causal-attention cost of each prompt, ``cn`` a
+  per-request cost. The reference engine (Splitwise paper, 2023) runs a batch of ``b`` prompts
+  of 512 tokens about as slowly as one prompt of ``512 b`` tokens, with a roofline-like steep
+  knee between ~2k and ~8k tokens and a slightly lower per-token slope beyond, which ``f``
+  follows without a fixed shape. The segment slopes are smoothed: the fit adds
+  ``lam * sum_j (e_j * (s_j - s_{j-1}))^2`` (``e_j = k_j / t(k_j)``, dimensionless slope
+  jumps) and picks ``lam`` from ``PREFILL_SMOOTHING`` by generalized cross-validation on the
+  fitted points only. ``floor`` (a constant fitted to the smallest points) is the least time
+  of any prefill (weights read, launch overheads). Terms can be dropped with
+  ``prefill_terms=`` (``tokens_hinge`` off: one linear ``c1 * T``) / ``prefill_floor=False``;
 - one decode step of ``B`` requests holding ``C`` context tokens in all::
 
       t = d0 + d1 * B + d2 * C + d3 * B^2
@@ -45,7 +52,8 @@ fits of the same model and tp as a fraction of the A100 budget, times this GPU's
 ``power_source`` says which. ``idle_power_w`` is the GPU's idle power x tp.
 
 Held-out error: leave-one-point-out over the profile rows (each row already folds its
-repeats), per (model, gpu, tp, phase); ``mape`` and ``max_error`` are FRACTIONS
+repeats), per (model, gpu, tp, phase); every choice of a fit (prefill knots, smoothing ``lam``,
+floor partition) is made again inside each fold from its training points alone; ``mape`` and ``max_error`` are FRACTIONS
 (0.05 = 5 %). Groups with fewer than ``MIN_POINTS`` points get a ``note`` instead of a claim;
 groups above the 5 % target (``TARGET_MAPE``) say so in the ``note``. The report is computed on
 the first :meth:`PhaseModel.fit_report` call (fits stay fast).
@@ -77,7 +85,8 @@ MIN_POINTS = 5
 TARGET_MAPE = 0.05
 OUTLIER_RATIO = 1.5
 PREFILL_TERMS = ("const", "requests", "tokens", "tokens_sq", "tokens_hinge")
-_KNEE_GRID = (256.0, 512.0, 1024.0, 1536.0, 2048.0, 3072.0, 4096.0, 6144.0, 8192.0, 16384.0)
+PREFILL_SMOOTHING = (0.001, 0.003, 0.01, 0.03, 0.1)
+MAX_PREFILL_KNOTS = 8
 DECODE_TERMS = ("const", "batch", "context", "batch_sq")
 _POWER_K_GRID = tuple(float(k) for k in np.geomspace(0.25, 65536.0, 49))
 
@@ -146,6 +155,13 @@ def _prefill_features(
     return np.column_stack([np.ones_like(tokens), n, tokens, tokens_sq, hinge])
 
 
+def _hinge_sum(tokens: np.ndarray, hinges: Sequence[tuple[float, float]]) -> np.ndarray:
+    out = np.zeros_like(tokens, dtype=float)
+    for knee, slope in hinges:
+        out += slope * np.maximum(0.0, tokens - knee)
+    return out
+
+
 def _decode_features(batch: np.ndarray, context: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones_like(batch), batch, context, batch * batch])
 
@@ -159,26 +175,148 @@ def _mask(terms: Sequence[str], allowed: Sequence[str], phase: str) -> np.ndarra
 
 @dataclass(frozen=True)
 class _LatencyForm:
-    """Fitted latency form: max(floor, features(knee) @ coef)."""
+    """Fitted latency form: max(floor, features(knee) @ coef + sum_j h_j * max(0, T - k_j))
+    (``hinges`` = ((k_j, h_j), ...), prefill only)."""
 
     phase: str
     coef: tuple[float, ...]
     knee: float = 0.0
     floor: float = 0.0
+    hinges: tuple[tuple[float, float], ...] = ()
 
     def predict(self, batch: np.ndarray, tokens_per_request: np.ndarray) -> np.ndarray:
         b = np.asarray(batch, dtype=float)
         t = np.asarray(tokens_per_request, dtype=float)
         if self.phase == "prefill":
             feats = _prefill_features(b, b * t, b * t * t, self.knee)
-        else:
-            feats = _decode_features(b, b * t)
+            return np.maximum(
+                self.floor, feats @ np.array(self.coef) + _hinge_sum(b * t, self.hinges)
+            )
+        feats = _decode_features(b, b * t)
         return np.maximum(self.floor, feats @ np.array(self.coef))
 
 
 def _floor_value(y: np.ndarray) -> float:
     """The constant minimizing the squared relative error to ``y``."""
     return float(np.sum(1.0 / y) / np.sum(1.0 / y**2))
+
+
+def _segment_knots(tokens: np.ndarray) -> np.ndarray:
+    """Interior knots of the piecewise-linear token function: the distinct batch-token values
+    strictly between the smallest and the largest (at most ``MAX_PREFILL_KNOTS``, evenly
+    spread over the sorted values when there are more)."""
+    inner = np.unique(tokens)[1:-1]
+    if len(inner) > MAX_PREFILL_KNOTS:
+        inner = inner[np.unique(np.round(np.linspace(0, len(inner) - 1, MAX_PREFILL_KNOTS)))]
+    return inner
+
+
+def _segment_columns(tokens: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Ramp j rises with slope 1 over segment j: [0, k_0], [k_0, k_1], ..., [k_last, inf)."""
+    edges = np.concatenate([[0.0], knots])
+    cols = [
+        np.clip(tokens - lo, 0.0, hi - lo) for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+    ]
+    cols.append(np.maximum(0.0, tokens - edges[-1]))
+    return np.column_stack(cols)
+
+
+def _fit_prefill_pwl(
+    b: np.ndarray, t: np.ndarray, y: np.ndarray, mask: np.ndarray, lam: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Smoothed monotone piecewise-linear prefill fit (no floor) on the given points.
+
+    ``t = c0 + cn n + c2 S + f(T)``, ``f`` piecewise linear with knots at the interior batch-token
+    values, every segment slope ``>= 0`` (so monotone), linear beyond both ends. Least squared
+    relative error plus ``lam x sum_j (e_j (s_j - s_{j-1}))^2`` where ``e_j = k_j / y(k_j)``
+    makes the slope jumps dimensionless (elasticity). Returns (coef of const/requests/tokens_sq,
+    segment slopes, knots, effective degrees of freedom of the data part).
+    """
+    tokens = b * t
+    use_seg = bool(mask[2] or mask[4])
+    knots = _segment_knots(tokens) if (mask[4] and use_seg) else np.array([])
+    base = np.column_stack([np.ones_like(tokens), b, tokens * t])[:, [mask[0], mask[1], mask[3]]]
+    seg = _segment_columns(tokens, knots) if use_seg else np.zeros((len(y), 0))
+    seg_on = np.ones(seg.shape[1], dtype=bool)
+    if use_seg and not mask[2]:
+        seg_on[0] = False  # no base per-token slope: the first segment stays flat
+    feats = np.column_stack([base, seg[:, seg_on]])
+    scale = np.abs(feats).max(axis=0)
+    scale[scale == 0] = 1.0
+    a = feats / scale / y[:, None]
+    nb = base.shape[1]
+    rows = []
+    seg_idx = np.full(seg.shape[1], -1)
+    seg_idx[seg_on] = nb + np.arange(int(seg_on.sum()))
+    for j, knot in enumerate(knots):
+        lo, hi = seg_idx[j], seg_idx[j + 1]
+        if lo < 0 or hi < 0:
+            continue
+        e = knot / float(np.mean(y[tokens == knot]))
+        r = np.zeros(feats.shape[1])
+        r[hi], r[lo] = e / scale[hi], -e / scale[lo]
+        rows.append(r)
+    pen = np.array(rows).reshape(-1, feats.shape[1])
+    x = nnls(
+        np.vstack([a, math.sqrt(lam) * pen]), np.concatenate([np.ones(len(y)), np.zeros(len(pen))])
+    )
+    act = x > 0
+    ap, rp = a[:, act], pen[:, act]
+    df = (
+        float(np.trace(ap @ np.linalg.pinv(ap.T @ ap + lam * rp.T @ rp) @ ap.T))
+        if act.any()
+        else 0.0
+    )
+    coef = x / scale
+    base_coef = np.zeros(3)
+    base_coef[[mask[0], mask[1], mask[3]]] = coef[:nb]
+    slopes = np.zeros(seg.shape[1])
+    slopes[seg_on] = coef[nb:]
+    return base_coef, slopes, knots, df
+
+
+def _pwl_form(
+    base_coef: np.ndarray, slopes: np.ndarray, knots: np.ndarray, floor: float
+) -> _LatencyForm:
+    """The fit as a hinge form: coef (c0, cn, s_0, c2, 0) plus hinges (k_j, s_{j+1} - s_j)."""
+    s0 = float(slopes[0]) if len(slopes) else 0.0
+    coef = (float(base_coef[0]), float(base_coef[1]), s0, float(base_coef[2]), 0.0)
+    hinges = tuple(
+        (float(k), float(slopes[j + 1] - slopes[j]))
+        for j, k in enumerate(knots)
+        if slopes[j + 1] != slopes[j]
+    )
+    return _LatencyForm("prefill", coef, 0.0, float(floor), hinges)
+
+
+def _fit_prefill(
+    b: np.ndarray, t: np.ndarray, y: np.ndarray, mask: np.ndarray, floor: bool
+) -> _LatencyForm:
+    """Best prefill form: for each smoothing ``lam`` in ``PREFILL_SMOOTHING``, the floor partition
+    (the k smallest-batch-token points, k = 0..n//2, on a constant floor) with the least squared
+    relative error; among those, the ``lam`` with the least generalized cross-validation score
+    ``n SSE / (n - df)^2`` (computed from these points only)."""
+    tokens = b * t
+    order = np.argsort(tokens, kind="stable")
+    n = len(y)
+    best: tuple[float, _LatencyForm] | None = None
+    for lam in PREFILL_SMOOTHING:
+        inner: tuple[float, float, _LatencyForm] | None = None
+        for k in range(0, n // 2 + 1) if floor else [0]:
+            low, high = order[:k], order[k:]
+            fl = _floor_value(y[low]) if k else 0.0
+            base_coef, slopes, knots, df = _fit_prefill_pwl(b[high], t[high], y[high], mask, lam)
+            form = _pwl_form(base_coef, slopes, knots, fl)
+            sse = float(np.sum((form.predict(b, t) / y - 1.0) ** 2))
+            if inner is None or sse < inner[0] - 1e-15:
+                inner = (sse, df + (1.0 if k else 0.0), form)
+        assert inner is not None
+        sse, df, form = inner
+        score = n * sse / max(n - df, 0.5) ** 2
+        if best is None or score < best[0] - 1e-15:
+            best = (score, form)
+    assert best is not None
+    return best[1]
 
 
 def _fit_form(
@@ -190,34 +328,14 @@ def _fit_form(
     floor: bool,
     kv_floor: float = 0.0,
 ) -> _LatencyForm:
-    """Best (least squared relative error) form over the knee grid and floor partitions.
-
-    Prefill with ``floor``: the k smallest-batch-token points (k = 0..n//2) sit on the floor
-    (a constant), the others on the linear form; the best k wins.
-    """
+    """Fit one phase's latency form on these points (all choices made from them alone)."""
     if phase == "decode":
         feats = _decode_features(b, b * t)
         coef = np.zeros(feats.shape[1])
         coef[mask] = _fit_relative(feats[:, mask], y, fixed=kv_floor * b * t)
         coef[2] += kv_floor  # d2 >= the KV-cache read time per context token
         return _LatencyForm(phase, tuple(float(c) for c in coef))
-    tokens = b * t
-    knees = [k for k in _KNEE_GRID if k < tokens.max()] if mask[4] else [0.0]
-    order = np.argsort(tokens, kind="stable")
-    best: tuple[float, _LatencyForm] | None = None
-    for knee in knees or [0.0]:
-        feats = _prefill_features(b, tokens, b * t * t, knee)
-        for k in range(0, len(y) // 2 + 1) if floor else [0]:
-            low, high = order[:k], order[k:]
-            fl = _floor_value(y[low]) if k else 0.0
-            coef = np.zeros(feats.shape[1])
-            coef[mask] = _fit_relative(feats[high][:, mask], y[high])
-            pred = np.maximum(fl, feats @ coef)
-            sse = float(np.sum((pred / y - 1.0) ** 2))
-            if best is None or sse < best[0] - 1e-15:
-                best = (sse, _LatencyForm(phase, tuple(float(c) for c in coef), knee, fl))
-    assert best is not None
-    return best[1]
+    return _fit_prefill(b, t, y, mask, floor)
 
 
 def _monotone_outliers(b: np.ndarray, t: np.ndarray, y: np.ndarray, ratio: float) -> list[int]:
@@ -371,7 +489,9 @@ class PhaseModel:
     being monotone, every query inside that box passes silently.
 
     ``prefill_coef`` = (c0 s, cn s/request, c1 s/token, c2 s/token^2, ch s/token beyond
-    ``prefill_knee`` tokens); ``prefill_floor`` s is the least time of any prefill.
+    ``prefill_knee`` tokens); ``prefill_hinges`` = ((k_j tokens, h_j s/token), ...) further slope
+    changes (the fit puts its piecewise-linear token function there, with ``ch = 0``);
+    ``prefill_floor`` s is the least time of any prefill. Every segment slope is >= 0.
     ``decode_coef`` = (d0 s, d1 s/request, d2 s/context token, d3 s/request^2).
     """
 
@@ -389,12 +509,17 @@ class PhaseModel:
     max_decode_batch: int
     max_decode_context: int
     source: str = ""
+    prefill_hinges: tuple[tuple[float, float], ...] = ()
     calibration: dict | None = None
     report_builder: Callable[[], list[dict]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._c0, self._cn, self._c1, self._c2, self._ch = (float(c) for c in self.prefill_coef)
-        self._knee = float(self.prefill_knee)
+        hinges = [(float(k), float(h)) for k, h in self.prefill_hinges]
+        if self._ch:
+            hinges.append((float(self.prefill_knee), self._ch))
+        hinges.sort()
+        self._hinges = tuple(hinges)  # (knee, slope change), ascending knees
         self._floor = float(self.prefill_floor)
         self._d0, self._d1, self._d2, self._d3 = (float(c) for c in self.decode_coef)
         self._prefill_warn_tokens = float(self.max_prefill_tokens)
@@ -419,8 +544,10 @@ class PhaseModel:
         if tokens > self._prefill_warn_tokens:
             self._warn_prefill(tokens)
         t = self._c0 + self._cn * n_requests + self._c1 * tokens + self._c2 * tokens_sq
-        if tokens > self._knee:
-            t += self._ch * (tokens - self._knee)
+        for knee, slope in self._hinges:
+            if tokens <= knee:
+                break
+            t += slope * (tokens - knee)
         return t if t > self._floor else self._floor
 
     def decode_time(self, batch_size: int, total_context_tokens: int) -> float:
@@ -450,7 +577,8 @@ class PhaseModel:
 
     def _prefill_raw(self, n_requests: float, tokens: float, tokens_sq: float) -> float:
         t = self._c0 + self._cn * n_requests + self._c1 * tokens + self._c2 * tokens_sq
-        t += self._ch * max(0.0, tokens - self._knee)
+        for knee, slope in self._hinges:
+            t += slope * max(0.0, tokens - knee)
         return max(t, self._floor)
 
     def _warn_prefill(self, tokens: int) -> None:
@@ -620,6 +748,7 @@ def fit_phase_model(
         prefill_coef=tuple(pf.coef),  # type: ignore[arg-type]
         prefill_knee=pf.knee,
         prefill_floor=pf.floor,
+        prefill_hinges=pf.hinges,
         decode_coef=tuple(df_.coef),  # type: ignore[arg-type]
         prefill_power_curve=power["prefill"][0],
         decode_power_curve=power["decode"][0],
@@ -754,6 +883,7 @@ def calibrate(
         model,
         prefill_coef=(c[0] * pa + pb, c[1] * pa, c[2] * pa, c[3] * pa, c[4] * pa),
         prefill_floor=model.prefill_floor * pa + pb,
+        prefill_hinges=tuple((k, h * pa) for k, h in model.prefill_hinges),
         decode_coef=(d[0] * da + db, d[1] * da, d[2] * da, d[3] * da),
         source=f"{model.source} calibrated to {source}".strip(),
         calibration={"source": source, "prefill": scales["prefill"], "decode": scales["decode"]},

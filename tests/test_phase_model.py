@@ -120,6 +120,56 @@ def test_error_table_columns_and_targets(errors):
     assert h100["power_source"].str.startswith("fallback").all()
 
 
+def test_prefill_held_out_error_across_groups(errors):
+    """The smoothed piecewise-linear prefill form (knots and smoothing chosen inside each fold)
+    against the former one-knee form, whose held-out MAPE was 7.9 / 7.5 / 7.5 (bloom a100, h100,
+    h100-pcap), 6.4 / 5.9 / 6.1 (llama a100 tp2/4/8) and 2.4 / 6.4 / 6.6 (llama h100 and pcap
+    tp2/4/8): mean 6.0 %, 2 of 12 groups within the 5 % target."""
+    pre = errors[errors.phase == "prefill"]
+    assert len(pre) == 12
+    assert pre["mape"].mean() <= 0.045
+    assert (pre["mape"] <= TARGET_MAPE).sum() >= 8
+    assert (pre["mape"] <= 0.09).all()
+
+
+def test_held_out_prediction_never_sees_the_held_out_point(ref):
+    """Changing a point's latency leaves its own leave-one-out prediction unchanged: knots,
+    smoothing and floor partition are chosen from the fold's training points only."""
+    from characterize.phase_model import PREFILL_TERMS, _fit_latency, _held_out
+
+    rows = ref[
+        (ref.model == "bloom-176b") & (ref.gpu == "h100-80gb") & (ref.tp == 8)
+        & (ref.phase == "prefill")
+    ].reset_index(drop=True)  # fmt: skip
+    mask = np.ones(len(PREFILL_TERMS), dtype=bool)
+
+    def loo_pred(df: pd.DataFrame, i: int) -> set[float]:
+        fit = _fit_latency("prefill", df, mask, True, 1.5, 0.0)
+        e = _held_out("prefill", df, fit, mask, True, 0.0)[i]
+        y = float(df.latency_s.iloc[i])
+        return {round(y * (1 + e), 12), round(y * (1 - e), 12)}
+
+    for b, t in [(64, 512), (1, 4096), (1, 128)]:
+        i = int(np.flatnonzero((rows.batch_size == b) & (rows.tokens_per_request == t))[0])
+        moved = rows.copy()
+        moved.loc[i, "latency_s"] *= 1.3  # (small enough not to trigger the outlier rule)
+        assert loo_pred(rows, i) & loo_pred(moved, i)
+
+
+def test_prefill_hinges_few_and_linear_beyond_range(models):
+    from characterize.phase_model import MAX_PREFILL_KNOTS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        for pm in _all(models):
+            assert len(pm._hinges) <= MAX_PREFILL_KNOTS
+            top = pm.max_prefill_tokens
+            assert all(k < top for k, _ in pm._hinges)
+            ts = [pm.prefill_time_sums(4, top + d, 4 * 512 * 512) for d in (0, 4096, 8192)]
+            assert ts[2] - ts[1] == pytest.approx(ts[1] - ts[0], rel=1e-9)
+            assert ts[2] > ts[1] > ts[0]
+
+
 def test_thin_group_says_so(ref):
     rows = ref[(ref.model == "llama2-70b") & (ref.gpu == "a100-80gb") & (ref.tp == 8)]
     thin = pd.concat([rows[rows.phase == "prefill"].head(4), rows[rows.phase == "decode"]])
