@@ -299,23 +299,21 @@ def _reference_table() -> pd.DataFrame:
         tp = int(tp)
         source = REFERENCE_PCAP_SOURCE if gpu.endswith("-pcap") else REFERENCE_SOURCE
         scale = power_scale(gpu, tp)
-        for (prompt, batch), g in grp.groupby(["prompt_size", "batch_size"], sort=True):
-            lat, std, n = fold(g["prompt_time"].to_numpy())
-            pw = mean_power(g["peak_power"].to_numpy(dtype=float), scale)
-            rows.append(
-                dict(model=model, gpu=gpu, tp=tp, phase="prefill", batch_size=int(batch),
-                     tokens_per_request=int(prompt), latency_s=lat, power_w=pw,
-                     energy_j=pw * lat, repeats=n, latency_std_s=std, source=source)
-            )  # fmt: skip
+        # per phase: the rows, their tokens-per-request column, latency column, power column
         ctx = grp["prompt_size"] + grp["token_size"] // 2
-        for (c, batch), g in grp.assign(ctx=ctx).groupby(["ctx", "batch_size"], sort=True):
-            lat, std, n = fold(g["token_time"].to_numpy())
-            pw = mean_power(g["average_power"].to_numpy(dtype=float), scale)
-            rows.append(
-                dict(model=model, gpu=gpu, tp=tp, phase="decode", batch_size=int(batch),
-                     tokens_per_request=int(c), latency_s=lat, power_w=pw,
-                     energy_j=pw * lat, repeats=n, latency_std_s=std, source=source)
-            )  # fmt: skip
+        phases = (
+            ("prefill", grp, "prompt_size", "prompt_time", "peak_power"),
+            ("decode", grp.assign(ctx=ctx), "ctx", "token_time", "average_power"),
+        )
+        for phase, data, tokens_col, time_col, power_col in phases:
+            for (tokens, batch), g in data.groupby([tokens_col, "batch_size"], sort=True):
+                lat, std, n = fold(g[time_col].to_numpy())
+                pw = mean_power(g[power_col].to_numpy(dtype=float), scale)
+                rows.append(
+                    dict(model=model, gpu=gpu, tp=tp, phase=phase, batch_size=int(batch),
+                         tokens_per_request=int(tokens), latency_s=lat, power_w=pw,
+                         energy_j=pw * lat, repeats=n, latency_std_s=std, source=source)
+                )  # fmt: skip
     df = pd.DataFrame(rows, columns=PROFILE_COLUMNS)
     return validate_profiles(df, str(SPLITWISE_CSV))
 

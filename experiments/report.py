@@ -169,6 +169,47 @@ def _style():
     return plt, sns
 
 
+def _line_facets(
+    data: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    hue: str,
+    col: str,
+    labels: tuple[str, str],
+    aspect: float = 1.2,
+    sharey: bool = True,
+    per_panel=None,
+    **kw,
+):
+    """Lines of ``y`` over ``x`` (no aggregation), one panel per value of ``col``, each with its
+    own x axis and titled by that value; ``labels`` are the x and y axis labels. ``per_panel(ax)``
+    draws on each panel before the labels are set (seaborn labels only unlabelled axes). Call
+    after ``_style()``; returns the FacetGrid."""
+    import seaborn as sns
+
+    g = sns.relplot(
+        data=data,
+        kind="line",
+        estimator=None,
+        errorbar=None,
+        x=x,
+        y=y,
+        hue=hue,
+        col=col,
+        facet_kws={"sharex": False, "sharey": sharey},
+        height=3.0,
+        aspect=aspect,
+        **kw,
+    )
+    if per_panel is not None:
+        for ax in g.axes.flat:
+            per_panel(ax)
+    g.set_titles("{col_name}")
+    g.set_axis_labels(*labels)
+    return g
+
+
 def fig_budget_bars(figs: Figures, budget: pd.DataFrame, study: str) -> str | None:
     """Throughput of each design at each budget, one panel per trace."""
     if budget.empty or budget["throughput_rps"].isna().all():
@@ -210,30 +251,23 @@ def fig_cdfs(
         return None
     label = "design_display" if "design_display" in d.columns else "design"
     d = d[[label, "metric", "quantile", "value_s"]].copy()
-    plt, sns = _style()
+    _style()
     d["metric"] = d["metric"].map(METRIC_LABEL).fillna(d["metric"])
     hue = "design_display" if "design_display" in d.columns else "design"
     cols = [
         METRIC_LABEL[k] for k in ("ttft_s", "tbt_s", "e2e_s") if METRIC_LABEL[k] in set(d["metric"])
     ]
-    g = sns.relplot(
-        data=d,
-        kind="line",
-        estimator=None,
-        errorbar=None,
+    g = _line_facets(
+        d,
         x="value_s",
         y="quantile",
         hue=hue,
+        col="metric",
+        labels=("latency (s)", "CDF"),
         hue_order=_hue_order(d[hue]),
         palette=_palette(d[hue]),
-        col="metric",
         col_order=cols,
-        facet_kws={"sharex": False},
-        height=3.0,
-        aspect=1.2,
     )
-    g.set_titles("{col_name}")
-    g.set_axis_labels("latency (s)", "CDF")
     g.legend.set_title("design")
     _log_x(g.axes.flat)
     return figs.save(g.figure, f"{study}_{trace}_cdf", d)
@@ -404,23 +438,16 @@ def fig_run_cdfs(figs: Figures, runs: list[dict]) -> str | None:
     if not frames:
         return None
     d = pd.concat(frames, ignore_index=True)
-    plt, sns = _style()
-    g = sns.relplot(
-        data=d,
-        kind="line",
-        estimator=None,
-        errorbar=None,
+    _style()
+    g = _line_facets(
+        d,
         x="value_s",
         y="quantile",
         hue="run",
         col="metric",
-        facet_kws={"sharex": False},
-        height=3.0,
-        aspect=1.2,
+        labels=("latency (s)", "CDF"),
         drawstyle="steps-post",
     )
-    g.set_titles("{col_name}")
-    g.set_axis_labels("latency (s)", "CDF")
     return figs.save(g.figure, "runs_cdf", d)
 
 
@@ -491,26 +518,24 @@ def phase_figures(figs: Figures, source: str, model: str) -> tuple[list[str], pd
                 )
     d = pd.DataFrame(rows)
     if not d.empty:
-        g = sns.relplot(
-            data=d[d["kind"] == "model"],
-            kind="line",
-            estimator=None,
-            errorbar=None,
-            x="x",
-            y="latency_s",
-            hue="gpu",
-            col="sweep",
-            facet_kws={"sharex": False, "sharey": False},
-            height=3.0,
-            aspect=1.3,
-        )
-        for ax in g.axes.flat:
+
+        def measured(ax) -> None:
             meas = d[(d["kind"] == "profile") & (d["sweep"] == ax.get_title().split(" = ")[-1])]
             sns.scatterplot(
                 data=meas, x="x", y="latency_s", hue="gpu", ax=ax, legend=False, marker="x"
             )
-        g.set_titles("{col_name}")
-        g.set_axis_labels("", "prefill latency (s)")
+
+        g = _line_facets(
+            d[d["kind"] == "model"],
+            x="x",
+            y="latency_s",
+            hue="gpu",
+            col="sweep",
+            labels=("", "prefill latency (s)"),
+            aspect=1.3,
+            sharey=False,
+            per_panel=measured,
+        )
         out.append(figs.save(g.figure, "phase_prefill_latency", d))
 
     # decode latency vs batch size at several contexts per request
@@ -577,21 +602,15 @@ def phase_figures(figs: Figures, source: str, model: str) -> tuple[list[str], pd
             rows.append({"gpu": g, "phase": "decode", "x": b, "power_w": pm.decode_power(b)})
     d = pd.DataFrame(rows)
     if not d.empty:
-        g = sns.relplot(
-            data=d,
-            kind="line",
-            estimator=None,
-            errorbar=None,
+        g = _line_facets(
+            d,
             x="x",
             y="power_w",
             hue="gpu",
             col="phase",
-            facet_kws={"sharex": False},
-            height=3.0,
+            labels=("batch tokens (prefill) / batch size (decode)", "instance power (W)"),
             aspect=1.3,
         )
-        g.set_titles("{col_name}")
-        g.set_axis_labels("batch tokens (prefill) / batch size (decode)", "instance power (W)")
         out.append(figs.save(g.figure, "phase_power", d))
     err = models.error_table()
     err = err[err["model"] == model] if "model" in err.columns else err
