@@ -74,6 +74,7 @@ from characterize.profiles import (
     PHASES,
     ProfileError,
     gpu_power_facts,
+    machine_profiles,
     profile_gpu_spec,
     read_profiles,
     reference_profiles,
@@ -959,10 +960,13 @@ def _reference_set() -> PhaseModelSet:
 
 def load_phase_models(source: str = "reference") -> PhaseModelSet:
     """Fit all PhaseModels of a profile source: 'reference' (bundled Splitwise data, cached
-    in-process) or a profile CSV path (read and validated; errors are ProfileError)."""
+    in-process) or a profile CSV path (read and validated; errors are ProfileError).
+
+    The fits model whole TP instances: rows a CSV holds as one-GPU TP-shard measurements (the
+    suite's profiler) get the DGX all-reduce time first (:func:`machine_profiles`)."""
     if source == "reference":
         return _reference_set()
-    return fit_all(read_profiles(source), source=str(source))
+    return fit_all(machine_profiles(read_profiles(source)), source=str(source))
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -351,6 +352,36 @@ def reference_profiles() -> pd.DataFrame:
     return _reference_table().copy()
 
 
+SHARD_SOURCE = re.compile(r"\btp(\d+) shard\b")
+ALLREDUCE_NOTE = "nccl allreduce"
+
+
+def is_shard_measurement(source: str) -> bool:
+    """Whether a row was measured on ONE GPU for a TP shard and still lacks the all-reduce.
+
+    The suite's profiler writes ``tpK shard`` into ``source``; :func:`shard_to_machine`
+    appends ``nccl allreduce (...)``. Reference rows (whole DGX machines) have neither.
+    """
+    return bool(SHARD_SOURCE.search(source or "")) and ALLREDUCE_NOTE not in (source or "")
+
+
+def machine_profiles(df: pd.DataFrame) -> pd.DataFrame:
+    """Every row as a machine (whole TP instance) profile, as the simulator needs it.
+
+    Rows that are one-GPU shard measurements (:func:`is_shard_measurement`) with tp > 1 get the
+    tensor-parallel all-reduce time of their GPU's DGX (:func:`shard_to_machine`); every other
+    row is kept as it is. Row order is kept.
+    """
+    table = validate_profiles(df, "machine_profiles input")
+    todo = table["source"].map(is_shard_measurement) & (table["tp"] > 1)
+    if not todo.any():
+        return table
+    out = table.copy()
+    for (gpu, tp), idx in out[todo].groupby(["gpu", "tp"]).groups.items():
+        out.loc[idx] = shard_to_machine(out.loc[idx], int(tp), str(gpu)).set_index(idx)
+    return validate_profiles(out, "machine_profiles output")
+
+
 def shard_to_machine(
     df: pd.DataFrame,
     tp: int,
@@ -364,9 +395,11 @@ def shard_to_machine(
     MLP) of ``batch tokens x hidden_size x 2 bytes`` (fp16/bf16 activations): prefill batch
     tokens = ``batch_size x tokens_per_request`` (the prompts), decode batch tokens =
     ``batch_size`` (one new token per request). ``latency_s`` += ``2 x num_layers x
-    allreduce(nbytes)``. ``power_w`` (one GPU) is scaled x ``tp`` GPUs and ``energy_j`` =
-    ``power_w x latency_s`` of the new latency (the all-reduce time is assumed to draw the same
-    power). ``tp`` is set on every row; input rows must have tp 1 or ``tp``.
+    allreduce(nbytes)``. ``power_w`` is the power of the row's own instance (contract 2): a
+    tp-1 row's (one GPU) is scaled x ``tp`` GPUs, a tp-``tp`` row's (the profiler already wrote
+    one GPU x tp) is kept; ``energy_j`` = ``power_w x latency_s`` of the new latency (the
+    all-reduce time is assumed to draw the same power). ``tp`` is set on every row; input rows
+    must have tp 1 or ``tp``.
 
     ``allreduce`` is a GPU name or family (``a100*`` -> the vidur ``a100_dgx`` table, ``h100*``
     and ``h200*`` -> ``h100_dgx``, see :mod:`characterize.network`) or a callable
@@ -400,8 +433,8 @@ def shard_to_machine(
         if int(tp) > 1:
             lat[i] += 2 * spec.num_layers * float(ar(nbytes))
     out["latency_s"] = lat
+    out["power_w"] = out["power_w"] * (int(tp) / out["tp"].astype(float))
     out["tp"] = int(tp)
-    out["power_w"] = out["power_w"] * int(tp)
     out["energy_j"] = out["power_w"] * out["latency_s"]
     out["source"] = [f"{s} + {note}" if s else note for s in out["source"]]
     return validate_profiles(out, "shard_to_machine output")

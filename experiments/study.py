@@ -203,18 +203,26 @@ def run_task(ctx: StudyContext, task: Task) -> dict:
     return out
 
 
-def measured_h200_profiles(measured_dir: str) -> str | None:
-    """A CSV under ``measured_dir`` with H200 rows (contract 2), or None."""
+def measured_h200_profiles(measured_dir: str, model: str) -> str | None:
+    """The profile CSV under ``measured_dir`` with H200 rows of ``model`` (contract 2), or None.
+
+    A GPU check or characterization run writes one CSV per (model, engine); profiles of
+    different engines are not interchangeable, so one file is taken: the first in path order
+    measured by the suite's own engine (``splitbench-native``), else the first in path order.
+    """
     from characterize.profiles import read_profiles
 
+    found: list[tuple[bool, str]] = []
     for path in sorted(glob.glob(os.path.join(measured_dir, "**", "*.csv"), recursive=True)):
         try:
             df = read_profiles(path)
         except Exception:  # noqa: BLE001 - not a profile table: ignore it
             continue
-        if (df["gpu"] == H200_GPU).any():
-            return path
-    return None
+        rows = df[(df["gpu"] == H200_GPU) & (df["model"] == model)]
+        if len(rows):
+            native = rows["source"].str.contains("splitbench-native", regex=False).all()
+            found.append((not native, path))
+    return min(found)[1] if found else None
 
 
 def h200_profile_set(measured: str, base_source: str, out_dir: str) -> str:
@@ -254,12 +262,12 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
     designs = list(st.designs)
     h200_profiles = None
     if st.h200_designs:
-        path = measured_h200_profiles(cfg["profiles"].measured_dir)
+        path = measured_h200_profiles(cfg["profiles"].measured_dir, cfg["model"].name)
         shown = _shown(cfg["profiles"].measured_dir, cfg["paths"].root)
         if path is None:
             notes.append(
                 f"H200 designs ({', '.join(st.h200_designs)}) skipped: no measured H200 "
-                f"profiles (a CSV with {H200_GPU} rows) under {shown}"
+                f"profiles (a CSV with {H200_GPU} rows of {cfg['model'].name}) under {shown}"
             )
         else:
             merged = h200_profile_set(path, cfg["profiles"].source, cfg["paths"].cache_dir)

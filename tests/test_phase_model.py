@@ -387,3 +387,19 @@ def test_phase_model_import_is_torch_free():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_load_phase_models_adds_allreduce_to_shard_measurements(tmp_path):
+    """A measured one-GPU TP-8 shard profile is fitted as the TP-8 machine (all-reduce added)."""
+    from characterize.profiles import reference_profiles, write_profiles
+
+    ref = reference_profiles()
+    rows = ref[(ref.model == "llama2-70b") & (ref.gpu == "h100-80gb") & (ref.tp == 8)]
+    machine = tmp_path / "machine.csv"
+    shard = tmp_path / "shard.csv"
+    write_profiles(rows, machine)
+    write_profiles(rows.assign(source="h100-80gb; splitbench-native; tp8 shard"), shard)
+    as_machine = load_phase_models(str(machine)).get("llama2-70b", "h100-80gb", 8)
+    as_shard = load_phase_models(str(shard)).get("llama2-70b", "h100-80gb", 8)
+    assert as_shard.decode_time(1, 1024) > as_machine.decode_time(1, 1024)
+    assert as_shard.prefill_time([2048]) > as_machine.prefill_time([2048])

@@ -14,6 +14,8 @@ from characterize.profiles import (
     PROFILE_COLUMNS,
     SPLITWISE_CSV,
     ProfileError,
+    is_shard_measurement,
+    machine_profiles,
     metadata_path,
     read_metadata,
     read_profiles,
@@ -279,3 +281,30 @@ def test_shard_to_machine_adds_allreduce_and_scales_power():
     assert flat.loc[0, "latency_s"] == pytest.approx(0.05 + 2 * 80 * 1e-4)
     with pytest.raises(ProfileError, match="must be 1 or 8"):
         shard_to_machine(shard.assign(tp=2), 8, "h100")
+
+
+def test_shard_to_machine_keeps_instance_power_of_tp_rows():
+    """The profiler writes tp-k rows whose power is already the instance's (one GPU x k)."""
+    shard = _small()  # tp 8 rows, instance power
+    out = shard_to_machine(shard, 8, "h100-80gb")
+    assert out["power_w"].tolist() == shard["power_w"].tolist()
+    assert (out["latency_s"] > shard["latency_s"]).all()
+    assert np.allclose(out["energy_j"], out["power_w"] * out["latency_s"])
+
+
+def test_machine_profiles_adds_allreduce_to_shard_rows_only():
+    shard = _small().assign(
+        source="h100-80gb (H100); splitbench-native bf16 cuda-graphs; tp8 shard"
+    )
+    ref = _small().assign(source="splitwise-paper-dgx")
+    both = pd.concat([shard, ref.assign(gpu="a100-80gb")], ignore_index=True)
+    out = machine_profiles(both)
+    spec = load_model("llama2-70b")
+    ar = 2 * spec.num_layers * allreduce_time("h100", 8, 1 * spec.hidden_size * 2)
+    assert out.loc[2, "latency_s"] == pytest.approx(0.03 + ar)  # shard decode row
+    assert out.loc[3:, "latency_s"].tolist() == ref["latency_s"].tolist()  # reference kept
+    assert out.loc[:2, "source"].str.contains("nccl allreduce").all()
+    # converting twice adds nothing more
+    assert machine_profiles(out)["latency_s"].tolist() == out["latency_s"].tolist()
+    assert is_shard_measurement("x; tp8 shard, layers 8/80 scaled")
+    assert not is_shard_measurement("x; tp8 shard + nccl allreduce (vidur h100_dgx, tp=8)")

@@ -255,3 +255,23 @@ def test_h200_designs_join_with_measured_profiles(tmp_path):
     )
     res = runner.evaluate_point(point)
     assert res["requests"]["completed"] > 0 and res["cost_per_hour"] == 47.5
+
+
+def test_measured_h200_profiles_picks_the_study_model_and_native_engine(tmp_path):
+    """One file per (model, engine) under results/profiles: take the study model's, native first."""
+    from characterize.profiles import reference_profiles, write_profiles
+    from experiments.study import measured_h200_profiles
+
+    ref = reference_profiles()
+    h200 = ref[(ref["gpu"] == "h100-80gb") & (ref["tp"] == 8)].assign(gpu="h200-141gb")
+    llama = h200[h200["model"] == "llama2-70b"]
+    bloom = h200[h200["model"] == "bloom-176b"]
+    root = tmp_path / "profiles"
+    write_profiles(bloom.assign(source="h200; splitbench-native; tp8 shard"), root / "a" / "p.csv")
+    write_profiles(llama.assign(source="h200; transformers; tp8 shard"), root / "b" / "p.csv")
+    write_profiles(llama.assign(source="h200; splitbench-native; tp8 shard"), root / "c" / "p.csv")
+    (root / "d").mkdir()
+    (root / "d" / "details.csv").write_text("not,a,profile\n1,2,3\n")
+    assert measured_h200_profiles(str(root), "llama2-70b") == str(root / "c" / "p.csv")
+    assert measured_h200_profiles(str(root), "bloom-176b") == str(root / "a" / "p.csv")
+    assert measured_h200_profiles(str(root / "d"), "llama2-70b") is None
