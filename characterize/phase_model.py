@@ -63,9 +63,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, partial
 
 import numpy as np
 import pandas as pd
@@ -898,27 +898,43 @@ def calibrate(
 class PhaseModelSet:
     """All PhaseModels fitted from one profile source, keyed by (model, gpu, tp)."""
 
-    def __init__(self, models: Iterable[PhaseModel], source: str = "") -> None:
+    def __init__(
+        self,
+        models: Iterable[PhaseModel] = (),
+        source: str = "",
+        *,
+        pending: Mapping[tuple[str, str, int], Callable[[], PhaseModel]] | None = None,
+    ) -> None:
+        """``models`` are fitted already; ``pending`` maps further keys to the fit that makes
+        them, run on first use (a replay needs two or three of a source's models, so the
+        others are never fitted)."""
         self._models = {(m.model, m.gpu, m.tp): m for m in models}
+        self._pending = dict(pending or {})
         self.source = source
 
     def keys(self) -> list[tuple[str, str, int]]:
-        """The (model, gpu, tp) combinations fitted, sorted."""
-        return sorted(self._models)
+        """The (model, gpu, tp) combinations of this source, sorted."""
+        return sorted({*self._models, *self._pending})
 
     def __contains__(self, key: object) -> bool:
-        return key in self._models
+        return key in self._models or key in self._pending
 
     def __len__(self) -> int:
-        return len(self._models)
+        return len(self.keys())
 
     def __iter__(self):
-        return iter(self._models[k] for k in self.keys())
+        return iter(self._fitted(k) for k in self.keys())
+
+    def _fitted(self, key: tuple[str, str, int]) -> PhaseModel:
+        model = self._models.get(key)
+        if model is None:
+            model = self._models[key] = self._pending.pop(key)()
+        return model
 
     def get(self, model: str, gpu: str, tp: int = 8) -> PhaseModel:
         """The PhaseModel of (model, gpu, tp); a one-line :class:`PhaseModelError` if absent."""
         try:
-            return self._models[(model, gpu, int(tp))]
+            return self._fitted((model, gpu, int(tp)))
         except KeyError:
             have = ", ".join(f"{m}/{g}/tp{t}" for m, g, t in self.keys()) or "none"
             raise PhaseModelError(
@@ -943,13 +959,16 @@ class PhaseModelSet:
 
 
 def fit_all(profiles: pd.DataFrame, source: str = "", **opts) -> PhaseModelSet:
-    """Fit every (model, gpu, tp) of a (validated) profile table."""
+    """Every (model, gpu, tp) of a (validated) profile table, each fitted on first use."""
     keys = sorted(
         {(m, g, int(t)) for m, g, t in profiles[["model", "gpu", "tp"]].itertuples(index=False)}
     )
     return PhaseModelSet(
-        (fit_phase_model(profiles, m, g, t, source=source, **opts) for m, g, t in keys),
         source=source,
+        pending={
+            (m, g, t): partial(fit_phase_model, profiles, m, g, t, source=source, **opts)
+            for m, g, t in keys
+        },
     )
 
 

@@ -403,3 +403,23 @@ def test_load_phase_models_adds_allreduce_to_shard_measurements(tmp_path):
     as_shard = load_phase_models(str(shard)).get("llama2-70b", "h100-80gb", 8)
     assert as_shard.decode_time(1, 1024) > as_machine.decode_time(1, 1024)
     assert as_shard.prefill_time([2048]) > as_machine.prefill_time([2048])
+
+
+def test_fit_all_fits_each_model_on_first_use_only(monkeypatch):
+    """A replay needs two or three models of a source: the others are never fitted."""
+    import characterize.phase_model as pm_mod
+    from characterize.profiles import reference_profiles
+
+    calls = []
+    real = pm_mod.fit_phase_model
+
+    def counting(profiles, model, gpu, tp, **kw):
+        calls.append((model, gpu, tp))
+        return real(profiles, model, gpu, tp, **kw)
+
+    monkeypatch.setattr(pm_mod, "fit_phase_model", counting)
+    models = pm_mod.fit_all(reference_profiles(), source="reference")
+    assert calls == [] and len(models) == 12
+    first = models.get("llama2-70b", "a100-80gb", 8)
+    assert models.get("llama2-70b", "a100-80gb", 8) is first
+    assert calls == [("llama2-70b", "a100-80gb", 8)]
