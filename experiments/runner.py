@@ -247,6 +247,7 @@ def build_scheduler(s: dict, mixed_pool: bool):
         prompt_queue_threshold_tokens=s["prompt_queue_threshold_tokens"],
         token_kv_threshold_fraction=s["token_kv_threshold_fraction"],
         enforce_max_context=s["enforce_max_context"],
+        mixed_batch=s["mixed_batch"],
     )
     kv = KVTransferConfig(
         layerwise_threshold_tokens=s["kv_layerwise_threshold_tokens"],

@@ -92,6 +92,11 @@ class SchedulerConf:
         0.9, "token machine KV fill (of capacity) that triggers the mixed pool"
     )
     enforce_max_context: bool = _f(True, "reject requests longer than the model's context")
+    mixed_batch: str = _f(
+        "fused",
+        "mixed iteration time: 'fused' (one pass: decode tokens ride in the prefill, plus their "
+        "attention) or 'sequential' (prefill then a whole decode step: an upper bound)",
+    )
     kv_layerwise_threshold_tokens: int = _f(
         512, "prompts at least this long transfer KV layer-wise (overlapped with the prompt)"
     )

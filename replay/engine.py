@@ -21,8 +21,14 @@ Machine model (one TP instance on one DGX node):
   iteration boundary at or after the next incoming KV transfer. An arrival in the middle of a span
   cuts the span at the next boundary (solved from the quadratic, then checked).
 - *mixed* machines (the baselines' machines and Splitwise's mixed pool) run both phases: prompts
-  first; a prefill iteration also carries one decode step of the running batch (mixed batching):
-  ``iteration time = prefill_time(prompt chunk) + decode_time(B, C)``.
+  first; a prefill iteration also carries one decode step of the running batch (mixed batching).
+  ``SchedulerConfig.mixed_batch`` sets its time. ``"fused"`` (default): one forward pass over
+  the prompt chunk and the B decode tokens, which read the weights once, so the decode tokens
+  count as B one-token sequences of the prefill model, plus the decode attention over the C
+  context tokens held: ``prefill_time_sums(n + B, T + B, S + B) + c*C``. (splitwise-sim prices
+  a mixed batch as prompt_time(T + B) x 1.1.) ``"sequential"``: the prefill and a whole decode
+  step one after the other, ``prefill_time(chunk) + decode_time(B, C)``: an upper bound that
+  counts the weight reads and per-iteration overhead twice.
 
 Admission without output-length knowledge: a request joins a decode batch when its current
 context fits with a watermark: ``C + context + watermark <= capacity`` (the watermark is waived
@@ -80,6 +86,7 @@ class SchedulerConfig:
     prompt_queue_threshold_tokens: int = 8192
     token_kv_threshold_fraction: float = 0.9
     enforce_max_context: bool = True  # reject prompt + output > model.max_context_tokens
+    mixed_batch: str = "fused"  # mixed iteration time: "fused" | "sequential" (module doc)
 
     def validate(self) -> None:
         """Raise a one-line ReplayError for an impossible option."""
@@ -89,6 +96,10 @@ class SchedulerConfig:
             )
         if self.prompt_batch_tokens < 1:
             raise ReplayError("scheduler.prompt_batch_tokens: must be >= 1")
+        if self.mixed_batch not in ("fused", "sequential"):
+            raise ReplayError(
+                f"scheduler.mixed_batch: unknown '{self.mixed_batch}' (known: fused, sequential)"
+            )
         if self.max_batch_size is not None and self.max_batch_size < 1:
             raise ReplayError("scheduler.max_batch_size: must be >= 1 or None")
         if not 0.0 <= self.kv_watermark_fraction < 1.0:
@@ -110,7 +121,7 @@ class Machine:
         "p_load", "d_load", "kind", "t0", "d0", "inc", "B", "C", "it", "wake_n", "wake_t", "ver",
         "sp_t0", "sp_n", "sp_d0", "sp_inc", "sp_b", "sp_k0", "sp_ptok", "sp_role",
         "sg_req", "sg_s0", "sg_s1", "nspans", "role_since", "pool_time", "pool_busy",
-        "max_c", "max_b", "busy_mark",
+        "max_c", "max_b", "busy_mark", "fused",
     )  # fmt: skip
 
     def __init__(self, cl, idx, spec_name, role, coef, prefill_sums, cap, wm, maxb):
@@ -121,6 +132,7 @@ class Machine:
         self.cl = cl
         self.a, self.b, self.c, self.q = coef
         self.pf = prefill_sums
+        self.fused = cl.cfg.mixed_batch == "fused"
         self.cap = cap
         self.wm = wm
         self.maxb = maxb
@@ -460,9 +472,12 @@ class Machine:
                 self.pbatch = batch
                 self.ptoks = tok
                 B = self.B
-                dur = self.pf(n, tok, sq)
-                if B:
-                    dur += self.a + (self.b + self.q * B) * B + self.c * self.C
+                if not B:
+                    dur = self.pf(n, tok, sq)
+                elif self.fused:
+                    dur = self.pf(n + B, tok + B, sq + B) + self.c * self.C
+                else:
+                    dur = self.pf(n, tok, sq) + self.a + (self.b + self.q * B) * B + self.c * self.C
                 self.kind = PREFILL
                 self.t0 = T
                 self.schedule(T + dur)

@@ -126,9 +126,11 @@ def test_two_requests_batched_then_span_split_at_completion():
     assert rq.e2e_s.tolist() == pytest.approx([e1, e2], rel=1e-12)
 
 
-def reference_baseline_one_machine(rows, pm, batch_tokens=2048):
+def reference_baseline_one_machine(rows, pm, batch_tokens=2048, mixed_batch="fused"):
     """Per-iteration reference of one mixed machine (no memory limit): prompts first, FCFS
-    chunk <= batch_tokens tokens, each iteration = prefill(chunk) + decode(batch)."""
+    chunk <= batch_tokens tokens; an iteration with both = prefill(chunk + one token per decode
+    request) + the decode attention term c x context ("fused"), or prefill(chunk) +
+    decode(batch) ("sequential")."""
     n = len(rows)
     first = [math.nan] * n
     done = [math.nan] * n
@@ -148,12 +150,15 @@ def reference_baseline_one_machine(rows, pm, batch_tokens=2048):
             chunk.append(r)
             tok += rows[r][1]
         dur = 0.0
-        if chunk:
-            lens = [rows[r][1] for r in chunk]
-            dur += pm.prefill_time(lens)
-        if batch:
-            ctx = sum(rows[r][1] + g for r, g in batch.items())
-            dur += pm.decode_time(len(batch), ctx)
+        lens = [rows[r][1] for r in chunk]
+        ctx = sum(rows[r][1] + g for r, g in batch.items())
+        if chunk and batch and mixed_batch == "fused":
+            dur += pm.prefill_time(lens + [1] * len(batch)) + pm.decode_coefficients()[2] * ctx
+        else:
+            if chunk:
+                dur += pm.prefill_time(lens)
+            if batch:
+                dur += pm.decode_time(len(batch), ctx)
         t += dur
         for r in list(batch):
             batch[r] += 1
@@ -169,7 +174,8 @@ def reference_baseline_one_machine(rows, pm, batch_tokens=2048):
     return first, done
 
 
-def test_spans_and_cuts_match_per_iteration_reference():
+@pytest.mark.parametrize("mixed_batch", ["fused", "sequential"])
+def test_spans_and_cuts_match_per_iteration_reference(mixed_batch):
     rng = np.random.default_rng(7)
     n = 120
     arr = np.sort(rng.uniform(0, 20, n))
@@ -178,9 +184,12 @@ def test_spans_and_cuts_match_per_iteration_reference():
         for a, p, o in zip(arr, rng.integers(1, 1500, n), rng.integers(1, 60, n), strict=True)
     ]
     res = simulate(
-        trace(rows), make_design("baseline-h100", "llama2-70b", machines=1), phase_models=PMS
+        trace(rows),
+        make_design("baseline-h100", "llama2-70b", machines=1),
+        SchedulerConfig(mixed_batch=mixed_batch),
+        phase_models=PMS,
     )
-    first, done = reference_baseline_one_machine(rows, H100)
+    first, done = reference_baseline_one_machine(rows, H100, mixed_batch=mixed_batch)
     rq = res.requests
     np.testing.assert_allclose(rq.ttft_s + rq.arrival_s, first, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(rq.e2e_s + rq.arrival_s, done, rtol=1e-9, atol=1e-9)
@@ -276,6 +285,8 @@ def test_bad_trace_and_scheduler_raise_one_line():
         simulate(pd.DataFrame({"request_id": [0], "arrival_s": [0.0]}), design, phase_models=PMS)
     with pytest.raises(ReplayError, match="scheduler.policy"):
         simulate(trace([(0.0, 10, 2)]), design, SchedulerConfig(policy="lifo"), PMS)
+    with pytest.raises(ReplayError, match="scheduler.mixed_batch: unknown 'chunked'"):
+        simulate(trace([(0.0, 10, 2)]), design, SchedulerConfig(mixed_batch="chunked"), PMS)
     with pytest.raises(ReplayError, match="no phase model for gpu 'h100-80gb'"):
         simulate(trace([(0.0, 10, 2)]), design, phase_models={"a100-80gb": A100})
 
