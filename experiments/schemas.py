@@ -94,8 +94,8 @@ class SchedulerConf:
     enforce_max_context: bool = _f(True, "reject requests longer than the model's context")
     mixed_batch: str = _f(
         "fused",
-        "mixed iteration time: 'fused' (one pass: decode tokens ride in the prefill, plus their "
-        "attention) or 'sequential' (prefill then a whole decode step: an upper bound)",
+        "mixed iteration time: 'fused' (one pass: the decode tokens are more prefill tokens, "
+        "plus their attention) or 'sequential' (prefill then a whole decode step: an upper bound)",
     )
     kv_layerwise_threshold_tokens: int = _f(
         512, "prompts at least this long transfer KV layer-wise (overlapped with the prompt)"

@@ -24,9 +24,10 @@ Machine model (one TP instance on one DGX node):
   first; a prefill iteration also carries one decode step of the running batch (mixed batching).
   ``SchedulerConfig.mixed_batch`` sets its time. ``"fused"`` (default): one forward pass over
   the prompt chunk and the B decode tokens, which read the weights once, so the decode tokens
-  count as B one-token sequences of the prefill model, plus the decode attention over the C
-  context tokens held: ``prefill_time_sums(n + B, T + B, S + B) + c*C``. (splitwise-sim prices
-  a mixed batch as prompt_time(T + B) x 1.1.) ``"sequential"``: the prefill and a whole decode
+  count as B more tokens of the prefill (not as more prompts: the prefill fit's per-prompt term
+  is not theirs), plus the decode attention over the C context tokens held:
+  ``prefill_time_sums(n, T + B, S + B) + c*C``. (splitwise-sim prices a mixed batch as
+  prompt_time(T + B) x 1.1.) ``"sequential"``: the prefill and a whole decode
   step one after the other, ``prefill_time(chunk) + decode_time(B, C)``: an upper bound that
   counts the weight reads and per-iteration overhead twice.
 
@@ -475,7 +476,7 @@ class Machine:
                 if not B:
                     dur = self.pf(n, tok, sq)
                 elif self.fused:
-                    dur = self.pf(n + B, tok + B, sq + B) + self.c * self.C
+                    dur = self.pf(n, tok + B, sq + B) + self.c * self.C
                 else:
                     dur = self.pf(n, tok, sq) + self.a + (self.b + self.q * B) * B + self.c * self.C
                 self.kind = PREFILL

@@ -128,9 +128,9 @@ def test_two_requests_batched_then_span_split_at_completion():
 
 def reference_baseline_one_machine(rows, pm, batch_tokens=2048, mixed_batch="fused"):
     """Per-iteration reference of one mixed machine (no memory limit): prompts first, FCFS
-    chunk <= batch_tokens tokens; an iteration with both = prefill(chunk + one token per decode
-    request) + the decode attention term c x context ("fused"), or prefill(chunk) +
-    decode(batch) ("sequential")."""
+    chunk <= batch_tokens tokens; an iteration with both = prefill of the chunk's prompts with
+    one more token per decode request + the decode attention term c x context ("fused"), or
+    prefill(chunk) + decode(batch) ("sequential")."""
     n = len(rows)
     first = [math.nan] * n
     done = [math.nan] * n
@@ -153,7 +153,9 @@ def reference_baseline_one_machine(rows, pm, batch_tokens=2048, mixed_batch="fus
         lens = [rows[r][1] for r in chunk]
         ctx = sum(rows[r][1] + g for r, g in batch.items())
         if chunk and batch and mixed_batch == "fused":
-            dur += pm.prefill_time(lens + [1] * len(batch)) + pm.decode_coefficients()[2] * ctx
+            tokens = sum(lens) + len(batch)
+            sq = sum(x * x for x in lens) + len(batch)
+            dur += pm.prefill_time_sums(len(lens), tokens, sq) + pm.decode_coefficients()[2] * ctx
         else:
             if chunk:
                 dur += pm.prefill_time(lens)
