@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from characterize.atomic import write_json_atomic  # noqa: E402
-from characterize.units import (  # noqa: E402
+from common.atomic import write_json_atomic  # noqa: E402
+from common.units import (  # noqa: E402
     MIB,
     bytes_per_s_to_tbps,
     bytes_to_gib,
@@ -75,7 +75,7 @@ class SectionTimeout(BaseException):  # not caught by generic `except Exception`
 
 
 def _atomic_json(path: Path, data: dict) -> None:
-    write_json_atomic(path, data, default=_jsonable)
+    write_json_atomic(path, data)
 
 
 def _jsonable(x):
@@ -204,8 +204,8 @@ class Check:
 def env_info(device: str) -> dict:
     import torch
 
-    from characterize.power import make_backend
-    from characterize.profiler import gpu_key, versions
+    from characterize.measure.power import make_backend
+    from characterize.measure.profiler import gpu_key, versions
 
     info = {"versions": versions(), "device": device}
     if device == "cuda":
@@ -234,7 +234,7 @@ def ceilings(device: str, tiny: bool, min_window_s: float) -> dict:
     """Matmul TFLOP/s and copy bandwidth, measured in the same run, with power."""
     import torch
 
-    from characterize.power import PowerMonitor, make_backend
+    from characterize.measure.power import PowerMonitor, make_backend
 
     cuda = device == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -306,7 +306,7 @@ def pick_layers(model: str, tp: int, device: str, reserve_gib: float) -> int | N
         return None
     import torch
 
-    from characterize.models import ShardSpec, resolve_model
+    from characterize.measure.models import ShardSpec, resolve_model
 
     shard = ShardSpec(resolve_model(model), tp=tp)
     free, _ = torch.cuda.mem_get_info()
@@ -330,7 +330,7 @@ def profile(
     """Profile one (model, impl): returns the run's headline numbers."""
     import pandas as pd
 
-    from characterize.profiler import ProfileConfig, SweepSpec, TimingOptions, profile_phase
+    from characterize.measure.profiler import ProfileConfig, SweepSpec, TimingOptions, profile_phase
 
     tp = 2 if args.tiny else 8
     timing = (
@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     impls = [i for i in args.impls.split(",") if i]
     if args.out is None:
-        from characterize.profiler import gpu_key
+        from characterize.measure.profiler import gpu_key
 
         tag = "cpu" if args.cpu else gpu_key(torch.cuda.get_device_name(0))
         args.out = ROOT / "results" / "profiles" / f"gpu-check-{tag}"
@@ -610,7 +610,7 @@ def gpu_tag(args) -> str:
         return "cpu"
     import torch
 
-    from characterize.profiler import gpu_key
+    from characterize.measure.profiler import gpu_key
 
     return gpu_key(torch.cuda.get_device_name(0))
 

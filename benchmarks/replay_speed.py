@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from characterize.units import KIB
+from common.units import KIB
 
 SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure-llm-2023"
 CASES = {
@@ -97,7 +97,7 @@ def load_trace(name: str, rate: float | None, seed: int = 0) -> pd.DataFrame:
 
 
 def run_case(name: str) -> dict:
-    from characterize.phase_model import load_phase_models
+    from characterize.modeling.phase_model import load_phase_models
     from replay import make_design, simulate
 
     trace_name, rate, model, design_name, sizes = CASES[name]

@@ -23,12 +23,17 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from characterize.atomic import atomic_path
-from characterize.errors import error_line
-from characterize.network import NetworkError
-from characterize.profiles import ProfileError, read_profiles, reference_profiles, write_profiles
-from characterize.specs import SpecError
-from characterize.units import MS_PER_S, s_to_ms
+from characterize.modeling.network import NetworkError
+from characterize.modeling.profiles import (
+    ProfileError,
+    read_profiles,
+    reference_profiles,
+    write_profiles,
+)
+from characterize.modeling.specs import SpecError
+from common.atomic import atomic_path
+from common.errors import error_line
+from common.units import MS_PER_S, s_to_ms
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +67,7 @@ def _nan_to_none(v):
 
 
 def _cmd_fit(args) -> int:
-    from characterize.phase_model import load_phase_models
+    from characterize.modeling.phase_model import load_phase_models
 
     table = load_phase_models(args.source).error_table()
     if args.json:
@@ -103,7 +108,7 @@ def _cmd_import(args) -> int:
         args.out,
         metadata={
             "source": "splitwise-sim data/perf_model.csv @8f99e7d (MIT, Pratyush Patel)",
-            "converted_by": "characterize.profiles.reference_profiles",
+            "converted_by": "characterize.modeling.profiles.reference_profiles",
         },
     )
     print(f"wrote {path}")
@@ -185,7 +190,7 @@ def plot_phase_models(profiles, models, out_dir: Path) -> list[Path]:
 
 
 def _cmd_plot(args) -> int:
-    from characterize.phase_model import fit_all
+    from characterize.modeling.phase_model import fit_all
 
     profiles = _profiles(args.source)
     models = fit_all(profiles, source=args.source)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -21,32 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from characterize.atomic import write_json_atomic as _write_json
+from common.atomic import write_json_atomic as _write_json
+from common.jsonsafe import dumps, jsonable
 
 RECORD_VERSION = 1
 
 
-def _plain(obj: Any) -> Any:
-    """JSON-safe, canonical form: tuples to lists, numpy scalars to Python, NaN to None."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, str | bytes):
-        try:
-            obj = obj.item()
-        except (TypeError, ValueError):
-            pass
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    return str(obj)
-
-
 def canonical_json(obj: Any) -> str:
     """The one serialization a key is hashed from (sorted keys, no whitespace)."""
-    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return dumps(obj, indent=None)
 
 
 def point_key(point: Mapping[str, Any]) -> str:
@@ -56,7 +38,7 @@ def point_key(point: Mapping[str, Any]) -> str:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
-    _write_json(path, _plain(obj), indent=1, allow_nan=False)
+    _write_json(path, obj, indent=1)
 
 
 @dataclass
@@ -130,7 +112,7 @@ class PointCache:
         rec.update(
             {
                 "key": key,
-                "point": _plain(point),
+                "point": jsonable(point),
                 "elapsed_s": round(elapsed, 3),
                 "record_version": RECORD_VERSION,
             }

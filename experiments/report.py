@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from characterize.atomic import atomic_path, write_text_atomic
-from characterize.units import w_to_kw
+from common.atomic import atomic_path, write_text_atomic
+from common.units import w_to_kw
 from experiments.errors import ExperimentError
 
 BASELINES = ("baseline-a100", "baseline-h100")
@@ -454,8 +454,8 @@ def fig_run_cdfs(figs: Figures, runs: list[dict]) -> str | None:
 def phase_figures(figs: Figures, source: str, model: str) -> tuple[list[str], pd.DataFrame]:
     """Prefill latency vs prompt size and batch, decode latency vs batch and context, power per
     phase: measured profile points with the fitted phase model's curves."""
-    from characterize.phase_model import load_phase_models
-    from characterize.profiles import read_profiles, reference_profiles
+    from characterize.modeling.phase_model import load_phase_models
+    from characterize.modeling.profiles import read_profiles, reference_profiles
 
     prof = reference_profiles() if source == "reference" else read_profiles(source)
     prof = prof[(prof["model"] == model) & (prof["tp"] == 8)]

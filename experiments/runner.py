@@ -31,12 +31,8 @@ _CODE_INPUTS = (
     ("replay", "**/*.py"),
     ("traces", "*.py"),
     ("traces/data", "**/*"),
-    ("characterize", "units.py"),
-    ("characterize", "profiles.py"),
-    ("characterize", "phase_model.py"),
-    ("characterize", "network.py"),
-    ("characterize/specs", "**/*"),
-    ("characterize/data", "**/*"),
+    ("common", "*.py"),
+    ("characterize/modeling", "**/*"),
 )
 #: modules of those folders that cannot change a replay (command lines, plots, stats)
 _CODE_SKIP = {"traces/cli.py", "traces/__main__.py", "traces/plots.py", "traces/stats.py"}
@@ -164,7 +160,7 @@ def make_point(
 
 @cache
 def _phase_models(source: str):
-    from characterize.phase_model import load_phase_models
+    from characterize.modeling.phase_model import load_phase_models
 
     return load_phase_models(source)
 
@@ -178,7 +174,7 @@ def _raw_trace(name_or_path: str, fmt: str | None):
 
 def prepare_trace(tr: dict, model_name: str):
     """The trace table of a point's trace dict (transforms applied, seeded); (df, info)."""
-    from characterize.specs import load_model
+    from characterize.modeling.specs import load_model
     from traces.transforms import prepare
 
     src = tr.get("path") or tr.get("name")

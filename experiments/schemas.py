@@ -7,7 +7,7 @@ Semantic checks that types cannot express (negative counts, unknown trace names,
 must be ascending) live in :mod:`experiments.validate`.
 
 Machine, model and GPU facts are NOT repeated here: configs name specs
-(``characterize/specs``) and the code reads the numbers from there.
+(``characterize/modeling/specs``) and the code reads the numbers from there.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" is the documented
 
 @dataclass
 class ModelConf:
-    name: str = _f(MISSING, "model spec name in characterize/specs/models (e.g. llama2-70b)")
+    name: str = _f(
+        MISSING, "model spec name in characterize/modeling/specs/models (e.g. llama2-70b)"
+    )
     display: str = _f("", "name shown in tables and figures (the spec's display_name when empty)")
     tp: int = _f(8, "tensor-parallel degree of one instance (one instance per 8-GPU machine)")
 
@@ -37,7 +39,9 @@ class ModelConf:
 @dataclass
 class GpuConf:
     name: str = _f(MISSING, "short GPU name used in labels (a100, h100, h100-cap, h200)")
-    machine: str = _f(MISSING, "machine spec name in characterize/specs/machines (dgx-h100, ...)")
+    machine: str = _f(
+        MISSING, "machine spec name in characterize/modeling/specs/machines (dgx-h100, ...)"
+    )
     display: str = _f("", "name shown in tables and figures")
 
 

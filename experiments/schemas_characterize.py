@@ -3,7 +3,7 @@
 Registered into Hydra's ConfigStore by :func:`register` (idempotent): the app schema
 ``characterize_schema``, the groups ``shard``, ``sweep`` and ``power`` are typed by these
 dataclasses, so a misspelt key or a wrongly typed value fails at composition. The tiny test
-models ``tiny-llama`` / ``tiny-bloom`` (specs in ``characterize.models.tiny``) are added to the
+models ``tiny-llama`` / ``tiny-bloom`` (specs in ``characterize.measure.models.tiny``) are added to the
 shared ``model`` group from here, so ``model=tiny-llama`` works without a file in
 ``conf/model``. Units: seconds, hertz, watts.
 """

@@ -82,7 +82,7 @@ def pools_of(
     design: schemas.DesignConf, search: schemas.SearchConf, grid: tuple[int, int] | None = None
 ) -> list[Pool]:
     """The design's pools with per-machine power (W) and cost ($/h) from the machine specs."""
-    from characterize.specs import load_machine
+    from characterize.modeling.specs import load_machine
 
     if design.kind == "baseline":
         m = load_machine(design.machine)
@@ -106,7 +106,7 @@ def pools_of(
 
 def budget_of(b: schemas.BudgetConf) -> dict:
     """A budget in W and $/h: ``reference_count`` x the reference machine's (from its spec)."""
-    from characterize.specs import load_machine
+    from characterize.modeling.specs import load_machine
 
     m = load_machine(b.reference_machine)
     return {
@@ -210,7 +210,7 @@ def measured_h200_profiles(measured_dir: str, model: str) -> str | None:
     different engines are not interchangeable, so one file is taken: the first in path order
     measured by the suite's own engine (``splitbench-native``), else the first in path order.
     """
-    from characterize.profiles import read_profiles
+    from characterize.modeling.profiles import read_profiles
 
     found: list[tuple[bool, str]] = []
     for path in sorted(glob.glob(os.path.join(measured_dir, "**", "*.csv"), recursive=True)):
@@ -232,7 +232,7 @@ def h200_profile_set(measured: str, base_source: str, out_dir: str) -> str:
 
     import pandas as pd
 
-    from characterize.profiles import read_profiles, reference_profiles, write_profiles
+    from characterize.modeling.profiles import read_profiles, reference_profiles, write_profiles
 
     base = reference_profiles() if base_source == "reference" else read_profiles(base_source)
     h200 = read_profiles(measured)

@@ -56,7 +56,7 @@ def _one_of(value: Any, allowed: tuple, key: str) -> None:
 
 
 def _spec_names(kind: str) -> list[str]:
-    from characterize.specs import list_specs
+    from characterize.modeling.specs import list_specs
 
     return list_specs(kind)
 
@@ -166,7 +166,7 @@ def check_profiles(p: schemas.ProfilesConf, key: str = "profiles") -> None:
         f"no such file '{p.source}' (or 'reference')",
     )
     if p.source != "reference":  # a bad table fails here, not in every simulated point
-        from characterize.profiles import ProfileError, read_profiles
+        from characterize.modeling.profiles import ProfileError, read_profiles
 
         try:
             read_profiles(p.source)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from characterize.specs import SpecError, load_machine, load_model
-from characterize.units import bytes_to_gb
+from characterize.modeling.specs import SpecError, load_machine, load_model
+from common.units import bytes_to_gb
 from replay.errors import DesignError
 
 # name -> (kind, prompt (or baseline) machine spec, token machine spec)

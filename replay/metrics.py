@@ -32,7 +32,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from characterize.units import w_to_kw
+from common.units import w_to_kw
 
 REQUEST_COLUMNS = [
     "request_id",

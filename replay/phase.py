@@ -96,7 +96,7 @@ def decode_coefficients(pm, max_batch: int = 512, max_context: int = 8192):
     """(a, b, c, q, max_rel_error) so that decode_time(B, C) ~= a + b*B + c*C + q*B^2.
 
     Exact (error 0.0) from ``pm.decode_coefficients()`` (3 or 4 numbers in that order) or from
-    ``pm.decode_coef`` = (d0, d1, d2, d3) of characterize.phase_model.PhaseModel, after a check
+    ``pm.decode_coef`` = (d0, d1, d2, d3) of characterize.modeling.phase_model.PhaseModel, after a check
     against ``decode_time`` at a few points. Otherwise a least-squares fit of (a, b, c, q) on B in
     1..max_batch (powers of two) and per-request context 16..max_context, weighted by 1/time so
     the error is relative; the largest relative error on the grid is returned.

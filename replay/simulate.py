@@ -1,6 +1,6 @@
 """``simulate(trace, design, ...)``: replay a contract-1 trace through a cluster design.
 
-Wires the pieces: phase models (``characterize.phase_model``, or any object with ``.get(model,
+Wires the pieces: phase models (``characterize.modeling.phase_model``, or any object with ``.get(model,
 gpu, tp)``, or a mapping gpu -> PhaseModel), machine specs, the KV transfer model and the
 event engine; then turns the engine's records into a :class:`ReplayResult` (contract-4 request
 table, per-iteration span table, per-request extra gaps, summary dict).
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from characterize.atomic import write_json_atomic, write_parquet_atomic
-from characterize.specs import SpecError, load_machine, load_model
-from characterize.units import joules_to_kwh
+from characterize.modeling.specs import SpecError, load_machine, load_model
+from common.atomic import write_json_atomic, write_parquet_atomic
+from common.units import joules_to_kwh
 from replay.designs import Design
 from replay.engine import MIXED, PROMPT, ROLE_NAMES, TOKEN, Cluster, SchedulerConfig
 from replay.errors import ReplayError
@@ -87,7 +87,7 @@ class ReplayResult:
             ("pool_changes", self.pool_changes),
         ):
             write_parquet_atomic(df, out / f"{name}.parquet")
-        write_json_atomic(out / "summary.json", self.summary, allow_nan=False)
+        write_json_atomic(out / "summary.json", self.summary)
         return out
 
 
@@ -183,7 +183,7 @@ def simulate(
     """Replay ``trace`` (contract 1) through ``design``; returns a :class:`ReplayResult`.
 
     ``phase_models``: a PhaseModelSet (``.get(model, gpu, tp)``), a mapping gpu -> PhaseModel,
-    or None for ``characterize.phase_model.load_phase_models("reference")``.
+    or None for ``characterize.modeling.phase_model.load_phase_models("reference")``.
     ``progress``: False, True (a tqdm bar) or ``fn(done_arrivals, total)``.
     ``reference_gpu``: the profile gpu key of the slowdown reference (DGX-A100 TP8).
     ``seed``: only the ``random`` policy draws random numbers.
@@ -194,7 +194,7 @@ def simulate(
     scheduler.validate()
     design.validate()
     if phase_models is None:
-        from characterize.phase_model import load_phase_models
+        from characterize.modeling.phase_model import load_phase_models
 
         phase_models = load_phase_models("reference")
     model = load_model(design.model)

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from characterize.profiles import PROFILE_COLUMNS  # noqa: E402
+from characterize.modeling.profiles import PROFILE_COLUMNS  # noqa: E402
 from experiments.apps import characterize as app  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def cpu_specs(tmp_path, monkeypatch):
     the phase model can fit CPU profiles of the tiny model (its fit needs both specs)."""
     from dataclasses import asdict
 
-    from characterize.models import TINY_MODELS
+    from characterize.measure.models import TINY_MODELS
 
     root = tmp_path / "specs"
     (root / "models").mkdir(parents=True)
@@ -102,7 +102,7 @@ def test_app_end_to_end_profile_then_fit(tmp_path, capsys, cpu_specs):
     assert (tmp_path / "tiny-llama-tp1-native-cpu-tiny" / "profiles.meta.json").is_file()
     # the app fitted the phase model and printed its held-out errors per phase
     assert "fit prefill: held-out MAPE" in out and "fit decode: held-out MAPE" in out
-    from characterize.phase_model import fit_phase_model
+    from characterize.modeling.phase_model import fit_phase_model
 
     pm = fit_phase_model(df, "tiny-llama", "cpu", 1)
     assert pm.prefill_time([64]) > 0 and pm.decode_time(4, 4 * 64) > 0

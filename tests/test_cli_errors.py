@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from characterize.cli import main as profiles_main
-from characterize.profiles import reference_profiles
+from characterize.modeling.profiles import reference_profiles
 from experiments.apps import replay as replay_app
 from experiments.apps import report as report_app
 from experiments.apps import study as study_app

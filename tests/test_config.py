@@ -71,7 +71,7 @@ def test_every_option_composes_in_replay(hydra_ctx, group, tmp_path):
 
 
 def test_design_facts_are_spec_names(hydra_ctx):
-    from characterize.specs import list_specs
+    from characterize.modeling.specs import list_specs
 
     machines = set(list_specs("machines"))
     for opt in options("design"):

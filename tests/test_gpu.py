@@ -21,7 +21,7 @@ def _one_thread():
 
 
 def _profile(tmp_path, **kw):
-    from characterize.profiler import ProfileConfig, SweepSpec, TimingOptions, profile_phase
+    from characterize.measure.profiler import ProfileConfig, SweepSpec, TimingOptions, profile_phase
 
     prefill = kw.pop("prefill", ((1, 32),))
     decode = kw.pop("decode", ((2, 32),))
@@ -39,9 +39,9 @@ def _profile(tmp_path, **kw):
 def test_native_decode_graph_replay_matches_eager():
     import torch
 
-    from characterize.models import TINY_MODELS, ShardSpec
-    from characterize.models.engine import _capture
-    from characterize.models.native import NativeModel
+    from characterize.measure.models import TINY_MODELS, ShardSpec
+    from characterize.measure.models.engine import _capture
+    from characterize.measure.models.native import NativeModel
 
     shard = ShardSpec(TINY_MODELS["tiny-llama"], tp=1)
     model = NativeModel(shard, "cuda", torch.float32, seed=0)
@@ -86,7 +86,7 @@ def test_real_tp8_shard_shapes_run(tmp_path, model, layers):
 def test_nvml_reads_power_and_energy():
     import torch
 
-    from characterize.power import PowerMonitor, make_backend
+    from characterize.measure.power import PowerMonitor, make_backend
 
     backend = make_backend("auto")
     if not backend.available:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from characterize.phase_model import (
+from characterize.modeling.phase_model import (
     MIN_POINTS,
     TARGET_MAPE,
     ExtrapolationWarning,
@@ -24,8 +24,8 @@ from characterize.phase_model import (
     load_phase_models,
     nnls,
 )
-from characterize.profiles import ProfileError, reference_profiles, write_profiles
-from characterize.specs import SpecError
+from characterize.modeling.profiles import ProfileError, reference_profiles, write_profiles
+from characterize.modeling.specs import SpecError
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_prefill_held_out_error_across_groups(errors):
 def test_held_out_prediction_never_sees_the_held_out_point(ref):
     """Changing a point's latency leaves its own leave-one-out prediction unchanged: knots,
     smoothing and floor partition are chosen from the fold's training points only."""
-    from characterize.phase_model import PREFILL_TERMS, _fit_latency, _held_out
+    from characterize.modeling.phase_model import PREFILL_TERMS, _fit_latency, _held_out
 
     rows = ref[
         (ref.model == "bloom-176b") & (ref.gpu == "h100-80gb") & (ref.tp == 8)
@@ -157,7 +157,7 @@ def test_held_out_prediction_never_sees_the_held_out_point(ref):
 
 
 def test_prefill_hinges_few_and_linear_beyond_range(models):
-    from characterize.phase_model import MAX_PREFILL_KNOTS
+    from characterize.modeling.phase_model import MAX_PREFILL_KNOTS
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExtrapolationWarning)
@@ -238,7 +238,7 @@ def test_hot_path_returns_python_floats(models):
 
 
 def test_decode_context_cost_at_least_kv_read(models):
-    from characterize.phase_model import kv_read_floor_s
+    from characterize.modeling.phase_model import kv_read_floor_s
 
     for pm in _all(models):
         floor = kv_read_floor_s(pm.model, pm.gpu, pm.tp)
@@ -379,7 +379,7 @@ def test_fit_is_deterministic(ref):
 
 def test_phase_model_import_is_torch_free():
     code = (
-        "import sys, characterize.phase_model, characterize.profiles, characterize.network, "
+        "import sys, characterize.modeling.phase_model, characterize.modeling.profiles, characterize.modeling.network, "
         "characterize.cli\n"
         "bad = [m for m in ('torch', 'transformers', 'seaborn', 'matplotlib', 'hydra') "
         "if m in sys.modules]\n"
@@ -391,7 +391,7 @@ def test_phase_model_import_is_torch_free():
 
 def test_load_phase_models_adds_allreduce_to_shard_measurements(tmp_path):
     """A measured one-GPU TP-8 shard profile is fitted as the TP-8 machine (all-reduce added)."""
-    from characterize.profiles import reference_profiles, write_profiles
+    from characterize.modeling.profiles import reference_profiles, write_profiles
 
     ref = reference_profiles()
     rows = ref[(ref.model == "llama2-70b") & (ref.gpu == "h100-80gb") & (ref.tp == 8)]
@@ -407,8 +407,8 @@ def test_load_phase_models_adds_allreduce_to_shard_measurements(tmp_path):
 
 def test_fit_all_fits_each_model_on_first_use_only(monkeypatch):
     """A replay needs two or three models of a source: the others are never fitted."""
-    import characterize.phase_model as pm_mod
-    from characterize.profiles import reference_profiles
+    import characterize.modeling.phase_model as pm_mod
+    from characterize.modeling.profiles import reference_profiles
 
     calls = []
     real = pm_mod.fit_phase_model

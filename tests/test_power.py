@@ -10,8 +10,8 @@ import types
 
 import pytest
 
-from characterize import power as pw
-from characterize.power import (
+from characterize.measure import power as pw
+from characterize.measure.power import (
     Measurement,
     NullBackend,
     NvmlBackend,
@@ -304,9 +304,9 @@ def test_gpu_energy_fixture_measures_a_block(gpu_energy):
 def test_measuring_modules_do_not_import_torch_at_import_time():
     code = (
         "import sys\n"
-        "import characterize, characterize.specs, characterize.power, characterize.models\n"
-        "import characterize.models.shard, characterize.pytest_plugin\n"
-        "import characterize.phase_model\n"
+        "import characterize, characterize.modeling.specs, characterize.measure.power, characterize.measure.models\n"
+        "import characterize.measure.models.shard, characterize.measure.pytest_plugin\n"
+        "import characterize.modeling.phase_model\n"
         "heavy = [m for m in ('torch', 'transformers', 'pynvml') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -13,9 +13,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from characterize.models import TINY_MODELS, ShardSpec  # noqa: E402
-from characterize.profiles import PROFILE_COLUMNS  # noqa: E402
-from characterize.specs import SpecError, load_model  # noqa: E402
+from characterize.measure.models import TINY_MODELS, ShardSpec  # noqa: E402
+from characterize.modeling.profiles import PROFILE_COLUMNS  # noqa: E402
+from characterize.modeling.specs import SpecError, load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,8 +67,8 @@ def test_bad_shards_are_one_line_errors():
 
 
 def _models(name: str, tp: int = 1):
-    from characterize.models.hf import build_hf_model
-    from characterize.models.native import NativeModel
+    from characterize.measure.models.hf import build_hf_model
+    from characterize.measure.models.native import NativeModel
 
     shard = ShardSpec(TINY_MODELS[name], tp=tp)
     hf = build_hf_model(shard, seed=1)
@@ -95,7 +95,7 @@ def test_native_matches_transformers_prefill_and_decode(name, tp):
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-bloom"])
 def test_transformers_static_cache_path_matches_reference(name):
-    from characterize.models import hf as hfm
+    from characterize.measure.models import hf as hfm
 
     shard, hf, _ = _models(name)
     ids = torch.randint(0, shard.vocab_size, (2, 11), generator=torch.Generator().manual_seed(5))
@@ -114,7 +114,7 @@ def test_transformers_static_cache_path_matches_reference(name):
 
 
 def test_cache_keyword_detection():
-    from characterize.models.hf import cache_kwarg, takes_cache_position
+    from characterize.measure.models.hf import cache_kwarg, takes_cache_position
 
     class New:
         model = None
@@ -133,8 +133,8 @@ def test_cache_keyword_detection():
 
 
 def test_tp_shard_models_have_shard_shapes():
-    from characterize.models.hf import build_hf_model
-    from characterize.models.native import NativeModel
+    from characterize.measure.models.hf import build_hf_model
+    from characterize.measure.models.native import NativeModel
 
     shard = ShardSpec(TINY_MODELS["tiny-bloom"], tp=2)
     hf = build_hf_model(shard, dtype=torch.bfloat16)
@@ -154,7 +154,7 @@ def test_tp_shard_models_have_shard_shapes():
 
 
 def _config(tmp_path, **kw):
-    from characterize.profiler import ProfileConfig, SweepSpec, TimingOptions
+    from characterize.measure.profiler import ProfileConfig, SweepSpec, TimingOptions
 
     sweep = kw.pop(
         "sweep",
@@ -177,7 +177,7 @@ def _config(tmp_path, **kw):
 
 
 def test_sweep_grids_union_and_errors():
-    from characterize.profiler import ProfilerError, SweepSpec
+    from characterize.measure.profiler import ProfilerError, SweepSpec
 
     s = SweepSpec.from_grids(
         "x",
@@ -194,7 +194,7 @@ def test_sweep_grids_union_and_errors():
 
 
 def test_gpu_key_from_device_names():
-    from characterize.profiler import gpu_key
+    from characterize.measure.profiler import gpu_key
 
     assert gpu_key("NVIDIA H100 80GB HBM3") == "h100-80gb"
     assert gpu_key(None) == "cpu"
@@ -202,7 +202,7 @@ def test_gpu_key_from_device_names():
 
 
 def test_profile_phase_writes_contract_rows_and_resumes(tmp_path):
-    from characterize.profiler import profile_phase
+    from characterize.measure.profiler import profile_phase
 
     run = profile_phase(_config(tmp_path))
     df = pd.read_csv(run.csv_path)
@@ -234,8 +234,8 @@ def test_profile_phase_writes_contract_rows_and_resumes(tmp_path):
 
 
 def test_infeasible_and_oom_points_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    from characterize.models.engine import Engine
-    from characterize.profiler import profile_phase
+    from characterize.measure.models.engine import Engine
+    from characterize.measure.profiler import profile_phase
 
     orig_fits, orig_decode = Engine.check_fits, Engine.decode_op
 
@@ -278,7 +278,7 @@ def test_infeasible_and_oom_points_are_recorded_and_the_sweep_goes_on(tmp_path, 
 
 
 def test_transformers_impl_and_layer_subset(tmp_path):
-    from characterize.profiler import SweepSpec, profile_phase
+    from characterize.measure.profiler import SweepSpec, profile_phase
 
     sweep = SweepSpec.from_grids(
         "one", [{"batch": [1], "prompt": [8]}], [{"batch": [2], "context": [8]}]
@@ -337,8 +337,8 @@ class FakeBackend:
 
 
 def test_power_cap_in_profile_needs_allow(tmp_path):
-    from characterize.power import PowerCapError
-    from characterize.profiler import profile_phase
+    from characterize.measure.power import PowerCapError
+    from characterize.measure.profiler import profile_phase
 
     with pytest.raises(PowerCapError, match="allow_power_cap=true"):
         profile_phase(_config(tmp_path, power_cap_w=300.0), backend=FakeBackend())

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from characterize.network import NetworkError, allreduce_time
-from characterize.profiles import (
+from characterize.modeling.network import NetworkError, allreduce_time
+from characterize.modeling.profiles import (
     PROFILE_COLUMNS,
     SPLITWISE_CSV,
     ProfileError,
@@ -24,7 +24,7 @@ from characterize.profiles import (
     validate_profiles,
     write_profiles,
 )
-from characterize.specs import load_model
+from characterize.modeling.specs import load_model
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +251,7 @@ def test_allreduce_monotone_and_mapped():
 
 
 def test_allreduce_close_to_measured_median():
-    from characterize.network import NETWORK_DIR
+    from characterize.modeling.network import NETWORK_DIR
 
     df = pd.read_csv(NETWORK_DIR / "h100_dgx" / "all_reduce.csv")
     df = df[(df.num_workers == 8) & (df.devices_per_node == 8)]

@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from characterize.cli import main
-from characterize.profiles import metadata_path, read_profiles, reference_profiles, write_profiles
+from characterize.modeling.profiles import (
+    metadata_path,
+    read_profiles,
+    reference_profiles,
+    write_profiles,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from characterize.specs import load_machine, load_model
+from characterize.modeling.specs import load_machine, load_model
 from replay import (
     DesignError,
     KVTransferConfig,

@@ -128,7 +128,7 @@ def test_incomplete_and_rejected_are_counted():
 
 @pytest.fixture(scope="module")
 def reference_models():
-    pm = pytest.importorskip("characterize.phase_model")
+    pm = pytest.importorskip("characterize.modeling.phase_model")
     try:
         return pm.load_phase_models("reference")
     except Exception as e:  # the phase model is written in parallel: skip, do not fail here

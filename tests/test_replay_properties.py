@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from characterize.specs import load_machine, load_model
+from characterize.modeling.specs import load_machine, load_model
 from replay import LinearPhaseModel, SchedulerConfig, make_design, simulate
 
 H100 = LinearPhaseModel(gpu="h100-80gb", prefill_per_token_s=5e-5, decode_base_s=0.02)

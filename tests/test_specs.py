@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from characterize.specs import SpecError, list_specs, load_gpu, load_machine, load_model
+from characterize.modeling.specs import SpecError, list_specs, load_gpu, load_machine, load_model
 
 # Published config.json values (meta-llama/Llama-2-70b-hf, bigscience/bloom).
 LLAMA2_70B = dict(

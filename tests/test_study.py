@@ -229,7 +229,7 @@ def test_hydra_multirun_jobs_share_the_cache(tmp_path, launcher):
 def test_h200_designs_join_with_measured_profiles(tmp_path):
     """A measured profile CSV with H200 rows under results/profiles brings the H200 designs in,
     simulated on the reference set plus those rows (the slowdown reference stays DGX-A100)."""
-    from characterize.profiles import reference_profiles, write_profiles
+    from characterize.modeling.profiles import reference_profiles, write_profiles
     from experiments import runner
     from experiments.schemas import ModelConf, SchedulerConf, SloConf
 
@@ -259,7 +259,7 @@ def test_h200_designs_join_with_measured_profiles(tmp_path):
 
 def test_measured_h200_profiles_picks_the_study_model_and_native_engine(tmp_path):
     """One file per (model, engine) under results/profiles: take the study model's, native first."""
-    from characterize.profiles import reference_profiles, write_profiles
+    from characterize.modeling.profiles import reference_profiles, write_profiles
     from experiments.study import measured_h200_profiles
 
     ref = reference_profiles()

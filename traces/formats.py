@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from characterize.atomic import atomic_path, write_parquet_atomic
+from common.atomic import atomic_path, write_parquet_atomic
 from traces.errors import TraceError
 from traces.schema import COLUMNS, DATETIME, IDENTITY, ColumnMap, build_table, check_table
 

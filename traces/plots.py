@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from characterize.atomic import atomic_path
+from common.atomic import atomic_path
 from traces.schema import check_table
 from traces.stats import S_PER_MINUTE
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from characterize.units import MS_PER_S, US_PER_S
+from common.units import MS_PER_S, US_PER_S
 from traces.errors import TraceError
 
 COLUMNS: tuple[str, ...] = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")

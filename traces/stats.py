@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from characterize.units import S_PER_MINUTE
+from common.units import S_PER_MINUTE
 from traces.schema import check_table
 
 PERCENTILES: tuple[int, ...] = (50, 90, 99)

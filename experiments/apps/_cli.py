@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from omegaconf import DictConfig
 
-from characterize.errors import error_line
+from common.errors import error_line
 from experiments.errors import ExperimentError
 from experiments.schemas import CONF_DIR, register
 
@@ -31,12 +31,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     for mod, name in [
         ("traces.errors", "TraceError"),
         ("replay.errors", "ReplayError"),
-        ("characterize.specs", "SpecError"),
-        ("characterize.profiles", "ProfileError"),
-        ("characterize.network", "NetworkError"),
-        ("characterize.profiler", "ProfilerError"),
-        ("characterize.power", "PowerCapError"),
-        ("characterize.power", "PowerUnavailableError"),
+        ("characterize.modeling.specs", "SpecError"),
+        ("characterize.modeling.profiles", "ProfileError"),
+        ("characterize.modeling.network", "NetworkError"),
+        ("characterize.measure.profiler", "ProfilerError"),
+        ("characterize.measure.power", "PowerCapError"),
+        ("characterize.measure.power", "PowerUnavailableError"),
     ]:
         m = sys.modules.get(mod)
         if m is not None and hasattr(m, name):

@@ -5,7 +5,7 @@
     splitbench-characterize model=tiny-llama device=cpu sweep=tiny power=off
 
 Writes ``<out_dir>/<run_name>/profiles.csv`` (contract 2) with ``infeasible.csv``,
-``details.csv`` and ``profiles.meta.json`` (see :mod:`characterize.profiler`), prints a summary
+``details.csv`` and ``profiles.meta.json`` (see :mod:`characterize.measure.profiler`), prints a summary
 and, when the GPU has a spec and ``fit=true``, the phase model's held-out errors.
 Bad options are one line ``error: ...`` with exit status 2. torch is imported only by
 :func:`run`, through the profiler.
@@ -30,11 +30,11 @@ POWER_MODES = ("auto", "required", "off")
 
 
 def profile_config(cfg: DictConfig):
-    """The :class:`characterize.profiler.ProfileConfig` of a composed app config.
+    """The :class:`characterize.measure.profiler.ProfileConfig` of a composed app config.
 
     Raises :class:`ExperimentError` naming the key of a bad value.
     """
-    from characterize.profiler import ProfileConfig, ProfilerError, SweepSpec, TimingOptions
+    from characterize.measure.profiler import ProfileConfig, ProfilerError, SweepSpec, TimingOptions
 
     model = cfg.model.name if isinstance(cfg.model, DictConfig) else cfg.model
     if not model:
@@ -135,11 +135,11 @@ def summarize(run) -> str:
 
 def fit_report(run, gpu: str, model: str, tp: int) -> str | None:
     """Fit the phase model on the run's rows; its held-out error lines (None if not fittable)."""
-    from characterize.specs import list_specs
+    from characterize.modeling.specs import list_specs
 
     known = set(list_specs("gpus"))
     try:
-        from characterize.profiles import known_profile_gpus
+        from characterize.modeling.profiles import known_profile_gpus
 
         known |= set(known_profile_gpus())
     except ImportError:
@@ -149,7 +149,7 @@ def fit_report(run, gpu: str, model: str, tp: int) -> str | None:
     phases = set(run.profiles["phase"])
     if phases != {"prefill", "decode"}:
         return "fit skipped: needs measured rows of both phases"
-    from characterize.phase_model import fit_phase_model
+    from characterize.modeling.phase_model import fit_phase_model
 
     pm = fit_phase_model(run.profiles, model, gpu, tp)
     out = []
@@ -166,7 +166,7 @@ def fit_report(run, gpu: str, model: str, tp: int) -> str | None:
 
 def run(cfg: DictConfig):
     """Profile per ``cfg`` (a composed ``characterize`` config); returns the ProfileRun."""
-    from characterize.profiler import profile_phase
+    from characterize.measure.profiler import profile_phase
 
     pc = profile_config(cfg)
     result = profile_phase(pc, log=lambda s: print(s, file=sys.stderr))

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from characterize.atomic import write_text_atomic
-from characterize.units import w_to_kw
+from common.atomic import write_text_atomic
+from common.units import w_to_kw
 from experiments.apps._cli import launch
 
 
@@ -110,8 +110,8 @@ def run_point(c: dict, evaluator=None) -> dict:
 def _check_phase_models(c: dict, tasks, profiles: dict) -> None:
     """Fail before simulating when a planned design's GPU has no phase model in its profiles
     (else every point of that design would be stored as an error and the study exit 0)."""
-    from characterize.phase_model import PhaseModelError, load_phase_models
-    from characterize.specs import load_machine
+    from characterize.modeling.phase_model import PhaseModelError, load_phase_models
+    from characterize.modeling.specs import load_machine
     from experiments.errors import ExperimentError
 
     model, tp = c["model"].name, c["model"].tp

@@ -40,16 +40,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from characterize.atomic import write_json_atomic, write_text_atomic
-from characterize.models import ShardSpec, resolve_model
-from characterize.power import (
+from characterize.measure.models import ShardSpec, resolve_model
+from characterize.measure.power import (
     PowerMonitor,
     make_backend,
     power_cap,
 )
-from characterize.profiles import PROFILE_COLUMNS, metadata_path
-from characterize.specs import list_specs, load_gpu
-from characterize.units import ms_to_s
+from characterize.modeling.profiles import PROFILE_COLUMNS, metadata_path
+from characterize.modeling.specs import list_specs, load_gpu
+from common.atomic import write_json_atomic, write_text_atomic
+from common.units import ms_to_s
 
 KEY_COLUMNS = ["model", "gpu", "tp", "phase", "batch_size", "tokens_per_request"]
 INFEASIBLE_COLUMNS = [*KEY_COLUMNS, "reason", "source"]
@@ -214,7 +214,7 @@ def write_table(df: pd.DataFrame, path: Path) -> None:
 
 
 def write_json(data: dict, path: Path) -> None:
-    write_json_atomic(path, data, default=str)
+    write_json_atomic(path, data)
 
 
 def _read_existing(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -285,7 +285,7 @@ def versions() -> dict:
 @dataclass
 class PointTiming:
     latencies_s: list[float]
-    measurement: object  # characterize.power.Measurement
+    measurement: object  # characterize.measure.power.Measurement
 
     @property
     def median_s(self) -> float:
@@ -372,10 +372,10 @@ def profile_phase(
 ) -> ProfileRun:
     """Run the sweep of ``config`` (see module doc); return the tables written to disk.
 
-    ``engine`` (a :class:`characterize.models.engine.Engine`) may be passed in to reuse a built
+    ``engine`` (a :class:`characterize.measure.models.engine.Engine`) may be passed in to reuse a built
     model; ``backend`` overrides ``make_backend(config.power)``.
     """
-    from characterize.models.engine import Engine, EngineOptions
+    from characterize.measure.models.engine import Engine, EngineOptions
 
     log = log or (lambda s: None)
     shard = config.shard()

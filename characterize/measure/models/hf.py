@@ -22,7 +22,7 @@ import inspect
 import torch
 from torch import nn
 
-from characterize.models.shard import ShardSpec
+from characterize.measure.models.shard import ShardSpec
 
 
 def hf_config(shard: ShardSpec, dtype: torch.dtype):

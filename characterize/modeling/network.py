@@ -1,6 +1,6 @@
 """NCCL all-reduce time inside one DGX node, from vidur's measured tables.
 
-Data: ``characterize/data/reference/vidur-network/{a100_dgx,h100_dgx}/all_reduce.csv``
+Data: ``characterize/modeling/data/reference/vidur-network/{a100_dgx,h100_dgx}/all_reduce.csv``
 (microsoft/vidur @7d47513, MIT). Only rows with every worker on one node
 (``devices_per_node == num_workers``) are used; ``size`` is bytes per GPU buffer and
 ``time_stats.all_reduce.median`` is in ms.
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from characterize.units import ms_to_s
+from common.units import ms_to_s
 
 NETWORK_DIR = Path(__file__).resolve().parent / "data" / "reference" / "vidur-network"
 FAMILIES = ("a100", "h100")

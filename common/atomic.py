@@ -9,7 +9,6 @@ the profiler and the experiments all write through here.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -50,18 +49,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_json_atomic(
-    path: str | os.PathLike,
-    obj,
-    *,
-    indent: int = 2,
-    default=None,
-    allow_nan: bool = True,
-) -> Path:
-    """Write ``obj`` as key-sorted, indented JSON (one final newline) atomically; returns the
-    path. ``default``/``allow_nan`` as for :func:`json.dumps`."""
-    text = json.dumps(obj, indent=indent, sort_keys=True, default=default, allow_nan=allow_nan)
-    return write_text_atomic(path, text + "\n")
+def write_json_atomic(path: str | os.PathLike, obj, *, indent: int = 2) -> Path:
+    """Write ``obj`` through the one sanitizer (:mod:`common.jsonsafe`: sorted keys, strict
+    JSON, non-finite floats as null) with one final newline, atomically; returns the path."""
+    from common.jsonsafe import dumps
+
+    return write_text_atomic(path, dumps(obj, indent=indent) + "\n")
 
 
 def write_parquet_atomic(df, path: str | os.PathLike, compression: str = "zstd") -> Path:

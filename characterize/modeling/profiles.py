@@ -27,9 +27,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from characterize.atomic import write_json_atomic, write_text_atomic
-from characterize.specs import GPUSpec, SpecError, list_specs, load_gpu, load_machine, load_model
-from characterize.units import ms_to_s
+from characterize.modeling.specs import (
+    GPUSpec,
+    SpecError,
+    list_specs,
+    load_gpu,
+    load_machine,
+    load_model,
+)
+from common.atomic import write_json_atomic, write_text_atomic
+from common.units import ms_to_s
 
 PROFILE_COLUMNS = [
     "model",
@@ -246,7 +253,7 @@ def write_profiles(df: pd.DataFrame, path: str | os.PathLike, metadata: dict | N
     table = validate_profiles(df, str(path))
     write_text_atomic(path, table.to_csv(index=False, lineterminator="\n"))
     if metadata is not None:
-        write_json_atomic(metadata_path(path), metadata, default=str)
+        write_json_atomic(metadata_path(path), metadata)
     return path
 
 
@@ -322,7 +329,7 @@ def _reference_table() -> pd.DataFrame:
 def reference_profiles() -> pd.DataFrame:
     """The Splitwise paper's DGX-A100/DGX-H100 measurements as a contract-2 profile table.
 
-    Source: ``characterize/data/reference/splitwise-sim/perf_model.csv`` (splitwise-sim @8f99e7d,
+    Source: ``characterize/modeling/data/reference/splitwise-sim/perf_model.csv`` (splitwise-sim @8f99e7d,
     MIT, Pratyush Patel). Conversions, one source row = one repeat of one request batch:
 
     - units: prompt_time and token_time are ms -> s (``units.ms_to_s``);
@@ -402,10 +409,10 @@ def shard_to_machine(
     must have tp 1 or ``tp``.
 
     ``allreduce`` is a GPU name or family (``a100*`` -> the vidur ``a100_dgx`` table, ``h100*``
-    and ``h200*`` -> ``h100_dgx``, see :mod:`characterize.network`) or a callable
+    and ``h200*`` -> ``h100_dgx``, see :mod:`characterize.modeling.network`) or a callable
     ``nbytes -> seconds``. ``source`` gets ``+ nccl allreduce (...)`` appended.
     """
-    from characterize.network import allreduce_time, network_family
+    from characterize.modeling.network import allreduce_time, network_family
 
     table = validate_profiles(df, "shard_to_machine input")
     if int(tp) < 1:

@@ -1,6 +1,6 @@
 """Model, GPU and machine specs: the facts written once, read by the profiler and the simulator.
 
-Each spec is a TOML file under ``characterize/specs/{models,gpus,machines}/``; adding a GPU,
+Each spec is a TOML file under ``characterize/modeling/specs/{models,gpus,machines}/``; adding a GPU,
 a machine or a model is adding a file. ``SPLITBENCH_SPEC_PATH`` (``os.pathsep``-separated
 folders with the same three subfolders) adds user spec folders, searched first.
 """
@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, fields
 from functools import cache
 from pathlib import Path
 
-from characterize.units import gbps_to_bytes_per_s, tbps_to_bytes_per_s, tflops_to_flops
+from common.units import gbps_to_bytes_per_s, tbps_to_bytes_per_s, tflops_to_flops
 
 SPEC_ROOT = Path(__file__).resolve().parent
 

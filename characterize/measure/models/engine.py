@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
-from characterize.models import ENGINE_NAMES, IMPLS
-from characterize.models.shard import ShardSpec
-from characterize.units import bytes_to_gib
+from characterize.measure.models import ENGINE_NAMES, IMPLS
+from characterize.measure.models.shard import ShardSpec
+from common.units import bytes_to_gib
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -71,7 +71,7 @@ class Engine:
         self.notes: list[str] = []
         self._point: dict = {}
         if options.impl == "native":
-            from characterize.models.native import NativeModel
+            from characterize.measure.models.native import NativeModel
 
             self.model = NativeModel(
                 shard,
@@ -82,7 +82,7 @@ class Engine:
                 max_positions=max(options.max_positions or 0, shard.model.max_context_tokens + 1),
             )
         else:
-            from characterize.models import hf
+            from characterize.measure.models import hf
 
             if options.compile_mode:
                 self.notes.append("compile_mode ignored for transformers")
@@ -181,7 +181,7 @@ class Engine:
                 return self.model(ids, 0, cache)
 
         else:
-            from characterize.models import hf
+            from characterize.measure.models import hf
 
             cache = hf.new_static_cache(self.model, batch, prompt, self.device, self.dtype)
             ids = _random_ids(self.shard.vocab_size, batch, prompt, self.device, self.options.seed)
@@ -210,7 +210,7 @@ class Engine:
             with torch.inference_mode():
                 fn()
         else:
-            from characterize.models import hf
+            from characterize.measure.models import hf
 
             cache = hf.new_static_cache(self.model, batch, context + 1, self.device, self.dtype)
             ids = _random_ids(self.shard.vocab_size, batch, 1, self.device, seed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from characterize.specs import ModelSpec, SpecError
+from characterize.modeling.specs import ModelSpec, SpecError
 
 
 @dataclass(frozen=True)

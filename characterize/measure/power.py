@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
-from characterize.units import mj_to_j, mw_to_w, w_to_mw
+from common.units import mj_to_j, mw_to_w, w_to_mw
 
 POWER_MODES = ("auto", "required", "off")
 

@@ -57,7 +57,7 @@ def _cuda_sync():
 @pytest.fixture
 def gpu_energy():
     """Factory ``gpu_energy(name="block", gpu_indices=(0,)) -> context manager -> EnergyBlock``."""
-    from characterize.power import PowerMonitor, make_backend
+    from characterize.measure.power import PowerMonitor, make_backend
 
     backend = make_backend("auto")
     monitors: list = []
@@ -85,7 +85,7 @@ def phase_profiler(tmp_path):
     """Factory running a small sweep: ``phase_profiler(model="tiny-llama", prefill=[(b, prompt)],
     decode=[(b, context)], impl="native", device=None, tp=1, layers=None, timing=None,
     power="auto", **config) -> ProfileRun`` (files under the test's tmp_path)."""
-    from characterize.profiler import ProfileConfig, SweepSpec, TimingOptions, profile_phase
+    from characterize.measure.profiler import ProfileConfig, SweepSpec, TimingOptions, profile_phase
 
     def run(
         model: str = "tiny-llama",

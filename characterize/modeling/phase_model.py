@@ -70,7 +70,7 @@ from functools import cache, partial
 import numpy as np
 import pandas as pd
 
-from characterize.profiles import (
+from characterize.modeling.profiles import (
     PHASES,
     ProfileError,
     gpu_power_facts,
@@ -80,7 +80,7 @@ from characterize.profiles import (
     reference_profiles,
     validate_profiles,
 )
-from characterize.specs import SpecError, load_model
+from characterize.modeling.specs import SpecError, load_model
 
 MIN_POINTS = 5
 TARGET_MAPE = 0.05

@@ -1,6 +1,6 @@
 """splitbench-native: the suite's own compact Llama / BLOOM implementation for profiling.
 
-Built from a :class:`~characterize.models.shard.ShardSpec` with random weights (filled on the
+Built from a :class:`~characterize.measure.models.shard.ShardSpec` with random weights (filled on the
 target device with ``normal_``, no per-module CPU init), bf16 on GPU (fp32 on CPU for tests).
 Designed to get close to the hardware ceiling in decode:
 
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from characterize.models.shard import ShardSpec
+from characterize.measure.models.shard import ShardSpec
 
 ROPE_THETA = 10_000.0  # Llama-2
 

@@ -1,12 +1,12 @@
 """Tiny model specs for tests and CPU runs (2 layers, hidden 64); not real models (torch-free).
 
-They live here, not in ``characterize/specs``, so the simulator never sees them.
+They live here, not in ``characterize/modeling/specs``, so the simulator never sees them.
 ``resolve_model(name)`` returns a tiny spec by name or else the spec from ``load_model``.
 """
 
 from __future__ import annotations
 
-from characterize.specs import ModelSpec, load_model
+from characterize.modeling.specs import ModelSpec, load_model
 
 TINY_MODELS: dict[str, ModelSpec] = {
     "tiny-llama": ModelSpec(
