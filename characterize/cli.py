@@ -8,7 +8,10 @@ Commands:
 - ``plot [--source ..] [--out DIR]``: seaborn PNGs of measured points vs fitted curves, one
   per (model, gpu, tp): prefill latency vs batch tokens, decode latency vs batch for several
   contexts, power per phase;
-- ``import-reference OUT.csv``: write the converted reference table (contract 2), atomically.
+- ``import-reference OUT.csv``: write the converted reference table (contract 2), atomically;
+- ``derive --to GPU --model M [--from GPU] [--tp 8] [--source ..] --out FILE``: write the
+  profile table derived for a GPU nobody profiled (:mod:`characterize.modeling.derive`);
+  ``derive --check`` prints the held-out A100->H100 and H100->A100 derivation errors.
 
 Bad input: one line ``error: ...`` on stderr, exit status 2.
 """
@@ -53,7 +56,31 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default="results/profiles", help="output folder")
     im = sub.add_parser("import-reference", help="write the converted reference table")
     im.add_argument("out", help="output CSV path")
+    _add_derive_parser(sub)
     return p
+
+
+def _add_derive_parser(sub) -> None:
+    from characterize.modeling.derive import OVERHEAD_SCALINGS
+
+    d = sub.add_parser("derive", help="derive a GPU's profile from its spec and a profiled GPU")
+    d.add_argument("--from", dest="from_gpu", help="profiled GPU (default: closest by spec)")
+    d.add_argument("--to", dest="to_gpu", help="target GPU spec name (e.g. h200-141gb)")
+    d.add_argument("--model", help="model spec name (e.g. llama2-70b)")
+    d.add_argument("--tp", type=int, default=8, help="tensor-parallel degree (default 8)")
+    d.add_argument("--source", default="reference", help="'reference' or a profile CSV path")
+    d.add_argument("--out", help="output CSV path (written atomically, with a .meta.json)")
+    d.add_argument(
+        "--overhead",
+        choices=OVERHEAD_SCALINGS,
+        default="clock",
+        help="per-iteration overhead on the target: x SM clock ratio (default) or unchanged",
+    )
+    d.add_argument(
+        "--check",
+        action="store_true",
+        help="print the held-out A100->H100 and H100->A100 errors on the reference profiles",
+    )
 
 
 def _profiles(source: str):
@@ -112,6 +139,76 @@ def _cmd_import(args) -> int:
         },
     )
     print(f"wrote {path}")
+    return 0
+
+
+def _cmd_derive_check(args) -> int:
+    from characterize.modeling.derive import TARGET_MAPE, reference_check
+
+    table = reference_check(args.overhead)
+    print(
+        f"held-out derivation error on the reference profiles (overhead: {args.overhead}): "
+        "derived from the source GPU's rows only, compared with the other GPU's measured points"
+    )
+    show = table[["from_gpu", "to_gpu", "model", "tp", "phase", "points"]].copy()
+    show["from_gpu"] = show["from_gpu"].str.replace("-80gb", "", regex=False)
+    show["to_gpu"] = show["to_gpu"].str.replace("-80gb", "", regex=False)
+    for col, name in (("mape", "mape_%"), ("max_error", "max_%"), ("bias", "bias_%")):
+        show[name] = (table[col] * 100).round(1)
+    show["e_comp"] = table["e_compute"].round(2)
+    show["e_bw"] = table["e_bandwidth"].round(2)
+    show["ovh_ms"] = table["overhead_ms"].round(1)
+    show["ok"] = (table["mape"] <= TARGET_MAPE).map({True: "yes", False: "NO"})
+    print(show.rename(columns={"from_gpu": "from", "to_gpu": "to"}).to_string(index=False))
+    per_phase = table.groupby("phase", sort=False)["mape"].agg(["mean", "max"])
+    for phase, r in per_phase.iterrows():
+        print(
+            f"{phase}: mean mape {r['mean']:.1%}, worst group {r['max']:.1%} "
+            f"(target <= {TARGET_MAPE:.0%})"
+        )
+    print("e_comp / e_bw: the source's fitted fraction of its dense bf16 peak / HBM bandwidth")
+    return 0
+
+
+def _cmd_derive(args) -> int:
+    from characterize.modeling.derive import (
+        DeriveError,
+        assumptions_text,
+        derived_profile_table,
+        source_efficiency,
+    )
+
+    if args.check:
+        return _cmd_derive_check(args)
+    for flag, value in (("--to", args.to_gpu), ("--model", args.model), ("--out", args.out)):
+        if not value:
+            raise DeriveError(f"derive needs {flag} (or --check)")
+    if args.tp < 1:
+        raise DeriveError(f"--tp must be >= 1 (got {args.tp})")
+    table = derived_profile_table(
+        args.model,
+        args.to_gpu,
+        args.tp,
+        source=args.source,
+        from_gpu=args.from_gpu,
+        overhead_scaling=args.overhead,
+    )
+    from_gpu = table["source"].iat[0].split("(", 1)[-1].split(" -> ", 1)[0]
+    profiles = _profiles(args.source)
+    fits = source_efficiency(profiles, args.model, from_gpu, args.tp, args.source)
+    meta = {
+        "kind": "derived (not a measurement)",
+        "model": args.model,
+        "from_gpu": from_gpu,
+        "to_gpu": args.to_gpu,
+        "tp": args.tp,
+        "profiles": args.source,
+        "assumptions": assumptions_text(from_gpu, args.to_gpu, args.tp, args.overhead),
+        "source_fit": [f.__dict__ for f in fits],
+        "command": "splitbench-profiles derive",
+    }
+    path = write_profiles(table, args.out, metadata=meta)
+    print(f"wrote {path} ({len(table)} derived points, {from_gpu} -> {args.to_gpu})")
     return 0
 
 
@@ -205,7 +302,8 @@ def _cmd_plot(args) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``splitbench-profiles``; returns the exit status."""
     args = _parser().parse_args(argv)
-    handlers = {"fit": _cmd_fit, "plot": _cmd_plot, "import-reference": _cmd_import}
+    handlers = {"fit": _cmd_fit, "plot": _cmd_plot, "import-reference": _cmd_import,
+                "derive": _cmd_derive}  # fmt: skip
     try:
         return handlers[args.command](args)
     except (ProfileError, SpecError, NetworkError, OSError) as e:

@@ -103,6 +103,8 @@ class GPUSpec:
     idle_power_w: float
     nvlink_gbps: float = 0.0
     nvml_names: tuple[str, ...] = ()
+    fp8_dense_tflops: float = 0.0  # dense fp8 tensor rate (0: no fp8 tensor cores)
+    boost_clock_mhz: float = 0.0  # max SM clock (0: unknown); derive.py scales overheads by it
 
     @property
     def hbm_bandwidth_bytes_per_s(self) -> float:
