@@ -174,9 +174,13 @@ def _cmd_derive(args) -> int:
     from characterize.modeling.derive import (
         DeriveError,
         assumptions_text,
-        derived_profile_table,
+        derive_profiles,
+        pick_source_gpu,
         source_efficiency,
+        source_profiles,
     )
+    from characterize.modeling.profiles import profile_gpu_spec
+    from characterize.modeling.specs import load_model
 
     if args.check:
         return _cmd_derive_check(args)
@@ -185,16 +189,19 @@ def _cmd_derive(args) -> int:
             raise DeriveError(f"derive needs {flag} (or --check)")
     if args.tp < 1:
         raise DeriveError(f"--tp must be >= 1 (got {args.tp})")
-    table = derived_profile_table(
+    profiles = source_profiles(args.source)
+    load_model(args.model)
+    profile_gpu_spec(args.to_gpu)
+    from_gpu = args.from_gpu or pick_source_gpu(profiles, args.model, args.to_gpu, args.tp)
+    table = derive_profiles(
+        profiles,
         args.model,
+        from_gpu,
         args.to_gpu,
         args.tp,
-        source=args.source,
-        from_gpu=args.from_gpu,
         overhead_scaling=args.overhead,
+        label=args.source,
     )
-    from_gpu = table["source"].iat[0].split("(", 1)[-1].split(" -> ", 1)[0]
-    profiles = _profiles(args.source)
     fits = source_efficiency(profiles, args.model, from_gpu, args.tp, args.source)
     meta = {
         "kind": "derived (not a measurement)",

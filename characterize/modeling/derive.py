@@ -434,7 +434,14 @@ def reference_check(overhead_scaling: str = "clock", joint_tp: bool = True) -> p
 # ----------------------------------------------------------------------------- for the study
 
 
-def _pick_source_gpu(profiles: pd.DataFrame, model: str, target: str, tp: int) -> str:
+def source_profiles(source: str = "reference") -> pd.DataFrame:
+    """The profile table to derive from: ``reference`` or a CSV (as whole TP instances)."""
+    if source == "reference":
+        return reference_profiles()
+    return machine_profiles(read_profiles(source))
+
+
+def pick_source_gpu(profiles: pd.DataFrame, model: str, target: str, tp: int) -> str:
     """The measured GPU of (model, tp) closest to the target (log HBM bandwidth, then peak).
 
     Rows whose ``source`` says derived (the reference ``h100-80gb-pcap``) are never sources.
@@ -474,16 +481,13 @@ def derived_profile_table(
 
     ``source`` is ``reference`` (the paper's profiles) or a profile CSV; ``from_gpu`` the
     measured GPU to derive from (default: the closest measured GPU by spec, see
-    :func:`_pick_source_gpu`; for H200 and B200 from the reference this is ``h100-80gb``).
+    :func:`pick_source_gpu`; for H200 and B200 from the reference this is ``h100-80gb``).
     """
-    if source == "reference":
-        profiles = reference_profiles()
-    else:
-        profiles = machine_profiles(read_profiles(source))
+    profiles = source_profiles(source)
     load_model(model)
     _target_spec(target_gpu)
     if from_gpu is None:
-        from_gpu = _pick_source_gpu(profiles, model, target_gpu, int(tp))
+        from_gpu = pick_source_gpu(profiles, model, target_gpu, int(tp))
     return derive_profiles(
         profiles,
         model,
@@ -506,7 +510,9 @@ __all__ = [
     "derive_profiles",
     "derived_profile_table",
     "nonneg_lstsq",
+    "pick_source_gpu",
     "point_work",
     "reference_check",
     "source_efficiency",
+    "source_profiles",
 ]
