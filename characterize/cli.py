@@ -147,7 +147,7 @@ def _cmd_derive_check(args) -> int:
 
     table = reference_check(args.overhead)
     print(
-        f"held-out derivation error on the reference profiles (overhead: {args.overhead}): "
+        f"held-out derivation error on the reference profiles (overhead: {args.overhead}):\n"
         "derived from the source GPU's rows only, compared with the other GPU's measured points"
     )
     show = table[["from_gpu", "to_gpu", "model", "tp", "phase", "points"]].copy()
@@ -155,9 +155,11 @@ def _cmd_derive_check(args) -> int:
     show["to_gpu"] = show["to_gpu"].str.replace("-80gb", "", regex=False)
     for col, name in (("mape", "mape_%"), ("max_error", "max_%"), ("bias", "bias_%")):
         show[name] = (table[col] * 100).round(1)
-    show["e_comp"] = table["e_compute"].round(2)
-    show["e_bw"] = table["e_bandwidth"].round(2)
+    show["e_c"] = table["e_compute"].round(2)
+    show["e_w"] = table["e_weights"].round(2)
+    show["e_kv"] = table["e_kv"].round(2)
     show["ovh_ms"] = table["overhead_ms"].round(1)
+    show["req_ms"] = table["request_ms"].round(2)
     show["ok"] = (table["mape"] <= TARGET_MAPE).map({True: "yes", False: "NO"})
     print(show.rename(columns={"from_gpu": "from", "to_gpu": "to"}).to_string(index=False))
     per_phase = table.groupby("phase", sort=False)["mape"].agg(["mean", "max"])
@@ -166,7 +168,17 @@ def _cmd_derive_check(args) -> int:
             f"{phase}: mean mape {r['mean']:.1%}, worst group {r['max']:.1%} "
             f"(target <= {TARGET_MAPE:.0%})"
         )
-    print("e_comp / e_bw: the source's fitted fraction of its dense bf16 peak / HBM bandwidth")
+    print(
+        "e_c, e_w, e_kv: the source's fitted fraction of its dense bf16 peak and of its HBM\n"
+        "bandwidth reading weights / moving KV; ovh_ms, req_ms: its per-iteration and\n"
+        "per-request overheads (x the SM clock ratio on the target)"
+    )
+    borrowed = table[table["weight_bytes_from"] != ""].drop_duplicates(["from_gpu", "model"])
+    for r in borrowed.itertuples(index=False):
+        print(
+            f"{r.model} on {r.from_gpu}: one tp only; s per weight byte from "
+            f"{r.weight_bytes_from}'s multi-tp fit"
+        )
     return 0
 
 

@@ -85,49 +85,58 @@ def test_power_is_target_budget_times_source_shape():
     assert out.power_w[~ok].isna().all()
 
 
-def _synthetic(gpu: str, x_c_eff: float, x_m_eff: float, overhead: float, tp: int = 8):
-    """A profile exactly of the derivation's form on ``gpu`` (efficiencies, overhead in s)."""
+SYNTH = dict(e_c=0.6, e_w=0.8, e_kv=0.5, o=0.010, r=0.0002)
+
+
+def _synthetic(gpu: str, o: float, r: float):
+    """A profile exactly of the derivation's form on ``gpu`` at tp 2, 4, 8 (efficiencies from
+    SYNTH; decode FLOPs at the peak, as the derivation assumes), overheads ``o`` and ``r``."""
     spec = load_model("llama2-70b")
     g = load_gpu(gpu)
-    grid = _rows(REF)[["phase", "batch_size", "tokens_per_request"]]
+    bw = g.hbm_bandwidth_bytes_per_s
     rows = []
-    for phase, grp in grid.groupby("phase", sort=False):
-        f, b, msg = d.point_work(spec, phase, grp.batch_size, grp.tokens_per_request, tp)
-        ar = d._allreduce_s(gpu, tp, spec, msg)
-        t = (
-            ar
-            + overhead
-            + f / (x_c_eff * g.bf16_flops)
-            + b / (x_m_eff * g.hbm_bandwidth_bytes_per_s)
-        )
-        for (bs, tk), lat in zip(grp[["batch_size", "tokens_per_request"]].values, t, strict=True):
-            rows.append(dict(model="llama2-70b", gpu=gpu, tp=tp, phase=phase, batch_size=bs,
-                             tokens_per_request=tk, latency_s=lat, power_w=1000.0,
-                             energy_j=1000.0 * lat, repeats=3, latency_std_s=0.0,
-                             source="synthetic"))  # fmt: skip
+    for tp in (2, 4, 8):
+        grid = _rows(REF, tp=tp)[["phase", "batch_size", "tokens_per_request"]]
+        for phase, grp in grid.groupby("phase", sort=False):
+            f, w, kv, msg = d.point_work(spec, phase, grp.batch_size, grp.tokens_per_request, tp)
+            ar = d._allreduce_s(gpu, tp, spec, msg)
+            e_c = SYNTH["e_c"] if phase == "prefill" else 1.0
+            t = (ar + o + r * grp.batch_size.to_numpy() + f / (e_c * g.bf16_flops)
+                 + w / (SYNTH["e_w"] * bw) + kv / (SYNTH["e_kv"] * bw))  # fmt: skip
+            keys = grp[["batch_size", "tokens_per_request"]].values
+            for (bs, tk), lat in zip(keys, t, strict=True):
+                rows.append(dict(model="llama2-70b", gpu=gpu, tp=tp, phase=phase, batch_size=bs,
+                                 tokens_per_request=tk, latency_s=lat, power_w=1000.0,
+                                 energy_j=1000.0 * lat, repeats=3, latency_std_s=0.0,
+                                 source="synthetic"))  # fmt: skip
     return validate_profiles(pd.DataFrame(rows), "synthetic")
 
 
 def test_recovers_a_profile_of_its_own_form():
-    """Efficiencies 0.6 / 0.8 and a 10 ms overhead on the A100 -> the H100 at the same
-    efficiencies with the overhead x clock ratio, within fitting round-off."""
-    src = _synthetic("a100-80gb", 0.6, 0.8, 0.010)
+    """Known efficiencies and overheads on the A100 -> the H100 at the same efficiencies with
+    the overheads x clock ratio, within fitting round-off."""
+    src = _synthetic("a100-80gb", SYNTH["o"], SYNTH["r"])
     k_o = load_gpu("a100-80gb").boost_clock_mhz / load_gpu("h100-80gb").boost_clock_mhz
-    want = _synthetic("h100-80gb", 0.6, 0.8, 0.010 * k_o)
+    want = _synthetic("h100-80gb", SYNTH["o"] * k_o, SYNTH["r"] * k_o)
     fits = d.source_efficiency(src, "llama2-70b", "a100-80gb", 8, "synthetic")
     for f in fits:
-        assert f.compute_efficiency == pytest.approx(0.6, rel=1e-6)
-        assert f.bandwidth_efficiency == pytest.approx(0.8, rel=1e-6)
-        assert f.overhead_s == pytest.approx(0.010, rel=1e-6)
-    out = d.derive_profiles(src, "llama2-70b", "a100-80gb", "h100-80gb", 8)
-    np.testing.assert_allclose(out.latency_s, want.latency_s, rtol=1e-6)
-    err = d.derivation_errors(out, want)
-    assert (err.mape < 1e-6).all()
-    # with the overhead kept unchanged, the same source gives a slower H100
+        assert f.compute_efficiency == pytest.approx(SYNTH["e_c"] if f.phase == "prefill" else 1)
+        assert f.weight_bandwidth_efficiency == pytest.approx(SYNTH["e_w"], rel=1e-6)
+        assert f.kv_bandwidth_efficiency == pytest.approx(SYNTH["e_kv"], rel=1e-6)
+        assert f.overhead_s == pytest.approx(SYNTH["o"], rel=1e-6)
+        assert f.request_overhead_s == pytest.approx(SYNTH["r"], rel=1e-6)
+        assert f.fit_mape < 1e-9 and f.outliers == 0 and f.tps == (2, 4, 8)
+    for tp in (2, 4, 8):
+        out = d.derive_profiles(src, "llama2-70b", "a100-80gb", "h100-80gb", tp)
+        exp = want[want.tp == tp].reset_index(drop=True)
+        np.testing.assert_allclose(out.latency_s, exp.latency_s, rtol=1e-6)
+        assert (d.derivation_errors(out, exp).mape < 1e-6).all()
+    # with the overheads kept unchanged, the same source gives a slower H100
     slow = d.derive_profiles(
         src, "llama2-70b", "a100-80gb", "h100-80gb", 8, overhead_scaling="none"
     )
-    assert (slow.latency_s.to_numpy() > out.latency_s.to_numpy()).all()
+    fast = d.derive_profiles(src, "llama2-70b", "a100-80gb", "h100-80gb", 8)
+    assert (slow.latency_s.to_numpy() > fast.latency_s.to_numpy()).all()
 
 
 def test_derivation_errors_hand_computed():
@@ -166,7 +175,8 @@ def test_reference_check_errors():
     assert t.mape.notna().all() and (t.max_error >= t.mape).all()
     dec = t[(t.phase == "decode") & (t.model == "llama2-70b")]
     assert (dec.mape <= d.TARGET_MAPE).all()
-    assert ((t.e_compute > 0) & (t.e_compute <= 1) & (t.e_bandwidth <= 1)).all()
+    for col in ("e_compute", "e_weights", "e_kv"):
+        assert ((t[col] > 0) & (t[col] <= 1)).all()
     pre = t[t.phase == "prefill"]
     a2h = pre[pre.from_gpu == "a100-80gb"]
     assert (a2h.bias < 0).all()  # same-efficiency scaling overestimates the H100's prefill speed
