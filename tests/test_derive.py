@@ -208,6 +208,10 @@ def test_cli_derive_writes_table_and_metadata(tmp_path, capsys):
     first = path.read_bytes()
     assert main(argv) == 0 and path.read_bytes() == first  # deterministic
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h200.csv", "h200.meta.json"]
+    # the normal fit reads it like any profile CSV
+    capsys.readouterr()
+    assert main(["fit", "--source", str(path), "--json"]) == 0
+    assert "h200-141gb" in capsys.readouterr().out
 
 
 def test_cli_derive_check_table(capsys):
