@@ -344,7 +344,6 @@ def derive_profiles(
     k_m = src.hbm_bandwidth_bytes_per_s / dst.hbm_bandwidth_bytes_per_s
     src_budget = gpu_power_facts(from_gpu)[0] * tp
     dst_budget = gpu_power_facts(to_gpu)[0] * tp
-    sources = sorted(set(rows["source"]))
     fits = _fits(profiles, model, from_gpu, tp, joint_tp)
     text = assumptions_text(from_gpu, to_gpu, tp, overhead_scaling)
     factors = np.array([k_c, k_m, k_m, k_o, k_o])
@@ -379,8 +378,6 @@ def derive_profiles(
             ph["batch_size"] * ph["tokens_per_request"]
         ).to_numpy(dtype=float)
         out.append(d[need <= tp * dst.memory_bytes])
-    if not sources:
-        raise DeriveError(f"profiles '{label}' have no rows for {model}/{from_gpu}/tp{tp}")
     table = pd.concat(out, ignore_index=True)[PROFILE_COLUMNS]
     return validate_profiles(table, f"derived {model}/{to_gpu}/tp{tp}")
 
