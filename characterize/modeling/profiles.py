@@ -135,6 +135,13 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _first_duplicate_pair(df: pd.DataFrame, dup: pd.Series) -> tuple:
+    """Index labels of the first duplicated row and the next row with the same key."""
+    i = df.index[dup.to_numpy()][0]
+    same = (df[KEY_COLUMNS] == df.loc[i, KEY_COLUMNS]).all(axis=1).to_numpy()
+    return i, df.index[same][1]
+
+
 def validate_profiles(df: pd.DataFrame, source: str = "<profiles>") -> pd.DataFrame:
     """Check a profile table against contract 2 and return a typed copy (columns in order).
 
@@ -236,7 +243,7 @@ def validate_profiles(df: pd.DataFrame, source: str = "<profiles>") -> pd.DataFr
                 )
     dup = out.duplicated(KEY_COLUMNS, keep=False)
     if dup.any():
-        first = out[dup].groupby(KEY_COLUMNS, sort=False).head(2).index[:2]
+        first = _first_duplicate_pair(out, dup)
         a, b = (int(i) + 1 for i in first)
         key = ", ".join(f"{c}={_plain(out.at[first[0], c])}" for c in KEY_COLUMNS)
         n = int(out.duplicated(KEY_COLUMNS).sum())
@@ -348,9 +355,9 @@ def read_profile_source(source: str | os.PathLike) -> tuple[pd.DataFrame, list[P
     merged = pd.concat(frames, ignore_index=True)
     dup = merged.duplicated(KEY_COLUMNS, keep=False)
     if dup.any():
-        grp = merged[dup].groupby(KEY_COLUMNS, sort=False).head(2).iloc[:2]
-        (f1, r1), (f2, r2) = grp[["_file", "_row"]].itertuples(index=False)
-        key = ", ".join(f"{c}={_plain(grp.iloc[0][c])}" for c in KEY_COLUMNS)
+        i, j = _first_duplicate_pair(merged, dup)
+        (f1, r1), (f2, r2) = merged.loc[[i, j], ["_file", "_row"]].itertuples(index=False)
+        key = ", ".join(f"{c}={_plain(merged.at[i, c])}" for c in KEY_COLUMNS)
         raise ProfileError(
             f"{source}: {f1} row {r1} and {f2} row {r2} measure the same point ({key}): "
             "point profiles.source at one of the tables"
