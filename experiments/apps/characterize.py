@@ -206,6 +206,11 @@ def check_device(device: str) -> None:
     if not torch.cuda.is_available():
         why = "torch has no CUDA build" if torch.version.cuda is None else "no CUDA GPU visible"
         raise ExperimentError(f"device: {device}: {why} (for a CPU smoke run: {CPU_HINT})")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise ExperimentError(
+            f"device: {device}: only {torch.cuda.device_count()} CUDA device(s) visible"
+        )
 
 
 def run(cfg: DictConfig):
