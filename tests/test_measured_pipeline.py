@@ -124,3 +124,20 @@ def test_characterize_fit_replay_report_on_cpu(tmp_path):
     )
     md = (tmp_path / "results/report/report.md").read_text()
     assert "## Replay runs" in md and "Baseline-CPU (smoke test)" in md
+
+
+def test_measured_profiles_are_git_ignored_but_the_readme():
+    """A CPU smoke profile never slips into a commit: results/profiles/ is ignored but its
+    README (a measured table is committed only on purpose, with git add -f)."""
+    import shutil
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def ignored(rel: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", rel], cwd=root).returncode == 0
+
+    assert ignored("results/profiles/tiny-llama-tp1-native-cpu-tiny/profiles.csv")
+    assert ignored("results/profiles/profiles.csv")
+    assert not ignored("results/profiles/README.md")
