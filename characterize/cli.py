@@ -2,9 +2,11 @@
 
 Commands:
 
-- ``fit [--source reference|PATH] [--json]``: fit every (model, gpu, tp) and print the error
-  table (mape and max_error as percent in the text table; as FRACTIONS in ``--json`` rows:
-  model, gpu, tp, phase, points, mape, max_error, power_mape, note);
+- ``fit [--source reference|CSV|FOLDER] [--wide] [--json]``: fit every (model, gpu, tp) and
+  print the error table (mape and max_error as percent in the text table, which fits 100
+  columns, its notes below it; ``--wide``: every column; FRACTIONS in ``--json`` rows: model,
+  gpu, tp, phase, points, mape, max_error, power_mape, note). A folder source merges every
+  profile table under it. Fallback (not measured) power shows as ``fallback`` where it appears;
 - ``plot [--source ..] [--out DIR]``: seaborn PNGs of measured points vs fitted curves, one
   per (model, gpu, tp): prefill latency vs batch tokens, decode latency vs batch for several
   contexts, power per phase;
@@ -29,7 +31,7 @@ from pathlib import Path
 from characterize.modeling.network import NetworkError
 from characterize.modeling.profiles import (
     ProfileError,
-    read_profiles,
+    read_profile_source,
     reference_profiles,
     write_profiles,
 )
@@ -49,10 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="splitbench-profiles", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     f = sub.add_parser("fit", help="fit phase models and print their held-out error")
-    f.add_argument("--source", default="reference", help="'reference' or a profile CSV path")
+    src_help = "'reference', a profile CSV, or a folder (every profile table under it, merged)"
+    f.add_argument("--source", default="reference", help=src_help)
     f.add_argument("--json", action="store_true", help="JSON rows (errors as fractions)")
+    f.add_argument("--wide", action="store_true", help="every column (wider than 100)")
     pl = sub.add_parser("plot", help="plot measured points vs fitted curves (PNG)")
-    pl.add_argument("--source", default="reference", help="'reference' or a profile CSV path")
+    pl.add_argument("--source", default="reference", help=src_help)
     pl.add_argument("--out", default="results/profiles", help="output folder")
     im = sub.add_parser("import-reference", help="write the converted reference table")
     im.add_argument("out", help="output CSV path")
@@ -84,7 +88,7 @@ def _add_derive_parser(sub) -> None:
 
 
 def _profiles(source: str):
-    return reference_profiles() if source == "reference" else read_profiles(source)
+    return read_profile_source(source)[0]
 
 
 def _nan_to_none(v):
@@ -96,7 +100,8 @@ def _nan_to_none(v):
 def _cmd_fit(args) -> int:
     from characterize.modeling.phase_model import load_phase_models
 
-    table = load_phase_models(args.source).error_table()
+    models = load_phase_models(args.source)
+    table = models.error_table()
     if args.json:
         cols = ["model", "gpu", "tp", "phase", "points", "mape", "max_error", "fit_mape",
                 "outliers", "power_points", "power_mape", "power_max_error", "power_source",
@@ -107,6 +112,24 @@ def _cmd_fit(args) -> int:
         ]
         print(json.dumps(rows, indent=1))
         return 0
+    print(f"held-out error (leave-one-point-out), source: {args.source}")
+    for t in models.tables:
+        print(f"  table: {t}")
+    print(_wide_table(table) if args.wide else _narrow_table(table))
+    fallback = table[table["power_source"] != "measured"]
+    if len(fallback):
+        print("power fallback (no measured power; not a measurement):")
+        for _, r in fallback.drop_duplicates(["model", "gpu", "tp"]).iterrows():
+            print(f"  {r['model']}/{r['gpu']}/tp{r['tp']}: {r['power_source']}")
+    return 0
+
+
+def _pct(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v * 100:.1f}"
+
+
+def _wide_table(table) -> str:
+    """Every column of the error table (percent columns as %)."""
     show = table.copy()
     for c in ["mape", "max_error", "fit_mape", "power_mape", "power_max_error"]:
         show[c] = (show[c] * 100).round(1)
@@ -119,14 +142,44 @@ def _cmd_fit(args) -> int:
             "power_max_error": "power_max_%",
         }
     )
-    print(f"held-out error (leave-one-point-out), source: {args.source}")
-    print(show.drop(columns=["power_source"]).to_string(index=False))
-    fallback = table[table["power_source"] != "measured"]
-    if len(fallback):
-        print("power fallback (no measured power):")
-        for _, r in fallback.drop_duplicates(["model", "gpu", "tp"]).iterrows():
-            print(f"  {r['model']}/{r['gpu']}/tp{r['tp']}: {r['power_source']}")
-    return 0
+    return show.to_string(index=False)
+
+
+def _narrow_table(table, width: int = 100) -> str:
+    """The error table in ``width`` columns: the numbers, notes numbered below it; power error
+    reads ``fallback`` where the power curve is not fitted on measured points."""
+    import textwrap
+
+    import pandas as pd
+
+    notes: list[str] = []
+    rows = []
+    for _, r in table.iterrows():
+        ref = ""
+        if r["note"]:
+            notes.append(str(r["note"]))
+            ref = f"[{len(notes)}]"
+        measured = r["power_source"] == "measured"
+        rows.append(
+            {
+                "model": r["model"],
+                "gpu": r["gpu"],
+                "tp": int(r["tp"]),
+                "phase": r["phase"],
+                "points": int(r["points"]),
+                "mape_%": _pct(r["mape"]),
+                "max_%": _pct(r["max_error"]),
+                "fit_%": _pct(r["fit_mape"]),
+                "out": int(r["outliers"]),
+                "power_%": _pct(r["power_mape"]) if measured else "fallback",
+                "note": ref,
+            }
+        )
+    text = pd.DataFrame(rows).to_string(index=False) if rows else "(no fits)"
+    lines = [line[:width] for line in text.splitlines()]
+    for i, n in enumerate(notes, 1):
+        lines += textwrap.wrap(n, width, initial_indent=f"[{i}] ", subsequent_indent="    ")
+    return "\n".join(lines)
 
 
 def _cmd_import(args) -> int:

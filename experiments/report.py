@@ -455,9 +455,9 @@ def phase_figures(figs: Figures, source: str, model: str) -> tuple[list[str], pd
     """Prefill latency vs prompt size and batch, decode latency vs batch and context, power per
     phase: measured profile points with the fitted phase model's curves."""
     from characterize.modeling.phase_model import load_phase_models
-    from characterize.modeling.profiles import read_profiles, reference_profiles
+    from characterize.modeling.profiles import read_profile_source
 
-    prof = reference_profiles() if source == "reference" else read_profiles(source)
+    prof = read_profile_source(source)[0]
     prof = prof[(prof["model"] == model) & (prof["tp"] == 8)]
     models = load_phase_models(source)
     if prof.empty:

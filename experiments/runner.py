@@ -73,15 +73,46 @@ def _file_digest(path: str, mtime: float, size: int) -> str:
     return h.hexdigest()[:16]
 
 
-def profiles_identity(source: str) -> dict:
-    """The profile source as it enters a cache key: the name, or a path with its digest."""
+def _source_identity(source: str, key: str) -> dict:
     if source == "reference":
         return {"source": "reference"}
+    from characterize.modeling.profiles import ProfileError, find_profile_tables
+
     p = os.path.abspath(source)
-    if not os.path.isfile(p):
-        raise ExperimentError(f"profiles.source: no such file '{source}'")
-    st = os.stat(p)
-    return {"source": p, "sha256": _file_digest(p, st.st_mtime, st.st_size)}
+    if not os.path.exists(p):
+        raise ExperimentError(f"{key}: no such file or folder '{source}'")
+    try:
+        files = find_profile_tables(p)
+    except ProfileError as e:
+        raise ExperimentError(f"{key}: {str(e).splitlines()[0]}") from None
+    digests = []
+    for f in files:
+        st = os.stat(f)
+        digests.append(_file_digest(str(f), st.st_mtime, st.st_size))
+    if os.path.isfile(p):
+        return {"source": p, "sha256": digests[0]}
+    tables = [os.path.relpath(f, p) for f in files]
+    return {"source": p, "tables": tables, "sha256": digests}
+
+
+def profiles_identity(profiles: schemas.ProfilesConf | str) -> dict:
+    """The profile source as it enters a cache key: the name, or a path with its digest (a
+    folder: every table under it with its digest), plus the slowdown reference (source, gpu,
+    tp; a plain string keeps the default: the paper's DGX-A100 TP8)."""
+    if isinstance(profiles, str):
+        profiles = schemas.ProfilesConf(source=profiles)
+    out = _source_identity(profiles.source, "profiles.source")
+    ref = profiles.slo_reference_source
+    out["slo_reference"] = {
+        **(
+            {"source": out["source"]}
+            if ref == profiles.source
+            else _source_identity(ref, "profiles.slo_reference_source")
+        ),
+        "gpu": profiles.slo_reference_gpu,
+        "tp": int(profiles.slo_reference_tp),
+    }
+    return out
 
 
 def design_point(d: schemas.DesignConf, counts: tuple[int, ...] | None = None) -> dict:
@@ -159,10 +190,10 @@ def make_point(
 
 
 @cache
-def _phase_models(source: str):
+def _phase_models(source: str, reference: str = "reference", gpu: str = "a100-80gb", tp: int = 8):
     from characterize.modeling.phase_model import load_phase_models
 
-    return load_phase_models(source)
+    return load_phase_models(source, reference=reference, reference_gpu=gpu, reference_tp=tp)
 
 
 @cache
@@ -262,7 +293,14 @@ def simulate_point(point: dict, progress: bool = False):
         point["model"], point["design"], point["scheduler"]["kv_reserve_fraction"]
     )
     sched, kv = build_scheduler(point["scheduler"], point["design"].get("mixed_pool", True))
-    models = _phase_models(point["profiles"]["source"])
+    prof = point["profiles"]
+    ref = prof.get("slo_reference") or {}
+    models = _phase_models(
+        prof["source"],
+        ref.get("source", "reference"),
+        ref.get("gpu", "a100-80gb"),
+        int(ref.get("tp", 8)),
+    )
     res = simulate(
         df,
         design,

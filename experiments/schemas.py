@@ -121,8 +121,16 @@ class SloConf:
 
 @dataclass
 class ProfilesConf:
-    source: str = _f("reference", "'reference' (paper DGX data) or a profile CSV path")
+    source: str = _f(
+        "reference",
+        "'reference' (paper DGX data), a profile CSV, or a folder (every table under it merged)",
+    )
     display: str = _f("", "name shown in the report")
+    slo_reference_source: str = _f(
+        "reference", "profiles of the slowdown reference machine ('reference', a CSV or a folder)"
+    )
+    slo_reference_gpu: str = _f("a100-80gb", "profile gpu key of the slowdown reference")
+    slo_reference_tp: int = _f(8, "tensor parallelism of the slowdown reference")
     measured_dir: str = _f(
         "${paths.root}/results/profiles",
         "folder of measured profiles; H200 designs run only when it has H200 rows",

@@ -2,10 +2,10 @@
 
 Registered into Hydra's ConfigStore by :func:`register` (idempotent): the app schema
 ``characterize_schema``, the groups ``shard``, ``sweep`` and ``power`` are typed by these
-dataclasses, so a misspelt key or a wrongly typed value fails at composition. The tiny test
-models ``tiny-llama`` / ``tiny-bloom`` (specs in ``characterize.measure.models.tiny``) are added to the
-shared ``model`` group from here, so ``model=tiny-llama`` works without a file in
-``conf/model``. Units: seconds, hertz, watts.
+dataclasses, so a misspelt key or a wrongly typed value fails at composition. The tiny CPU
+smoke-test models ``tiny-llama`` / ``tiny-bloom`` are ordinary options of the shared ``model``
+group (``conf/model/tiny-*.yaml``, specs under ``characterize/modeling/specs/models``), so the
+replay takes them too. Units: seconds, hertz, watts.
 """
 
 from __future__ import annotations
@@ -81,16 +81,11 @@ class CharacterizeApp:
     fit: bool = True
 
 
-TINY_MODEL_NODES = {
-    "tiny-llama": {"name": "tiny-llama", "display": "tiny Llama (test)", "tp": 1},
-    "tiny-bloom": {"name": "tiny-bloom", "display": "tiny BLOOM (test)", "tp": 1},
-}
-
 _REGISTERED = False
 
 
 def register() -> None:
-    """Register the app schema, group schemas and tiny test models (idempotent)."""
+    """Register the app schema and the group schemas (idempotent)."""
     global _REGISTERED
     if _REGISTERED:
         return
@@ -99,6 +94,4 @@ def register() -> None:
     cs.store(group="shard", name="schema", node=ShardConf)
     cs.store(group="sweep", name="schema", node=SweepConf)
     cs.store(group="power", name="schema", node=PowerConf)
-    for name, node in TINY_MODEL_NODES.items():
-        cs.store(group="model", name=name, node=node)
     _REGISTERED = True

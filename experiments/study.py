@@ -9,11 +9,10 @@ the on-disk :class:`~experiments.cache.PointCache`, so a rerun recomputes nothin
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from experiments import schemas
@@ -203,41 +202,69 @@ def run_task(ctx: StudyContext, task: Task) -> dict:
     return out
 
 
-def measured_h200_profiles(measured_dir: str, model: str) -> str | None:
-    """The profile CSV under ``measured_dir`` with H200 rows of ``model`` (contract 2), or None.
+def measured_h200_profiles(measured_dir: str, model: str) -> list[str] | None:
+    """The measured profile tables under ``measured_dir`` with H200 rows of ``model``
+    (contract 2; every table found recursively), or None when there is none.
 
-    A GPU check or characterization run writes one CSV per (model, engine); profiles of
-    different engines are not interchangeable, so one file is taken: the first in path order
-    measured by the suite's own engine (``splitbench-native``), else the first in path order.
+    Profiles of different engines are not interchangeable: when some tables were measured by
+    the suite's own engine (``splitbench-native``), only those are taken. A table that is a
+    profile table but invalid is an error (one line naming it), not skipped.
     """
-    from characterize.modeling.profiles import read_profiles
+    from characterize.modeling.profiles import ProfileError, find_profile_tables, read_profiles
 
+    try:
+        tables = find_profile_tables(measured_dir)
+    except ProfileError:
+        return None
     found: list[tuple[bool, str]] = []
-    for path in sorted(glob.glob(os.path.join(measured_dir, "**", "*.csv"), recursive=True)):
-        try:
-            df = read_profiles(path)
-        except Exception:  # noqa: BLE001 - not a profile table: ignore it
-            continue
+    for path in tables:
+        df = read_profiles(path)
         rows = df[(df["gpu"] == H200_GPU) & (df["model"] == model)]
         if len(rows):
             native = rows["source"].str.contains("splitbench-native", regex=False).all()
-            found.append((not native, path))
-    return min(found)[1] if found else None
+            found.append((bool(native), str(path)))
+    if any(native for native, _ in found):
+        found = [f for f in found if f[0]]
+    return [path for _, path in found] or None
 
 
-def h200_profile_set(measured: str, base_source: str, out_dir: str) -> str:
+def h200_profile_set(measured: str | list[str], base_source: str, out_dir: str) -> str:
     """A profile CSV = the base set (e.g. the reference DGX profiles, which also hold the
-    slowdown reference machine) plus the measured H200 rows; written once, named by content."""
+    slowdown reference machine) plus the measured H200 rows of the tables ``measured`` (a point
+    in two tables is an error naming both); written once, named by content. Prints which
+    measured tables it merged."""
     import hashlib
 
     import pandas as pd
 
-    from characterize.modeling.profiles import read_profiles, reference_profiles, write_profiles
+    from characterize.modeling.profiles import (
+        KEY_COLUMNS,
+        ProfileError,
+        read_profile_source,
+        read_profiles,
+        write_profiles,
+    )
 
-    base = reference_profiles() if base_source == "reference" else read_profiles(base_source)
-    h200 = read_profiles(measured)
-    h200 = h200[h200["gpu"] == H200_GPU]
-    merged = pd.concat([base[base["gpu"] != H200_GPU], h200], ignore_index=True)
+    paths = [measured] if isinstance(measured, str) else list(measured)
+    base = read_profile_source(base_source)[0]
+    frames = []
+    seen: dict[tuple, str] = {}
+    for path in paths:
+        df = read_profiles(path)
+        df = df[df["gpu"] == H200_GPU]
+        for key in df[KEY_COLUMNS].itertuples(index=False, name=None):
+            if key in seen:
+                raise ProfileError(
+                    f"{path}: measures the same H200 point as {seen[key]} "
+                    f"({', '.join(map(str, key))}): keep one table under profiles.measured_dir"
+                )
+            seen[key] = path
+        frames.append(df)
+    merged = pd.concat([base[base["gpu"] != H200_GPU], *frames], ignore_index=True)
+    print(
+        f"H200 profiles: merged {len(paths)} measured table(s) ({sum(map(len, frames))} rows) "
+        f"with the '{base_source}' profiles: {', '.join(paths)}"
+    )
     text = merged.to_csv(index=False, lineterminator="\n")
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     path = Path(out_dir) / "profiles" / f"with-h200-{digest}.csv"
@@ -271,10 +298,11 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
             )
         else:
             merged = h200_profile_set(path, cfg["profiles"].source, cfg["paths"].cache_dir)
-            h200_profiles = runner.profiles_identity(merged)
+            h200_profiles = runner.profiles_identity(replace(cfg["profiles"], source=merged))
             designs += [d for d in st.h200_designs if d not in designs]
             notes.append(
-                f"H200 designs use the measured H200 rows of {_shown(path, cfg['paths'].root)} "
+                "H200 designs use the measured H200 rows of "
+                f"{', '.join(_shown(p, cfg['paths'].root) for p in path)} "
                 f"(with the `{cfg['profiles'].source}` profiles for the other machines and the "
                 "slowdown reference); another engine than the reference DGX profiles may have "
                 "measured them: compare with care"

@@ -160,18 +160,20 @@ def check_slo(s: schemas.SloConf, key: str = "slo") -> None:
 
 
 def check_profiles(p: schemas.ProfilesConf, key: str = "profiles") -> None:
-    _need(
-        p.source == "reference" or os.path.isfile(p.source),
-        f"{key}.source",
-        f"no such file '{p.source}' (or 'reference')",
-    )
-    if p.source != "reference":  # a bad table fails here, not in every simulated point
-        from characterize.modeling.profiles import ProfileError, read_profiles
+    from characterize.modeling.profiles import ProfileError, read_profile_source
 
-        try:
-            read_profiles(p.source)
-        except ProfileError as e:
-            raise ExperimentError(f"{key}.source: {str(e).splitlines()[0]}") from None
+    for field, src in (("source", p.source), ("slo_reference_source", p.slo_reference_source)):
+        _need(
+            src == "reference" or os.path.exists(src),
+            f"{key}.{field}",
+            f"no such file or folder '{src}' (or 'reference')",
+        )
+        if src != "reference":  # a bad table fails here, not in every simulated point
+            try:
+                read_profile_source(src)
+            except ProfileError as e:
+                raise ExperimentError(f"{key}.{field}: {str(e).splitlines()[0]}") from None
+    _need(p.slo_reference_tp >= 1, f"{key}.slo_reference_tp", "must be >= 1")
 
 
 def check_search(s: schemas.SearchConf, key: str = "search") -> None:

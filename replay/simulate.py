@@ -226,7 +226,10 @@ def simulate(
         bws.append(spec.network_bytes_per_s)
         exposed.append(spec.kv_exposed_transfer_s)
         caps.append(cap)
-    ref_pm = _get_pm(phase_models, design.model, reference_gpu, design.tp)
+    if hasattr(phase_models, "reference_model"):  # the set names its slowdown reference
+        ref_pm = phase_models.reference_model(design.model)
+    else:
+        ref_pm = _get_pm(phase_models, design.model, reference_gpu, design.tp)
     ref_coef = decode_coefficients(ref_pm, max_context=model.max_context_tokens)
 
     max_tokens = min(caps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,44 +54,7 @@ def test_paper_config_composes_with_the_paper_sweep():
     assert bloom.shard().layer_scale == pytest.approx(10.0) and bloom.tp == 8
 
 
-def _toml(data: dict) -> str:
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return f'"{v}"'
-        return repr(v)
-
-    return "".join(f"{k} = {value(v)}\n" for k, v in data.items())
-
-
-@pytest.fixture
-def cpu_specs(tmp_path, monkeypatch):
-    """User spec folder (SPLITBENCH_SPEC_PATH) with the tiny model and a 'cpu' GPU spec, so
-    the phase model can fit CPU profiles of the tiny model (its fit needs both specs)."""
-    from dataclasses import asdict
-
-    from characterize.measure.models import TINY_MODELS
-
-    root = tmp_path / "specs"
-    (root / "models").mkdir(parents=True)
-    (root / "gpus").mkdir()
-    (root / "models" / "tiny-llama.toml").write_text(_toml(asdict(TINY_MODELS["tiny-llama"])))
-    gpu = dict(
-        name="cpu",
-        display_name="CPU (tests)",
-        memory_bytes=2**34,
-        hbm_bandwidth_tbps=0.02,
-        bf16_dense_tflops=0.1,
-        power_limit_w=100.0,
-        idle_power_w=10.0,
-    )
-    (root / "gpus" / "cpu.toml").write_text(_toml(gpu))
-    monkeypatch.setenv("SPLITBENCH_SPEC_PATH", str(root))
-    return root
-
-
-def test_app_end_to_end_profile_then_fit(tmp_path, capsys, cpu_specs):
+def test_app_end_to_end_profile_then_fit(tmp_path, capsys):
     cfg = _compose(_tiny(tmp_path))
     run = app.run(cfg)
     out = capsys.readouterr().out
@@ -102,12 +66,34 @@ def test_app_end_to_end_profile_then_fit(tmp_path, capsys, cpu_specs):
     assert (tmp_path / "tiny-llama-tp1-native-cpu-tiny" / "profiles.meta.json").is_file()
     # the app fitted the phase model and printed its held-out errors per phase
     assert "fit prefill: held-out MAPE" in out and "fit decode: held-out MAPE" in out
-    from characterize.modeling.phase_model import fit_phase_model
+    from characterize.modeling.phase_model import fit_phase_model, kv_read_floor_s
 
     pm = fit_phase_model(df, "tiny-llama", "cpu", 1)
-    assert pm.prefill_time([64]) > 0 and pm.decode_time(4, 4 * 64) > 0
-    assert pm.decode_time(8, 8 * 64) >= pm.decode_time(1, 64)
-    assert {r["phase"] for r in pm.fit_report()} == {"prefill", "decode"}
+    report = {r["phase"]: r for r in pm.fit_report()}
+    assert set(report) == {"prefill", "decode"}
+    pre, dec = df[df.phase == "prefill"], df[df.phase == "decode"]
+    pred = {
+        "prefill": [
+            pm.prefill_time([t] * b)
+            for b, t in zip(pre.batch_size, pre.tokens_per_request, strict=True)
+        ],
+        "decode": [
+            pm.decode_time(b, b * t)
+            for b, t in zip(dec.batch_size, dec.tokens_per_request, strict=True)
+        ],
+    }
+    for phase, rows in (("prefill", pre), ("decode", dec)):
+        rel = np.asarray(pred[phase]) / rows.latency_s.to_numpy() - 1.0
+        # the fit predicts its measured points (within 3x on a noisy CPU) ...
+        assert (np.abs(rel) < 2.0).all(), (phase, rel)
+        # ... and its reported in-sample error is exactly the error of these predictions
+        if report[phase]["outliers"] == 0:
+            assert report[phase]["fit_mape"] == pytest.approx(np.abs(rel).mean(), rel=1e-9)
+        assert report[phase]["points"] + report[phase]["outliers"] == len(rows)
+    # decode grows with the context held: at least the KV read at the CPU spec's bandwidth
+    d2 = pm.decode_coefficients()[2]
+    assert d2 >= kv_read_floor_s("tiny-llama", "cpu", 1) == pytest.approx(256 / 0.02e12)
+    assert report["prefill"]["power_source"].startswith("fallback")  # power=off: no power
 
 
 def test_fit_is_skipped_without_specs(tmp_path, capsys):
@@ -115,12 +101,35 @@ def test_fit_is_skipped_without_specs(tmp_path, capsys):
         _compose(
             _tiny(
                 tmp_path,
+                "gpu_label=my-gpu",
                 "sweep.prefill=[{batch: [1], prompt: [8]}]",
                 "sweep.decode=[{batch: [1], context: [8]}]",
             )
         )
     )
-    assert "fit skipped: no spec for gpu 'cpu' or model 'tiny-llama'" in capsys.readouterr().out
+    assert "fit skipped: no spec for gpu 'my-gpu' or model 'tiny-llama'" in capsys.readouterr().out
+
+
+def test_cuda_device_without_cuda_is_one_line_naming_the_cpu_run(tmp_path, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible")
+    argv = [a for a in _tiny(tmp_path) if a != "device=cpu"]  # the README's command: device=cuda
+    code = _main(monkeypatch, argv)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("error: device: cuda: ")
+    assert "model=tiny-llama device=cpu sweep=tiny power=off" in err
+    assert not list(tmp_path.glob("*/profiles.csv"))  # nothing measured
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "ray", "submitit_local"])
+def test_parallel_launcher_multirun_is_refused(tmp_path, monkeypatch, capsys, launcher):
+    code = _main(monkeypatch, ["-m", *_tiny(tmp_path), f"hydra/launcher={launcher}"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"error: hydra/launcher: '{launcher}' runs several points at once on one GPU" in err
 
 
 def _main(monkeypatch, argv):

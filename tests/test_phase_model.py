@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -378,15 +379,57 @@ def test_fit_is_deterministic(ref):
 
 
 def test_phase_model_import_is_torch_free():
+    """Every module of characterize.modeling (and the profiles CLI) imports without torch."""
     code = (
-        "import sys, characterize.modeling.phase_model, characterize.modeling.profiles, characterize.modeling.network, "
-        "characterize.cli\n"
-        "bad = [m for m in ('torch', 'transformers', 'seaborn', 'matplotlib', 'hydra') "
-        "if m in sys.modules]\n"
+        "import sys, pkgutil, importlib, characterize.modeling as m, characterize.cli\n"
+        "names = [i.name for i in pkgutil.walk_packages(m.__path__, 'characterize.modeling.')]\n"
+        "[importlib.import_module(n) for n in names]\n"
+        "assert 'characterize.modeling.phase.numerics' in names, names\n"
+        "bad = [m for m in ('torch', 'transformers', 'seaborn', 'matplotlib', 'hydra', "
+        "'omegaconf') if m in sys.modules]\n"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_nnls_is_scipy_and_matches_a_known_solution():
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # unconstrained least squares gives x1 < 0; the non-negative solution clamps it to 0
+    x = nnls(a, np.array([2.0, -1.0, 1.0]))
+    assert x == pytest.approx([1.5, 0.0])
+
+
+def test_reference_model_defaults_to_the_paper_dgx_a100_tp8(tmp_path):
+    ref = reference_profiles()
+    h100 = ref[(ref["gpu"] == "h100-80gb") & (ref["model"] == "llama2-70b") & (ref["tp"] == 8)]
+    path = tmp_path / "h100.csv"
+    write_profiles(h100, path)
+    measured = load_phase_models(str(path))  # no A100 rows in the table itself
+    assert measured.keys() == [("llama2-70b", "h100-80gb", 8)]
+    want = load_phase_models("reference").get("llama2-70b", "a100-80gb", 8)
+    assert measured.reference_model("llama2-70b") is want
+    # a named reference: this table's own H100 TP8
+    own = load_phase_models(str(path), reference=str(path), reference_gpu="h100-80gb")
+    assert own.reference_model("llama2-70b") is own.get("llama2-70b", "h100-80gb", 8)
+    with pytest.raises(PhaseModelError) as e:
+        load_phase_models(str(path), reference=str(path)).reference_model("llama2-70b")
+    msg = str(e.value)
+    assert "\n" not in msg and "no slowdown reference llama2-70b/a100-80gb/tp8" in msg
+    assert "have for llama2-70b: llama2-70b/h100-80gb/tp8" in msg
+
+
+def test_profile_folder_source_merges_tables(tmp_path):
+    ref = reference_profiles()
+    ll = ref[(ref["model"] == "llama2-70b") & (ref["tp"] == 8)]
+    write_profiles(ll[ll["gpu"] == "a100-80gb"], tmp_path / "run-a" / "profiles.csv")
+    write_profiles(ll[ll["gpu"] == "h100-80gb"], tmp_path / "run-h" / "profiles.csv")
+    models = load_phase_models(str(tmp_path))
+    assert models.keys() == [("llama2-70b", "a100-80gb", 8), ("llama2-70b", "h100-80gb", 8)]
+    assert [Path(t).parent.name for t in models.tables] == ["run-a", "run-h"]
+    a = models.get("llama2-70b", "a100-80gb", 8)
+    b = load_phase_models("reference").get("llama2-70b", "a100-80gb", 8)
+    assert a.prefill_coef == b.prefill_coef and a.decode_coef == b.decode_coef
 
 
 def test_load_phase_models_adds_allreduce_to_shard_measurements(tmp_path):
@@ -417,7 +460,9 @@ def test_fit_all_fits_each_model_on_first_use_only(monkeypatch):
         calls.append((model, gpu, tp))
         return real(profiles, model, gpu, tp, **kw)
 
-    monkeypatch.setattr(pm_mod, "fit_phase_model", counting)
+    import characterize.modeling.phase.model_set as set_mod
+
+    monkeypatch.setattr(set_mod, "fit_phase_model", counting)
     models = pm_mod.fit_all(reference_profiles(), source="reference")
     assert calls == [] and len(models) == 12
     first = models.get("llama2-70b", "a100-80gb", 8)

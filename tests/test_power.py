@@ -290,15 +290,36 @@ def test_nvml_without_counter_reports_none(monkeypatch):
     assert b.power_w(0) == 312.5
 
 
-def test_gpu_energy_fixture_measures_a_block(gpu_energy):
+def _gpu_energy_fixture(request):
+    """A fresh ``gpu_energy`` fixture (after the test's monkeypatching of pynvml)."""
+    return request.getfixturevalue("gpu_energy")
+
+
+def test_gpu_energy_fixture_without_nvml_is_nan_with_the_reason(monkeypatch, request):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml fails: no NVML here
+    gpu_energy = _gpu_energy_fixture(request)
     with gpu_energy("sleep") as m:
         time.sleep(0.01)
-    assert m.measurement is not None
+    assert m.measurement is not None and m.time_s >= 0.01
+    assert m.energy_source == "unavailable"
+    assert math.isnan(m.energy_j) and m.note.startswith("power unavailable:")
+
+
+def test_gpu_energy_fixture_reads_the_energy_counter(monkeypatch, request):
+    """A fake NVML whose energy counter reads 100 J, then 142.5 J: the block's energy is the
+    difference of the counter's readings at the window's start and end, 42.5 J."""
+    calls: list = []
+    fake = _fake_pynvml(calls)
+    readings = iter([100_000, 142_500])  # mJ
+    fake.nvmlDeviceGetTotalEnergyConsumption = lambda h: next(readings)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpu_energy = _gpu_energy_fixture(request)
+    with gpu_energy("sleep") as m:
+        time.sleep(0.01)
+    assert m.energy_source == "counter"
     assert m.time_s >= 0.01
-    if m.energy_source == "unavailable":  # no GPU here: NaN with the reason
-        assert math.isnan(m.energy_j) and m.note.startswith("power unavailable:")
-    else:
-        assert m.energy_j > 0
+    assert m.energy_j == pytest.approx(42.5)
 
 
 def test_measuring_modules_do_not_import_torch_at_import_time():

@@ -148,7 +148,7 @@ def _small() -> pd.DataFrame:
         (lambda d: d.assign(batch_size=[1, 2.5, 1]), "row 2: column 'batch_size'"),
         (lambda d: d.assign(phase=["prefill", "prefill", "prefil"]), "row 3: column 'phase'"),
         (lambda d: d.iloc[:2], "has no decode rows"),
-        (lambda d: d.drop(columns=["repeats"]), "missing column 'repeats'"),
+        (lambda d: d.drop(columns=["latency_s"]), "missing column 'latency_s'"),
         (lambda d: d.assign(power_w=[5000.0, -3.0, 1.0]), "row 2: column 'power_w'"),
         (
             lambda d: d.assign(latency_s=["0.05", "fast", "0.03"]),
@@ -177,17 +177,67 @@ def test_validation_errors_are_one_line(mutate, expect):
     assert expect in msg
 
 
-def test_duplicate_keys_conflict_but_identical_duplicates_kept():
+def test_duplicate_rows_are_reported_naming_both_rows():
     d = _small()
-    dup = pd.concat([d, d.iloc[[0]]], ignore_index=True)
-    out = validate_profiles(dup, "x.csv")
-    assert len(out) == 4  # nothing dropped
+    dup = pd.concat([d, d.iloc[[0]]], ignore_index=True)  # identical: still reported
+    with pytest.raises(ProfileError) as e:
+        validate_profiles(dup, "x.csv")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("x.csv: rows 1 and 4: duplicate point (model=llama2-70b, ")
+    assert "batch_size=1, tokens_per_request=512" in msg
     bad = dup.copy()
-    bad.loc[3, "latency_s"] = 0.07
-    with pytest.raises(
-        ProfileError, match=r"x.csv: row 4: column 'latency_s': duplicate key of row 1"
-    ):
+    bad.loc[3, "latency_s"] = 0.07  # conflicting values: the same message
+    with pytest.raises(ProfileError, match=r"x.csv: rows 1 and 4: duplicate point"):
         validate_profiles(bad, "x.csv")
+    three = pd.concat([d, d.iloc[[0, 2]]], ignore_index=True)
+    with pytest.raises(ProfileError, match=r"\(2 duplicate rows in all\)"):
+        validate_profiles(three, "x.csv")
+
+
+def test_optional_columns_may_be_absent(tmp_path):
+    d = _small().drop(columns=["energy_j", "latency_std_s", "repeats"])
+    out = validate_profiles(d, "x.csv")
+    assert list(out.columns) == PROFILE_COLUMNS
+    assert out["repeats"].tolist() == [1, 1, 1]
+    assert out["latency_std_s"].isna().all()
+    # energy of one iteration = power x latency when only the power is given
+    assert out["energy_j"].tolist() == pytest.approx([5000.0 * 0.05, 5100.0 * 0.08, 3000 * 0.03])
+    bare = _small().drop(columns=["power_w", "energy_j", "latency_std_s", "repeats"])
+    p = tmp_path / "bare.csv"
+    bare.to_csv(p, index=False)
+    back = read_profiles(p)
+    assert back["power_w"].isna().all() and back["energy_j"].isna().all()
+    assert back["latency_s"].tolist() == [0.05, 0.08, 0.03]
+
+
+def test_profile_folder_merges_every_table_and_names_them(tmp_path):
+    from characterize.modeling.profiles import find_profile_tables, read_profile_source
+
+    d = _small()
+    write_profiles(d, tmp_path / "a" / "profiles.csv")
+    write_profiles(d.assign(gpu="h200-141gb"), tmp_path / "b" / "deep" / "profiles.csv")
+    (tmp_path / "a" / "infeasible.csv").write_text("model,gpu,tp,phase,reason\n")  # not a table
+    (tmp_path / "notes.txt").write_text("x")
+    files = find_profile_tables(tmp_path)
+    assert files == [tmp_path / "a" / "profiles.csv", tmp_path / "b" / "deep" / "profiles.csv"]
+    table, used = read_profile_source(str(tmp_path))
+    assert used == files and len(table) == 6
+    assert sorted(table["gpu"].unique()) == ["h100-80gb", "h200-141gb"]
+    # one file as the source: itself
+    assert read_profile_source(str(files[0]))[1] == [files[0]]
+    # the same point in two tables: one line naming both files and rows
+    write_profiles(d.iloc[[0, 2]], tmp_path / "c" / "profiles.csv")
+    with pytest.raises(ProfileError) as e:
+        read_profile_source(str(tmp_path))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert f"{files[0]} row 1 and {tmp_path / 'c' / 'profiles.csv'} row 1" in msg
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ProfileError, match="no profile table under this folder"):
+        find_profile_tables(tmp_path / "empty")
+    with pytest.raises(ProfileError, match="no such profile file or folder"):
+        find_profile_tables(tmp_path / "missing")
 
 
 def test_machine_profile_gpu_names_are_valid():

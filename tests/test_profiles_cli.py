@@ -44,6 +44,22 @@ def test_fit_text_reference(capsys):
     assert "held-out error" in out and "mape_%" in out
     assert out.count("llama2-70b") >= 18
     assert "power fallback" in out and "h100-80gb" in out
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 100  # fits 100 columns by default
+    rows = {tuple(ln.split()[:4]): ln.split() for ln in lines if ln.startswith(("llama2", "bloom"))}
+    # fallback power is marked in the row itself; measured power shows its held-out error
+    assert rows[("llama2-70b", "h100-80gb", "8", "decode")][9] == "fallback"
+    assert rows[("llama2-70b", "a100-80gb", "8", "decode")][9] != "fallback"
+    # a row's note is numbered, its text below the table
+    assert any(ln.startswith("[1] ") for ln in lines)
+
+
+def test_fit_wide_shows_every_column(capsys):
+    assert main(["fit", "--wide"]) == 0
+    out = capsys.readouterr().out
+    header = next(ln for ln in out.splitlines() if "mape_%" in ln).split()
+    assert {"power_points", "power_mape_%", "power_max_%", "outliers", "note"} <= set(header)
+    assert max(map(len, out.splitlines())) > 100
 
 
 def test_import_reference(tmp_path, capsys):

@@ -91,7 +91,7 @@ def test_param_count_matches_meta_model(name, family):
 def test_gpu_and_machine_specs_consistent():
     for m in list_specs("machines"):
         spec = load_machine(m)
-        assert spec.num_gpus == 8
+        assert spec.num_gpus == (1 if m == "cpu" else 8)  # the CPU smoke-test "machine"
         assert spec.gpu_power_w <= spec.gpu.power_limit_w
         assert spec.gpu.idle_power_w < spec.gpu_power_w
     assert load_machine("dgx-a100").power_budget_w == 8 * 400.0
@@ -103,3 +103,17 @@ def test_unknown_spec_is_one_line_error():
     with pytest.raises(SpecError) as e:
         load_model("gpt-5")
     assert "\n" not in str(e.value) and "llama2-70b" in str(e.value)
+
+
+def test_cpu_smoke_specs_are_marked_and_accepted():
+    """The tiny CPU models and the CPU device are real specs (so fit and replay take them), and
+    say they are smoke-test stand-ins."""
+    from characterize.modeling.profiles import known_profile_gpus
+
+    for name in ("tiny-llama", "tiny-bloom"):
+        spec = load_model(name)
+        assert "smoke test" in spec.display_name and spec.num_layers == 2
+    assert load_model("tiny-llama").kv_bytes_per_token == 2 * 2 * 2 * 16 * 2
+    cpu = load_machine("cpu")
+    assert cpu.profile_gpu == "cpu" and "not a GPU" in cpu.gpu.display_name
+    assert "cpu" in known_profile_gpus()

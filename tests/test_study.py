@@ -272,6 +272,29 @@ def test_measured_h200_profiles_picks_the_study_model_and_native_engine(tmp_path
     write_profiles(llama.assign(source="h200; splitbench-native; tp8 shard"), root / "c" / "p.csv")
     (root / "d").mkdir()
     (root / "d" / "details.csv").write_text("not,a,profile\n1,2,3\n")
-    assert measured_h200_profiles(str(root), "llama2-70b") == str(root / "c" / "p.csv")
-    assert measured_h200_profiles(str(root), "bloom-176b") == str(root / "a" / "p.csv")
+    assert measured_h200_profiles(str(root), "llama2-70b") == [str(root / "c" / "p.csv")]
+    assert measured_h200_profiles(str(root), "bloom-176b") == [str(root / "a" / "p.csv")]
     assert measured_h200_profiles(str(root / "d"), "llama2-70b") is None
+
+
+def test_h200_profile_set_merges_measured_tables_and_prints_them(tmp_path, capsys):
+    from characterize.modeling.profiles import (
+        ProfileError,
+        read_profiles,
+        reference_profiles,
+        write_profiles,
+    )
+    from experiments.study import h200_profile_set
+
+    ref = reference_profiles()
+    h200 = ref[(ref["gpu"] == "h100-80gb") & (ref["tp"] == 8)].assign(gpu="h200-141gb")
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    write_profiles(h200[h200["model"] == "llama2-70b"], a)
+    write_profiles(h200[h200["model"] == "bloom-176b"], b)
+    merged = read_profiles(h200_profile_set([str(a), str(b)], "reference", str(tmp_path)))
+    out = capsys.readouterr().out
+    assert f"merged 2 measured table(s) ({len(h200)} rows) with the 'reference' profiles" in out
+    assert f"{a}, {b}" in out
+    assert len(merged) == len(ref) + len(h200)  # the reference rows keep the DGX-A100 reference
+    with pytest.raises(ProfileError, match="measures the same H200 point as"):
+        h200_profile_set([str(a), str(a)], "reference", str(tmp_path))

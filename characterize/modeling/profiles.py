@@ -52,6 +52,10 @@ PROFILE_COLUMNS = [
     "latency_std_s",
     "source",
 ]
+#: columns a profile CSV may omit: NaN (power, energy, std) or 1 (repeats) when absent;
+#: ``energy_j`` is ``power_w x latency_s`` when only the power is given
+OPTIONAL_COLUMNS = ("power_w", "energy_j", "latency_std_s", "repeats")
+PROFILE_TABLE_NAME = "profiles.csv"
 PHASES = ("prefill", "decode")
 KEY_COLUMNS = ["model", "gpu", "tp", "phase", "batch_size", "tokens_per_request"]
 _INT_COLUMNS = ["tp", "batch_size", "tokens_per_request", "repeats"]
@@ -131,20 +135,43 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _first_duplicate_pair(df: pd.DataFrame, dup: pd.Series) -> tuple:
+    """Index labels of the first duplicated row and the next row with the same key."""
+    i = df.index[dup.to_numpy()][0]
+    same = (df[KEY_COLUMNS] == df.loc[i, KEY_COLUMNS]).all(axis=1).to_numpy()
+    return i, df.index[same][1]
+
+
 def validate_profiles(df: pd.DataFrame, source: str = "<profiles>") -> pd.DataFrame:
     """Check a profile table against contract 2 and return a typed copy (columns in order).
 
-    Checks: every column present; ``model`` is a known model spec; ``gpu`` is a GPU spec name or
+    Checks: every column present (``OPTIONAL_COLUMNS`` may be absent: power, energy and std
+    become NaN, repeats 1, energy ``power_w x latency_s`` when only the power is given); ``model`` is a known model spec; ``gpu`` is a GPU spec name or
     a machine's ``profile_gpu``; ``phase`` in prefill|decode; ``tp``, ``batch_size``,
     ``tokens_per_request``, ``repeats`` positive integers; ``latency_s`` finite and > 0;
     ``power_w``/``energy_j``/``latency_std_s`` NaN or >= 0; every (model, gpu, tp) has both
-    phases; rows with the same key (model, gpu, tp, phase, batch_size, tokens_per_request) agree
-    on their values. Nothing is dropped. Rows are reported 1-based in table order (row 1 is the
+    phases; no two rows share a key (model, gpu, tp, phase, batch_size, tokens_per_request): a
+    duplicate is an error naming both rows. Nothing is dropped. Rows are reported 1-based in table order (row 1 is the
     first data row, i.e. line 2 of a CSV file). Raises :class:`ProfileError`.
     """
-    missing = [c for c in PROFILE_COLUMNS if c not in df.columns]
+    missing = [c for c in PROFILE_COLUMNS if c not in df.columns and c not in OPTIONAL_COLUMNS]
     if missing:
-        raise ProfileError(f"{source}: missing column '{missing[0]}' (need {PROFILE_COLUMNS})")
+        need = [c for c in PROFILE_COLUMNS if c not in OPTIONAL_COLUMNS]
+        raise ProfileError(
+            f"{source}: missing column '{missing[0]}' (need {need}; optional "
+            f"{list(OPTIONAL_COLUMNS)})"
+        )
+    df = df.copy()
+    if "power_w" not in df.columns:
+        df["power_w"] = math.nan
+    if "energy_j" not in df.columns:
+        df["energy_j"] = pd.to_numeric(df["power_w"], errors="coerce") * pd.to_numeric(
+            df["latency_s"], errors="coerce"
+        )
+    if "latency_std_s" not in df.columns:
+        df["latency_std_s"] = math.nan
+    if "repeats" not in df.columns:
+        df["repeats"] = 1
     out = df[PROFILE_COLUMNS].reset_index(drop=True).copy()
     if len(out) == 0:
         raise ProfileError(f"{source}: no rows")
@@ -216,21 +243,14 @@ def validate_profiles(df: pd.DataFrame, source: str = "<profiles>") -> pd.DataFr
                 )
     dup = out.duplicated(KEY_COLUMNS, keep=False)
     if dup.any():
-        values = ["latency_s", "power_w", "energy_j", "repeats", "latency_std_s"]
-        for _, grp in out[dup].groupby(KEY_COLUMNS, sort=False):
-            ref = grp.iloc[0]
-            for idx, row in grp.iloc[1:].iterrows():
-                for col in values:
-                    a, b = ref[col], row[col]
-                    same = (pd.isna(a) and pd.isna(b)) or a == b
-                    if not same:
-                        raise _fail(
-                            source,
-                            int(idx) + 1,
-                            col,
-                            f"duplicate key of row {int(grp.index[0]) + 1} with a different "
-                            f"value ({b!r} vs {a!r})",
-                        )
+        first = _first_duplicate_pair(out, dup)
+        a, b = (int(i) + 1 for i in first)
+        key = ", ".join(f"{c}={_plain(out.at[first[0], c])}" for c in KEY_COLUMNS)
+        n = int(out.duplicated(KEY_COLUMNS).sum())
+        more = f" ({n} duplicate rows in all)" if n > 1 else ""
+        raise ProfileError(
+            f"{source}: rows {a} and {b}: duplicate point ({key}){more}: keep one row per point"
+        )
     return out
 
 
@@ -279,6 +299,71 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
         return json.loads(meta.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ProfileError(f"{meta}: not valid JSON: {e}") from None
+
+
+def is_profile_table(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a CSV whose header has the required profile columns (contract 2).
+
+    Only the header is read; the profiler's ``infeasible.csv`` / ``details.csv`` are not tables.
+    """
+    need = {c for c in PROFILE_COLUMNS if c not in OPTIONAL_COLUMNS}
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return need <= {c.strip().strip('"') for c in header.strip().split(",")}
+
+
+def find_profile_tables(source: str | os.PathLike) -> list[Path]:
+    """Every measured profile table of ``source``: the file itself, or, for a folder, every CSV
+    under it (recursively, sorted by path) whose header has the profile columns
+    (:func:`is_profile_table`). Raises :class:`ProfileError` when there is none."""
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ProfileError(f"{path}: no such profile file or folder")
+    found = sorted(p for p in path.rglob("*.csv") if p.is_file() and is_profile_table(p))
+    if not found:
+        raise ProfileError(
+            f"{path}: no profile table under this folder (a CSV with the columns "
+            f"{[c for c in PROFILE_COLUMNS if c not in OPTIONAL_COLUMNS]}; "
+            "splitbench-characterize writes <run>/profiles.csv)"
+        )
+    return found
+
+
+def read_profile_source(source: str | os.PathLike) -> tuple[pd.DataFrame, list[Path]]:
+    """The profile table of a source and the files it came from.
+
+    ``source``: ``'reference'`` (the bundled Splitwise data, no files), a profile CSV, or a
+    folder: every table under it (:func:`find_profile_tables`) read, validated and merged in
+    path order. Tables of one folder must not measure the same point twice: a point in two files
+    is a :class:`ProfileError` naming both files and rows (profiles of different engines or
+    runs are not interchangeable; point the source at one of them).
+    """
+    if str(source) == "reference":
+        return reference_profiles(), []
+    files = find_profile_tables(source)
+    if len(files) == 1:
+        return read_profiles(files[0]), files
+    frames = []
+    for f in files:
+        df = read_profiles(f)
+        frames.append(df.assign(_file=str(f), _row=np.arange(1, len(df) + 1)))
+    merged = pd.concat(frames, ignore_index=True)
+    dup = merged.duplicated(KEY_COLUMNS, keep=False)
+    if dup.any():
+        i, j = _first_duplicate_pair(merged, dup)
+        (f1, r1), (f2, r2) = merged.loc[[i, j], ["_file", "_row"]].itertuples(index=False)
+        key = ", ".join(f"{c}={_plain(merged.at[i, c])}" for c in KEY_COLUMNS)
+        raise ProfileError(
+            f"{source}: {f1} row {r1} and {f2} row {r2} measure the same point ({key}): "
+            "point profiles.source at one of the tables"
+        )
+    merged = merged.drop(columns=["_file", "_row"])
+    return validate_profiles(merged, str(source)), files
 
 
 # ----------------------------------------------------------------------------- reference

@@ -25,6 +25,11 @@ from experiments.schemas import CONF_DIR
 from experiments.schemas_characterize import register
 
 IMPLS = ("native", "transformers")
+#: Hydra launchers that run several jobs at once on this machine: several points profiled on one
+#: GPU at the same time would disturb each other's timings and power readings
+PARALLEL_LAUNCHERS = ("joblib", "ray", "submitit_local")
+_PARALLEL_TARGETS = ("JoblibLauncher", "RayLauncher", "LocalLauncher")
+CPU_HINT = "splitbench-characterize model=tiny-llama device=cpu sweep=tiny power=off"
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 POWER_MODES = ("auto", "required", "off")
 
@@ -164,11 +169,57 @@ def fit_report(run, gpu: str, model: str, tp: int) -> str | None:
     return "\n".join(out)
 
 
+def check_launcher(argv: list[str]) -> None:
+    """Refuse a parallel launcher (``hydra/launcher=joblib|ray|submitit_local``) on the command
+    line: one-line :class:`ExperimentError`."""
+    for a in argv:
+        m = re.fullmatch(r"\+{0,2}hydra/launcher=(\S+)", a)
+        if m and m.group(1) in PARALLEL_LAUNCHERS:
+            raise ExperimentError(
+                f"hydra/launcher: '{m.group(1)}' runs several points at once on one GPU, which "
+                "corrupts the measurements; characterize multiruns use the default (basic, one "
+                "point after another) or submitit_slurm (one GPU per job)"
+            )
+
+
+def _check_running_launcher() -> None:
+    """The same refusal inside a job (a launcher chosen in a config file, not argv)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    target = str(HydraConfig.get().launcher.get("_target_", ""))
+    if any(target.endswith(t) for t in _PARALLEL_TARGETS):
+        raise ExperimentError(
+            f"hydra.launcher: {target.rsplit('.', 1)[-1]} runs several points at once on one "
+            "GPU, which corrupts the measurements; use the basic launcher or submitit_slurm"
+        )
+
+
+def check_device(device: str) -> None:
+    """A ``cuda`` device needs a CUDA GPU (and a CUDA build of torch): else one line naming the
+    CPU alternative, as ``benchmarks/gpu_check.py`` says it. Imports torch."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        why = "torch has no CUDA build" if torch.version.cuda is None else "no CUDA GPU visible"
+        raise ExperimentError(f"device: {device}: {why} (for a CPU smoke run: {CPU_HINT})")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise ExperimentError(
+            f"device: {device}: only {torch.cuda.device_count()} CUDA device(s) visible"
+        )
+
+
 def run(cfg: DictConfig):
     """Profile per ``cfg`` (a composed ``characterize`` config); returns the ProfileRun."""
     from characterize.measure.profiler import profile_phase
 
+    _check_running_launcher()
     pc = profile_config(cfg)
+    check_device(pc.device)
     result = profile_phase(pc, log=lambda s: print(s, file=sys.stderr))
     print(summarize(result))
     gpu = result.metadata["gpu"]
@@ -186,6 +237,11 @@ def main(argv: list[str] | None = None) -> None:
     an unknown option or a bad value is one line ``error: ...`` with exit status 2; errors of
     the run itself (spec, profiler, power) are one line too (:mod:`experiments.apps._cli`).
     """
+    try:
+        check_launcher(list(sys.argv[1:] if argv is None else argv))
+    except ExperimentError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     launch("characterize", run, profile_config, argv, registers=(register,))
 
 

@@ -40,7 +40,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         trace=runner.trace_point(c["trace"]),
         scheduler=c["scheduler"],
         slo=c["slo"],
-        profiles=runner.profiles_identity(c["profiles"].source),
+        profiles=runner.profiles_identity(c["profiles"]),
         seed=int(cfg.seed),
     )
     progress = cfg.progress if cfg.progress is not None else sys.stderr.isatty()

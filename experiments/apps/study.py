@@ -41,7 +41,7 @@ def _context(c: dict, evaluator=None):
         model=c["model"],
         scheduler=c["scheduler"],
         slo=c["slo"],
-        profiles=runner.profiles_identity(c["profiles"].source),
+        profiles=runner.profiles_identity(c["profiles"]),
         search=c["search"],
         cache_dir=c["paths"].cache_dir,
         cache_enabled=c["cache"].enabled,
@@ -120,13 +120,23 @@ def _check_phase_models(c: dict, tasks, profiles: dict) -> None:
         source = (task.profiles or profiles)["source"]
         d = task.design
         specs = [d.machine] if d.kind == "baseline" else [d.prompt_machine, d.token_machine]
-        gpus = [load_machine(s).profile_gpu for s in specs] + ["a100-80gb"]  # + the reference
+        gpus = [load_machine(s).profile_gpu for s in specs] + [None]  # None: the reference
+        ref = (task.profiles or profiles).get("slo_reference") or {}
         for gpu in gpus:
             if (source, gpu) in checked:
                 continue
             checked.add((source, gpu))
             try:
-                load_phase_models(source).get(model, gpu, tp)
+                models = load_phase_models(
+                    source,
+                    reference=ref.get("source", "reference"),
+                    reference_gpu=ref.get("gpu", "a100-80gb"),
+                    reference_tp=int(ref.get("tp", 8)),
+                )
+                if gpu is None:
+                    models.reference_model(model)
+                else:
+                    models.get(model, gpu, tp)
             except PhaseModelError as e:
                 raise ExperimentError(
                     f"profiles.source: design {task.design_key}: {str(e).splitlines()[0]}"

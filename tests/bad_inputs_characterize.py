@@ -1,0 +1,68 @@
+"""Bad inputs of ``splitbench-profiles`` and ``splitbench-characterize`` (collected by
+tests/test_bad_inputs.py): each is one line on stderr, exit 2, no traceback, nothing lost."""
+
+_HEADER = "model,gpu,tp,phase,batch_size,tokens_per_request,latency_s,source\n"
+_PREFILL = "llama2-70b,a100-80gb,8,prefill,1,512,0.05,t\n"
+_DECODE = "llama2-70b,a100-80gb,8,decode,1,512,0.03,t\n"
+_TINY = ["model=tiny-llama", "sweep=tiny", "power=off", "progress=false"]
+
+CASES = [
+    # splitbench-profiles
+    {"id": "profiles-fit-missing-file",
+     "argv": ["splitbench-profiles", "fit", "--source", "{tmp}/nope.csv"],
+     "expect": "no such profile file or folder", "files": {}, "exit": 2},
+    {"id": "profiles-fit-missing-column",
+     "argv": ["splitbench-profiles", "fit", "--source", "{tmp}/p.csv"],
+     "expect": "p.csv: missing column 'tp'",
+     "files": {"p.csv": "model,gpu\nllama2-70b,a100-80gb\n"}, "exit": 2},
+    {"id": "profiles-fit-bad-value",
+     "argv": ["splitbench-profiles", "fit", "--source", "{tmp}/p.csv"],
+     "expect": "p.csv: row 2: column 'latency_s'",
+     "files": {"p.csv": _HEADER + _PREFILL + _DECODE.replace("0.03", "-1")}, "exit": 2},
+    {"id": "profiles-fit-duplicate-rows",
+     "argv": ["splitbench-profiles", "fit", "--source", "{tmp}/p.csv"],
+     "expect": "p.csv: rows 1 and 2: duplicate point",
+     "files": {"p.csv": _HEADER + _PREFILL + _PREFILL + _DECODE}, "exit": 2},
+    {"id": "profiles-fit-unknown-model",
+     "argv": ["splitbench-profiles", "fit", "--source", "{tmp}/p.csv"],
+     "expect": "row 1: column 'model': unknown model 'gpt-9'",
+     "files": {"p.csv": _HEADER + _PREFILL.replace("llama2-70b", "gpt-9") + _DECODE}, "exit": 2},
+    {"id": "profiles-fit-unknown-gpu",
+     "argv": ["splitbench-profiles", "fit", "--source", "{tmp}/p.csv"],
+     "expect": "column 'gpu': unknown gpu 'tpu-v9'",
+     "files": {"p.csv": _HEADER + _PREFILL.replace("a100-80gb", "tpu-v9") + _DECODE}, "exit": 2},
+    {"id": "profiles-fit-folder-without-tables",
+     "argv": ["splitbench-profiles", "fit", "--source", "{tmp}/runs"],
+     "expect": "no profile table under this folder", "files": {"runs/notes.txt": "x"}, "exit": 2},
+    {"id": "profiles-fit-folder-same-point-twice",
+     "argv": ["splitbench-profiles", "fit", "--source", "{tmp}/runs"],
+     "expect": "measure the same point",
+     "files": {"runs/a/profiles.csv": _HEADER + _PREFILL + _DECODE,
+               "runs/b/profiles.csv": _HEADER + _PREFILL + _DECODE}, "exit": 2},
+    {"id": "profiles-plot-missing-file",
+     "argv": ["splitbench-profiles", "plot", "--source", "{tmp}/nope.csv", "--out", "{tmp}/o"],
+     "expect": "no such profile file or folder", "files": {}, "exit": 2},
+    {"id": "profiles-unknown-command", "argv": ["splitbench-profiles", "refit"],
+     "expect": "invalid choice: 'refit'", "files": {}, "exit": 2},
+    # splitbench-characterize
+    {"id": "characterize-unknown-model", "argv": ["splitbench-characterize", "model=nope"],
+     "expect": "model: unknown option 'nope'", "files": {}, "exit": 2},
+    {"id": "characterize-no-such-cuda-device",
+     "argv": ["splitbench-characterize", *_TINY, "device=cuda:99"],
+     "expect": "device: cuda:99: ", "files": {}, "exit": 2},
+    {"id": "characterize-bad-device", "argv": ["splitbench-characterize", *_TINY, "device=tpu"],
+     "expect": "device: must be cpu, cuda or cuda:N", "files": {}, "exit": 2},
+    {"id": "characterize-parallel-launcher",
+     "argv": ["splitbench-characterize", "-m", *_TINY, "device=cpu", "hydra/launcher=joblib"],
+     "expect": "runs several points at once on one GPU", "files": {}, "exit": 2},
+    {"id": "characterize-bad-impl", "argv": ["splitbench-characterize", *_TINY, "impl=vllm"],
+     "expect": "impl: must be one of native, transformers", "files": {}, "exit": 2},
+    {"id": "characterize-tp-not-dividing-heads",
+     "argv": ["splitbench-characterize", *_TINY, "device=cpu", "shard.tp=3"],
+     "expect": "not divisible by tp=3", "files": {}, "exit": 2},
+    {"id": "characterize-power-cap-without-nvml",
+     "argv": ["splitbench-characterize", *_TINY, "device=cpu", "power_cap_w=300"],
+     "expect": "power_cap_w: a power cap needs NVML", "files": {}, "exit": 2},
+    {"id": "characterize-unknown-key", "argv": ["splitbench-characterize", "sweep.nope=1"],
+     "expect": "sweep.nope", "files": {}, "exit": 2},
+]  # fmt: skip
