@@ -13,8 +13,9 @@ name           columns (source -> contract)                                 arri
                (splitwise-sim trace CSV; other columns ignored)
 ``vidur``      arrived_at, num_prefill_tokens, num_decode_tokens (Vidur      seconds
                trace CSV; ids 0..n-1)
-``mooncake``   timestamp, input_length, output_length (Mooncake JSONL,       milliseconds
-               ``hash_ids`` ignored; ids 0..n-1)
+``mooncake``   timestamp, input_length, output_length (Mooncake JSONL; ids   milliseconds
+               0..n-1); optional ``hash_ids`` -> ``block_hashes`` (512-token
+               blocks, ``attrs["block_tokens"] = 512``)
 ``generic``    any table with a ``mapping`` {contract column: source          ``time_unit``
                column} and a ``time_unit``
 =============  ===========================================================  ==========
@@ -37,7 +38,18 @@ import pandas as pd
 
 from common.atomic import atomic_path, write_parquet_atomic
 from traces.errors import TraceError
-from traces.schema import COLUMNS, DATETIME, IDENTITY, ColumnMap, build_table, check_table
+from traces.schema import (
+    BLOCK_HASHES,
+    COLUMNS,
+    DATETIME,
+    IDENTITY,
+    ColumnMap,
+    build_table,
+    check_table,
+)
+
+MOONCAKE_BLOCK_TOKENS = 512
+"""Tokens per block of Mooncake's ``hash_ids`` (FAST25-release/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +109,11 @@ FORMATS: dict[str, TraceFormat] = {
                     "arrival_s": "timestamp",
                     "prompt_tokens": "input_length",
                     "output_tokens": "output_length",
+                    BLOCK_HASHES: "hash_ids",
                 },
                 "ms",
+                optional=(BLOCK_HASHES,),
+                block_tokens=MOONCAKE_BLOCK_TOKENS,
             ),
             "Mooncake trace JSONL",
         ),
@@ -130,7 +145,6 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                     f"{path}: data row {len(records) + 1}: expected a JSON object, "
                     f"got {type(rec).__name__}"
                 )
-            rec.pop("hash_ids", None)
             records.append(rec)
     return pd.DataFrame.from_records(records)
 
@@ -173,13 +187,17 @@ def read_raw(path: str | os.PathLike, *, jsonl: bool | None = None) -> pd.DataFr
         raise TraceError(f"{p}: cannot read ({type(exc).__name__}: {exc})") from None
 
 
+def _required_sources(cmap: ColumnMap) -> list[str]:
+    return [src for tgt, src in cmap.columns.items() if tgt not in cmap.optional]
+
+
 def detect_format(columns, source: str = "<table>") -> str:
     """Name of the format whose source columns are all present in ``columns``."""
     have = {str(c) for c in columns}
     for fmt in FORMATS.values():
-        if set(fmt.cmap.columns.values()) <= have:
+        if set(_required_sources(fmt.cmap)) <= have:
             return fmt.name
-    known = "; ".join(f"{f.name}: {', '.join(f.cmap.columns.values())}" for f in FORMATS.values())
+    known = "; ".join(f"{f.name}: {', '.join(_required_sources(f.cmap))}" for f in FORMATS.values())
     raise TraceError(
         f"{source}: cannot detect the trace format from columns {sorted(have)} "
         f"(known formats: {known}; or pass fmt='generic' with a column mapping)"
