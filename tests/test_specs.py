@@ -98,7 +98,8 @@ def test_llama31_spec_matches_transformers_config(name):
     assert spec.max_context_tokens == cfg.max_position_embeddings == 131_072
     assert spec.tie_word_embeddings == cfg.tie_word_embeddings
     assert spec.rms_norm_eps == cfg.rms_norm_eps
-    assert spec.rope_theta == cfg.rope_theta
+    rope = getattr(cfg, "rope_parameters", None) or {"rope_theta": cfg.rope_theta}  # v5 / v4
+    assert spec.rope_theta == rope["rope_theta"] == 500_000.0
     assert spec.gated_mlp and cfg.hidden_act == "silu"
 
 

@@ -144,6 +144,8 @@ def test_cli_describe_mooncake(capsys):
 
 def test_cli_cache_blocks_errors(capsys):
     assert main(["describe", "azure-code-2023", "--cache-blocks", "100"]) == 2
-    assert "no block hashes" in capsys.readouterr().err
+    assert "--cache-blocks: azure-code-2023 has no block hashes" in capsys.readouterr().err
     assert main(["describe", "mooncake-synthetic", "--cache-blocks", "0"]) == 2
-    assert "positive integer" in capsys.readouterr().err
+    assert "--cache-blocks: must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(traces.TraceError, match="no block hashes"):
+        describe(traces.load("azure-code-2023"), [100])

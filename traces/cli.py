@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from traces.errors import TraceError
 from traces.formats import FORMAT_NAMES
-from traces.schema import DATETIME, TIME_UNITS
+from traces.schema import BLOCK_HASHES, DATETIME, TIME_UNITS
 
 DEFAULT_PLOT_DIR = "results/traces"
 
@@ -48,6 +48,16 @@ def _mapping(text: str) -> dict[str, str]:
             )
         out[key.strip()] = value.strip()
     return out
+
+
+def _cache_blocks(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (blocks), got {text!r}")
+    return value
 
 
 def _source_args(p: argparse.ArgumentParser, fmt_flag: str) -> None:
@@ -91,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
     d.add_argument(
         "--cache-blocks",
-        type=int,
+        type=_cache_blocks,
         nargs="+",
         action="extend",
         default=[],
@@ -188,7 +198,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "describe":
         from traces.stats import describe
 
-        stats = describe(_load(args.trace, args), args.cache_blocks)
+        table = _load(args.trace, args)
+        if args.cache_blocks and BLOCK_HASHES not in table.columns:
+            raise TraceError(
+                f"--cache-blocks: {args.trace} has no block hashes (a Mooncake trace's "
+                "hash_ids give them)"
+            )
+        stats = describe(table, args.cache_blocks)
         if args.json:
             clean = {
                 k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in stats.items()

@@ -102,6 +102,8 @@ def _label(src: str, role: str) -> str:
 
 
 def _show(value: object) -> str:
+    if isinstance(value, np.generic):  # np.float64(10.5) -> 10.5
+        value = value.item()
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
