@@ -149,3 +149,17 @@ def test_cli_cache_blocks_errors(capsys):
     assert "--cache-blocks: must be a positive integer" in capsys.readouterr().err
     with pytest.raises(traces.TraceError, match="no block hashes"):
         describe(traces.load("azure-code-2023"), [100])
+
+
+def test_save_parquet_keeps_block_hashes(tmp_path, capsys):
+    df = traces.load("mooncake-synthetic")
+    back = traces.load(traces.save(df, tmp_path / "m.parquet"))
+    assert back["block_hashes"].tolist() == df["block_hashes"].tolist()
+    assert back.attrs["block_tokens"] == 512
+    assert back[list(traces.COLUMNS)].equals(df[list(traces.COLUMNS)])
+    a = traces.save(df, tmp_path / "a.parquet").read_bytes()
+    assert a == traces.save(df, tmp_path / "b.parquet").read_bytes()  # deterministic
+    csv = traces.load(traces.save(df, tmp_path / "m.csv"))  # CSV: contract columns only
+    assert "block_hashes" not in csv.columns and len(csv) == len(df)
+    assert main(["convert", "mooncake-synthetic", str(tmp_path / "c.parquet")]) == 0
+    assert "block_hashes" in traces.load(tmp_path / "c.parquet").columns

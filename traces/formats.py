@@ -40,6 +40,7 @@ from common.atomic import atomic_path, write_parquet_atomic
 from traces.errors import TraceError
 from traces.schema import (
     BLOCK_HASHES,
+    BLOCK_TOKENS,
     COLUMNS,
     DATETIME,
     IDENTITY,
@@ -50,6 +51,8 @@ from traces.schema import (
 
 MOONCAKE_BLOCK_TOKENS = 512
 """Tokens per block of Mooncake's ``hash_ids`` (FAST25-release/README.md)."""
+PARQUET_BLOCK_TOKENS = "splitbench.block_tokens"
+"""Parquet schema-metadata key of the block size that :func:`save` writes with block_hashes."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,19 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    df = pd.read_parquet(path)
+    block = (pq.read_schema(path).metadata or {}).get(PARQUET_BLOCK_TOKENS.encode())
+    if block is not None:
+        try:
+            df.attrs[BLOCK_TOKENS] = int(block)
+        except ValueError:
+            raise TraceError(f"{path}: bad {PARQUET_BLOCK_TOKENS} metadata {block!r}") from None
+    return df
+
+
 def read_raw(path: str | os.PathLike, *, jsonl: bool | None = None) -> pd.DataFrame:
     """Read a trace file as-is (source columns; CSV cells as strings).
 
@@ -167,7 +183,7 @@ def read_raw(path: str | os.PathLike, *, jsonl: bool | None = None) -> pd.DataFr
         if jsonl or (jsonl is None and suffix in JSONL_SUFFIXES):
             return _read_jsonl(p)
         if suffix in PARQUET_SUFFIXES:
-            return pd.read_parquet(p)
+            return _read_parquet(p)
         return pd.read_csv(p, dtype=str, skipinitialspace=True)
     except TraceError:
         raise
@@ -262,7 +278,8 @@ def save(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     The table is validated first (contract columns only are written; a CSV float is written
     with the shortest repr that reads back exactly). Parent folders are created. The file is
-    written to a temporary name in the same folder and then moved over ``path``.
+    written to a temporary name in the same folder and then moved over ``path``. Parquet
+    keeps ``block_hashes`` (and its block size, as schema metadata); CSV does not.
 
     Returns:
         The path written.
@@ -273,7 +290,11 @@ def save(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         raise TraceError(f"{p}: unsupported output extension {p.suffix!r}; use .csv or .parquet")
     table = check_table(df)
     if suffix != ".csv":
-        return write_parquet_atomic(table[list(COLUMNS)], p)
+        if BLOCK_HASHES not in table.columns:
+            return write_parquet_atomic(table[list(COLUMNS)], p)
+        block = table.attrs.get(BLOCK_TOKENS)
+        meta = {PARQUET_BLOCK_TOKENS: str(block)} if block else None
+        return write_parquet_atomic(table[[*COLUMNS, BLOCK_HASHES]], p, metadata=meta)
     with atomic_path(p) as tmp:
         table.to_csv(tmp, index=False, columns=list(COLUMNS), lineterminator="\n")
     return p
