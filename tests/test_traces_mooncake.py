@@ -125,6 +125,12 @@ def test_check_table_keeps_hashes_and_numpy_cells():
     df["block_hashes"] = [np.array(h, dtype="int64") for h in df["block_hashes"]]
     back = traces.check_table(df)
     assert back["block_hashes"].tolist() == [tuple(h.tolist()) for h in df["block_hashes"]]
+    assert all(type(x) is int for h in back["block_hashes"] for x in h)
+    df["block_hashes"] = [tuple(np.int64(x) for x in h) for h in back["block_hashes"]]
+    assert all(type(x) is int for h in traces.check_table(df)["block_hashes"] for x in h)
+    df.loc[1, "block_hashes"] = (1, 2**64)
+    with pytest.raises(traces.TraceError, match=r"data row 2, column 'block_hashes'.*64 bits"):
+        traces.check_table(df)
     assert back.attrs["block_tokens"] == 512
 
 

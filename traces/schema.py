@@ -164,12 +164,15 @@ def _hash_list(cell: object) -> tuple[int, ...] | str:
         return "missing value (give block hashes for every request or for none)"
     else:
         return f"expected a list of integers, got {type(cell).__name__} {_show(cell)}"
+    plain = type(items) is tuple
     for x in items:
-        if isinstance(x, bool) or not isinstance(x, int | np.integer):
-            return f"expected a list of integers, found {type(x).__name__} {_show(x)}"
+        if type(x) is not int:
+            if isinstance(x, bool) or not isinstance(x, np.integer):
+                return f"expected a list of integers, found {type(x).__name__} {_show(x)}"
+            plain = False
         if not _INT64[0] <= x <= _INT64[1]:
             return f"block hash {x} does not fit in 64 bits"
-    return items if type(items) is tuple else tuple(int(x) for x in items)
+    return items if plain else tuple(int(x) for x in items)
 
 
 def _block_hashes(
