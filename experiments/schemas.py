@@ -61,7 +61,11 @@ class DesignConf:
 
 @dataclass
 class TraceConf:
-    name: str | None = _f(None, "bundled trace name (azure-code-2023, azure-conv-2023)")
+    name: str | None = _f(
+        None,
+        "bundled trace name (azure-code-2023, azure-conv-2023, mooncake-conversation, "
+        "mooncake-synthetic)",
+    )
     path: str | None = _f(None, "trace file path (CSV/parquet, contract 1 or Azure format); wins")
     fmt: str | None = _f(None, "file format of `path` when its suffix does not tell")
     display: str = _f("", "name shown in tables and figures")
