@@ -468,3 +468,25 @@ def test_fit_all_fits_each_model_on_first_use_only(monkeypatch):
     first = models.get("llama2-70b", "a100-80gb", 8)
     assert models.get("llama2-70b", "a100-80gb", 8) is first
     assert calls == [("llama2-70b", "a100-80gb", 8)]
+
+
+def test_profile_model_alias_borrows_the_same_shapes_fit():
+    """Llama-3.1-70B has Llama-2-70B's layer shapes (its spec's profile_model): its phase model
+    is that fit, relabelled, and the slowdown reference follows the same alias."""
+    from characterize.modeling.phase_model import load_phase_models
+
+    s = load_phase_models("reference")
+    base = s.get("llama2-70b", "h100-80gb", 8)
+    m = s.get("llama3.1-70b", "h100-80gb", 8)
+    assert m.model == "llama3.1-70b"
+    assert m.source.endswith("(profiles of llama2-70b)")
+    assert m.prefill_time([2048]) == base.prefill_time([2048])
+    assert m.decode_time(16, 16 * 1024) == base.decode_time(16, 16 * 1024)
+    assert s.reference_model("llama3.1-70b").source.endswith("(profiles of llama2-70b)")
+    # Llama-3.1-8B borrows nothing: still a one-line error naming the key
+    import pytest
+
+    from characterize.modeling.phase_model import PhaseModelError
+
+    with pytest.raises(PhaseModelError, match="llama3.1-8b/h100-80gb/tp8"):
+        s.get("llama3.1-8b", "h100-80gb", 8)

@@ -4,6 +4,7 @@ the slowdown reference machine; :func:`load_phase_models` reads a source."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import cache, partial
 
 import pandas as pd
@@ -63,7 +64,7 @@ class PhaseModelSet:
         profiles). A one-line :class:`PhaseModelError` when that profile has no such model."""
         ref = self.reference_set()
         key = (model, self.reference_gpu, self.reference_tp)
-        if key in ref:
+        if key in ref or ref._alias(key) is not None:
             return ref.get(*key)
         have = ", ".join(f"{m}/{g}/tp{t}" for m, g, t in ref.keys() if m == model) or "none"
         raise PhaseModelError(
@@ -91,10 +92,32 @@ class PhaseModelSet:
             model = self._models[key] = self._pending.pop(key)()
         return model
 
-    def get(self, model: str, gpu: str, tp: int = 8) -> PhaseModel:
-        """The PhaseModel of (model, gpu, tp); a one-line :class:`PhaseModelError` if absent."""
+    def _alias(self, key: tuple[str, str, int]) -> tuple[str, str, int] | None:
+        """The key whose profiles stand in for ``key``: the model spec's ``profile_model`` (a
+        model with the same layer shapes, e.g. Llama-3.1-70B -> Llama-2-70B; the spec states
+        what that assumes), when this set has it and not ``key`` itself."""
+        from characterize.modeling.specs import SpecError, load_model
+
         try:
-            return self._fitted((model, gpu, int(tp)))
+            alias = load_model(key[0]).phase_profile_model
+        except SpecError:
+            return None
+        akey = (alias, key[1], key[2])
+        return akey if alias != key[0] and akey in self else None
+
+    def get(self, model: str, gpu: str, tp: int = 8) -> PhaseModel:
+        """The PhaseModel of (model, gpu, tp); a one-line :class:`PhaseModelError` if absent.
+
+        A model whose spec borrows another's profiles (``profile_model``) gets that model's
+        fit, relabelled: ``source`` says "(profiles of <other>)" wherever it is shown."""
+        key = (model, gpu, int(tp))
+        if key not in self and (akey := self._alias(key)) is not None:
+            base = self._fitted(akey)
+            self._models[key] = replace(
+                base, model=model, source=f"{base.source} (profiles of {akey[0]})"
+            )
+        try:
+            return self._fitted(key)
         except KeyError:
             have = ", ".join(f"{m}/{g}/tp{t}" for m, g, t in self.keys()) or "none"
             raise PhaseModelError(
