@@ -26,7 +26,9 @@ STUDY_TABLES = ("budget", "iso_throughput", "heatmap", "points", "latency_quanti
 #: the counters of a ``context`` block (requests and tokens changed by the context policy)
 CONTEXT_COUNTS = ("clipped", "clipped_tokens", "rejected", "rejected_tokens")
 #: overrides that say where things go, not what was computed (left out of labels)
-_PLACE_KEYS = ("paths.", "hydra.", "study.report", "search.n_jobs", "progress")
+_PLACE_KEYS = (
+    "paths.", "hydra.", "study.report", "search.n_jobs", "progress", "profiles.measured_dir"
+)  # fmt: skip
 
 
 def read_json(path: Path) -> dict:
@@ -197,15 +199,18 @@ def _label_studies(studies: list[dict]) -> None:
         differing = [k for k in keys if len({f.get(k) for f in flats}) > 1]
         for i, f in enumerate(flats):
             diff_cfg[i] = [f"{k}={json.loads(f[k]) if k in f else 'unset'}" for k in differing]
+    shared = common if len(studies) > 1 else set()
+    owns = [
+        [o for o in s["overrides"] if o not in shared and o != f"experiment={name}"]
+        for s, name in zip(studies, names, strict=True)
+    ]
     for i, s in enumerate(studies):
-        name = names[i]
-        own = [o for o in s["overrides"] if o not in common and o != f"experiment={name}"]
-        if len(studies) == 1:
-            own = [o for o in s["overrides"] if o != f"experiment={name}"]
-        parts = own
-        if not parts and len(studies) > 1 and names.count(name) > 1:
+        parts = owns[i]
+        same_name = [j for j, n in enumerate(names) if n == names[i]]
+        if not parts and len(same_name) > 1 and not any(owns[j] for j in same_name):
+            # no overrides recorded to tell them apart: the config keys that differ
             parts = diff_cfg[i][:3] + (["..."] if len(diff_cfg[i]) > 3 else [])
-        s["label"] = " ".join([name, *parts]) if parts else name
+        s["label"] = " ".join([names[i], *parts]) if parts else names[i]
     seen: dict[str, int] = {}
     for s in studies:
         base = slug(s["label"])

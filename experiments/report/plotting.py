@@ -6,6 +6,7 @@ stay importable without them)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,10 +61,9 @@ class Figures:
     def save(self, fig, name: str, data: pd.DataFrame) -> str:
         import matplotlib.pyplot as plt
 
-        base = self.dir / "figures" / name
         self.csv(data, name)
         for fmt in self.formats:
-            path = base.with_suffix(f".{fmt}")
+            path = self.dir / "figures" / f"{name}.{fmt}"  # names may hold dots (overrides)
             meta = (
                 {"Date": None} if fmt == "svg" else ({"Software": None} if fmt == "png" else None)
             )
@@ -162,13 +162,28 @@ def _plain(v, _pos=None) -> str:
 
 
 def log_axis(axes, which: str = "x") -> None:
-    """Log scale with ticks at 1, 2 and 5 of every decade, written as plain numbers."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    """Log scale with readable ticks written as plain numbers: 1, 2 and 5 of every decade, or
+    every 1..9 of a decade when that gives too few, or a few evenly spaced ticks when the data
+    span only a small part of a decade."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
     for ax in axes:
         axis = ax.xaxis if which == "x" else ax.yaxis
         (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.autoscale_view()
+        lo, hi = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
+        ks = range(int(math.floor(math.log10(lo))), int(math.ceil(math.log10(hi))) + 1)
+        major = None
+        for subs in ((1, 2, 5), tuple(range(1, 10))):
+            n = sum(lo <= m * 10.0**k <= hi for k in ks for m in subs)
+            if 3 <= n <= 12:
+                major = LogLocator(base=10, subs=tuple(float(m) for m in subs))
+                break
+        if major is not None:
+            axis.set_major_locator(major)
+            axis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+        else:
+            axis.set_major_locator(MaxNLocator(nbins=4))
+            axis.set_minor_locator(NullLocator())
         axis.set_major_formatter(FuncFormatter(_plain))
-        axis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
         axis.set_minor_formatter(NullFormatter())

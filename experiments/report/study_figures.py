@@ -201,8 +201,8 @@ def fig_slo_vs_rate(
 def heatmap_cells(heat: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     """The heatmap's cells with ``status`` (met / missed / failed) and ``source`` (simulated /
     inferred by monotonicity). A cell failed when its own simulation did: the heatmap's
-    ``status`` or ``error`` column where it has one, else the points table's ``error`` of the
-    heatmap search at that configuration and rate."""
+    ``status`` or ``error`` column where it has one, or the points table's ``error`` at that
+    design, trace, configuration and rate."""
     d = heat.copy()
     sim = d["evaluated"].astype(bool) if "evaluated" in d.columns else pd.Series(True, d.index)
     failed = pd.Series(False, index=d.index)
@@ -210,18 +210,21 @@ def heatmap_cells(heat: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
         failed |= d["status"].astype(str).isin(["failed", "error"])
     if "error" in d.columns:
         failed |= d["error"].notna() & (d["error"].astype(str) != "")
-    if "error" in points.columns and {"task", "prompt_machines", "token_machines"} <= set(
-        points.columns
-    ):
-        bad = points[(points["task"] == "heatmap") & points["error"].notna()]
+    need = {"design", "trace", "prompt_machines", "token_machines", "rate", "error"}
+    if need <= set(points.columns) and {"design", "trace"} <= set(d.columns):
+        # the same (design, trace, configuration, rate) is the same cached simulation, whichever
+        # search looked at it
+        bad = points[points["error"].notna() & (points["error"].astype(str) != "")]
         keys = {
-            (int(r["prompt_machines"]), int(r["token_machines"]), float(r["rate"]))
+            (r["design"], r["trace"], int(r["prompt_machines"]), int(r["token_machines"]),
+             float(r["rate"]))
             for _, r in bad.iterrows()
             if pd.notna(r["prompt_machines"]) and pd.notna(r["token_machines"])
-        }
+        }  # fmt: skip
         failed |= pd.Series(
             [
-                (int(r["prompt"]), int(r["token"]), float(r["rate"])) in keys
+                (r["design"], r["trace"], int(r["prompt"]), int(r["token"]), float(r["rate"]))
+                in keys
                 for _, r in d.iterrows()
             ],
             index=d.index,
