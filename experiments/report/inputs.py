@@ -23,6 +23,21 @@ from experiments.errors import ExperimentError
 STUDY_KEYS = ("study", "model", "profiles", "slo")
 #: the study's tables (``<name>.csv``)
 STUDY_TABLES = ("budget", "iso_throughput", "heatmap", "points", "latency_quantiles")
+#: the columns the report reads from each (non-empty) table; others are optional
+TABLE_COLUMNS = {
+    "budget": ("trace", "trace_display", "design", "design_display", "budget", "prompt_machines",
+               "token_machines", "machines", "max_rate", "throughput_rps", "cost_per_hour",
+               "power_w"),
+    "iso_throughput": ("trace", "trace_display", "design", "design_display", "rate", "objective",
+                       "prompt_machines", "token_machines", "machines", "cost_per_hour",
+                       "power_w"),
+    "heatmap": ("trace", "trace_display", "design", "design_display", "rate", "prompt", "token",
+                "slo_met", "cost_per_hour"),
+    "points": ("task", "trace", "design", "prompt_machines", "token_machines", "machines", "rate",
+               "slo_met", "slo_worst_ratio"),
+    "latency_quantiles": ("trace", "budgets", "rate", "best_rate", "metric", "quantile",
+                          "value_s"),
+}  # fmt: skip
 #: the counters of a ``context`` block (requests and tokens changed by the context policy)
 CONTEXT_COUNTS = ("clipped", "clipped_tokens", "rejected", "rejected_tokens")
 #: overrides that say where things go, not what was computed (left out of labels)
@@ -130,7 +145,7 @@ def _load_study(sj: Path) -> dict:
     if not meta["study"].get("name"):
         raise ExperimentError(f"{sj}: not a splitbench study (no study.name)")
     tables = {k: read_csv(s / f"{k}.csv") for k in STUDY_TABLES}
-    for k, need in (("budget", ("trace", "design", "budget", "max_rate")),):
+    for k, need in TABLE_COLUMNS.items():
         t = tables[k]
         lack = [c for c in need if not t.empty and c not in t.columns]
         if lack:
@@ -201,7 +216,11 @@ def _label_studies(studies: list[dict]) -> None:
             diff_cfg[i] = [f"{k}={json.loads(f[k]) if k in f else 'unset'}" for k in differing]
     shared = common if len(studies) > 1 else set()
     owns = [
-        [o for o in s["overrides"] if o not in shared and o != f"experiment={name}"]
+        [
+            o
+            for o in s["overrides"]
+            if o not in shared and o not in (f"experiment={name}", f"study.name={name}")
+        ]
         for s, name in zip(studies, names, strict=True)
     ]
     for i, s in enumerate(studies):

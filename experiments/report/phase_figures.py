@@ -167,8 +167,8 @@ def phase_figures(
                     ls=dashes[i % len(dashes)],
                     # a curve identical to another's is drawn thin on top, with markers, over
                     # a wide translucent band of the other: both stay visible
-                    lw=1.2 if dup else (3.5 if gname in same.values() else 1.5),
-                    alpha=1.0 if dup else (0.45 if gname in same.values() else 1.0),
+                    lw=1.2 if dup else (5.0 if gname in same.values() else 1.5),
+                    alpha=1.0 if dup else (0.4 if gname in same.values() else 1.0),
                     marker="o" if dup else None,
                     markevery=6,
                     ms=3,

@@ -266,7 +266,7 @@ def fig_heatmap(figs: Figures, heat: pd.DataFrame, points: pd.DataFrame, name: s
         linewidths=0.5,
         annot=annot.to_numpy(),
         fmt="",
-        annot_kws={"color": "white", "fontsize": 9},
+        annot_kws={"color": "white", "fontsize": 14},
     )
     present = set(d["state"])
     axes[0].legend(
