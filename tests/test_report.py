@@ -193,7 +193,7 @@ def test_report_from_study_and_run(inputs):
         for q, p in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
             assert m[q] == pytest.approx(summary[key][p], rel=1e-5), (metric, q)  # CSV: %.6g
     assert set(rc.loc[rc["metric"].str.startswith("TBT"), "definition"]) == {"token-weighted"}
-    assert "TBT token-weighted" in md
+    assert "TBT: token-weighted (every gap" in md
 
     # context policy: per trace, the counts summed over the study's points
     ctx_pts = points[points["error"].isna()]
@@ -317,6 +317,28 @@ def test_report_app_one_folder_per_study_and_phase_figures(inputs):
     scaled = pw[(pw["kind"] == "model") & (pw["power_source"] != "measured")]
     assert len(scaled) and scaled["label"].str.contains("A100 shape scaled").all()
     assert "not measurements" in md and "A100 reference's power shape" in md
+
+
+def test_run_context_and_tbt_definition(inputs, tmp_path):
+    import shutil
+
+    run = tmp_path / "run-ctx"
+    shutil.copytree(inputs["run"], run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["context"] = {"policy": "clip", "max_context": 4096, "clipped": 1257,
+                          "clipped_tokens": 345678, "rejected": 0, "rejected_tokens": 0}  # fmt: skip
+    (run / "summary.json").write_text(json.dumps(summary))
+    md = write_report([run], tmp_path / "out", per_inputs=False, phase=False).read_text()
+    assert "| clip: 1,257 clipped (345,678 tokens), 0 rejected (0 tokens) |" in md
+    # without the gap tables the TBT CDF falls back to per-request means, and says so
+    (run / "iterations.parquet").unlink()
+    out = write_report([run], tmp_path / "out2", per_inputs=False, phase=False)
+    d = pd.read_csv(out.parent / "figures" / "runs_cdf.csv")
+    tbt = d[(d["kind"] == "cdf") & d["metric"].str.startswith("TBT")]
+    assert len(tbt) and set(tbt["definition"]) == {
+        "per-request mean, weighted by gaps (no iterations.parquet)"
+    }
+    assert "TBT: per-request mean" in out.read_text()
 
 
 def test_log_axis_has_readable_ticks():

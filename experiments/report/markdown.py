@@ -432,8 +432,9 @@ def runs_section(figs: Figures, runs: list[dict]) -> list[str]:
         )
     df = pd.DataFrame(rows)
     md += [
-        "Numbers from each run's `summary.json`; context: requests the context-window "
-        "policy clipped or rejected and the tokens it removed.",
+        "Numbers from each run's `summary.json`; context policy: the requests the "
+        "context-window policy clipped or rejected and the tokens it removed (`-`: the summary "
+        "has no `context` block, a run from before it was recorded).",
         "",
         md_table(
             df,
@@ -461,9 +462,13 @@ def runs_section(figs: Figures, runs: list[dict]) -> list[str]:
     if cdf:
         tdef = sorted(set(defs))
         md += [
-            "CDFs at the study's quantile levels and by its definitions: TBT "
-            + " / ".join(tdef)
-            + " (token-weighted: every gap between two tokens counts once)"
+            "CDFs at the study's quantile levels and by its definitions; TBT: "
+            + " / ".join(
+                "token-weighted (every gap between two tokens of a request counts once)"
+                if t == "token-weighted"
+                else t
+                for t in tdef
+            )
             + (
                 ". Dotted lines: the SLO's judged percentiles and limits (slowdowns)."
                 if slo

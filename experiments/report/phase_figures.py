@@ -164,7 +164,8 @@ def phase_figures(
                     grp["batch_size"],
                     grp["latency_s"],
                     color=colors[gname],
-                    ls=dashes[i % len(dashes)],
+                    # the band under an identical curve is solid (its dashes would break it)
+                    ls="-" if gname in same.values() else dashes[i % len(dashes)],
                     # a curve identical to another's is drawn thin on top, with markers, over
                     # a wide translucent band of the other: both stay visible
                     lw=1.2 if dup else (5.0 if gname in same.values() else 1.5),
@@ -183,7 +184,8 @@ def phase_figures(
         from matplotlib.lines import Line2D
 
         handles = [
-            Line2D([], [], color=colors[gname], lw=2,
+            Line2D([], [], color=colors[gname], lw=5 if gname in same.values() else 2,
+                   alpha=0.4 if gname in same.values() else 1.0,
                    marker="o" if gname in same else None,
                    label=gname + (f" (same as {same[gname]})" if gname in same else ""))
             for gname in sorted(pms)
