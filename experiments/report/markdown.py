@@ -14,6 +14,7 @@ import pandas as pd
 
 from common.atomic import write_text_atomic
 from common.units import w_to_kw
+from experiments.errors import ExperimentError
 from experiments.report import study_figures as sf
 from experiments.report.inputs import inputs_slug, load_inputs, run_context, study_context
 from experiments.report.phase_figures import phase_figures
@@ -550,6 +551,7 @@ def write_report(
     ``out_dir/<inputs set>`` (one folder per study or inputs set, see :func:`report_folder`), or
     with ``per_inputs=False`` into ``out_dir`` itself. Files of ``figures/`` that this report did not write are removed
     (nothing stale stays beside it). Returns report.md's path."""
+    _check_out_dir(Path(out_dir))
     studies, runs = load_inputs(inputs)
     out = Path(out_dir) / inputs_slug(studies, runs) if per_inputs else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -610,6 +612,15 @@ def write_report(
     write_text_atomic(path, "\n".join(md).rstrip() + "\n")
     figs.remove_stale()
     return path
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse an output folder under a file before reading or writing anything."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ExperimentError(f"output_dir: '{p}' is a file, not a folder ({out})")
+            return
 
 
 def _portable(config_text: str) -> str:
