@@ -411,7 +411,7 @@ def runs_section(figs: Figures, runs: list[dict]) -> list[str]:
         d = s.get("design") or {}
         slo = s.get("slo_config") or {}
         ctx = run_context(s)
-        met = slo.get("slo_met") if slo else (s.get("slo") or {}).get("all_ok")
+        met = s.get("slo_met", slo.get("slo_met") if slo else (s.get("slo") or {}).get("all_ok"))
         rows.append(
             {
                 "run": label,
@@ -425,17 +425,15 @@ def runs_section(figs: Figures, runs: list[dict]) -> list[str]:
                 if s.get("provisioned_power_w", d.get("provisioned_power_w")) is not None
                 else None,
                 "slo": "-" if met is None else ("met" if met else "missed"),
-                "context": "-"
-                if ctx is None
-                else f"{ctx['policy']}: {ctx['clipped']:,} clipped ({ctx['clipped_tokens']:,} "
-                f"tokens), {ctx['rejected']:,} rejected ({ctx['rejected_tokens']:,} tokens)",
+                "context": _run_context_text(ctx),
             }
         )
     df = pd.DataFrame(rows)
     md += [
         "Numbers from each run's `summary.json`; context policy: the requests the "
         "context-window policy clipped or rejected and the tokens it removed (`-`: the summary "
-        "has no `context` block, a run from before it was recorded).",
+        "has no context counts; `tokens not recorded`: a run from before the summary's `context` "
+        "block, whose counts come from its trace_info).",
         "",
         md_table(
             df,
@@ -480,6 +478,24 @@ def runs_section(figs: Figures, runs: list[dict]) -> list[str]:
             "",
         ]
     return md
+
+
+def _run_context_text(ctx: dict | None) -> str:
+    if ctx is None:
+        return "-"
+
+    def n(k: str) -> str:
+        return "?" if ctx.get(k) is None else f"{ctx[k]:,}"
+
+    def tok(k: str) -> str:
+        return "tokens not recorded" if ctx.get(k) is None else f"{ctx[k]:,} tokens"
+
+    of = f" of {ctx['requests']:,}" if isinstance(ctx.get("requests"), int) else ""
+    return (
+        f"{ctx.get('policy') or '?'} at {ctx.get('max_context') or '?'} tokens: "
+        f"{n('clipped')}{of} clipped ({tok('clipped_tokens')}), "
+        f"{n('rejected')} rejected ({tok('rejected_tokens')})"
+    )
 
 
 def phase_section(figs: Figures, out: Path, profiles_source: str, model: str) -> list[str]:
