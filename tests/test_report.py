@@ -182,7 +182,7 @@ def test_report_from_study_and_run(inputs):
     ok = heat[heat["status"] != "failed"]
     assert (ok["status"] == np.where(ok["slo_met"], "met", "missed")).all()
     assert heat["cost_if_met"].notna().sum() == (heat["status"] == "met").sum()
-    assert "1 cell(s) failed" in md and "simulated points failed" in md
+    assert "1 cell(s) failed" in md and "points in the study's points table failed" in md
 
     # the run's CDF: token-weighted TBT, the same numbers as the run's summary percentiles
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -352,6 +352,22 @@ def test_run_context_and_tbt_definition(inputs, tmp_path):
         "per-request mean, weighted by gaps (no iterations.parquet)"
     }
     assert "TBT: per-request mean" in out.read_text()
+
+
+def test_heatmap_cells_read_a_status_or_error_column():
+    from experiments.report.study_figures import heatmap_cells
+
+    heat = pd.DataFrame(
+        {"design": "d", "trace": "t", "rate": 2.0, "prompt": [1, 1, 2, 2], "token": [1, 2, 1, 2],
+         "slo_met": [False, False, True, True], "evaluated": [True, False, True, False],
+         "cost_per_hour": [1.0, 2.0, 3.0, 4.0], "error": ["ValueError: x", None, None, None]}
+    )  # fmt: skip
+    cells = heatmap_cells(heat, pd.DataFrame())
+    assert list(cells["status"]) == ["failed", "missed", "met", "met"]
+    assert list(cells["source"]) == ["simulated", "inferred", "simulated", "inferred"]
+    assert list(cells["cost_if_met"].fillna(-1)) == [-1, -1, 3.0, 4.0]
+    heat = heat.drop(columns=["error"]).assign(status=["ok", "failed", "ok", "ok"])
+    assert list(heatmap_cells(heat, pd.DataFrame())["status"]) == ["missed", "failed", "met", "met"]
 
 
 def test_log_axis_has_readable_ticks():

@@ -336,6 +336,11 @@ def study_section(figs: Figures, s: dict) -> list[str]:
         hm, cells = sf.fig_heatmap(figs, h, s["points"], name)
         n_sim = int((cells["source"] == "simulated").sum())
         n_fail = int((cells["status"] == "failed").sum())
+        heat_err = sum(
+            int(t.get("errors") or 0)
+            for t in meta.get("tasks") or []
+            if isinstance(t, dict) and t.get("kind") == "heatmap"
+        )
         md += [
             "### Provisioning heatmap",
             "",
@@ -347,6 +352,12 @@ def study_section(figs: Figures, s: dict) -> list[str]:
                 f"; {n_fail} cell(s) failed (grey: the simulation raised an error, not an SLO "
                 "miss; the search treated them as misses)"
                 if n_fail
+                else ""
+            )
+            + (
+                f"; the heatmap search had {heat_err} failed simulation(s) that the study's "
+                "tables do not locate (no error per cell): those cells show as misses"
+                if heat_err > n_fail
                 else ""
             )
             + ". Colours: Okabe-Ito (colour-blind safe).",
@@ -365,8 +376,8 @@ def _failures(points: pd.DataFrame) -> list[str]:
         return []
     first = str(bad["error"].iloc[0]).splitlines()[0]
     return [
-        f"**{len(bad)} of {len(points)} simulated points failed** (shown as failed, not as SLO "
-        f"misses); the first error: `{first}`",
+        f"**{len(bad)} of the {len(points)} points in the study's points table failed** "
+        f"(shown as failed, not as SLO misses); the first error: `{first}`",
         "",
     ]
 

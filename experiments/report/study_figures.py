@@ -278,16 +278,21 @@ def fig_heatmap(figs: Figures, heat: pd.DataFrame, points: pd.DataFrame, name: s
         frameon=False,
     )
     axes[0].set_title("SLO per configuration (• simulated; others inferred)")
-    sns.heatmap(
-        cost,
-        ax=axes[1],
-        cmap="viridis",
-        annot=True,
-        fmt=".0f",
-        linewidths=0.5,
-        cbar_kws={"label": "$/h"},
-        annot_kws={"fontsize": 6},
-    )
+    if cost.notna().to_numpy().any():
+        sns.heatmap(
+            cost,
+            ax=axes[1],
+            cmap="viridis",
+            annot=True,
+            fmt=".0f",
+            linewidths=0.5,
+            cbar_kws={"label": "$/h"},
+            annot_kws={"fontsize": 6},
+        )
+    else:
+        sns.heatmap(cost.fillna(0.0), ax=axes[1], cmap=ListedColormap(["white"]), cbar=False)
+        axes[1].text(0.5, 0.5, "no configuration meets the SLO", ha="center", va="center",
+                     transform=axes[1].transAxes)  # fmt: skip
     axes[1].set_title("cost of SLO-meeting configurations ($/h)")
     for ax in axes:
         ax.set_xlabel("prompt machines")
