@@ -23,7 +23,7 @@ HEAT_STATES = (
     ("met/simulated", "SLO met (simulated)", OKABE_ITO["blue"]),
     ("met/inferred", "SLO met (inferred)", OKABE_ITO["sky"]),
     ("missed/simulated", "SLO missed (simulated)", OKABE_ITO["vermillion"]),
-    ("missed/inferred", "SLO missed (inferred)", OKABE_ITO["orange"]),
+    ("missed/inferred", "SLO missed (inferred)", "#F2B48C"),  # a light tint of vermillion
     ("failed/simulated", "point failed (error)", OKABE_ITO["grey"]),
 )
 
