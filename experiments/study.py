@@ -441,6 +441,8 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                     "error": r.get("error"),
                     "key": r.get("_key"),
                     **{f"slowdown_{k}": v for k, v in (r.get("slowdown") or {}).items()},
+                    "trace_requests": r.get("trace_requests"),
+                    **{f"context_{k}": v for k, v in (r.get("context") or {}).items()},
                 }
             )
         base = {

@@ -4,7 +4,12 @@
     splitbench-report 'inputs=[results/study/paper-default,results/runs/my-run]'
     splitbench-report output_dir=results/reference inputs=[...]
 
-Figures are PNG and SVG (``formats``) with each figure's data as CSV beside it.
+By default each inputs set gets its own folder under ``paths.report_dir`` (named by the study's
+name and overrides, or the inputs joined with ``+``), so no report overwrites another; an
+``output_dir`` other than ``paths.report_dir`` is written exactly. Figures of an earlier report
+in that folder that this one did not write are removed. Figures are PNG and SVG (``formats``)
+with each figure's data as CSV beside it. Several studies: a table and a figure compare them,
+each labelled by its overrides.
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ def run(cfg: DictConfig) -> Path:
     inputs = [str(p if Path(p).is_absolute() else root / p) for p in inputs]
     out = Path(str(cfg.output_dir))
     out = out if out.is_absolute() else root / out
+    base = Path(str(cfg.paths.report_dir))
+    per_inputs = out.resolve() == (base if base.is_absolute() else root / base).resolve()
     for f in cfg.formats:
         if f not in ("png", "svg", "pdf"):
             raise ExperimentError(f"formats: unknown format '{f}' (png, svg, pdf)")
     path = write_report(
         inputs,
         out,
+        per_inputs=per_inputs,
         profiles_source=str(cfg.profiles.source),
         model=str(cfg.model.name),
         phase=bool(cfg.phase_figures),

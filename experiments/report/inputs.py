@@ -1,0 +1,367 @@
+"""The report's inputs: study folders (``study.json`` + the study's CSV tables, from
+``splitbench-study``) and run folders (``summary.json`` + ``requests.parquet``, from
+``splitbench-replay``). The report reads results only from these (the study's tables, the run's
+summary); what it computes itself is only what no summary holds (a run's full latency CDFs).
+
+Every reader turns a bad file into one :class:`ExperimentError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.errors import ExperimentError
+
+#: sections of study.json the report reads (written by splitbench-study)
+STUDY_KEYS = ("study", "model", "profiles", "slo")
+#: the study's tables (``<name>.csv``)
+STUDY_TABLES = ("budget", "iso_throughput", "heatmap", "points", "latency_quantiles")
+#: the columns the report reads from each (non-empty) table; others are optional
+TABLE_COLUMNS = {
+    "budget": ("trace", "trace_display", "design", "design_display", "budget", "prompt_machines",
+               "token_machines", "machines", "max_rate", "throughput_rps", "cost_per_hour",
+               "power_w"),
+    "iso_throughput": ("trace", "trace_display", "design", "design_display", "rate", "objective",
+                       "prompt_machines", "token_machines", "machines", "cost_per_hour",
+                       "power_w"),
+    "heatmap": ("trace", "trace_display", "design", "design_display", "rate", "prompt", "token",
+                "slo_met", "cost_per_hour"),
+    "points": ("task", "trace", "design", "prompt_machines", "token_machines", "machines", "rate",
+               "slo_met", "slo_worst_ratio"),
+    "latency_quantiles": ("trace", "budgets", "rate", "best_rate", "metric", "quantile",
+                          "value_s"),
+}  # fmt: skip
+#: the counters of a ``context`` block (requests and tokens changed by the context policy)
+CONTEXT_COUNTS = ("clipped", "clipped_tokens", "rejected", "rejected_tokens")
+#: overrides that say where things go, not what was computed (left out of labels)
+_PLACE_KEYS = (
+    "paths.", "hydra.", "study.report", "search.n_jobs", "progress", "profiles.measured_dir"
+)  # fmt: skip
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ExperimentError(f"{path}: cannot read JSON ({e})".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ExperimentError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise ExperimentError(f"{path}: cannot read Parquet ({e})".splitlines()[0]) from None
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (OSError, ValueError) as e:
+        raise ExperimentError(f"{path}: cannot read CSV ({e})".splitlines()[0]) from None
+
+
+def _read_overrides(path: Path) -> list[str] | None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ExperimentError(f"{path}: cannot read YAML ({e})".splitlines()[0]) from None
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ExperimentError(f"{path}: expected a list of overrides, got {type(data).__name__}")
+    return [str(x) for x in data]
+
+
+def study_overrides(d: Path, meta: dict) -> list[str]:
+    """The command-line overrides that made the study in ``d``: ``study.json``'s ``overrides``
+    when it records them, else Hydra's ``overrides.yaml`` (the folder's own ``.hydra/``, or the
+    newest ``hydra/<time>/.hydra/`` under it). Overrides of output places are left out."""
+    raw = meta.get("overrides")
+    if raw is None and isinstance(meta.get("study"), dict):
+        raw = meta["study"].get("overrides")
+    if raw is not None and not isinstance(raw, list):
+        raise ExperimentError(f"{d / 'study.json'}: 'overrides' is not a list")
+    if raw is None:
+        files = [d / ".hydra" / "overrides.yaml"]
+        files += sorted(d.glob("hydra/*/.hydra/overrides.yaml"), reverse=True)
+        for f in files:
+            if f.is_file():
+                raw = _read_overrides(f)
+                break
+    return [
+        str(o).lstrip("+~") for o in (raw or []) if not str(o).lstrip("+~").startswith(_PLACE_KEYS)
+    ]
+
+
+def load_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[dict], list[dict]]:
+    """(studies, runs) from folders; a folder holding several studies/runs is walked."""
+    studies, runs = [], []
+    for raw in inputs:
+        d = Path(raw)
+        if not d.exists():
+            raise ExperimentError(f"inputs: no such folder '{raw}'")
+        if not d.is_dir():
+            raise ExperimentError(f"inputs: '{raw}' is a file, not a study or run folder")
+        found = False
+        for sj in sorted(d.rglob("study.json")):
+            found = True
+            studies.append(_load_study(sj))
+        for sj in sorted(d.rglob("summary.json")):
+            r = sj.parent
+            if not (r / "requests.parquet").exists():
+                continue
+            found = True
+            runs.append(_load_run(r))
+        if not found:
+            raise ExperimentError(
+                f"inputs: '{raw}' holds no study.json or summary.json + requests.parquet"
+            )
+    _label_studies(studies)
+    return studies, runs
+
+
+def _load_study(sj: Path) -> dict:
+    s = sj.parent
+    meta = read_json(sj)
+    missing = [k for k in STUDY_KEYS if not isinstance(meta.get(k), dict)]
+    if missing:
+        raise ExperimentError(f"{sj}: not a splitbench study (no '{missing[0]}' section)")
+    if not meta["study"].get("name"):
+        raise ExperimentError(f"{sj}: not a splitbench study (no study.name)")
+    tables = {k: read_csv(s / f"{k}.csv") for k in STUDY_TABLES}
+    for k, need in TABLE_COLUMNS.items():
+        t = tables[k]
+        lack = [c for c in need if not t.empty and c not in t.columns]
+        if lack:
+            raise ExperimentError(f"{s / (k + '.csv')}: missing column '{lack[0]}'")
+    config = (s / "config.yaml").read_text() if (s / "config.yaml").exists() else ""
+    return {
+        "dir": s,
+        "meta": meta,
+        **tables,
+        "config": config,
+        "overrides": study_overrides(s, meta),
+    }
+
+
+def _load_run(r: Path) -> dict:
+    summary = read_json(r / "summary.json")
+    if not isinstance(summary.get("requests", {}), dict):
+        raise ExperimentError(f"{r / 'summary.json'}: 'requests' is not an object")
+    req = read_parquet(r / "requests.parquet")
+    lack = [c for c in ("ttft_s", "e2e_s") if c not in req.columns]
+    if lack:
+        raise ExperimentError(f"{r / 'requests.parquet'}: missing column '{lack[0]}'")
+    return {
+        "dir": r,
+        "summary": summary,
+        "requests": req,
+        "point": read_json(r / "point.json") if (r / "point.json").exists() else None,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# labels
+
+
+def _flatten(obj, prefix: str = "") -> dict[str, str]:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: json.dumps(obj, sort_keys=True)}
+
+
+def _config_keys(text: str) -> dict[str, str]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text) if text else {}
+    except yaml.YAMLError:
+        return {}
+    flat = _flatten(data) if isinstance(data, dict) else {}
+    return {k: v for k, v in flat.items() if not k.startswith(_PLACE_KEYS)}
+
+
+def _label_studies(studies: list[dict]) -> None:
+    """Give each study ``label`` (what sets it apart from the others it is shown with: its name,
+    the overrides the others do not share, else the config keys that differ) and ``slug`` (a
+    unique file-name form of it)."""
+    names = [s["meta"]["study"]["name"] for s in studies]
+    sets = [set(s["overrides"]) for s in studies]
+    common = set.intersection(*sets) if sets else set()
+    diff_cfg: list[list[str]] = [[] for _ in studies]
+    if len(studies) > 1:
+        flats = [_config_keys(s["config"]) for s in studies]
+        keys = sorted(set().union(*flats))
+        differing = [k for k in keys if len({f.get(k) for f in flats}) > 1]
+        for i, f in enumerate(flats):
+            diff_cfg[i] = [f"{k}={json.loads(f[k]) if k in f else 'unset'}" for k in differing]
+    shared = common if len(studies) > 1 else set()
+    owns = [
+        [
+            o
+            for o in s["overrides"]
+            if o not in shared and o not in (f"experiment={name}", f"study.name={name}")
+        ]
+        for s, name in zip(studies, names, strict=True)
+    ]
+    for i, s in enumerate(studies):
+        parts = owns[i]
+        same_name = [j for j, n in enumerate(names) if n == names[i]]
+        if not parts and len(same_name) > 1 and not any(owns[j] for j in same_name):
+            # no overrides recorded to tell them apart: the config keys that differ
+            parts = diff_cfg[i][:3] + (["..."] if len(diff_cfg[i]) > 3 else [])
+        s["label"] = " ".join([names[i], *parts]) if parts else names[i]
+    seen: dict[str, int] = {}
+    for s in studies:
+        base = slug(s["label"])
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        s["slug"] = base if n == 0 else f"{base}-{n + 1}"
+    # a label must tell the studies apart; a duplicate gets its folder's name
+    labels = [s["label"] for s in studies]
+    for s in studies:
+        if labels.count(s["label"]) > 1:
+            s["label"] = f"{s['label']} ({s['dir'].name})"
+
+
+def slug(text: str, limit: int = 80) -> str:
+    """A file/folder-name form of ``text`` (deterministic; long ones end in a short hash)."""
+    import hashlib
+
+    s = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", text.strip()).strip("_") or "report"
+    if len(s) > limit:
+        s = s[: limit - 9] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return s
+
+
+def inputs_slug(studies: list[dict], runs: list[dict]) -> str:
+    """The report folder name of an inputs set: the study's label, or the studies' and runs'
+    names joined with ``+``."""
+    parts = [s["slug"] for s in studies] + [slug(r["dir"].name) for r in runs]
+    return slug("+".join(parts))
+
+
+# ---------------------------------------------------------------------------------------------
+# context policy (requests clipped or rejected by the model's context window)
+
+
+def study_context(points: pd.DataFrame) -> pd.DataFrame:
+    """Per trace, summed over the study's simulated points: requests re-sampled, clipped and
+    rejected by the context policy, tokens removed. Empty when the points carry no context
+    (a study from before the context block)."""
+    if points.empty or "trace" not in points.columns:
+        return pd.DataFrame()
+    p = points.copy()
+    if "context" in p.columns and "context_clipped" not in p.columns:
+        blocks = [_json_obj(x) for x in p["context"]]
+        for k in (*CONTEXT_COUNTS, "policy", "max_context"):
+            p[f"context_{k}"] = [b.get(k) for b in blocks]
+    if "context_clipped" not in p.columns and "context_rejected" not in p.columns:
+        return pd.DataFrame()
+    if "error" in p.columns:
+        p = p[p["error"].isna()]
+    rows = []
+    for tr, g in p.groupby("trace", sort=False):
+        row = {"trace": tr, "points": len(g)}
+        for k in CONTEXT_COUNTS:
+            col = f"context_{k}"
+            v = pd.to_numeric(g[col], errors="coerce") if col in g.columns else pd.Series([])
+            row[k] = int(v.fillna(0).sum())
+        tr_req = g["trace_requests"] if "trace_requests" in g.columns else pd.Series([])
+        tr_req = pd.to_numeric(tr_req, errors="coerce")
+        row["trace_requests"] = int(tr_req.sum()) if tr_req.notna().any() else None
+        for k in ("policy", "max_context"):
+            vals = sorted({str(x) for x in g.get(f"context_{k}", pd.Series([])).dropna()})
+            row[k] = ", ".join(vals) if vals else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def run_context(summary: dict) -> dict | None:
+    """The run's ``context`` block; for a run from before it, the counts its ``trace_info``
+    kept (without the tokens removed: those are None). None when neither is there."""
+    c = summary.get("context")
+    info = summary.get("trace_info") if isinstance(summary.get("trace_info"), dict) else {}
+    if not isinstance(c, dict):
+        if "context_clipped" not in info and "context_rejected" not in info:
+            return None
+        lim = [t for t in info.get("transforms") or [] if isinstance(t, dict)]
+        lim = [t for t in lim if t.get("name") == "limit_context"]
+        c = {
+            "policy": lim[0].get("policy") if lim else None,
+            "max_context": lim[0].get("max_tokens") if lim else None,
+            "clipped": info.get("context_clipped", 0),
+            "rejected": info.get("context_rejected", 0),
+            "clipped_tokens": None,
+            "rejected_tokens": None,
+        }
+    out = {k: c.get(k) for k in ("policy", "max_context")}
+    for k in CONTEXT_COUNTS:
+        v = c.get(k)
+        out[k] = int(v) if isinstance(v, (int, float)) and np.isfinite(v) else None
+    out["requests"] = info.get("requests")
+    return out
+
+
+def _json_obj(x) -> dict:
+    if isinstance(x, dict):
+        return x
+    if isinstance(x, str):
+        try:
+            v = json.loads(x)
+        except ValueError:
+            return {}
+        return v if isinstance(v, dict) else {}
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# a run's latency distributions (the study's definitions: replay.metrics)
+
+
+def run_tbt(run: dict) -> tuple[np.ndarray, np.ndarray, str]:
+    """(values, weights, definition) of a run's TBT: every token gap (token-weighted, as the
+    study's) from ``iterations.parquet`` + ``request_gaps.parquet``; a run without them falls back
+    to each request's mean gap weighted by its gaps (output tokens - 1), and says so."""
+    from replay.metrics import span_gaps
+
+    d = run["dir"]
+    it_p, gap_p = d / "iterations.parquet", d / "request_gaps.parquet"
+    if it_p.exists() and gap_p.exists():
+        it = read_parquet(it_p)
+        gaps = read_parquet(gap_p)
+        need = ("first_s", "increment_s", "iterations", "batch_size", "first_excluded")
+        lack = [c for c in need if c not in it.columns]
+        if lack:
+            raise ExperimentError(f"{it_p}: missing column '{lack[0]}'")
+        if "gap_s" not in gaps.columns:
+            raise ExperimentError(f"{gap_p}: missing column 'gap_s'")
+        v, w = span_gaps(*(it[c] for c in need))
+        g = gaps["gap_s"].to_numpy(dtype=float)
+        return np.concatenate([v, g]), np.concatenate([w, np.ones_like(g)]), "token-weighted"
+    req = run["requests"]
+    if "tbt_mean_s" not in req.columns or "output_tokens" not in req.columns:
+        return np.zeros(0), np.zeros(0), "token-weighted"
+    done = req["e2e_s"].notna().to_numpy()
+    v = req["tbt_mean_s"].to_numpy(dtype=float)[done]
+    w = np.maximum(req["output_tokens"].to_numpy(dtype=float)[done] - 1, 0)
+    return v, w, "per-request mean, weighted by gaps (no iterations.parquet)"

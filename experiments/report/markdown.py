@@ -1,0 +1,671 @@
+"""The report's markdown: a section per study (budget tables, iso-throughput, latency, SLO
+attainment, heatmap, context policy), a comparison of several studies, the replay runs, the
+phase characterization and the configs; :func:`write_report` assembles them."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.atomic import write_text_atomic
+from common.units import w_to_kw
+from experiments.errors import ExperimentError
+from experiments.report import study_figures as sf
+from experiments.report.inputs import inputs_slug, load_inputs, run_context, study_context
+from experiments.report.phase_figures import phase_figures
+from experiments.report.plotting import Figures, atomic_csv
+
+BASELINES = ("baseline-a100", "baseline-h100")
+
+
+def fmt(x, spec: str = ".2f") -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "-"
+    try:
+        return format(x, spec)
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def md_table(df: pd.DataFrame, cols: list[tuple[str, str, str]]) -> str:
+    """Markdown table: cols = (column, header, format spec)."""
+    head = "| " + " | ".join(h for _, h, _ in cols) + " |"
+    sep = "|" + "|".join("---" if f == "" else "---:" for _, _, f in cols) + "|"
+    lines = [head, sep]
+    for _, r in df.iterrows():
+        cells = []
+        for c, _, f in cols:
+            v = r.get(c)
+            cells.append(("-" if v is None or v is np.nan else str(v)) if f == "" else fmt(v, f))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def config_label(r) -> str:
+    if pd.notna(r.get("prompt_machines")):
+        return f"{int(r['prompt_machines'])}P + {int(r['token_machines'])}T"
+    return "-" if pd.isna(r.get("machines")) else f"{int(r['machines'])}"
+
+
+def run_label(r: dict) -> str:
+    s = r["summary"]
+    disp = s.get("display") or {}
+    d = s.get("design") or {}
+    return f"{disp.get('design') or d.get('name', '?')} / {disp.get('trace', '')} ({r['dir'].name})"
+
+
+def headline(b: pd.DataFrame) -> list[str]:
+    """One line per trace and budget: the design with the highest sustained rate."""
+    out = []
+    for (tr, bud), grp in b.groupby(["trace_display", "budget"], sort=False):
+        g = grp.dropna(subset=["max_rate"])
+        if g.empty:
+            continue
+        best = g.loc[g["max_rate"].idxmax()]
+        ratios = ", ".join(
+            f"{fmt(best.get(f'max_rate_vs_{bl}'))}x {name}"
+            for bl, name in (("baseline-a100", "Baseline-A100"), ("baseline-h100", "Baseline-H100"))
+            if pd.notna(best.get(f"max_rate_vs_{bl}"))
+        )
+        out.append(
+            f"- {tr}, {bud}: {best['design_display']} ({config_label(best)}) sustains "
+            f"{best['max_rate']:.1f} req/s" + (f", {ratios}" if ratios else "")
+        )
+    return out
+
+
+def _budget_text(b: pd.DataFrame) -> str:
+    parts = []
+    for _, r in b.drop_duplicates("budget").iterrows():
+        lim = []
+        if pd.notna(r.get("budget_w")):
+            lim.append(f"{w_to_kw(r['budget_w']):,.0f} kW provisioned power")
+        if pd.notna(r.get("budget_cost")):
+            lim.append(f"${r['budget_cost']:,.0f}/h")
+        parts.append(f"{r['budget']} = {' and '.join(lim)}")
+    return "; ".join(parts)
+
+
+def _trace_policy(meta: dict) -> dict[str, str]:
+    """{trace key: its configured context policy} from study.json's traces section."""
+    out = {}
+    for k, t in (meta.get("traces") or {}).items():
+        if isinstance(t, dict) and t.get("context_policy"):
+            out[k] = str(t["context_policy"])
+    return out
+
+
+def context_section(s: dict) -> list[str]:
+    """Per trace: requests clipped or rejected by the model's context window, tokens removed."""
+    meta = s["meta"]
+    ctx = study_context(s["points"])
+    disp = {}
+    if not s["budget"].empty and "trace_display" in s["budget"].columns:
+        disp = dict(zip(s["budget"]["trace"], s["budget"]["trace_display"], strict=False))
+    policy = _trace_policy(meta)
+    md = ["### Context window: clipped and rejected requests", ""]
+    if ctx.empty:
+        md += [
+            "This study's points carry no context-policy counts (a study from before they were "
+            "recorded); configured policy per trace: "
+            + (", ".join(f"{disp.get(k, k)} `{v}`" for k, v in policy.items()) or "unknown")
+            + ".",
+            "",
+        ]
+        return md
+    ctx = ctx.copy()
+    ctx["trace_display"] = [disp.get(t, t) for t in ctx["trace"]]
+    ctx["policy"] = [
+        p if p else policy.get(t) for t, p in zip(ctx["trace"], ctx["policy"], strict=True)
+    ]
+    tr = pd.to_numeric(ctx["trace_requests"], errors="coerce")
+    ctx["clipped_pct"] = 100.0 * ctx["clipped"] / tr
+    ctx["rejected_pct"] = 100.0 * ctx["rejected"] / tr
+    ctx["tokens_per_clipped"] = np.where(
+        ctx["clipped"] > 0, ctx["clipped_tokens"] / ctx["clipped"].where(ctx["clipped"] > 0), np.nan
+    )
+    md += [
+        "Requests longer than the model's context window (prompt + output tokens) are clipped "
+        "(output first, then the prompt) or rejected, per the trace's `context_policy`. Counts "
+        "are summed over every simulated point of the study (each point re-samples the trace), "
+        "so the percentages are the share of re-sampled requests the policy changed.",
+        "",
+        md_table(
+            ctx,
+            [
+                ("trace_display", "trace", ""),
+                ("policy", "policy", ""),
+                ("max_context", "window (tokens)", ""),
+                ("points", "points", ".0f"),
+                ("trace_requests", "requests", ",.0f"),
+                ("clipped", "clipped", ",.0f"),
+                ("clipped_pct", "clipped (%)", ".1f"),
+                ("clipped_tokens", "tokens removed by clipping", ",.0f"),
+                ("tokens_per_clipped", "per clipped request", ",.0f"),
+                ("rejected", "rejected", ",.0f"),
+                ("rejected_pct", "rejected (%)", ".1f"),
+                ("rejected_tokens", "tokens of rejected requests", ",.0f"),
+            ],
+        ),
+        "",
+    ]
+    return md
+
+
+def reject_section(studies: list[dict]) -> list[str]:
+    """The headline ratios under ``clip`` and under ``reject``, when the inputs hold a study of
+    each policy; otherwise the marked place where that comparison goes."""
+    md = ["## Context policy: how the headline ratios change under `reject`", ""]
+    by_policy: dict[str, list[dict]] = {}
+    for s in studies:
+        pols = set(_trace_policy(s["meta"]).values())
+        ctx = study_context(s["points"])
+        if not ctx.empty:
+            pols |= {p for p in ctx["policy"].dropna() for p in str(p).split(", ")}
+        if len(pols) == 1:
+            by_policy.setdefault(pols.pop(), []).append(s)
+    if "clip" in by_policy and "reject" in by_policy:
+        t = sf.compare_table(by_policy["clip"][:1] + by_policy["reject"][:1])
+        t = t[t["study"].isin([by_policy["clip"][0]["label"], by_policy["reject"][0]["label"]])]
+        t["policy"] = np.where(t["study"] == by_policy["clip"][0]["label"], "clip", "reject")
+        wide = t.pivot_table(
+            index=["trace_display", "budget", "design_display"],
+            columns="policy",
+            values=["max_rate_vs_baseline-a100", "max_rate_vs_baseline-h100"],
+            aggfunc="first",
+            sort=False,
+        )
+        wide.columns = [f"{a.removeprefix('max_rate_vs_')} ({b})" for a, b in wide.columns]
+        wide = wide.reset_index()
+        cols = [("trace_display", "trace", ""), ("budget", "budget", ""),
+                ("design_display", "design", "")]  # fmt: skip
+        cols += [(c, f"x {c}", ".2f") for c in wide.columns[3:]]
+        md += [
+            f"Ratios of the highest SLO-meeting rate to the baselines: study "
+            f"`{by_policy['clip'][0]['label']}` (clip) vs `{by_policy['reject'][0]['label']}` "
+            "(reject).",
+            "",
+            md_table(wide, cols),
+            "",
+        ]
+    else:
+        md += [
+            "<!-- PLACE: headline ratios under context_policy=reject -->",
+            "**Not measured in this report's inputs.** Run the same study with every trace's "
+            "`context_policy=reject` and give both studies to `splitbench-report`: this section "
+            "then shows each design's ratios to the baselines under `clip` and under `reject` "
+            "side by side.",
+            "",
+        ]
+    return md
+
+
+def study_section(figs: Figures, s: dict) -> list[str]:
+    meta = s["meta"]
+    st = meta["study"]
+    name = s.get("slug", st["name"])
+    title = s.get("label", st["name"])
+    md = [f"## Study `{title}`", "", st.get("description", ""), ""]
+    if s.get("overrides"):
+        md += ["Overrides: " + " ".join(f"`{o}`" for o in s["overrides"]), ""]
+    sims = meta.get("simulations", {})
+    sea = meta.get("search", {})
+    slo = meta["slo"]
+    md.append(
+        f"Model {meta['model'].get('name')} (TP{meta['model'].get('tp')}); profiles "
+        f"`{meta['profiles'].get('source')}`; SLO `{slo.get('name')}` "
+        f"(slowdown limits at P{'/P'.join(f'{p:g}' for p in slo.get('percentiles', []))}: "
+        f"TTFT {slo.get('ttft')}, TBT {slo.get('tbt')}, E2E {slo.get('e2e')}); "
+        f"requests re-sampled from each trace (Poisson arrivals, (prompt, output) pairs drawn "
+        f"from the trace) for {sea.get('duration_s', 0):g} s per point"
+        + (
+            f" (at most {sea['max_requests']:,} requests: min({sea.get('duration_s', 0):g} s, "
+            f"{sea['max_requests']:,} / rate))"
+            if sea.get("max_requests")
+            else ""
+        )
+        + f", seed "
+        f"{sea.get('seed')}; rates on a geometric grid with {100 * sea.get('rate_step', 0):g}% "
+        f"steps ({sea.get('mode')} search, frontier `{sea.get('frontier')}`); "
+        f"{int(sims.get('evaluated', 0)) + int(sims.get('cache_hits', 0))} simulated points "
+        f"({int(sims.get('errors', 0))} failed). Throughput: completions per second in the "
+        "steady-state window (middle 80% of arrivals)."
+    )
+    md.append("")
+    for n in meta.get("notes", []):
+        md.append(f"- Note: {n}")
+    md.append("")
+    md += _failures(s["points"])
+    b = s["budget"]
+    if not b.empty:
+        md += ["### Iso-power and iso-cost", ""]
+        md += headline(b) + [""]
+        md += [
+            f"Budgets: {_budget_text(b)}. Each design's best configuration within the "
+            "budget, the highest request rate it sustains under the SLO (its throughput; "
+            "the ratios to the baselines are of this rate), the measured steady-state "
+            "completion rate at that point, and the configuration's cost and provisioned "
+            "power.",
+            "",
+        ]
+        cols = [
+            ("design_display", "design", ""),
+            ("config", "config (machines)", ""),
+            ("max_rate", "throughput: max rate (req/s)", ".2f"),
+            ("throughput_rps", "measured (req/s)", ".2f"),
+            ("cost_per_hour", "cost ($/h)", ",.0f"),
+            ("power_kw", "power (kW)", ".1f"),
+            ("max_rate_vs_baseline-a100", "x Baseline-A100", ".2f"),
+            ("max_rate_vs_baseline-h100", "x Baseline-H100", ".2f"),
+        ]
+        bb = b.copy()
+        bb["config"] = [config_label(r) for _, r in bb.iterrows()]
+        bb["power_kw"] = w_to_kw(bb["power_w"])
+        for (tr, bud), grp in bb.groupby(["trace_display", "budget"], sort=False):
+            md += [f"**{tr} trace, {bud}**", "", md_table(grp, cols), ""]
+        bars = sf.fig_budget_bars(figs, b, name)
+        if bars:
+            md += [f"![max rate per design]({bars})", ""]
+    t = s["iso_throughput"]
+    if not t.empty:
+        md += [
+            "### Iso-throughput",
+            "",
+            "For a target rate: the cheapest and the lowest-power configuration of each "
+            "design that meets the SLO, with cost and power ratios to the baselines.",
+            "",
+        ]
+        tt = t.copy()
+        tt["config"] = [config_label(r) for _, r in tt.iterrows()]
+        tt["power_kw"] = w_to_kw(tt["power_w"])
+        cols = [
+            ("design_display", "design", ""),
+            ("config", "config", ""),
+            ("cost_per_hour", "cost ($/h)", ",.0f"),
+            ("power_kw", "power (kW)", ".1f"),
+            ("cost_per_hour_vs_baseline-a100", "cost x A100", ".2f"),
+            ("cost_per_hour_vs_baseline-h100", "cost x H100", ".2f"),
+            ("power_w_vs_baseline-a100", "power x A100", ".2f"),
+            ("power_w_vs_baseline-h100", "power x H100", ".2f"),
+        ]
+        for (tr, rate), grp in tt.groupby(["trace_display", "rate"], sort=False):
+            ch = grp[grp["objective"] == "cheapest"]
+            lp = grp[grp["objective"] == "lowest_power"]
+            same = list(ch["config"]) == list(lp["config"])
+            parts = (
+                [("cheapest (also the lowest power)", ch)]
+                if same
+                else [("cheapest", ch), ("lowest power", lp)]
+            )
+            for title_, sub in parts:
+                md += [f"**{tr} trace at {rate:g} req/s, {title_}**", "", md_table(sub, cols), ""]
+    md += context_section(s)
+    traces = list(dict.fromkeys(b["trace"])) if not b.empty else []
+    for tr in traces:
+        disp = b[b["trace"] == tr]["trace_display"].iloc[0]
+        md += [f"### Latency and SLO attainment: {disp} trace", ""]
+        cdf = sf.fig_cdfs(figs, s["latency_quantiles"], b, name, tr, slo=slo)
+        if cdf:
+            md += [
+                "Per design, at its best iso-power configuration and highest SLO-meeting "
+                "rate. TBT is token-weighted: every gap between two tokens of a request counts "
+                "once. Dotted lines: the percentiles the SLO judges, with their limits "
+                "(slowdowns over the same request run alone on the reference machine, so "
+                "they are not seconds and do not sit at one latency).",
+                "",
+                f"![CDFs]({cdf})",
+                "",
+            ]
+        slo_fig = sf.fig_slo_vs_rate(figs, s["points"], b, name, tr)
+        if slo_fig:
+            n_lim = len(slo.get("percentiles", [])) * 3
+            md += [
+                f"Worst of the {n_lim} slowdown percentiles over its limit, at every rate the "
+                "search simulated on that configuration (<= 1: SLO met).",
+                "",
+                f"![SLO vs rate]({slo_fig})",
+                "",
+            ]
+    h = s["heatmap"]
+    if not h.empty:
+        hm, cells = sf.fig_heatmap(figs, h, s["points"], name)
+        n_sim = int((cells["source"] == "simulated").sum())
+        n_fail = int((cells["status"] == "failed").sum())
+        heat_err = sum(
+            int(t.get("errors") or 0)
+            for t in meta.get("tasks") or []
+            if isinstance(t, dict) and t.get("kind") == "heatmap"
+        )
+        md += [
+            "### Provisioning heatmap",
+            "",
+            f"SLO met, missed or failed over (prompt, token) machine counts and the cost of "
+            f"the configurations that meet it; {n_sim} of {len(cells)} cells simulated (dark, "
+            "dotted), the rest inferred by monotonicity (light: more machines never miss an "
+            "SLO that fewer meet)"
+            + (
+                f"; {n_fail} cell(s) failed (grey: the simulation raised an error, not an SLO "
+                "miss; the search treated them as misses)"
+                if n_fail
+                else ""
+            )
+            + (
+                f"; the heatmap search had {heat_err} failed simulation(s) that the study's "
+                "tables do not locate (no error per cell): those cells show as misses"
+                if heat_err > n_fail
+                else ""
+            )
+            + ". Colours: Okabe-Ito (colour-blind safe).",
+            "",
+            f"![heatmap]({hm})",
+            "",
+        ]
+    return md
+
+
+def _failures(points: pd.DataFrame) -> list[str]:
+    if points.empty or "error" not in points.columns:
+        return []
+    bad = points[points["error"].notna() & (points["error"].astype(str) != "")]
+    if bad.empty:
+        return []
+    first = str(bad["error"].iloc[0]).splitlines()[0]
+    return [
+        f"**{len(bad)} of the {len(points)} points in the study's points table failed** "
+        f"(shown as failed, not as SLO misses); the first error: `{first}`",
+        "",
+    ]
+
+
+def compare_section(figs: Figures, studies: list[dict]) -> list[str]:
+    """Several studies side by side, each labelled by what sets it apart."""
+    table = sf.compare_table(studies)
+    if table.empty:
+        return []
+    md = [
+        "## Studies compared",
+        "",
+        "Each study is labelled by the overrides it does not share with the others (or, "
+        "without recorded overrides, the config keys that differ). Highest rate each design "
+        "sustains under the SLO within each budget (req/s), per study.",
+        "",
+    ]
+    labels = list(dict.fromkeys(table["study"]))
+    wide = table.pivot_table(
+        index=["trace_display", "budget", "design_display"],
+        columns="study",
+        values="max_rate",
+        aggfunc="first",
+        sort=False,
+    ).reset_index()
+    cols = [("trace_display", "trace", ""), ("budget", "budget", ""),
+            ("design_display", "design", "")]  # fmt: skip
+    cols += [(lab, f"`{lab}`", ".2f") for lab in labels if lab in wide.columns]
+    md += [md_table(wide, cols), ""]
+    fig = sf.fig_compare(figs, table)
+    if fig:
+        md += [f"![studies compared]({fig})", ""]
+    return md
+
+
+def runs_section(figs: Figures, runs: list[dict]) -> list[str]:
+    md = ["## Replay runs", ""]
+    rows = []
+    labels = [run_label(r) for r in runs]
+    for r, label in zip(runs, labels, strict=True):
+        s = r["summary"]
+        d = s.get("design") or {}
+        slo = s.get("slo_config") or {}
+        ctx = run_context(s)
+        met = s.get("slo_met", slo.get("slo_met") if slo else (s.get("slo") or {}).get("all_ok"))
+        rows.append(
+            {
+                "run": label,
+                "requests": (s.get("requests") or {}).get("completed"),
+                "throughput": s.get("throughput_rps"),
+                "ttft_p99": (s.get("ttft_s") or {}).get("p99"),
+                "tbt_p99": (s.get("tbt_s") or {}).get("p99"),
+                "e2e_p99": (s.get("e2e_s") or {}).get("p99"),
+                "cost": s.get("cost_per_hour", d.get("cost_per_hour")),
+                "power_kw": w_to_kw(s.get("provisioned_power_w", d.get("provisioned_power_w")))
+                if s.get("provisioned_power_w", d.get("provisioned_power_w")) is not None
+                else None,
+                "slo": "-" if met is None else ("met" if met else "missed"),
+                "context": _run_context_text(ctx),
+            }
+        )
+    df = pd.DataFrame(rows)
+    md += [
+        "Numbers from each run's `summary.json`; context policy: the requests the "
+        "context-window policy clipped or rejected and the tokens it removed (`-`: the summary "
+        "has no context counts; `tokens not recorded`: a run from before the summary's `context` "
+        "block, whose counts come from its trace_info).",
+        "",
+        md_table(
+            df,
+            [
+                ("run", "run", ""),
+                ("requests", "completed", ".0f"),
+                ("throughput", "req/s", ".2f"),
+                ("ttft_p99", "TTFT P99 (s)", ".3f"),
+                ("tbt_p99", "TBT P99 (s)", ".4f"),
+                ("e2e_p99", "E2E P99 (s)", ".2f"),
+                ("cost", "$/h", ",.0f"),
+                ("power_kw", "kW", ".1f"),
+                ("slo", "SLO", ""),
+                ("context", "context policy", ""),
+            ],
+        ),
+        "",
+    ]
+    slo = None
+    for r in runs:
+        if r["point"] and isinstance(r["point"].get("slo"), dict):
+            slo = r["point"]["slo"]
+            break
+    cdf, defs = sf.fig_run_cdfs(figs, runs, labels, slo=slo)
+    if cdf:
+        tdef = sorted(set(defs))
+        md += [
+            "CDFs at the study's quantile levels and by its definitions; TBT: "
+            + " / ".join(
+                "token-weighted (every gap between two tokens of a request counts once)"
+                if t == "token-weighted"
+                else t
+                for t in tdef
+            )
+            + (
+                ". Dotted lines: the SLO's judged percentiles and limits (slowdowns)."
+                if slo
+                else "."
+            ),
+            "",
+            f"![run CDFs]({cdf})",
+            "",
+        ]
+    return md
+
+
+def _run_context_text(ctx: dict | None) -> str:
+    if ctx is None:
+        return "-"
+
+    def n(k: str) -> str:
+        return "?" if ctx.get(k) is None else f"{ctx[k]:,}"
+
+    def tok(k: str) -> str:
+        return "tokens not recorded" if ctx.get(k) is None else f"{ctx[k]:,} tokens"
+
+    of = f" of {ctx['requests']:,}" if isinstance(ctx.get("requests"), int) else ""
+    return (
+        f"{ctx.get('policy') or '?'} at {ctx.get('max_context') or '?'} tokens: "
+        f"{n('clipped')}{of} clipped ({tok('clipped_tokens')}), "
+        f"{n('rejected')} rejected ({tok('rejected_tokens')})"
+    )
+
+
+def phase_section(figs: Figures, out: Path, profiles_source: str, model: str) -> list[str]:
+    md = ["## Phase characterization", ""]
+    try:
+        figures, err = phase_figures(figs, profiles_source, model)
+    except Exception as e:  # noqa: BLE001 - the rest of the report stands without it
+        figures, err = [], pd.DataFrame()
+        md += [f"Phase figures skipped: {type(e).__name__}: {str(e).splitlines()[0]}", ""]
+    md += [
+        f"Profile table `{profiles_source}` (points) and the fitted phase model "
+        f"(lines), {model}, TP8.",
+        "",
+    ]
+    for path, caption in figures:
+        md += [f"![{path}]({path})", "", caption, ""]
+    if not err.empty:
+        keep = [
+            c for c in ("gpu", "tp", "phase", "points", "mape", "max_error") if c in err.columns
+        ]
+        if "power_source" in err.columns:
+            keep.append("power_source")
+        e = err[keep].copy()
+        figs.csv(err, "phase_model_errors")
+        md += [
+            "Phase model held-out error (fraction); power source `measured` or the A100 shape "
+            "scaled (fallback):",
+            "",
+            md_table(
+                e,
+                [
+                    (
+                        c,
+                        c,
+                        ""
+                        if not pd.api.types.is_numeric_dtype(e[c])
+                        else ".3f"
+                        if c in ("mape", "max_error")
+                        else ".0f",
+                    )
+                    for c in keep
+                ],
+            ),
+            "",
+        ]
+    return md
+
+
+def report_folder(inputs: Sequence[str | os.PathLike], base: str | os.PathLike) -> Path:
+    """``base/<inputs set>``: the folder of the report of ``inputs`` (one per study, or per set
+    of studies and runs), named by the study's label (its name and overrides)."""
+    studies, runs = load_inputs(inputs)
+    return Path(base) / inputs_slug(studies, runs)
+
+
+def write_report(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    per_inputs: bool = True,
+    profiles_source: str = "reference",
+    model: str = "llama2-70b",
+    phase: bool = True,
+    formats: Sequence[str] = ("png", "svg"),
+    dpi: int = 110,
+    command: str | None = None,
+) -> Path:
+    """Write ``report.md`` and ``figures/*`` from study and run folders into
+    ``out_dir/<inputs set>`` (one folder per study or inputs set, see :func:`report_folder`), or
+    with ``per_inputs=False`` into ``out_dir`` itself. Files of ``figures/`` that this report did not write are removed
+    (nothing stale stays beside it). Returns report.md's path."""
+    _check_out_dir(Path(out_dir))
+    studies, runs = load_inputs(inputs)
+    out = Path(out_dir) / inputs_slug(studies, runs) if per_inputs else Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figs = Figures(out, formats, dpi)
+    md = ["# splitbench report", ""]
+    md.append(
+        "Trace-driven comparison of baseline and Splitwise (phase-split) cluster designs "
+        "(method: Patel et al., ISCA 2024). Traces: Azure LLM inference traces 2023 "
+        "(CC BY 4.0). Reference profiles: the Splitwise paper's DGX-A100/H100 "
+        "measurements (splitwise-sim, MIT)."
+    )
+    md.append("")
+    if command:
+        md += [f"Generated by `{command}`.", ""]
+    md += ["Inputs: " + ", ".join(f"`{_rel(s['dir'], out)}`" for s in studies + runs), ""]
+    if len(studies) > 1:
+        md += compare_section(figs, studies)
+    for s in studies:
+        md += study_section(figs, s)
+    if studies:
+        md += reject_section(studies)
+    if runs:
+        md += runs_section(figs, runs)
+    if phase:
+        md += phase_section(figs, out, profiles_source, model)
+    md += ["## Configs and versions", ""]
+    for s in studies:
+        meta = s["meta"]
+        config = _portable(s["config"])
+        md += [
+            f"Study `{s['label']}`: code `{meta.get('code_version')}`; "
+            + ", ".join(f"{k} {v}" for k, v in sorted(meta.get("versions", {}).items())),
+            "",
+            "<details><summary>config.yaml</summary>",
+            "",
+            "```yaml",
+            config.rstrip(),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
+    for r in runs:
+        if r["point"]:
+            md += [
+                f"Run `{r['dir'].name}`: code `{r['point'].get('code_version')}`",
+                "",
+                "<details><summary>point.json</summary>",
+                "",
+                "```json",
+                json.dumps(r["point"], indent=1, sort_keys=True),
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
+    path = out / "report.md"
+    write_text_atomic(path, "\n".join(md).rstrip() + "\n")
+    figs.remove_stale()
+    return path
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse an output folder under a file before reading or writing anything."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ExperimentError(f"output_dir: '{p}' is a file, not a folder ({out})")
+            return
+
+
+def _portable(config_text: str) -> str:
+    """The study config with its project root written as ``<root>``."""
+    from omegaconf import OmegaConf
+
+    try:
+        root = str(OmegaConf.create(config_text).paths.root)
+    except Exception:  # noqa: BLE001 - not a study config: leave it as it is
+        return config_text
+    return config_text.replace(root, "<root>") if len(root) > 1 else config_text
+
+
+def _rel(p: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(p, base)
+    except ValueError:
+        return str(p)
+
+
+__all__ = ["write_report", "report_folder", "atomic_csv"]
