@@ -144,6 +144,8 @@ def read_raw(path: str | os.PathLike, *, jsonl: bool | None = None) -> pd.DataFr
         jsonl: force (True) or forbid (False) JSONL parsing regardless of the extension.
     """
     p = Path(path)
+    if p.is_dir():
+        raise TraceError(f"{p}: is a directory, not a trace file")
     if not p.is_file():
         raise TraceError(f"{p}: no such file")
     if p.stat().st_size == 0:
@@ -179,6 +181,14 @@ def detect_format(columns, source: str = "<table>") -> str:
     for fmt in FORMATS.values():
         if set(fmt.cmap.columns.values()) <= have:
             return fmt.name
+    best = max(FORMATS.values(), key=lambda f: len(set(f.cmap.columns.values()) & have))
+    want = list(best.cmap.columns.values())
+    if set(want) & have:  # one format nearly matches: name the column(s) it lacks
+        missing = [c for c in want if c not in have]
+        raise TraceError(
+            f"{source}: missing column(s) {missing} of the {best.name} format "
+            f"(found columns {sorted(have)})"
+        )
     known = "; ".join(f"{f.name}: {', '.join(f.cmap.columns.values())}" for f in FORMATS.values())
     raise TraceError(
         f"{source}: cannot detect the trace format from columns {sorted(have)} "
