@@ -68,7 +68,7 @@ class DesignConfig:
         for c in counts:
             v = getattr(self, c)
             ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
-            need(ok, f"{k}.{c}", f"must be an integer >= 1, got {v!r}", DesignError)
+            need(ok, f"{k}.{c}", f"must be >= 1, got {v!r}", DesignError)
         for o in other:
             need(getattr(self, o) is None, f"{k}.{o}", why, DesignError)
 

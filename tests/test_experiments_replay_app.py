@@ -66,7 +66,7 @@ def test_baseline_and_strict_slo(tmp_path, capsys):
 def test_strict_slo_changes_goodput_and_verdict(tmp_path, capsys):
     """The configured SLO is the one judged: goodput and the printed verdict follow it."""
     base = ["design=baseline-h100", "design.machines=1", *TINY[3:]]
-    base = [a for a in base if not a.startswith("trace.resample_rate")] + ["trace.resample_rate=1"]
+    base = [a for a in base if not a.startswith("trace.resample_rate")] + ["trace.resample_rate=4"]
     paper = replay_app.run(_cfg(*base), run_dir=tmp_path / "paper")
     out_paper = capsys.readouterr().out
     strict = replay_app.run(_cfg(*base, "slo=strict"), run_dir=tmp_path / "strict")

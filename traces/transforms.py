@@ -383,7 +383,7 @@ class TraceConfig:
             names = list_traces()
             need(self.name is not None, "name", "set a bundled trace name or trace.path")
             need(self.name in names, "name",
-                 f"unknown trace '{self.name}' (known: {', '.join(names)})")  # fmt: skip
+                 f"unknown value '{self.name}' (known: {', '.join(names)})")  # fmt: skip
         else:
             p = os.fspath(self.path)
             need(not os.path.isdir(p), "path", f"'{p}' is a directory, not a trace file")
@@ -391,11 +391,11 @@ class TraceConfig:
         for k in ("scale_to_rate", "resample_rate", "resample_duration_s"):
             v = getattr(self, k)
             ok = v is None or (_real(v) and math.isfinite(v) and v > 0)
-            need(ok, k, f"must be a finite number > 0, got {v!r}")
+            need(ok, k, f"must be > 0 and finite, got {v!r}")
         for k in ("start_s", "end_s"):
             v = getattr(self, k)
             ok = v is None or (_real(v) and math.isfinite(v) and v >= 0)
-            need(ok, k, f"must be a finite number >= 0, got {v!r}")
+            need(ok, k, f"must be >= 0 and finite, got {v!r}")
         if self.start_s is not None and self.end_s is not None:
             need(self.end_s > self.start_s, "end_s", "must be after start_s")
         for k, lo in (("resample_requests", 1), ("max_context", 2)):
