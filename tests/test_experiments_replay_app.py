@@ -102,3 +102,38 @@ def test_console_script_with_run_dir_and_no_torch(tmp_path):
     assert (run_dir / "requests.parquet").exists() and (run_dir / "summary.json").exists()
     assert (run_dir / ".hydra" / "config.yaml").exists()  # Hydra records the config
     assert "design" in p.stdout and "SLO" in p.stdout
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_keeps_nothing(tmp_path, capsys, monkeypatch):
+    from experiments import runner
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "simulate_point", interrupted)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "keep.txt").write_text("earlier")
+    try:
+        replay_app.run(_cfg(*TINY), run_dir=run_dir)
+    except SystemExit as e:
+        assert e.code == 130
+    else:
+        raise AssertionError("no SystemExit")
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert err == ["interrupted: replay stopped, nothing written (rerun to replay)"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["keep.txt"]
+
+
+def test_summary_context_block_counts_clipped_requests(tmp_path, capsys):
+    """The context policy's counts travel from the trace into summary.json and the table."""
+    args = [*TINY, "trace.max_context=600"]
+    s = replay_app.run(_cfg(*args), run_dir=tmp_path)
+    out = capsys.readouterr().out
+    c = s["context"]
+    assert c["policy"] == "clip" and c["max_context"] == 600
+    assert c["clipped"] > 0 and c["clipped_tokens"] > 0 and c["rejected"] == 0
+    assert f"{c['clipped']} clipped ({c['clipped_tokens']} tokens removed)" in out
+    rej = replay_app.run(_cfg(*args, "trace.context_policy=reject"), run_dir=tmp_path / "r")
+    assert rej["context"]["rejected"] == c["clipped"] and rej["context"]["clipped"] == 0
+    assert rej["requests"]["total"] == s["requests"]["total"] - c["clipped"]
