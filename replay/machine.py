@@ -128,9 +128,8 @@ class Machine:
         cl = self.cl
         heappush(cl.heap, (t, next(cl.seq), self, self.ver))
 
-    def boundary_at_or_after(self, t):
-        """First iteration boundary of the current decode span at or after t (replay.spans)."""
-        return boundary_at_or_after(self.t0, self.d0, self.inc, t)
+    #: first iteration boundary of the current decode span at or after t (replay.spans)
+    boundary_at_or_after = boundary_at_or_after
 
     def notify(self, t, now):
         """Something (a prompt, a KV transfer) is ready here at time t >= now: wake in time."""

@@ -18,11 +18,16 @@ import numpy as np
 import pandas as pd
 
 
-def boundary_at_or_after(t0: float, d0: float, inc: float, t: float) -> int:
-    """Smallest n >= 0 with t0 + n*d0 + inc*n*(n-1)/2 >= t (solved from the quadratic, checked)."""
+def boundary_at_or_after(span, t: float) -> int:
+    """Smallest n >= 0 with t0 + n*d0 + inc*n*(n-1)/2 >= t for ``span``'s current decode span
+    (attributes ``t0``, ``d0``, ``inc``): solved from the quadratic, then checked. Machines use it
+    as a method (no extra call frame in the event loop)."""
+    t0 = span.t0
     x = t - t0
     if x <= 0.0:
         return 0
+    d0 = span.d0
+    inc = span.inc
     if inc > 0.0:
         h = d0 - 0.5 * inc
         n = math.ceil((-h + math.sqrt(h * h + 2.0 * inc * x)) / inc)
