@@ -40,14 +40,15 @@ from common.units import KIB
 
 SHARED_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure-llm-2023"
 CASES = {
-    # name: (trace, rate or None for the whole hour, model, design, sizes)
-    "conv-hour-hh": ("azure-conv-2023", None, "llama2-70b", "splitwise-hh", dict(
-        prompt_machines=1, token_machines=2)),
-    "conv-hour-base": ("azure-conv-2023", None, "llama2-70b", "baseline-h100", dict(machines=2)),
-    "code-70": ("azure-code-2023", 70.0, "bloom-176b", "splitwise-hh", dict(
-        prompt_machines=23, token_machines=10)),
-    "code-130": ("azure-code-2023", 130.0, "bloom-176b", "splitwise-hh", dict(
-        prompt_machines=23, token_machines=10)),
+    # name: (trace, rate or None for the whole hour, model, design kind, machine specs, sizes)
+    "conv-hour-hh": ("azure-conv-2023", None, "llama2-70b", "splitwise", ("dgx-h100", "dgx-h100"),
+                     dict(prompt_machines=1, token_machines=2)),
+    "conv-hour-base": ("azure-conv-2023", None, "llama2-70b", "baseline", ("dgx-h100",),
+                       dict(machines=2)),
+    "code-70": ("azure-code-2023", 70.0, "bloom-176b", "splitwise", ("dgx-h100", "dgx-h100"),
+                dict(prompt_machines=23, token_machines=10)),
+    "code-130": ("azure-code-2023", 130.0, "bloom-176b", "splitwise", ("dgx-h100", "dgx-h100"),
+                 dict(prompt_machines=23, token_machines=10)),
 }  # fmt: skip
 DURATION_S = 600.0
 
@@ -98,13 +99,17 @@ def load_trace(name: str, rate: float | None, seed: int = 0) -> pd.DataFrame:
 
 def run_case(name: str) -> dict:
     from characterize.modeling.phase_model import load_phase_models
-    from replay import make_design, simulate
+    from replay import baseline, simulate, splitwise
 
-    trace_name, rate, model, design_name, sizes = CASES[name]
+    trace_name, rate, model, kind, specs, sizes = CASES[name]
+    design_name = f"{kind} {'/'.join(specs)}"
     setup0 = time.process_time()
     tr = load_trace(trace_name, rate)
     pms = load_phase_models("reference")
-    design = make_design(design_name, model, **sizes)
+    if kind == "baseline":
+        design = baseline(specs[0], sizes["machines"], model)
+    else:
+        design = splitwise(*specs, sizes["prompt_machines"], sizes["token_machines"], model)
     setup_cpu = time.process_time() - setup0
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu0 = time.process_time()
@@ -140,11 +145,11 @@ def run_case(name: str) -> dict:
         "peak_rss_mb": round(rss1 / KIB, 1),
         "rss_growth_kb_per_request": round((rss1 - rss0) / n, 3),
         "retained_kb_per_request": round(retained / KIB / n, 3),
-        "completed": s["requests"]["completed"],
-        "ttft_p99_s": s["ttft_s"]["p99"],
-        "e2e_slowdown_p99": s["slowdown"]["e2e"]["p99"],
-        "slo_ok": s["slo"]["all_ok"],
-        "max_decode_batch": s["max_decode_batch"],
+        "completed": s.requests["completed"],
+        "ttft_p99_s": s.ttft_s["p99"],
+        "e2e_slowdown_p99": s.slowdown["e2e"]["p99"],
+        "slo_ok": s.slo_met,
+        "max_decode_batch": s.max_decode_batch,
     }
 
 

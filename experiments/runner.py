@@ -12,12 +12,10 @@ digest when it is a file), simulator seed and :func:`code_version`. The cache ke
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from experiments import schemas
 from experiments.errors import ExperimentError
@@ -26,35 +24,25 @@ from experiments.errors import ExperimentError
 QUANTILE_LEVELS = tuple(round(0.02 * i, 2) for i in range(50)) + (0.99, 0.995, 0.999, 1.0)
 
 _ROOT = Path(__file__).resolve().parent.parent
-#: what a replay's result depends on: (folder, glob) pairs under the project root
-_CODE_INPUTS = (
-    ("replay", "**/*.py"),
-    ("traces", "*.py"),
-    ("traces/data", "**/*"),
-    ("common", "*.py"),
-    ("characterize/modeling", "**/*"),
-)
-#: modules of those folders that cannot change a replay (command lines, plots, stats)
-_CODE_SKIP = {"traces/cli.py", "traces/__main__.py", "traces/plots.py", "traces/stats.py"}
+#: what a point's result depends on: whole packages (every file, data included) and this module
+_CODE_PACKAGES = ("common", "traces", "replay", "characterize/modeling")
 
 
 @cache
 def code_version() -> str:
-    """Package version + digest of the simulator's inputs: replay/ sources, the trace layer's
-    loaders, transforms and bundled data, characterize's torch-free modules, specs and data,
-    and this module (so a change there invalidates cached points; the measuring code, the
-    command lines and the experiments layer's other modules do not)."""
+    """Package version + digest of everything that can change a point: every file of the
+    packages common/, traces/ (data included), replay/, characterize/modeling/ (specs and
+    reference data included), and this module (summarize() shapes the cached results).
+    A new or changed file anywhere in those packages invalidates cached points."""
     h = hashlib.sha256()
-    for folder, pattern in _CODE_INPUTS:
-        for p in sorted((_ROOT / folder).glob(pattern)):
-            rel = p.relative_to(_ROOT).as_posix()
-            if not p.is_file() or "__pycache__" in p.parts or rel in _CODE_SKIP:
-                continue
-            h.update(rel.encode())
-            h.update(p.read_bytes())
-    this = Path(__file__).resolve()  # summarize() shapes the cached results
-    h.update(this.name.encode())
-    h.update(this.read_bytes())
+    files = [p for pkg in _CODE_PACKAGES for p in (_ROOT / pkg).rglob("*")]
+    files.append(Path(__file__).resolve())
+    for p in sorted(set(files)):
+        if not p.is_file() or "__pycache__" in p.parts or p.suffix in (".pyc", ".pyo"):
+            continue
+        h.update(p.relative_to(_ROOT).as_posix().encode())
+        h.update(b"\0")
+        h.update(p.read_bytes())
     try:
         from importlib.metadata import version
 
@@ -169,16 +157,12 @@ def make_point(
     seed: int = 0,
 ) -> dict:
     """The full config of one simulation as a plain dict (what the cache hashes)."""
-    sched = asdict(scheduler)
-    sched.pop("name", None)
-    s = asdict(slo)
-    s.pop("name", None)
     return {
         "model": {"name": model.name, "tp": model.tp},
         "design": design,
         "trace": trace,
-        "scheduler": sched,
-        "slo": s,
+        "scheduler": asdict(scheduler),
+        "slo": asdict(slo),
         "profiles": profiles,
         "seed": int(seed),
         "code_version": code_version(),
@@ -206,93 +190,31 @@ def _raw_trace(name_or_path: str, fmt: str | None):
 def prepare_trace(tr: dict, model_name: str):
     """The trace table of a point's trace dict (transforms applied, seeded); (df, info)."""
     from characterize.modeling.specs import load_model
-    from traces.transforms import prepare
+    from traces.transforms import TraceConfig
 
-    src = tr.get("path") or tr.get("name")
-    if not src:
-        raise ExperimentError("trace.name: set a bundled trace name or trace.path")
-    max_ctx = tr.get("max_context") or load_model(model_name).max_context_tokens
-    return prepare(
-        _raw_trace(src, tr.get("fmt")),
-        start_s=tr.get("start_s"),
-        end_s=tr.get("end_s"),
-        scale_to_rate=tr.get("scale_to_rate"),
-        resample_rate=tr.get("resample_rate"),
-        resample_duration_s=tr.get("resample_duration_s"),
-        resample_requests=tr.get("resample_requests"),
-        arrival=tr.get("arrival", "poisson"),
-        cv=tr.get("cv", 1.0),
-        max_context=max_ctx,
-        context_policy=tr.get("context_policy", "clip"),
-        seed=int(tr.get("seed", 0)),
-    )
+    t = TraceConfig(**{k: v for k, v in tr.items() if k != "sha256"})
+    raw = _raw_trace(t.source, t.fmt)
+    return t.prepare(raw, max_context=load_model(model_name).max_context_tokens)
 
 
 def build_design(model: dict, d: dict, kv_reserve_fraction: float):
     """replay Design from a point's design dict."""
-    from replay.designs import DESIGNS, make_design
+    from replay.designs import DesignConfig, make_design
 
-    if d["kind"] == "baseline":
-        name = (
-            d["name"]
-            if d["name"] in DESIGNS and DESIGNS[d["name"]][0] == "baseline"
-            else ("baseline")
-        )
-        return make_design(
-            name,
-            model["name"],
-            machines=d["machines"],
-            machine_spec=d["machine"],
-            tp=model["tp"],
-            kv_reserve_fraction=kv_reserve_fraction,
-        )
-    name = d["name"] if d["name"] in DESIGNS and DESIGNS[d["name"]][0] == "split" else "splitwise"
     return make_design(
-        name,
-        model["name"],
-        prompt_machines=d["prompt_machines"],
-        token_machines=d["token_machines"],
-        prompt_spec=d["prompt_machine"],
-        token_spec=d["token_machine"],
-        tp=model["tp"],
-        kv_reserve_fraction=kv_reserve_fraction,
+        DesignConfig(**d), model["name"], tp=model["tp"], kv_reserve_fraction=kv_reserve_fraction
     )
 
 
-def build_scheduler(s: dict, mixed_pool: bool):
-    """replay SchedulerConfig and KVTransferConfig from a point's scheduler dict."""
-    from replay.engine import SchedulerConfig
-    from replay.kv_transfer import KVTransferConfig
-
-    sched = SchedulerConfig(
-        policy=s["policy"],
-        prompt_batch_tokens=s["prompt_batch_tokens"],
-        max_batch_size=s["max_batch_size"],
-        kv_watermark_fraction=s["kv_watermark_fraction"],
-        max_preemptions=s["max_preemptions"],
-        mixed_pool=bool(mixed_pool),
-        prompt_queue_threshold_tokens=s["prompt_queue_threshold_tokens"],
-        token_kv_threshold_fraction=s["token_kv_threshold_fraction"],
-        enforce_max_context=s["enforce_max_context"],
-        mixed_batch=s["mixed_batch"],
-    )
-    kv = KVTransferConfig(
-        layerwise_threshold_tokens=s["kv_layerwise_threshold_tokens"],
-        exposed_s=s["kv_exposed_s"],
-        enabled=s["kv_transfer"],
-    )
-    return sched, kv
-
-
-def simulate_point(point: dict, progress: bool = False):
+def simulate_point(point: dict, progress: bool = False, display: dict | None = None):
     """Run the replay of one point; returns (ReplayResult, trace info)."""
+    from replay.scheduler import SchedulerConfig
     from replay.simulate import simulate
+    from replay.slo import SLO
 
     df, info = prepare_trace(point["trace"], point["model"]["name"])
-    design = build_design(
-        point["model"], point["design"], point["scheduler"]["kv_reserve_fraction"]
-    )
-    sched, kv = build_scheduler(point["scheduler"], point["design"].get("mixed_pool", True))
+    sched = SchedulerConfig(**point["scheduler"])
+    design = build_design(point["model"], point["design"], sched.kv_reserve_fraction)
     prof = point["profiles"]
     ref = prof.get("slo_reference") or {}
     models = _phase_models(
@@ -305,39 +227,14 @@ def simulate_point(point: dict, progress: bool = False):
         df,
         design,
         scheduler=sched,
-        kv_transfer=kv,
         phase_models=models,
         seed=point["seed"],
         progress=progress,
+        slo=SLO(**point["slo"]),
+        trace_info=info,
+        display=display,
     )
     return res, info
-
-
-def slo_check(summary: dict, slo: dict) -> dict:
-    """Slowdown percentiles of TTFT, TBT (token-weighted) and E2E against ``slo``'s limits.
-
-    Reads the replay summary's ``slowdown`` (replay.metrics: the one definition; its
-    percentiles are P50/P90/P99). Returns ``{"slo_met", "slo_worst_ratio" (max observed /
-    limit; > 1 means missed), "slowdown": {"ttft_p50": ...}}``. No completed request: not met.
-    """
-    from replay.metrics import slo_attainment
-
-    att = slo_attainment(
-        summary.get("slowdown") or {},
-        (summary.get("requests") or {}).get("completed", 0),
-        {m: slo[m] for m in ("ttft", "tbt", "e2e")},
-        slo["percentiles"],
-    )
-    worst = att["worst_ratio"]
-    out: dict[str, Any] = {
-        "slowdown": {
-            k: c["slowdown"] if math.isfinite(c["slowdown"]) else None
-            for k, c in att["checks"].items()
-        },
-        "slo_worst_ratio": worst if math.isfinite(worst) else None,
-        "slo_met": att["met"],
-    }
-    return out
 
 
 def evaluate_point(point: dict) -> dict:
@@ -347,40 +244,47 @@ def evaluate_point(point: dict) -> dict:
 
 
 def summarize(res, info: dict, point: dict) -> dict:
-    """The cached result of a point: SLO check, throughput, cost, power, latency quantiles."""
-    import numpy as np
-
+    """The cached result of a point, read from the replay's one summary (SLO verdict with the
+    point's SLO, throughput, cost, power, context policy counts, latency quantiles)."""
+    from common.jsonsafe import jsonable
     from replay.metrics import weighted_percentiles
 
     s = res.summary
-    out = slo_check(s, point["slo"])
-    for k in ("throughput_rps", "goodput_rps", "energy_kwh", "mean_power_w", "preemptions"):
-        if k in s:
-            out[k] = s[k]
-    out["requests"] = s.get("requests")
-    d = s.get("design") or {}
-    out["cost_per_hour"] = d.get("cost_per_hour")
-    out["provisioned_power_w"] = d.get("provisioned_power_w")
-    out["trace_requests"] = int(info.get("requests", len(res.requests)))
-    for key in ("ttft_s", "tbt_s", "e2e_s"):
-        out[key] = {k: v for k, v in (s.get(key) or {}).items()}
+    keys = [f"p{q:g}" for q in (s.slo or {}).get("percentiles", [])]
+    slowdown = {
+        f"{m}_{k}": ((s.slowdown or {}).get(m) or {}).get(k)
+        for m in ("ttft", "tbt", "e2e")
+        for k in keys
+    }
+    out = {
+        "slo_met": s.slo_met,
+        "slo_worst_ratio": s.slo_worst_ratio,
+        "slowdown": slowdown,
+        "throughput_rps": s.throughput_rps,
+        "goodput_rps": s.goodput_rps,
+        "energy_kwh": s.energy_kwh,
+        "mean_power_w": s.mean_power_w,
+        "preemptions": s.preemptions,
+        "requests": s.requests,
+        "cost_per_hour": s.cost_per_hour,
+        "provisioned_power_w": s.provisioned_power_w,
+        "trace_requests": int(info.get("requests", len(res.requests))),
+        "ttft_s": dict(s.ttft_s),
+        "tbt_s": dict(s.tbt_s),
+        "e2e_s": dict(s.e2e_s),
+        "context": dict(s.context),
+    }
     reqs = res.requests
     done = reqs["e2e_s"].notna().to_numpy()
     qs = [100.0 * q for q in QUANTILE_LEVELS]
-    gaps = res.tbt_gaps() if hasattr(res, "tbt_gaps") else None
     series = {
         "ttft_s": (reqs["ttft_s"].to_numpy(dtype=float)[done], None),
         "e2e_s": (reqs["e2e_s"].to_numpy(dtype=float)[done], None),
-        "tbt_s": gaps
-        if gaps is not None
-        else (
-            reqs["tbt_mean_s"].to_numpy(dtype=float)[done],
-            np.maximum(reqs["output_tokens"].to_numpy(dtype=float)[done] - 1, 0),
-        ),
+        "tbt_s": res.tbt_gaps(),  # token-weighted: every gap (the summary's definition)
     }
     q = {}
     for key, (vals, w) in series.items():
         pct = weighted_percentiles(vals, w, qs)
-        q[key] = [pct[f"p{x}"] if math.isfinite(pct[f"p{x}"]) else None for x in qs]
+        q[key] = [pct[f"p{x:g}"] for x in qs]
     out["quantiles"] = q
-    return out
+    return jsonable(out)

@@ -3,8 +3,13 @@
 Every group of ``experiments/conf/`` is validated by the dataclass registered here in Hydra's
 ConfigStore, so a misspelt key or a wrongly typed value fails at composition, naming the key,
 before anything runs. Each field carries its meaning and unit as ``metadata["help"]``.
-Semantic checks that types cannot express (negative counts, unknown trace names, lists that
-must be ascending) live in :mod:`experiments.validate`.
+
+The simulator's settings are the library's own dataclasses (no copy here):
+``design`` -> :class:`replay.designs.DesignConfig`, ``trace`` ->
+:class:`traces.transforms.TraceConfig`, ``scheduler`` -> :class:`replay.scheduler.SchedulerConfig`
+(``scheduler.kv_transfer`` -> :class:`replay.kv_transfer.KVTransferConfig`), ``slo`` ->
+:class:`replay.slo.SLO`. Their ``__post_init__`` checks the values (one line starting with the
+dotted key) when :mod:`experiments.validate` builds them with ``OmegaConf.to_object``.
 
 Machine, model and GPU facts are NOT repeated here: configs name specs
 (``characterize/modeling/specs``) and the code reads the numbers from there.
@@ -18,6 +23,11 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+from replay.designs import DesignConfig
+from replay.scheduler import SchedulerConfig
+from replay.slo import SLO
+from traces.transforms import TraceConfig
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" is the documented name
@@ -33,7 +43,7 @@ class ModelConf:
         MISSING, "model spec name in characterize/modeling/specs/models (e.g. llama2-70b)"
     )
     display: str = _f("", "name shown in tables and figures (the spec's display_name when empty)")
-    tp: int = _f(8, "tensor-parallel degree of one instance (one instance per 8-GPU machine)")
+    tp: int = _f(8, "devices of one instance; a node runs num_gpus // tp instances")
 
 
 @dataclass
@@ -45,82 +55,13 @@ class GpuConf:
     display: str = _f("", "name shown in tables and figures")
 
 
-@dataclass
-class DesignConf:
-    name: str = _f(MISSING, "design name understood by replay.designs.make_design")
-    display: str = _f("", "name shown in tables and figures (e.g. Splitwise-HH)")
-    kind: str = _f(MISSING, "'baseline' (every machine runs both phases) or 'splitwise'")
-    machine: str | None = _f(None, "baseline: machine spec name of every machine")
-    prompt_machine: str | None = _f(None, "splitwise: machine spec name of the prompt pool")
-    token_machine: str | None = _f(None, "splitwise: machine spec name of the token pool")
-    machines: int | None = _f(None, "baseline: number of machines (>= 1)")
-    prompt_machines: int | None = _f(None, "splitwise: machines in the prompt pool (>= 1)")
-    token_machines: int | None = _f(None, "splitwise: machines in the token pool (>= 1)")
-    mixed_pool: bool = _f(True, "splitwise: let machines move through the mixed pool under load")
-
-
-@dataclass
-class TraceConf:
-    name: str | None = _f(
-        None,
-        "bundled trace name (azure-code-2023, azure-conv-2023, mooncake-conversation, "
-        "mooncake-synthetic)",
-    )
-    path: str | None = _f(None, "trace file path (CSV/parquet, contract 1 or Azure format); wins")
-    fmt: str | None = _f(None, "file format of `path` when its suffix does not tell")
-    display: str = _f("", "name shown in tables and figures")
-    start_s: float | None = _f(None, "window start, s from trace start (None: from the start)")
-    end_s: float | None = _f(None, "window end, s from trace start (None: to the end)")
-    scale_to_rate: float | None = _f(None, "compress/stretch arrival times to this rate, req/s")
-    resample_rate: float | None = _f(None, "re-sample arrivals at this rate, req/s (paper method)")
-    resample_duration_s: float | None = _f(None, "re-sampled trace length, s")
-    resample_requests: int | None = _f(None, "re-sampled trace length in requests (or duration)")
-    arrival: str = _f("poisson", "re-sampled arrival process: 'poisson' or 'gamma'")
-    cv: float = _f(1.0, "coefficient of variation of gamma inter-arrivals (1 = Poisson)")
-    max_context: int | None = _f(None, "prompt+output token limit (None: the model's context)")
-    context_policy: str = _f("clip", "requests over max_context: 'clip' or 'reject' (dropped)")
-    seed: int = _f(0, "seed of every random transform")
-
-
-@dataclass
-class SchedulerConf:
-    """Mirrors replay.SchedulerConfig / replay.kv_transfer.KVTransferConfig (their owner's names)."""
-
-    name: str = _f("jsq", "display name of this scheduler setting")
-    policy: str = _f("jsq", "cluster-level machine choice: 'jsq', 'round-robin' or 'random'")
-    prompt_batch_tokens: int = _f(2048, "prompt machines: max tokens in one prefill batch")
-    max_batch_size: int | None = _f(None, "decode batch cap (None: only KV memory limits it)")
-    kv_reserve_fraction: float = _f(0.1, "GPU memory kept free of KV cache (activations, ...)")
-    kv_watermark_fraction: float = _f(0.02, "free KV kept at admission, fraction of capacity")
-    max_preemptions: int = _f(3, "cap on preemptions of one request")
-    prompt_queue_threshold_tokens: int = _f(
-        8192, "pending prompt tokens on the chosen prompt machine that trigger the mixed pool"
-    )
-    token_kv_threshold_fraction: float = _f(
-        0.9, "token machine KV fill (of capacity) that triggers the mixed pool"
-    )
-    enforce_max_context: bool = _f(True, "reject requests longer than the model's context")
-    mixed_batch: str = _f(
-        "fused",
-        "mixed iteration time: 'fused' (one pass: the decode tokens are more prefill tokens, "
-        "plus their attention) or 'sequential' (prefill then a whole decode step: an upper bound)",
-    )
-    kv_layerwise_threshold_tokens: int = _f(
-        512, "prompts at least this long transfer KV layer-wise (overlapped with the prompt)"
-    )
-    kv_exposed_s: float | None = _f(
-        None, "exposed KV transfer time, s (None: the sending machine spec's value)"
-    )
-    kv_transfer: bool = _f(True, "False: KV transfers are free and instant (ideal interconnect)")
-
-
-@dataclass
-class SloConf:
-    name: str = _f("paper", "display name of this SLO")
-    percentiles: list[float] = _f([50.0, 90.0, 99.0], "percentiles the limits apply to")
-    ttft: list[float] = _f([2.0, 3.0, 6.0], "TTFT slowdown limit at each percentile")
-    tbt: list[float] = _f([1.25, 1.5, 5.0], "TBT slowdown limit at each percentile")
-    e2e: list[float] = _f([1.25, 1.5, 5.0], "E2E slowdown limit at each percentile")
+# The groups design, trace, scheduler (with scheduler.kv_transfer) and slo take the library's own
+# dataclasses as their schemas: each option is declared, documented and checked (in the class's
+# __post_init__, when the config is built with OmegaConf.to_object) once, there.
+DesignConf = DesignConfig
+TraceConf = TraceConfig
+SchedulerConf = SchedulerConfig
+SloConf = SLO
 
 
 @dataclass
@@ -232,8 +173,8 @@ class CacheConf:
 class ReplayApp:
     model: ModelConf = field(default_factory=ModelConf)
     gpu: GpuConf = field(default_factory=GpuConf)
-    design: DesignConf = field(default_factory=DesignConf)
-    trace: TraceConf = field(default_factory=TraceConf)
+    design: DesignConf = MISSING
+    trace: TraceConf = MISSING
     scheduler: SchedulerConf = field(default_factory=SchedulerConf)
     slo: SloConf = field(default_factory=SloConf)
     profiles: ProfilesConf = field(default_factory=ProfilesConf)

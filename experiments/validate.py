@@ -1,9 +1,11 @@
 """From a composed Hydra config to plain, checked dataclasses (library code never sees omegaconf).
 
-Types and key names are already checked by the structured configs (:mod:`experiments.schemas`);
-this module checks what types cannot: counts >= 1 where needed, known spec and trace names,
-ascending percentiles, ranges. Every failure is an :class:`ExperimentError` whose one-line
-message starts with the dotted config key.
+Types and key names are already checked by the structured configs (:mod:`experiments.schemas`).
+The simulator's groups (design, trace, scheduler, slo) are built once, with
+``OmegaConf.to_object``, into the library's own dataclasses, whose ``__post_init__`` checks each
+value (the one place). This module checks only what belongs to the experiments layer (model,
+profiles, search, study cross-references). Every failure is an :class:`ExperimentError` whose
+one-line message starts with the dotted config key.
 """
 
 from __future__ import annotations
@@ -19,10 +21,6 @@ from experiments import schemas
 from experiments.errors import ExperimentError
 
 T = TypeVar("T")
-
-POLICIES = ("jsq", "round-robin", "random")
-ARRIVALS = ("poisson", "gamma")
-CONTEXT_POLICIES = ("clip", "reject")
 
 
 def to_plain(node: Any, key: str = "") -> Any:
@@ -46,6 +44,43 @@ def build(cls: type[T], data: dict, key: str) -> T:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def to_object(node: Any, key: str, cls: type[T] | None = None) -> T:
+    """Build a group's library dataclass from its config node, once (``OmegaConf.to_object``).
+
+    The dataclass checks its values; its one-line error names ``<group>.<field>``, re-keyed to
+    ``key`` (e.g. ``designs.hh.``) when the node sits elsewhere in the config."""
+    from replay.errors import ReplayError
+    from traces.errors import TraceError
+
+    try:
+        if OmegaConf.is_config(node):
+            obj = OmegaConf.to_object(node)
+            if cls is not None and not isinstance(obj, cls):  # a plain dict node
+                obj = cls(**obj)
+        else:
+            obj = cls(**node)
+    except OmegaConfBaseException as e:
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, ReplayError | TraceError):
+            raise ExperimentError(_rekey(str(cause), key)) from None
+        full = getattr(e, "full_key", None) or key
+        raise ExperimentError(f"{full}: {str(e).splitlines()[0]}") from None
+    except (ReplayError, TraceError) as e:
+        raise ExperimentError(_rekey(str(e), key)) from None
+    except TypeError as e:
+        raise ExperimentError(f"{key}: {str(e).splitlines()[0]}") from None
+    return obj
+
+
+def _rekey(msg: str, key: str) -> str:
+    """'design.machines: ...' -> 'designs.hh.machines: ...' for a node at ``key``."""
+    line = msg.splitlines()[0]
+    group = line.split(".", 1)[0]
+    if key != group and line.startswith(group + "."):
+        return key + line[len(group) :]
+    return line
+
+
 def _need(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise ExperimentError(f"{key}: {msg}")
@@ -65,98 +100,6 @@ def check_model(m: schemas.ModelConf, key: str = "model") -> None:
     models = _spec_names("models")
     _one_of(m.name, tuple(models), f"{key}.name")
     _need(m.tp >= 1, f"{key}.tp", f"must be >= 1, got {m.tp}")
-
-
-def check_design(d: schemas.DesignConf, key: str = "design", counts: bool = True) -> None:
-    """Kind, machine spec names, and (when ``counts``) machine counts >= 1."""
-    machines = tuple(_spec_names("machines"))
-    _one_of(d.kind, ("baseline", "splitwise"), f"{key}.kind")
-    if d.kind == "baseline":
-        _need(d.machine is not None, f"{key}.machine", "a baseline needs a machine spec")
-        _one_of(d.machine, machines, f"{key}.machine")
-        if counts:
-            _need(d.machines is not None, f"{key}.machines", "a baseline needs machines=N")
-            _need(d.machines >= 1, f"{key}.machines", f"must be >= 1, got {d.machines}")
-        for k in ("prompt_machines", "token_machines", "prompt_machine", "token_machine"):
-            _need(getattr(d, k) is None, f"{key}.{k}", "a baseline has no prompt/token pools")
-    else:
-        for k in ("prompt_machine", "token_machine"):
-            _need(getattr(d, k) is not None, f"{key}.{k}", "a Splitwise design needs it")
-            _one_of(getattr(d, k), machines, f"{key}.{k}")
-        if counts:
-            for k in ("prompt_machines", "token_machines"):
-                v = getattr(d, k)
-                _need(v is not None, f"{key}.{k}", "a Splitwise design needs it")
-                _need(v >= 1, f"{key}.{k}", f"must be >= 1, got {v}")
-        for k in ("machines", "machine"):
-            _need(
-                getattr(d, k) is None,
-                f"{key}.{k}",
-                "a Splitwise design has prompt/token pools (prompt_machine, token_machine)",
-            )
-
-
-def check_trace(t: schemas.TraceConf, key: str = "trace") -> None:
-    if t.path is None:
-        from traces import list_traces
-
-        names = tuple(list_traces())
-        _need(t.name is not None, f"{key}.name", "set a bundled trace name or trace.path")
-        _one_of(t.name, names, f"{key}.name")
-    else:
-        _need(os.path.isfile(t.path), f"{key}.path", f"no such file '{t.path}'")
-    for k in (
-        "scale_to_rate",
-        "resample_rate",
-        "resample_duration_s",
-        "resample_requests",
-        "max_context",
-    ):
-        v = getattr(t, k)
-        _need(v is None or v > 0, f"{key}.{k}", f"must be > 0, got {v}")
-    for k in ("start_s", "end_s"):
-        v = getattr(t, k)
-        _need(v is None or v >= 0, f"{key}.{k}", f"must be >= 0, got {v}")
-    if t.start_s is not None and t.end_s is not None:
-        _need(t.end_s > t.start_s, f"{key}.end_s", "must be after start_s")
-    _one_of(t.arrival, ARRIVALS, f"{key}.arrival")
-    _need(t.cv > 0, f"{key}.cv", f"must be > 0, got {t.cv}")
-    _one_of(t.context_policy, CONTEXT_POLICIES, f"{key}.context_policy")
-
-
-def check_scheduler(s: schemas.SchedulerConf, key: str = "scheduler") -> None:
-    _one_of(s.policy, POLICIES, f"{key}.policy")
-    _need(s.prompt_batch_tokens >= 1, f"{key}.prompt_batch_tokens", "must be >= 1")
-    _need(
-        s.max_batch_size is None or s.max_batch_size >= 1, f"{key}.max_batch_size", "must be >= 1"
-    )
-    _need(0 <= s.kv_reserve_fraction < 1, f"{key}.kv_reserve_fraction", "must be in [0, 1)")
-    _need(0 <= s.kv_watermark_fraction < 1, f"{key}.kv_watermark_fraction", "must be in [0, 1)")
-    _need(s.max_preemptions >= 0, f"{key}.max_preemptions", "must be >= 0")
-    _need(
-        s.prompt_queue_threshold_tokens >= 1, f"{key}.prompt_queue_threshold_tokens", "must be >= 1"
-    )
-    _need(s.token_kv_threshold_fraction > 0, f"{key}.token_kv_threshold_fraction", "must be > 0")
-    _need(
-        s.kv_layerwise_threshold_tokens >= 0, f"{key}.kv_layerwise_threshold_tokens", "must be >= 0"
-    )
-    _need(s.kv_exposed_s is None or s.kv_exposed_s >= 0, f"{key}.kv_exposed_s", "must be >= 0")
-
-
-def check_slo(s: schemas.SloConf, key: str = "slo") -> None:
-    n = len(s.percentiles)
-    _need(n >= 1, f"{key}.percentiles", "needs at least one percentile")
-    _need(all(0 < p <= 100 for p in s.percentiles), f"{key}.percentiles", "must be in (0, 100]")
-    _need(list(s.percentiles) == sorted(s.percentiles), f"{key}.percentiles", "must ascend")
-    _need(
-        set(s.percentiles) <= {50.0, 90.0, 99.0},
-        f"{key}.percentiles",
-        "replay.metrics reports P50, P90 and P99 only (the limits are configurable)",
-    )
-    for k in ("ttft", "tbt", "e2e"):
-        v = getattr(s, k)
-        _need(len(v) == n, f"{key}.{k}", f"needs {n} limits (one per percentile), got {len(v)}")
-        _need(all(x >= 1 for x in v), f"{key}.{k}", "slowdown limits must be >= 1")
 
 
 def check_profiles(p: schemas.ProfilesConf, key: str = "profiles") -> None:
@@ -210,19 +153,20 @@ def replay_config(cfg: DictConfig) -> dict:
     """The replay app's config as checked dataclasses: model, design, trace, scheduler, slo..."""
     out = {
         "model": section(cfg, "model", schemas.ModelConf),
-        "design": section(cfg, "design", schemas.DesignConf),
-        "trace": section(cfg, "trace", schemas.TraceConf),
-        "scheduler": section(cfg, "scheduler", schemas.SchedulerConf),
-        "slo": section(cfg, "slo", schemas.SloConf),
+        "design": to_object(cfg.design, "design", schemas.DesignConf),
+        "trace": to_object(cfg.trace, "trace", schemas.TraceConf),
+        "scheduler": to_object(cfg.scheduler, "scheduler", schemas.SchedulerConf),
+        "slo": to_object(cfg.slo, "slo", schemas.SloConf),
         "profiles": section(cfg, "profiles", schemas.ProfilesConf),
         "paths": section(cfg, "paths", schemas.PathsConf),
     }
     check_model(out["model"])
-    check_design(out["design"])
-    check_trace(out["trace"])
-    check_scheduler(out["scheduler"])
-    check_slo(out["slo"])
     check_profiles(out["profiles"])
+    seed = cfg.seed
+    _need(isinstance(seed, int) and seed >= 0, "seed", f"must be an integer >= 0, got {seed!r}")
+    if out["design"].counts and None in out["design"].counts:
+        k = "machines" if out["design"].kind == "baseline" else "prompt_machines/token_machines"
+        raise ExperimentError(f"design.{k}: a replay needs the number of nodes")
     return out
 
 
@@ -230,27 +174,27 @@ def study_config(cfg: DictConfig) -> dict:
     """The study app's config as checked dataclasses (designs and traces as dicts of them)."""
     out = {
         "model": section(cfg, "model", schemas.ModelConf),
-        "scheduler": section(cfg, "scheduler", schemas.SchedulerConf),
-        "slo": section(cfg, "slo", schemas.SloConf),
+        "scheduler": to_object(cfg.scheduler, "scheduler", schemas.SchedulerConf),
+        "slo": to_object(cfg.slo, "slo", schemas.SloConf),
         "profiles": section(cfg, "profiles", schemas.ProfilesConf),
         "paths": section(cfg, "paths", schemas.PathsConf),
         "search": section(cfg, "search", schemas.SearchConf),
         "cache": section(cfg, "cache", schemas.CacheConf),
         "heatmap": section(cfg, "heatmap", schemas.HeatmapConf),
     }
-    designs = to_plain(cfg.designs, "designs")
-    traces = to_plain(cfg.traces, "traces")
     study = to_plain(cfg.study, "study")
     budgets = [
         build(schemas.BudgetConf, b, f"study.budgets[{i}]")
         for i, b in enumerate(study.pop("budgets"))
     ]
     out["study"] = build(schemas.StudySpec, {**study, "budgets": budgets}, "study")
-    out["designs"] = {k: build(schemas.DesignConf, v, f"designs.{k}") for k, v in designs.items()}
-    out["traces"] = {k: build(schemas.TraceConf, v, f"traces.{k}") for k, v in traces.items()}
+    out["designs"] = {
+        k: to_object(v, f"designs.{k}", schemas.DesignConf) for k, v in cfg.designs.items()
+    }
+    out["traces"] = {
+        k: to_object(v, f"traces.{k}", schemas.TraceConf) for k, v in cfg.traces.items()
+    }
     check_model(out["model"])
-    check_scheduler(out["scheduler"])
-    check_slo(out["slo"])
     check_profiles(out["profiles"])
     check_search(out["search"])
     st = out["study"]
@@ -269,10 +213,6 @@ def study_config(cfg: DictConfig) -> dict:
         _one_of(b.reference_machine, machines, f"study.budgets[{i}].reference_machine")
         _need(b.reference_count >= 1, f"study.budgets[{i}].reference_count", "must be >= 1")
         _need(b.power or b.cost, f"study.budgets[{i}]", "limit power, cost or both")
-    for k in {*st.designs, *st.h200_designs}:
-        check_design(out["designs"][k], f"designs.{k}", counts=False)
-    for k in st.traces:
-        check_trace(out["traces"][k], f"traces.{k}")
     if st.heatmap:
         h = out["heatmap"]
         _one_of(h.design, tuple(out["designs"]), "heatmap.design")

@@ -2,26 +2,33 @@
 
 Quick use::
 
-    from replay import simulate, make_design, SchedulerConfig
-    design = make_design("splitwise-hh", "llama2-70b", prompt_machines=4, token_machines=2)
+    from replay import simulate, splitwise, SchedulerConfig
+    design = splitwise("dgx-h100", "dgx-h100", 4, 2, "llama2-70b")   # Splitwise-HH, 4P + 2T
     result = simulate(trace_df, design)           # phase models: load_phase_models("reference")
     print(result.format_summary()); result.write("runs/hh")
 
-Never imports torch, transformers, seaborn or hydra. See replay/engine.py for the scheduler and
-machine model, replay/kv_transfer.py for the transfer model, replay/metrics.py for the metrics.
+Never imports torch, transformers, seaborn, hydra or omegaconf. The named designs live in
+experiments/conf/design/*.yaml. Modules: scheduler (options), designs (nodes and instances),
+kv_transfer, slo, metrics (definitions), summary (the one summary), simulate (wiring), and the
+engine.
 """
 
-from replay.designs import DESIGNS, Design, make_design
-from replay.engine import SchedulerConfig
+from replay.designs import Design, DesignConfig, baseline, make_design, splitwise
 from replay.errors import DesignError, ReplayError
 from replay.kv_transfer import KVTransferConfig
-from replay.metrics import format_summary
 from replay.phase import LinearPhaseModel
+from replay.scheduler import SchedulerConfig
 from replay.simulate import ReplayResult, simulate
+from replay.slo import SLO
+from replay.summary import ReplaySummary, format_summary
 
 __all__ = [
-    "DESIGNS",
+    "SLO",
     "Design",
+    "DesignConfig",
+    "ReplaySummary",
+    "baseline",
+    "splitwise",
     "DesignError",
     "KVTransferConfig",
     "LinearPhaseModel",

@@ -9,3 +9,9 @@ class ReplayError(ValueError):
 
 class DesignError(ReplayError):
     """A cluster design cannot run (no machines in a pool, model does not fit, unknown name)."""
+
+
+def need(cond: bool, key: str, msg: str, error: type[ReplayError] = ReplayError) -> None:
+    """Raise ``error("key: msg")`` (one line, starting with the dotted config key) unless cond."""
+    if not cond:
+        raise error(f"{key}: {msg}")

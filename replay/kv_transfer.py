@@ -22,16 +22,37 @@ The exposed transfer time of a request (``kv_transfer_s``) is ``end - prefill_en
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+
+from replay.errors import need
 
 
-@dataclass(frozen=True)
+@dataclass
 class KVTransferConfig:
-    """Options of the KV transfer model (seconds, tokens)."""
+    """Options of the KV transfer model (seconds, tokens): the schema of ``scheduler.kv_transfer``."""
 
-    layerwise_threshold_tokens: int = 512
-    exposed_s: float | None = None  # None: the sending machine's kv_exposed_transfer_s
-    enabled: bool = True  # False: transfers are free and instant (an ideal interconnect)
+    layerwise_threshold_tokens: int = field(
+        default=512,
+        metadata={"help": "prompts at least this long transfer KV layer-wise (overlapped)"},
+    )
+    exposed_s: float | None = field(
+        default=None,
+        metadata={"help": "exposed KV transfer time, s (None: the sending machine spec's value)"},
+    )
+    enabled: bool = field(
+        default=True,
+        metadata={"help": "False: KV transfers are free and instant (ideal interconnect)"},
+    )
+
+    def __post_init__(self) -> None:
+        k = "scheduler.kv_transfer"
+        v = self.layerwise_threshold_tokens
+        need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+             f"{k}.layerwise_threshold_tokens", f"must be an integer >= 0, got {v!r}")  # fmt: skip
+        v = self.exposed_s
+        need(v is None or (math.isfinite(v) and v >= 0), f"{k}.exposed_s",
+             f"must be a finite number >= 0 or null, got {v!r}")  # fmt: skip
 
 
 def kv_transfer_bytes(kv_bytes_per_token: int, tokens: int) -> int:

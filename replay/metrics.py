@@ -17,12 +17,12 @@ Definitions:
   prefill_time([p]); E2E_ref = TTFT_ref + sum_{g=1}^{o-1} decode_time(1, p + g);
   TBT_ref = (E2E_ref - TTFT_ref) / (o - 1). TBT slowdown = the request's mean TBT over TBT_ref,
   weighted by its gap count (token-weighted over requests).
-- SLO (paper Table VI): slowdown P50/P90/P99 at most TTFT 2/3/6, TBT 1.25/1.5/5, E2E 1.25/1.5/5;
-  all nine must hold.
+- SLO: the configured :class:`replay.slo.SLO` (default: paper Table VI), judged once, by
+  :meth:`replay.slo.SLO.judge`.
 - Throughput: completions per second inside the steady-state window [arrival quantile
   ``trim``, arrival quantile 1 - ``trim``] (default the middle 80% of arrivals): warm-up and
   drain trimmed. Goodput: the same count restricted to requests whose own slowdowns are within
-  the P99 limits (TTFT <= 6, TBT <= 5, E2E <= 5).
+  the configured SLO's limits at its highest percentile (paper: TTFT <= 6, TBT <= 5, E2E <= 5).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from common.units import w_to_kw
+from replay.slo import METRICS, SLO
 
 REQUEST_COLUMNS = [
     "request_id",
@@ -50,11 +50,6 @@ REQUEST_COLUMNS = [
     "preemptions",
 ]
 PERCENTILES = (50, 90, 99)
-SLO_LIMITS = {
-    "ttft": (2.0, 3.0, 6.0),
-    "tbt": (1.25, 1.5, 5.0),
-    "e2e": (1.25, 1.5, 5.0),
-}
 
 
 def weighted_percentiles(values, weights=None, qs=PERCENTILES) -> dict[str, float]:
@@ -68,7 +63,7 @@ def weighted_percentiles(values, weights=None, qs=PERCENTILES) -> dict[str, floa
     w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=float)
     keep = ~np.isnan(v)
     v, w = v[keep], w[keep]
-    out = {f"p{q}": math.nan for q in qs}
+    out = {f"p{q:g}": math.nan for q in qs}
     out["mean"] = math.nan
     if v.size == 0:
         return out
@@ -81,7 +76,7 @@ def weighted_percentiles(values, weights=None, qs=PERCENTILES) -> dict[str, floa
     cum = np.cumsum(wsum)
     for q in qs:
         i = int(np.searchsorted(cum, q / 100.0 * total - 1e-9 * total, side="left"))
-        out[f"p{q}"] = float(uniq[min(i, uniq.size - 1)])
+        out[f"p{q:g}"] = float(uniq[min(i, uniq.size - 1)])
     out["mean"] = float(np.dot(uniq, wsum) / total)
     return out
 
@@ -130,56 +125,12 @@ def reference_alone(prompt_tokens, output_tokens, prefill_time_sums, decode_coef
     return ttft, tbt, e2e
 
 
-def _clean(x):
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.bool_ | bool):
-        return bool(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        x = float(x)
-        return None if math.isnan(x) or math.isinf(x) else x
-    return x
-
-
-def slo_attainment(
-    slowdown: dict,
-    completed: int | None,
-    limits: dict | None = None,
-    percentiles=PERCENTILES,
-) -> dict:
-    """The SLO check: every slowdown percentile at most its limit (paper Table VI by default).
-
-    ``slowdown``: ``{"ttft": {"p50": ..}, "tbt": .., "e2e": ..}`` as in :func:`request_summary`
-    (a missing, None or NaN percentile fails); ``limits``: ``{"ttft": (one per percentile), ..}``.
-    Returns ``{"checks": {"ttft_p50": {"slowdown", "limit", "ok"}, ..}, "met": bool,
-    "worst_ratio": max slowdown / limit (inf when a percentile is unknown)}``. No completed
-    request: not met.
-    """
-    limits = SLO_LIMITS if limits is None else limits
-    checks: dict = {}
-    met = bool(completed)
-    worst = 0.0
-    for name, lims in limits.items():
-        pct = slowdown.get(name) or {}
-        for q, lim in zip(percentiles, lims, strict=True):
-            val = pct.get(f"p{q:g}")
-            val = math.nan if val is None else float(val)
-            good = bool(not math.isnan(val) and val <= lim)
-            checks[f"{name}_p{q:g}"] = {"slowdown": val, "limit": lim, "ok": good}
-            met = met and good
-            worst = max(worst, math.inf if math.isnan(val) else val / lim)
-    return {"checks": checks, "met": met, "worst_ratio": worst}
-
-
 def request_summary(
     requests: pd.DataFrame,
     reference: tuple | None = None,
     gaps: tuple | None = None,
     trim: float = 0.1,
+    slo: SLO | None = None,
 ) -> dict:
     """Latency percentiles, slowdowns, SLO attainment, throughput and goodput of a request table.
 
@@ -187,8 +138,10 @@ def request_summary(
     :func:`reference_alone`); without it slowdowns and SLO are omitted. ``gaps``: (values,
     weights) of every token gap (exact token-weighted TBT); without it the per-request mean TBT
     weighted by its gap count is used. ``trim``: fraction of arrivals cut at each end for the
-    steady-state window.
+    steady-state window. ``slo``: the SLO judged (default: the paper's Table VI); it sets the
+    slowdown percentiles reported (P50/P90/P99 and the SLO's own) and the goodput limits.
     """
+    slo = SLO() if slo is None else slo
     df = requests
     n = len(df)
     rejected = df["prompt_machine"].to_numpy() < 0
@@ -230,13 +183,21 @@ def request_summary(
                 "e2e": e2e / e2e_ref,
             }
         weights = {"ttft": None, "tbt": ngaps[done], "e2e": None}
+        qs = sorted({*PERCENTILES, *(int(q) if q == int(q) else q for q in slo.percentiles)})
         s["slowdown"] = {}
-        for name, limits in SLO_LIMITS.items():
-            s["slowdown"][name] = weighted_percentiles(sd[name][done], weights[name])
-            p99 = limits[-1]
-            ok &= ~(sd[name] > p99)  # NaN (single-token TBT) passes
-        att = slo_attainment(s["slowdown"], int(done.sum()))
-        s["slo"] = {**att["checks"], "all_ok": att["met"]}
+        per_request = slo.request_limits()
+        for name in METRICS:
+            s["slowdown"][name] = weighted_percentiles(sd[name][done], weights[name], qs)
+            ok &= ~(sd[name] > per_request[name])  # NaN (single-token TBT) passes
+        att = slo.judge(s["slowdown"], int(done.sum()))
+        s["slo"] = {
+            "name": slo.name,
+            "percentiles": list(slo.percentiles),
+            "limits": slo.limits(),
+            "checks": att["checks"],
+            "all_ok": att["met"],
+            "worst_ratio": att["worst_ratio"],
+        }
         s["slowdown_reference"] = "same request alone on the reference machine (no batching)"
 
     arrival = df["arrival_s"].to_numpy(dtype=float)
@@ -255,69 +216,10 @@ def request_summary(
     )
     s["throughput_rps"] = float(in_win.sum() / span) if span > 0 else math.nan
     s["goodput_rps"] = float((in_win & ok).sum() / span) if span > 0 else math.nan
-    s["goodput_definition"] = "steady-state completions whose own slowdowns meet the P99 limits"
-    return _clean(s)
-
-
-def format_summary(summary: dict) -> str:
-    """A printable table of a summary.json dict (seconds shown as seconds)."""
-    lines = []
-    d = summary.get("design", {})
-    if d:
-        pools = (
-            f"{d.get('prompt_machines')} x {d.get('prompt_spec')}"
-            if d.get("kind") == "baseline"
-            else f"{d.get('prompt_machines')} x {d.get('prompt_spec')} prompt + "
-            f"{d.get('token_machines')} x {d.get('token_spec')} token"
-        )
-        lines.append(f"design      {d.get('name')} ({d.get('model')}): {pools}")
-        lines.append(
-            f"cost        ${d.get('cost_per_hour', 0):,.1f}/h   provisioned "
-            f"{w_to_kw(d.get('provisioned_power_w', 0)):,.1f} kW"
-        )
-    r = summary.get("requests", {})
-    lines.append(
-        f"requests    {r.get('total')} total, {r.get('completed')} completed, "
-        f"{r.get('rejected')} rejected, {r.get('incomplete')} incomplete"
+    lim = slo.request_limits()
+    s["goodput_definition"] = (
+        f"steady-state completions whose own slowdowns meet the {slo.name} SLO's "
+        f"P{slo.percentiles[-1]:g} limits (TTFT {lim['ttft']:g}, TBT {lim['tbt']:g}, "
+        f"E2E {lim['e2e']:g})"
     )
-
-    def f(x, nd=3):
-        return "-" if x is None else f"{x:.{nd}f}"
-
-    lines.append(f"{'metric':<10}{'P50':>10}{'P90':>10}{'P99':>10}  slowdown P50/P90/P99")
-    for key, name in (("ttft_s", "ttft"), ("tbt_s", "tbt"), ("e2e_s", "e2e")):
-        p = summary.get(key, {})
-        sd = summary.get("slowdown", {}).get(name)
-        sds = "/".join(f(sd.get(f"p{q}"), 2) for q in PERCENTILES) if sd else "-"
-        label = f"{name} s" + (" *" if name == "tbt" else "")
-        lines.append(
-            f"{label:<10}{f(p.get('p50')):>10}{f(p.get('p90')):>10}{f(p.get('p99')):>10}  {sds}"
-        )
-    lines.append("  * TBT: " + str(summary.get("tbt_weighting", "token-weighted")))
-    slo = summary.get("slo")
-    if slo:
-        bad = [k for k, v in slo.items() if k != "all_ok" and not v["ok"]]
-        lines.append(
-            "SLO (Table VI) " + ("met" if slo["all_ok"] else "MISSED: " + ", ".join(sorted(bad)))
-        )
-    lines.append(
-        f"throughput  {f(summary.get('throughput_rps'), 2)} req/s   goodput "
-        f"{f(summary.get('goodput_rps'), 2)} req/s (steady window)"
-    )
-    if "energy_kwh" in summary:
-        lines.append(
-            f"energy      {f(summary.get('energy_kwh'), 2)} kWh   mean power "
-            f"{f(w_to_kw(summary.get('mean_power_w') or 0), 1)} kW"
-        )
-    u = summary.get("utilization")
-    if u:
-        lines.append(
-            "utilization "
-            + "  ".join(f"{k} {f(v, 2)}" for k, v in sorted(u.items()) if v is not None)
-        )
-    kv = summary.get("kv_transfer_s", {})
-    lines.append(
-        f"kv transfer mean {f(kv.get('mean'), 4)} s, P99 {f(kv.get('p99'), 4)} s   "
-        f"preemptions {summary.get('preemptions')}"
-    )
-    return "\n".join(lines)
+    return s

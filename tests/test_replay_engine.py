@@ -9,17 +9,21 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from _replay_designs import named_design as make_design
 
 from characterize.modeling.specs import load_machine, load_model
 from replay import (
+    DesignConfig,
     DesignError,
     KVTransferConfig,
     LinearPhaseModel,
     ReplayError,
     SchedulerConfig,
-    make_design,
+    baseline,
     simulate,
+    splitwise,
 )
+from replay import make_design as make_design_from
 
 H100 = LinearPhaseModel(
     gpu="h100-80gb",
@@ -104,7 +108,7 @@ def test_single_request_splitwise_matches_hand(p):
 def test_free_transfer_option():
     res = simulate(
         trace([(0.0, 2000, 3)]), make_design("splitwise-hh", "llama2-70b", 1, 1),
-        phase_models=PMS, kv_transfer=KVTransferConfig(enabled=False),
+        phase_models=PMS, scheduler=SchedulerConfig(kv_transfer=KVTransferConfig(enabled=False)),
     )  # fmt: skip
     r = res.requests.iloc[0]
     assert r.kv_transfer_s == 0.0
@@ -216,7 +220,7 @@ def test_same_config_and_seed_byte_identical(tmp_path):
     for name in names:
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
     text = (outs[0] / "summary.json").read_text()
-    assert text.index('"cost_per_hour"') < text.index('"design"')  # sorted keys
+    assert text.index('"context"') < text.index('"design"') < text.index('"seed"')  # sorted
 
 
 def test_policies_are_seeded_and_differ():
@@ -249,26 +253,49 @@ def test_import_is_torch_free_and_fast():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(name="splitwise-hh", model="llama2-70b", prompt_machines=2), "token machine"),
-        (dict(name="splitwise-hh", model="llama2-70b", token_machines=2), "prompt machine"),
-        (dict(name="baseline-h100", model="llama2-70b"), "at least one machine"),
-        (dict(name="nope", model="llama2-70b", machines=1), "unknown design"),
-        (dict(name="baseline-a100", model="no-such-model", machines=1), "unknown model"),
-        (
-            dict(name="baseline-a100", model="bloom-176b", machines=1, kv_reserve_fraction=0.5),
-            "does not fit",
-        ),
-        (dict(name="splitwise", model="llama2-70b", prompt_machines=1, token_machines=1), "spec"),
+        (dict(kind="splitwise", prompt_machine="dgx-h100", token_machine="dgx-h100",
+              prompt_machines=2, token_machines=0), "design.token_machines: must be"),
+        (dict(kind="splitwise", prompt_machine="dgx-h100", token_machine="dgx-h100",
+              prompt_machines=-1, token_machines=2), "design.prompt_machines: must be"),
+        (dict(kind="baseline", machine="dgx-h100", machines=0), "design.machines: must be"),
+        (dict(kind="split", machine="dgx-h100", machines=1), "design.kind: unknown value 'split'"),
+        (dict(kind="baseline", machine="dgx-x", machines=1), "design.machine: unknown machine"),
+        (dict(kind="splitwise", prompt_machine="dgx-h100", prompt_machines=1, token_machines=1),
+         "design.token_machine: a splitwise design needs it"),
+        (dict(kind="baseline", machine="dgx-h100", machines=1, prompt_machines=1),
+         "design.prompt_machines: a baseline has no"),
     ],
-)
-def test_bad_designs_raise_one_line(kwargs, match):
+)  # fmt: skip
+def test_bad_design_configs_raise_one_line(kwargs, match):
     with pytest.raises(DesignError, match=match) as e:
-        make_design(**kwargs)
+        DesignConfig(name="d", **kwargs)
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("model", "kw", "match"),
+    [
+        ("no-such-model", {}, "unknown model"),
+        ("bloom-176b", dict(kv_reserve_fraction=0.5), "model.tp: bloom-176b weights"),
+        ("llama2-70b", dict(tp=3), "model.tp: 3 does not divide the 8 GPUs"),
+        ("llama2-70b", dict(kv_reserve_fraction=1.0), "scheduler.kv_reserve_fraction"),
+    ],
+)
+def test_bad_designs_raise_one_line(model, kw, match):
+    with pytest.raises(DesignError, match=match) as e:
+        baseline("dgx-a100", 1, model, **kw)
+    assert "\n" not in str(e.value)
+
+
+def test_design_counts_are_needed_to_run():
+    cfg = DesignConfig(name="hh", kind="splitwise", prompt_machine="dgx-h100",
+                       token_machine="dgx-h100")  # fmt: skip
+    with pytest.raises(DesignError, match="design.prompt_machines: set the number of nodes"):
+        make_design_from(cfg, "llama2-70b")
+
+
 def test_generic_design_and_costs():
-    d = make_design("splitwise", "llama2-70b", 2, 3, prompt_spec="dgx-h200", token_spec="dgx-a100")
+    d = splitwise("dgx-h200", "dgx-a100", 2, 3, "llama2-70b")
     h200, a100 = load_machine("dgx-h200"), load_machine("dgx-a100")
     assert d.cost_per_hour == pytest.approx(2 * h200.cost_per_hour + 3 * a100.cost_per_hour)
     assert d.provisioned_power_w == pytest.approx(2 * 5600 + 3 * 3200)
@@ -287,8 +314,14 @@ def test_bad_trace_and_scheduler_raise_one_line():
         simulate(pd.DataFrame({"request_id": [0], "arrival_s": [0.0]}), design, phase_models=PMS)
     with pytest.raises(ReplayError, match="scheduler.policy"):
         simulate(trace([(0.0, 10, 2)]), design, SchedulerConfig(policy="lifo"), PMS)
-    with pytest.raises(ReplayError, match="scheduler.mixed_batch: unknown 'chunked'"):
+    with pytest.raises(ReplayError, match="scheduler.mixed_batch: unknown value 'chunked'"):
         simulate(trace([(0.0, 10, 2)]), design, SchedulerConfig(mixed_batch="chunked"), PMS)
+    with pytest.raises(ReplayError, match="scheduler.max_preemptions: must be >= 0"):
+        SchedulerConfig(max_preemptions=-1)
+    with pytest.raises(ReplayError, match="scheduler.kv_transfer.exposed_s: must be"):
+        SchedulerConfig(kv_transfer={"exposed_s": -1.0})
+    with pytest.raises(ReplayError, match="seed: must be an integer >= 0"):
+        simulate(trace([(0.0, 10, 2)]), design, phase_models=PMS, seed=-1)
     with pytest.raises(ReplayError, match="no phase model for gpu 'h100-80gb'"):
         simulate(trace([(0.0, 10, 2)]), design, phase_models={"a100-80gb": A100})
 
@@ -299,12 +332,12 @@ def test_requests_that_fit_nowhere_are_rejected_and_counted():
     rq = res.requests
     assert rq.prompt_machine.tolist()[0] == -1 and math.isnan(rq.e2e_s[0])
     assert not math.isnan(rq.e2e_s[1])
-    assert res.summary["requests"] == {"completed": 1, "incomplete": 0, "rejected": 1, "total": 2}
+    assert res.summary.requests == {"completed": 1, "incomplete": 0, "rejected": 1, "total": 2}
     # without the context limit it fits the KV cache and completes
     ok = simulate(
         trace([(0.0, 4000, 200)]), design, SchedulerConfig(enforce_max_context=False), PMS
     )
-    assert ok.summary["requests"]["completed"] == 1
+    assert ok.summary.requests["completed"] == 1
 
 
 def test_progress_callback_reaches_total():
@@ -383,8 +416,8 @@ def test_split_pair_matches_per_iteration_reference():
         for a, p, o in zip(arr, rng.integers(1, 2500, n), rng.integers(1, 80, n), strict=True)
     ]
     res = simulate(
-        trace(rows), make_design("splitwise-hh", "llama2-70b", 1, 1), phase_models=PMS,
-        scheduler=SchedulerConfig(mixed_pool=False),
+        trace(rows), make_design("splitwise-hh", "llama2-70b", 1, 1, mixed_pool=False),
+        phase_models=PMS,
     )  # fmt: skip
     spec = load_machine("dgx-h100")
     first, done = reference_split_one_pair(

@@ -8,8 +8,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _replay_designs import named_design as make_design
 
-from replay import LinearPhaseModel, SchedulerConfig, format_summary, make_design, simulate
+from common.jsonsafe import dumps
+from replay import LinearPhaseModel, SchedulerConfig, format_summary, simulate
 from replay.metrics import (
     REQUEST_COLUMNS,
     reference_alone,
@@ -99,13 +101,13 @@ def test_slo_all_nine_must_hold_and_throughput_window():
     good = table(np.full(n, 1.5), np.full(n, 2.4), np.full(n, 11))  # tbt 0.09: slowdown 0.9
     s = request_summary(good, ref)
     assert s["slo"]["all_ok"] is True
-    assert s["slo"]["ttft_p50"] == {"limit": 2.0, "ok": True, "slowdown": 1.5}
+    assert s["slo"]["checks"]["ttft_p50"] == {"limit": 2.0, "ok": True, "slowdown": 1.5}
     # one metric over its P50 limit breaks the SLO
     bad_e2e = np.full(n, 2.4)
     bad_e2e[:60] = 2.6  # slowdown 1.3 > 1.25 at P50
     s2 = request_summary(table(np.full(n, 1.5), bad_e2e, np.full(n, 11)), ref)
-    assert s2["slo"]["e2e_p50"]["ok"] is False and s2["slo"]["all_ok"] is False
-    assert s2["slo"]["ttft_p99"]["ok"] is True
+    assert s2["slo"]["checks"]["e2e_p50"]["ok"] is False and s2["slo"]["all_ok"] is False
+    assert s2["slo"]["checks"]["ttft_p99"]["ok"] is True
     # steady window: middle 80% of arrivals (10 s .. 90 s), completions inside it
     assert s["steady_window_s"] == [10.0, 90.0]
     t_done = np.linspace(0, 100, n) + 2.4
@@ -113,7 +115,7 @@ def test_slo_all_nine_must_hold_and_throughput_window():
     assert s["throughput_rps"] == pytest.approx(expect)
     assert s["goodput_rps"] == pytest.approx(expect)
     text = format_summary(s)
-    assert "SLO (Table VI) met" in text and "ttft" in text
+    assert "SLO (paper) met" in text and "ttft" in text
     # real-run records without a gap distribution go through the same code
     assert "per-request mean" in s["tbt_weighting"]
 
@@ -123,16 +125,14 @@ def test_incomplete_and_rejected_are_counted():
     t.loc[2, "prompt_machine"] = -1
     s = request_summary(t)
     assert s["requests"] == {"completed": 1, "incomplete": 1, "rejected": 1, "total": 3}
-    json.dumps(s, allow_nan=False)
+    json.loads(dumps(s))  # NaN percentiles of an empty sample become null
 
 
 @pytest.fixture(scope="module")
 def reference_models():
-    pm = pytest.importorskip("characterize.modeling.phase_model")
-    try:
-        return pm.load_phase_models("reference")
-    except Exception as e:  # the phase model is written in parallel: skip, do not fail here
-        pytest.skip(f"reference phase models unavailable: {e}")
+    from characterize.modeling.phase_model import load_phase_models
+
+    return load_phase_models("reference")
 
 
 @pytest.mark.parametrize(
@@ -160,15 +160,20 @@ def test_reference_phase_models_integration(reference_models, name, kw, tmp_path
         warnings.simplefilter("ignore")
         res = simulate(tr, d, SchedulerConfig(), phase_models=reference_models)
     s = res.summary
-    assert s["requests"]["completed"] == n
-    assert s["decode_linearization_max_rel_error"] == 0.0  # closed-form spans are exact
+    assert s.requests["completed"] == n
+    assert s.decode_linearization_max_rel_error == 0.0  # closed-form spans are exact
     for key in ("ttft", "tbt", "e2e"):
-        assert set(s["slowdown"][key]) >= {"p50", "p90", "p99"}
-    assert len([k for k in s["slo"] if k != "all_ok"]) == 9
-    assert s["energy_j"] > 0 and s["cost_per_hour"] == d.cost_per_hour
-    assert 0 < s["throughput_rps"] < 10
-    # alone on the machine with no queueing, an H100 is not slower than the A100 reference
-    assert s["slowdown"]["ttft"]["p50"] > 0
+        assert set(s.slowdown[key]) >= {"p50", "p90", "p99"}
+    assert len(s.slo["checks"]) == 9
+    assert s.energy_j > 0 and s.cost_per_hour == d.cost_per_hour
+    assert 0 < s.throughput_rps < 10
+    # alone on the machine with no queueing, an H100 prompt machine is not slower than the
+    # A100 reference: the TTFT slowdown of a lone request is at most 1 (and above 0)
+    alone = tr.iloc[[0]].reset_index(drop=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lone = simulate(alone, d, SchedulerConfig(), phase_models=reference_models).summary
+    assert 0 < lone.slowdown["ttft"]["p50"] <= 1.0
     out = res.write(tmp_path)
     back = pd.read_parquet(out / "requests.parquet")
     assert list(back.columns) == REQUEST_COLUMNS and len(back) == n

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _replay_designs import named_design as make_design
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from characterize.modeling.specs import load_machine, load_model
-from replay import LinearPhaseModel, SchedulerConfig, make_design, simulate
+from replay import LinearPhaseModel, SchedulerConfig, simulate
 
 H100 = LinearPhaseModel(gpu="h100-80gb", prefill_per_token_s=5e-5, decode_base_s=0.02)
 A100 = LinearPhaseModel(
@@ -40,7 +41,7 @@ def check_invariants(res, trace):
     done = ~np.isnan(rq.e2e_s.to_numpy())
     # every admitted request completes exactly once; nothing silently dropped
     assert (done | rejected).all() and not (done & rejected).any()
-    assert cl.completed == done.sum() == n - res.summary["requests"]["rejected"]
+    assert cl.completed == done.sum() == n - res.summary.requests["rejected"]
     # tokens conserved
     gen = np.asarray(cl.gen)
     assert (gen[done] == rq.output_tokens.to_numpy()[done]).all()
@@ -67,7 +68,7 @@ def check_invariants(res, trace):
         assert (np.diff(start) >= 0).all()
         assert (start[1:] >= (start + dur.to_numpy())[:-1] - 1e-9).all()
     # utilization is a fraction of the time each pool existed
-    for u in res.summary["utilization"].values():
+    for u in res.summary.utilization.values():
         assert u is None or 0.0 <= u <= 1.0 + 1e-9
     # a machine is in one pool at a time: it alternates home -> mixed -> home, and ends home
     for m in cl.machines:
@@ -121,9 +122,9 @@ def test_full_kv_cache_preempts_youngest_and_everything_completes():
     rows = [(0.01 * i, 900, 1500) for i in range(6)]
     res = simulate(make_trace(rows), d, SchedulerConfig(max_preemptions=1), phase_models=PMS)
     check_invariants(res, make_trace(rows))
-    assert res.summary["preemptions"] > 0
+    assert res.summary.preemptions > 0
     assert res.requests.preemptions.iloc[0] == 0  # the oldest is never the victim here
-    assert res.summary["requests"]["completed"] == 6
+    assert res.summary.requests["completed"] == 6
 
 
 def test_mixed_pool_grows_under_prompt_pressure_and_drains():
@@ -132,15 +133,16 @@ def test_mixed_pool_grows_under_prompt_pressure_and_drains():
     tr = make_trace(rows)
     res = simulate(tr, d, SchedulerConfig(prompt_queue_threshold_tokens=8192), phase_models=PMS)
     check_invariants(res, tr)
-    assert res.summary["pool_changes"] >= 2
+    assert res.summary.pool_changes >= 2
     rq = res.requests
     local = rq[rq.prompt_machine == rq.token_machine]
     assert len(local) > 0 and (local.kv_transfer_s == 0).all()
     assert set(local.prompt_machine) <= {1, 2, 3}  # token machines that joined the mixed pool
-    off = simulate(tr, d, SchedulerConfig(mixed_pool=False), phase_models=PMS)
-    assert off.summary["pool_changes"] == 0
+    d_off = make_design("splitwise-hh", "llama2-70b", 1, 3, mixed_pool=False)
+    off = simulate(tr, d_off, SchedulerConfig(), phase_models=PMS)
+    assert off.summary.pool_changes == 0
     assert (off.requests.prompt_machine == 0).all()
-    assert res.summary["ttft_s"]["p90"] < off.summary["ttft_s"]["p90"]
+    assert res.summary.ttft_s["p90"] < off.summary.ttft_s["p90"]
 
 
 @pytest.mark.slow
@@ -164,6 +166,6 @@ def test_speed_is_linear_in_requests_even_when_overloaded():
         t0 = time.process_time()
         res = simulate(tr, d, phase_models=PMS)
         per_req[rate] = (time.process_time() - t0) / n
-        assert res.summary["requests"]["completed"] == n
+        assert res.summary.requests["completed"] == n
     assert 1.0 / per_req[20.0] > 10_000  # requests per CPU second (target on a quiet core: 30k)
     assert per_req[60.0] < 2.5 * per_req[20.0]

@@ -16,7 +16,7 @@ CASES = {
     "missing_column": (
         "t.csv",
         "request_id,arrival_s,prompt_tokens\n0,0.0,5\n",
-        ["cannot detect the trace format", "prompt_tokens"],
+        ["missing column(s) ['output_tokens'] of the splitbench format", "prompt_tokens"],
     ),
     "missing_column_explicit_fmt": (
         "t.csv",

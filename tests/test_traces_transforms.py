@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import traces
 from traces import transforms as T
+from traces.errors import TraceError
 from traces.stats import interarrival_cv, mean_rate
 
 
@@ -272,3 +273,54 @@ def test_limit_context_clip_invariants(pairs, max_tokens):
     else:
         with pytest.raises(traces.TraceError, match="every request exceeds"):
             T.limit_context(df, max_tokens, "reject")
+
+
+def test_prepare_counts_clipped_and_rejected_tokens():
+    from traces.transforms import prepare
+
+    df = pd.DataFrame(
+        {
+            "request_id": [0, 1, 2],
+            "arrival_s": [0.0, 1.0, 2.0],
+            "prompt_tokens": [10, 90, 200],
+            "output_tokens": [5, 20, 7],
+        }
+    )
+    t, info = prepare(df, max_context=100, context_policy="clip")
+    # request 1: 90 + 20 -> 90 + 10 (10 removed); request 2: 200 + 7 -> 99 + 1 (107 removed)
+    assert info["context"] == {"policy": "clip", "max_context": 100, "clipped": 2,
+                               "clipped_tokens": 117, "rejected": 0, "rejected_tokens": 0}  # fmt: skip
+    assert t["prompt_tokens"].tolist() == [10, 90, 99]
+    t, info = prepare(df, max_context=100, context_policy="reject")
+    assert info["context"] == {"policy": "reject", "max_context": 100, "clipped": 0,
+                               "clipped_tokens": 0, "rejected": 2, "rejected_tokens": 317}  # fmt: skip
+    assert len(t) == 1
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(resample_rate=float("inf")), "trace.resample_rate: must be > 0 and finite"),
+        (dict(resample_rate=2.0, seed=-1), "trace.seed: must be an integer >= 0"),
+        (dict(cv=2.0), "trace.cv: applies to arrival=gamma"),
+        (dict(context_policy="drop"), "trace.context_policy: unknown value 'drop'"),
+        (dict(name="nope"), "trace.name: unknown value 'nope'"),
+        (dict(resample_requests=10), "trace.resample_requests: needs trace.resample_rate"),
+    ],
+)
+def test_trace_config_checks_each_option_once(kw, match):
+    from traces.transforms import TraceConfig
+
+    with pytest.raises(TraceError, match=match):
+        TraceConfig(**{"name": "azure-conv-2023", **kw})
+
+
+def test_trace_config_directory_and_huge_values(tmp_path):
+    from traces.transforms import TraceConfig
+
+    with pytest.raises(TraceError, match="trace.path: '.*' is a directory"):
+        TraceConfig(path=str(tmp_path))
+    f = tmp_path / "big.csv"
+    f.write_text("request_id,arrival_s,prompt_tokens,output_tokens\n0,0.0,1e23,3\n")
+    with pytest.raises(TraceError, match=r"big.csv: data row 1, column 'prompt_tokens': too large"):
+        TraceConfig(path=str(f)).prepare()

@@ -174,6 +174,8 @@ def read_raw(path: str | os.PathLike, *, jsonl: bool | None = None) -> pd.DataFr
         jsonl: force (True) or forbid (False) JSONL parsing regardless of the extension.
     """
     p = Path(path)
+    if p.is_dir():
+        raise TraceError(f"{p}: is a directory, not a trace file")
     if not p.is_file():
         raise TraceError(f"{p}: no such file")
     if p.stat().st_size == 0:
@@ -213,6 +215,14 @@ def detect_format(columns, source: str = "<table>") -> str:
     for fmt in FORMATS.values():
         if set(_required_sources(fmt.cmap)) <= have:
             return fmt.name
+    best = max(FORMATS.values(), key=lambda f: len(set(_required_sources(f.cmap)) & have))
+    want = _required_sources(best.cmap)
+    if set(want) & have:  # one format nearly matches: name the column(s) it lacks
+        missing = [c for c in want if c not in have]
+        raise TraceError(
+            f"{source}: missing column(s) {missing} of the {best.name} format "
+            f"(found columns {sorted(have)})"
+        )
     known = "; ".join(f"{f.name}: {', '.join(_required_sources(f.cmap))}" for f in FORMATS.values())
     raise TraceError(
         f"{source}: cannot detect the trace format from columns {sorted(have)} "

@@ -51,6 +51,9 @@ strings, re-zeroed on the earliest request) is accepted as well."""
 
 DATETIME = "datetime"
 
+MAX_INT = float(2**53)
+"""Largest integer a token count or request id may hold (exact in float64; no int64 overflow)."""
+
 
 @dataclass(frozen=True)
 class ColumnMap:
@@ -131,6 +134,12 @@ def _numeric(raw: pd.Series, source: str, src: str, role: str) -> np.ndarray:
 
 def _integers(raw: pd.Series, source: str, src: str, role: str, minimum: int | None) -> np.ndarray:
     values = _numeric(raw, source, src, role)
+    big = np.abs(values) > MAX_INT
+    if big.any():
+        i = int(np.flatnonzero(big)[0])
+        raise _fail(
+            source, i, src, role, f"too large: {_show(raw.iloc[i])} (at most {MAX_INT:.0f})"
+        )
     frac = values != np.floor(values)
     if frac.any():
         i = int(np.flatnonzero(frac)[0])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -139,6 +140,8 @@ def resample(
         or num_requests < 1
     ):
         raise TraceError(f"num_requests must be a positive integer, got {num_requests!r}")
+    if not _integer(seed) or seed < 0:
+        raise TraceError(f"resample: seed must be an integer >= 0, got {seed!r}")
     t = check_table(df)
     rng = np.random.default_rng(seed)
     rate = float(rate)
@@ -271,8 +274,11 @@ def prepare(
     Returns:
         (trace table, info) where info holds ``source``, ``source_requests``, ``requests``,
         ``transforms`` (list of {"name", parameters...} in the order applied),
-        ``context_rejected``, ``context_clipped``, and ``seed`` (and ``block_tokens`` when
-        the table carries ``block_hashes``, which every step keeps with its request).
+        ``context_rejected``, ``context_clipped``, ``context`` (when ``max_context`` is set:
+        ``policy``, ``max_context``, ``clipped``/``clipped_tokens`` (requests clipped, tokens
+        removed), ``rejected``/``rejected_tokens`` (requests dropped, their tokens)), ``seed``
+        (and ``block_tokens`` when the table carries ``block_hashes``, which every step keeps
+        with its request).
     """
     from traces.loading import load
 
@@ -325,8 +331,20 @@ def prepare(
     elif resample_duration_s is not None or resample_requests is not None:
         raise TraceError("prepare: resample_duration_s/resample_requests need resample_rate")
     if max_context is not None:
+        before = t["prompt_tokens"].to_numpy(np.int64) + t["output_tokens"].to_numpy(np.int64)
         t, n = limit_context(t, max_context, context_policy)
-        info["context_rejected" if context_policy == "reject" else "context_clipped"] = n
+        after = t["prompt_tokens"].to_numpy(np.int64) + t["output_tokens"].to_numpy(np.int64)
+        removed = int(before.sum() - after.sum())
+        reject = context_policy == "reject"
+        info["context_rejected" if reject else "context_clipped"] = n
+        info["context"] = {
+            "policy": context_policy,
+            "max_context": int(max_context),
+            "clipped": 0 if reject else n,
+            "clipped_tokens": 0 if reject else removed,
+            "rejected": n if reject else 0,
+            "rejected_tokens": removed if reject else 0,
+        }
         steps.append(
             {
                 "name": "limit_context",
@@ -340,3 +358,109 @@ def prepare(
         info[BLOCK_TOKENS] = t.attrs.get(BLOCK_TOKENS)
         return t[[*COLUMNS, BLOCK_HASHES]], info
     return t[list(COLUMNS)], info
+
+
+def _h(default, help: str):  # noqa: A002 - "help" is the documented name
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TraceConfig:
+    """A trace and its transforms: the schema of the ``trace`` config group.
+
+    Every option is checked once, here (one-line :class:`TraceError` starting with
+    ``trace.<key>``); :meth:`prepare` applies them (:func:`prepare`).
+    """
+
+    name: str | None = _h(None, "bundled trace name (azure-code-2023, azure-conv-2023)")
+    path: str | None = _h(None, "trace file path (CSV/parquet, contract 1 or Azure format); wins")
+    fmt: str | None = _h(None, "file format of `path` when its columns do not tell")
+    display: str = _h("", "name shown in tables and figures")
+    start_s: float | None = _h(None, "window start, s from trace start (None: from the start)")
+    end_s: float | None = _h(None, "window end, s from trace start (None: to the end)")
+    scale_to_rate: float | None = _h(None, "compress/stretch arrival times to this rate, req/s")
+    resample_rate: float | None = _h(None, "re-sample arrivals at this rate, req/s (paper method)")
+    resample_duration_s: float | None = _h(None, "re-sampled trace length, s")
+    resample_requests: int | None = _h(None, "re-sampled trace length in requests (or duration)")
+    arrival: str = _h("poisson", "re-sampled arrival process: 'poisson' or 'gamma'")
+    cv: float = _h(1.0, "coefficient of variation of gamma inter-arrivals (1 = Poisson)")
+    max_context: int | None = _h(None, "prompt+output token limit (None: the model's context)")
+    context_policy: str = _h("clip", "requests over max_context: 'clip' or 'reject' (dropped)")
+    seed: int = _h(0, "seed of every random transform (>= 0)")
+
+    def __post_init__(self) -> None:
+        def need(cond, key, msg):
+            if not cond:
+                raise TraceError(f"trace.{key}: {msg}")
+
+        if self.path is None:
+            from traces.bundled import list_traces
+
+            names = list_traces()
+            need(self.name is not None, "name", "set a bundled trace name or trace.path")
+            need(self.name in names, "name",
+                 f"unknown value '{self.name}' (known: {', '.join(names)})")  # fmt: skip
+        else:
+            p = os.fspath(self.path)
+            need(not os.path.isdir(p), "path", f"'{p}' is a directory, not a trace file")
+            need(os.path.isfile(p), "path", f"no such file '{p}'")
+        for k in ("scale_to_rate", "resample_rate", "resample_duration_s"):
+            v = getattr(self, k)
+            ok = v is None or (_real(v) and math.isfinite(v) and v > 0)
+            need(ok, k, f"must be > 0 and finite, got {v!r}")
+        for k in ("start_s", "end_s"):
+            v = getattr(self, k)
+            ok = v is None or (_real(v) and math.isfinite(v) and v >= 0)
+            need(ok, k, f"must be >= 0 and finite, got {v!r}")
+        if self.start_s is not None and self.end_s is not None:
+            need(self.end_s > self.start_s, "end_s", "must be after start_s")
+        for k, lo in (("resample_requests", 1), ("max_context", 2)):
+            v = getattr(self, k)
+            need(
+                v is None or (_integer(v) and v >= lo), k, f"must be an integer >= {lo}, got {v!r}"
+            )
+        need(self.arrival in ARRIVALS, "arrival",
+             f"unknown value '{self.arrival}' (known: {', '.join(ARRIVALS)})")  # fmt: skip
+        need(_real(self.cv) and math.isfinite(self.cv) and self.cv > 0, "cv",
+             f"must be a finite number > 0, got {self.cv!r}")  # fmt: skip
+        need(self.arrival == "gamma" or self.cv == 1.0, "cv",
+             "applies to arrival=gamma (a Poisson process has cv=1)")  # fmt: skip
+        need(self.context_policy in CONTEXT_POLICIES, "context_policy",
+             f"unknown value '{self.context_policy}' (known: {', '.join(CONTEXT_POLICIES)})")  # fmt: skip
+        need(_integer(self.seed) and self.seed >= 0, "seed", f"must be an integer >= 0, got {self.seed!r}")  # fmt: skip
+        if self.resample_rate is None:
+            for k in ("resample_duration_s", "resample_requests"):
+                need(getattr(self, k) is None, k, "needs trace.resample_rate")
+
+    @property
+    def source(self) -> str:
+        return os.fspath(self.path) if self.path is not None else str(self.name)
+
+    def prepare(
+        self, source: pd.DataFrame | None = None, max_context: int | None = None
+    ) -> tuple[pd.DataFrame, dict]:
+        """:func:`prepare` with these options. ``source``: the loaded table (None: load it);
+        ``max_context``: the window used when ``self.max_context`` is None (the model's)."""
+        return prepare(
+            self.source if source is None else source,
+            fmt=self.fmt,
+            start_s=self.start_s,
+            end_s=self.end_s,
+            scale_to_rate=self.scale_to_rate,
+            resample_rate=self.resample_rate,
+            resample_duration_s=self.resample_duration_s,
+            resample_requests=self.resample_requests,
+            arrival=self.arrival,  # type: ignore[arg-type]
+            cv=self.cv,
+            max_context=self.max_context if self.max_context is not None else max_context,
+            context_policy=self.context_policy,  # type: ignore[arg-type]
+            seed=self.seed,
+        )
+
+
+def _real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)

@@ -5,7 +5,9 @@
 
 Writes ``requests.parquet`` (contract 4), ``summary.json`` and ``point.json`` (the full config
 that produced them, as the study's cache keys it) into the Hydra run dir, and prints the
-summary table. A progress bar shows on a terminal (``progress=true`` forces it).
+summary table (both read the replay's one summary, :class:`replay.summary.ReplaySummary`).
+A progress bar shows on a terminal (``progress=true`` forces it). Ctrl-C stops the replay with
+one line and exit status 130; nothing is written (files are written only after the replay).
 Nothing here imports torch; heavy modules are imported inside :func:`run`.
 """
 
@@ -18,14 +20,17 @@ from omegaconf import DictConfig
 
 from experiments.apps._cli import launch
 
+#: the tables a replay writes (replay.simulate.ReplayResult.write) besides summary.json
+OUTPUT_TABLES = ("requests", "iterations", "request_gaps", "pool_changes")
+
 
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
-    """Replay ``cfg`` (a composed ``replay`` config); returns the summary dict.
+    """Replay ``cfg`` (a composed ``replay`` config); returns the summary.json dict.
 
     ``run_dir``: where the files go (default: Hydra's run dir inside an app, else cwd).
     """
+    from common.atomic import write_json_atomic
     from experiments import runner
-    from experiments.cache import write_json_atomic
     from experiments.validate import replay_config
 
     c = replay_config(cfg)
@@ -44,26 +49,28 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         seed=int(cfg.seed),
     )
     progress = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-    res, info = runner.simulate_point(point, progress=bool(progress))
-    check = runner.slo_check(res.summary, point["slo"])
-    res.summary["slo_config"] = {"name": c["slo"].name, **check}
-    res.summary["display"] = {
+    display = {
         "design": c["design"].display or c["design"].name,
         "trace": c["trace"].display or (c["trace"].name or ""),
     }
-    res.summary["trace_info"] = info
-    res.write(run_dir)
-    write_json_atomic(run_dir / "point.json", point)
-    from replay import format_summary
+    outputs = [run_dir / f"{n}.parquet" for n in OUTPUT_TABLES]
+    outputs += [run_dir / "summary.json", run_dir / "point.json"]
+    before = {p for p in outputs if p.exists()}
+    try:
+        res, _ = runner.simulate_point(point, progress=bool(progress), display=display)
+        res.write(run_dir)
+        write_json_atomic(run_dir / "point.json", point)
+    except KeyboardInterrupt:
+        for p in outputs:  # a half-written run is removed: nothing partial is kept
+            if p not in before:
+                p.unlink(missing_ok=True)
+        print("interrupted: replay stopped, nothing written (rerun to replay)", file=sys.stderr)
+        sys.exit(130)
+    from replay.summary import format_summary
 
     print(format_summary(res.summary))
-    if c["slo"].name != "paper":
-        print(
-            f"SLO ({c['slo'].name}) {'met' if check['slo_met'] else 'MISSED'} "
-            f"(worst slowdown / limit = {check['slo_worst_ratio']:.2f})"
-        )
     print(f"wrote {run_dir / 'requests.parquet'} and {run_dir / 'summary.json'}")
-    return res.summary
+    return res.summary.to_dict()
 
 
 def _validate(cfg: DictConfig) -> None:

@@ -1,12 +1,4 @@
-"""The discrete-event core: machines, pools, the cluster and machine schedulers.
-
-Event loop (SimPy-style, specialised): one heap of ``(time, seq, machine, version)`` machine
-wake-ups, merged with the sorted stream of request arrivals (arrivals need no heap entries).
-A machine keeps at most one live wake-up; rescheduling bumps its version and the stale entry is
-skipped when popped. Ties: an arrival at the same time as a wake-up is handled first (so requests
-arriving together are batched together: an idle machine starts work through a wake-up at the
-arrival time, not inside the arrival); wake-ups at the same time run in the order they were
-scheduled (``seq``).
+"""Machine-level scheduling: one model instance (``tp`` devices of a node) and its policy.
 
 Machine model (one TP instance on one DGX node):
 
@@ -22,7 +14,7 @@ Machine model (one TP instance on one DGX node):
   cuts the span at the next boundary (solved from the quadratic, then checked).
 - *mixed* machines (the baselines' machines and Splitwise's mixed pool) run both phases: prompts
   first; a prefill iteration also carries one decode step of the running batch (mixed batching).
-  ``SchedulerConfig.mixed_batch`` sets its time. ``"fused"`` (default): one forward pass over
+  ``SchedulerConfig.mixed_batch`` (replay.scheduler) sets its time. ``"fused"`` (default): one forward pass over
   the prompt chunk and the B decode tokens, which read the weights once, so the decode tokens
   count as B more tokens of the prefill (not as more prompts: the prefill fit's per-prompt term
   is not theirs), plus the decode attention over the C context tokens held:
@@ -42,31 +34,21 @@ another victim exists (the cap on preemptions per request). Nothing fails.
 KV accounting: C = sum over the batch of (prompt + tokens generated so far) = the context each
 request attends to in the next iteration (one token more than stored, conservative by B).
 
-Cluster scheduler (at arrival; both machines are chosen then, so the KV transfer overlaps the
-prompt): ``jsq`` picks the prompt machine with the fewest pending prompt tokens (queued or in a
-prefill iteration) and the token machine with the fewest assigned context tokens (prompt tokens
-of requests assigned and not finished); baselines use the sum of both. ``round-robin`` and
-``random`` (seeded) are the alternatives. Mixed pool (split designs): when the chosen prompt
-machine holds >= ``prompt_queue_threshold_tokens`` pending prompt tokens, the least-loaded token
-pool machine moves to the mixed pool and takes the request (both phases); when the chosen token
-machine's assigned tokens would exceed ``token_kv_threshold_fraction`` of its KV capacity, the
-least-loaded prompt machine (other than the chosen one) moves to the mixed pool and takes the
-token phase. A request whose prompt machine is mixed runs both phases there. A mixed machine goes
-back to its home pool when it holds no work of the other kind.
+The machine policy is a seam: :data:`MACHINE_POLICIES` maps ``SchedulerConfig.machine_policy``
+to the class that runs an instance, and :func:`machine_class` picks it per pool (role). A new
+policy (e.g. vLLM-style chunked prefill) subclasses :class:`Machine` (or implements the same
+interface: ``wake``, ``notify``, ``set_role``, the load counters and the span records) and
+registers here; the event loop and routing do not change.
 """
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections import deque
-from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
-from itertools import count
-
-import numpy as np
 
 from replay.errors import ReplayError
+from replay.spans import boundary_at_or_after
 
 INF = float("inf")
 IDLE, PREFILL, DECODE = 0, 1, 2
@@ -74,47 +56,9 @@ PROMPT, TOKEN, MIXED = 0, 1, 2
 ROLE_NAMES = ("prompt", "token", "mixed")
 
 
-@dataclass(frozen=True)
-class SchedulerConfig:
-    """Reference scheduler options (tokens, seconds, fractions)."""
-
-    policy: str = "jsq"  # "jsq" | "round-robin" | "random"
-    prompt_batch_tokens: int = 2048
-    max_batch_size: int | None = None  # decode batch cap; None: only KV memory limits it
-    kv_watermark_fraction: float = 0.02  # free KV kept at admission (of capacity)
-    max_preemptions: int = 3  # cap on preemptions per request (victim choice, see engine doc)
-    mixed_pool: bool = True
-    prompt_queue_threshold_tokens: int = 8192
-    token_kv_threshold_fraction: float = 0.9
-    enforce_max_context: bool = True  # reject prompt + output > model.max_context_tokens
-    mixed_batch: str = "fused"  # mixed iteration time: "fused" | "sequential" (module doc)
-
-    def validate(self) -> None:
-        """Raise a one-line ReplayError for an impossible option."""
-        if self.policy not in ("jsq", "round-robin", "random"):
-            raise ReplayError(
-                f"scheduler.policy: unknown '{self.policy}' (known: jsq, round-robin, random)"
-            )
-        if self.prompt_batch_tokens < 1:
-            raise ReplayError("scheduler.prompt_batch_tokens: must be >= 1")
-        if self.mixed_batch not in ("fused", "sequential"):
-            raise ReplayError(
-                f"scheduler.mixed_batch: unknown '{self.mixed_batch}' (known: fused, sequential)"
-            )
-        if self.max_batch_size is not None and self.max_batch_size < 1:
-            raise ReplayError("scheduler.max_batch_size: must be >= 1 or None")
-        if not 0.0 <= self.kv_watermark_fraction < 1.0:
-            raise ReplayError("scheduler.kv_watermark_fraction: must be in [0, 1)")
-        if self.max_preemptions < 0:
-            raise ReplayError("scheduler.max_preemptions: must be >= 0")
-        if self.prompt_queue_threshold_tokens < 1:
-            raise ReplayError("scheduler.prompt_queue_threshold_tokens: must be >= 1")
-        if not 0.0 < self.token_kv_threshold_fraction:
-            raise ReplayError("scheduler.token_kv_threshold_fraction: must be > 0")
-
-
 class Machine:
-    """One TP instance: queues, decode batch state, the current span, and its records."""
+    """The reference machine policy: one model instance's queues, decode batch state, the
+    current span, and its records (module doc)."""
 
     __slots__ = (
         "idx", "spec", "home", "role", "cl", "a", "b", "c", "q", "pf", "cap", "wm", "maxb",
@@ -184,25 +128,8 @@ class Machine:
         cl = self.cl
         heappush(cl.heap, (t, next(cl.seq), self, self.ver))
 
-    def boundary_at_or_after(self, t):
-        """Smallest n >= 0 with span_start + n*d0 + inc*n*(n-1)/2 >= t (current decode span)."""
-        x = t - self.t0
-        if x <= 0.0:
-            return 0
-        d0 = self.d0
-        inc = self.inc
-        if inc > 0.0:
-            h = d0 - 0.5 * inc
-            n = math.ceil((-h + math.sqrt(h * h + 2.0 * inc * x)) / inc)
-        else:
-            n = math.ceil(x / d0)
-        if n < 0:
-            n = 0
-        while self.t0 + n * d0 + inc * n * (n - 1) * 0.5 < t:
-            n += 1
-        while n > 0 and self.t0 + (n - 1) * d0 + inc * (n - 1) * (n - 2) * 0.5 >= t:
-            n -= 1
-        return n
+    #: first iteration boundary of the current decode span at or after t (replay.spans)
+    boundary_at_or_after = boundary_at_or_after
 
     def notify(self, t, now):
         """Something (a prompt, a KV transfer) is ready here at time t >= now: wake in time."""
@@ -527,148 +454,11 @@ class Machine:
             self.set_role(PROMPT, T)
 
 
-class Cluster:
-    """All machines, the request tables (parallel lists indexed by request), and the run loop."""
-
-    def __init__(self, trace_arrays, machines_cfg, links, cfg, split, seed, max_tokens):
-        rid, arrival, ptok, otok = trace_arrays
-        n = len(arrival)
-        self.n = n
-        self.cfg = cfg
-        self.split = split
-        self.rid = rid
-        self.arrival = arrival
-        self.ptok = ptok
-        self.otok = otok
-        self.max_tokens = max_tokens  # prompt + output above this: rejected
-        self.pm_of = [-1] * n
-        self.tm_of = [-1] * n
-        self.t_start = [math.nan] * n
-        self.t_first = [math.nan] * n
-        self.t_done = [math.nan] * n
-        self.t_last = [0.0] * n
-        self.kvx = [0.0] * n
-        self.npre = [0] * n
-        self.gen = [0] * n
-        self.jit = [0] * n
-        self.jseg = [0] * n
-        self.recompute = [False] * n
-        self.rejected = [False] * n
-        self.gap_req = array("q")
-        self.gap_val = array("d")
-        self.heap = []
-        self.seq = count()
-        self.links = links
-        self.completed = 0
-        self.preemptions = 0
-        self.n_rejected = 0
-        self.role_changes = []
-        self.machines = [Machine(self, i, *mc) for i, mc in enumerate(machines_cfg)]
-        self.rng = np.random.default_rng(seed)
-        self.rr = [0, 0]
-        self.repool()
-
-    def repool(self):
-        ms = self.machines
-        self.prompt_capable = [m for m in ms if m.role != TOKEN]
-        self.token_capable = [m for m in ms if m.role != PROMPT]
-        self.prompt_pool = [m for m in ms if m.role == PROMPT]
-        self.token_pool = [m for m in ms if m.role == TOKEN]
-
-    def _pick(self, pool, which, key):
-        policy = self.cfg.policy
-        if policy == "jsq":
-            return min(pool, key=key)
-        if policy == "round-robin":
-            i = self.rr[which]
-            self.rr[which] = i + 1
-            return pool[i % len(pool)]
-        return pool[int(self.rng.integers(len(pool)))]
-
-    def run(self, progress=None):
-        """Run to completion; ``progress(done_arrivals, total)`` is called every ~1%."""
-        heap = self.heap
-        arr = list(self.arrival) + [INF]
-        n = self.n
-        i = 0
-        nxt = arr[0]
-        step = max(1, n // 100)
-        mark = step if progress is not None else n + 1
-        arrive = self._arrive
-        now = 0.0
-        while True:
-            if heap and heap[0][0] < nxt:
-                t, _, m, ver = heappop(heap)
-                if ver == m.ver:
-                    now = t
-                    m.wake(t)
-            elif nxt == INF:
-                break
-            else:
-                now = nxt
-                arrive(i, nxt)
-                i += 1
-                nxt = arr[i]
-                if i >= mark:
-                    progress(i, n)
-                    mark += step
-        if progress is not None:
-            progress(n, n)
-        self.end_time = now
-        for m in self.machines:
-            m.pool_time[m.role] += now - m.role_since
-            m.role_since = now
-
-    def _arrive(self, r, now):
-        p = self.ptok[r]
-        if p + self.otok[r] > self.max_tokens:
-            self.rejected[r] = True
-            self.n_rejected += 1
-            return
-        cfg = self.cfg
-        if self.split:
-            pm = self._pick(self.prompt_capable, 0, _p_load)
-            if (
-                cfg.mixed_pool
-                and pm.role == PROMPT
-                and pm.p_load >= cfg.prompt_queue_threshold_tokens
-                and self.token_pool
-            ):
-                m = min(self.token_pool, key=_d_load)
-                m.set_role(MIXED, now)
-                pm = m
-            if pm.role == MIXED:
-                tm = pm
-            else:
-                tm = self._pick(self.token_capable, 1, _d_load)
-                if (
-                    cfg.mixed_pool
-                    and tm.role == TOKEN
-                    and tm.d_load + p > cfg.token_kv_threshold_fraction * tm.cap
-                    and len(self.prompt_pool) > 1
-                ):
-                    m = min((x for x in self.prompt_pool if x is not pm), key=_p_load)
-                    m.set_role(MIXED, now)
-                    tm = m
-        else:
-            pm = tm = self._pick(self.machines, 0, _load)
-        self.pm_of[r] = pm.idx
-        self.tm_of[r] = tm.idx
-        self.t_last[r] = now
-        tm.d_load += p
-        pm.queue.append(r)
-        pm.p_load += p
-        if pm.kind != PREFILL:
-            pm.notify(now, now)
+#: machine-level policies by name (``SchedulerConfig.machine_policy``)
+MACHINE_POLICIES: dict[str, type[Machine]] = {"reference": Machine}
 
 
-def _p_load(m):
-    return m.p_load
-
-
-def _d_load(m):
-    return m.d_load
-
-
-def _load(m):
-    return m.p_load + m.d_load
+def machine_class(policy: str, role: int) -> type[Machine]:
+    """The class that runs an instance of pool ``role`` (PROMPT, TOKEN, MIXED) under
+    ``policy`` (checked by SchedulerConfig); every pool uses the same policy today."""
+    return MACHINE_POLICIES[policy]

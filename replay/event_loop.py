@@ -1,0 +1,105 @@
+"""The event loop of the simulator: request arrivals merged with machine wake-ups.
+
+Event loop (SimPy-style, specialised): one heap of ``(time, seq, machine, version)`` machine
+wake-ups, merged with the sorted stream of request arrivals (arrivals need no heap entries).
+A machine keeps at most one live wake-up; rescheduling bumps its version and the stale entry is
+skipped when popped. Ties: an arrival at the same time as a wake-up is handled first (so requests
+arriving together are batched together: an idle machine starts work through a wake-up at the
+arrival time, not inside the arrival); wake-ups at the same time run in the order they were
+scheduled (``seq``).
+
+The cluster holds the per-request tables (parallel lists indexed by request); routing at
+arrival is :mod:`replay.routing`, what a machine does when it wakes is :mod:`replay.machine`.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from heapq import heappop
+from itertools import count
+
+import numpy as np
+
+from replay.machine import INF, machine_class
+from replay.routing import Routing
+
+
+class Cluster(Routing):
+    """All machines, the request tables (parallel lists indexed by request), and the run loop."""
+
+    def __init__(self, trace_arrays, machines_cfg, links, cfg, split, seed, max_tokens, mixed_pool):
+        rid, arrival, ptok, otok = trace_arrays
+        n = len(arrival)
+        self.n = n
+        self.cfg = cfg
+        self.split = split
+        self.mixed_pool = bool(mixed_pool)
+        self.rid = rid
+        self.arrival = arrival
+        self.ptok = ptok
+        self.otok = otok
+        self.max_tokens = max_tokens  # prompt + output above this: rejected
+        self.pm_of = [-1] * n
+        self.tm_of = [-1] * n
+        self.t_start = [math.nan] * n
+        self.t_first = [math.nan] * n
+        self.t_done = [math.nan] * n
+        self.t_last = [0.0] * n
+        self.kvx = [0.0] * n
+        self.npre = [0] * n
+        self.gen = [0] * n
+        self.jit = [0] * n
+        self.jseg = [0] * n
+        self.recompute = [False] * n
+        self.rejected = [False] * n
+        self.gap_req = array("q")
+        self.gap_val = array("d")
+        self.heap = []
+        self.seq = count()
+        self.links = links
+        self.completed = 0
+        self.preemptions = 0
+        self.n_rejected = 0
+        self.role_changes = []
+        policy = cfg.machine_policy
+        self.machines = [
+            machine_class(policy, mc[1])(self, i, *mc) for i, mc in enumerate(machines_cfg)
+        ]
+        self.rng = np.random.default_rng(seed)
+        self.rr = [0, 0]
+        self.repool()
+
+    def run(self, progress=None):
+        """Run to completion; ``progress(done_arrivals, total)`` is called every ~1%."""
+        heap = self.heap
+        arr = list(self.arrival) + [INF]
+        n = self.n
+        i = 0
+        nxt = arr[0]
+        step = max(1, n // 100)
+        mark = step if progress is not None else n + 1
+        arrive = self._arrive
+        now = 0.0
+        while True:
+            if heap and heap[0][0] < nxt:
+                t, _, m, ver = heappop(heap)
+                if ver == m.ver:
+                    now = t
+                    m.wake(t)
+            elif nxt == INF:
+                break
+            else:
+                now = nxt
+                arrive(i, nxt)
+                i += 1
+                nxt = arr[i]
+                if i >= mark:
+                    progress(i, n)
+                    mark += step
+        if progress is not None:
+            progress(n, n)
+        self.end_time = now
+        for m in self.machines:
+            m.pool_time[m.role] += now - m.role_since
+            m.role_since = now

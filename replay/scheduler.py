@@ -1,0 +1,110 @@
+"""The scheduler options: one dataclass, the schema of the ``scheduler`` config group.
+
+:class:`SchedulerConfig` is what the cluster scheduler (:mod:`replay.routing`), the machine
+scheduler (:mod:`replay.machine`) and the KV transfer model (``kv_transfer``, a nested
+:class:`replay.kv_transfer.KVTransferConfig`) read. It is also the structured-config schema of
+the Hydra group ``scheduler`` (registered by ``experiments.schemas``; this module does not
+import Hydra). Each option is checked once, here, in ``__post_init__``: a bad value raises a
+one-line :class:`ReplayError` that starts with the dotted config key.
+
+Adding an option: one field here (with its default and help text) plus its default in
+``experiments/conf/scheduler/*.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from replay.errors import need
+from replay.kv_transfer import KVTransferConfig
+from replay.machine import MACHINE_POLICIES
+
+POLICIES = ("jsq", "round-robin", "random")
+MIXED_BATCH = ("fused", "sequential")
+
+
+def _f(default, help: str):  # noqa: A002 - "help" is the documented name
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class SchedulerConfig:
+    """Reference scheduler options (paper Sec. IV); tokens, seconds, fractions."""
+
+    name: str = _f("jsq", "display name of this scheduler setting")
+    policy: str = _f("jsq", "cluster-level machine choice: 'jsq', 'round-robin' or 'random'")
+    machine_policy: str = _f(
+        "reference",
+        "machine-level batching policy of every pool (replay.machine.MACHINE_POLICIES): "
+        "'reference' (paper Sec. IV: FCFS prompts, prompts first on mixed machines)",
+    )
+    prompt_batch_tokens: int = _f(2048, "prompt machines: max tokens in one prefill batch")
+    max_batch_size: int | None = _f(None, "decode batch cap (None: only KV memory limits it)")
+    kv_reserve_fraction: float = _f(
+        0.1, "memory of an instance kept free of weights and KV cache (activations, ...)"
+    )
+    kv_watermark_fraction: float = _f(0.02, "free KV kept at admission, fraction of capacity")
+    max_preemptions: int = _f(3, "cap on preemptions of one request (victim choice)")
+    prompt_queue_threshold_tokens: int = _f(
+        8192, "pending prompt tokens on the chosen prompt machine that trigger the mixed pool"
+    )
+    token_kv_threshold_fraction: float = _f(
+        0.9, "token machine KV fill (of capacity) that triggers the mixed pool"
+    )
+    enforce_max_context: bool = _f(True, "reject requests longer than the model's context")
+    mixed_batch: str = _f(
+        "fused",
+        "mixed iteration time: 'fused' (one pass: the decode tokens are more prefill tokens, "
+        "plus their attention) or 'sequential' (prefill then a whole decode step: an upper bound)",
+    )
+    kv_transfer: KVTransferConfig = field(
+        default_factory=KVTransferConfig,
+        metadata={"help": "KV transfer model between prompt and token machines"},
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kv_transfer, dict):
+            self.kv_transfer = KVTransferConfig(**self.kv_transfer)
+        k = "scheduler"
+        need(self.policy in POLICIES, f"{k}.policy", _unknown(self.policy, POLICIES))
+        need(
+            self.machine_policy in MACHINE_POLICIES,
+            f"{k}.machine_policy",
+            _unknown(self.machine_policy, tuple(MACHINE_POLICIES)),
+        )
+        need(
+            self.mixed_batch in MIXED_BATCH,
+            f"{k}.mixed_batch",
+            _unknown(self.mixed_batch, MIXED_BATCH),
+        )
+        need(_int(self.prompt_batch_tokens) and self.prompt_batch_tokens >= 1,
+             f"{k}.prompt_batch_tokens", f"must be an integer >= 1, got {self.prompt_batch_tokens!r}")  # fmt: skip
+        need(
+            self.max_batch_size is None or (_int(self.max_batch_size) and self.max_batch_size >= 1),
+            f"{k}.max_batch_size",
+            f"must be an integer >= 1 or null, got {self.max_batch_size!r}",
+        )
+        for name in ("kv_reserve_fraction", "kv_watermark_fraction"):
+            v = getattr(self, name)
+            need(0.0 <= v < 1.0, f"{k}.{name}", f"must be in [0, 1), got {v!r}")
+        need(_int(self.max_preemptions) and self.max_preemptions >= 0, f"{k}.max_preemptions",
+             f"must be >= 0, got {self.max_preemptions!r}")  # fmt: skip
+        need(
+            _int(self.prompt_queue_threshold_tokens) and self.prompt_queue_threshold_tokens >= 1,
+            f"{k}.prompt_queue_threshold_tokens",
+            f"must be >= 1, got {self.prompt_queue_threshold_tokens!r}",
+        )
+        v = self.token_kv_threshold_fraction
+        need(v > 0 and v == v and v != float("inf"), f"{k}.token_kv_threshold_fraction",
+             f"must be a finite number > 0, got {v!r}")  # fmt: skip
+
+
+def _int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _unknown(value, known) -> str:
+    return f"unknown value '{value}' (known: {', '.join(known)})"
+
+
+__all__ = ["MIXED_BATCH", "POLICIES", "SchedulerConfig"]

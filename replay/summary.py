@@ -1,0 +1,250 @@
+"""The replay summary: one typed dataclass, built by one function, read by every output.
+
+:func:`build_summary` computes every number of a replay from its records (request table,
+iteration spans, gaps) with the metric definitions of :mod:`replay.metrics`, the SLO of
+:mod:`replay.slo` and the energy model below. ``summary.json`` (:meth:`ReplaySummary.to_dict`),
+the printed table (:func:`format_summary`) and the study's point result
+(``experiments.runner.summarize``) all read this object.
+
+Energy: every recorded span is busy time at the phase's power (a prefill or mixed iteration at
+``prefill_power(prompt tokens)``, a decode span at ``decode_power(batch size)``), the rest of the
+run (0 to the last event) at ``idle_power_w``, per instance.
+
+Context policy: ``context`` says how many requests the trace's context-window policy changed
+(``clipped``, ``clipped_tokens``: tokens removed) or dropped (``rejected``, ``rejected_tokens``)
+before the replay; it comes with the trace table (``traces.transforms.prepare``'s info).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from common.jsonsafe import jsonable
+from common.units import joules_to_kwh, w_to_kw
+from replay.metrics import PERCENTILES, request_summary, span_gaps
+from replay.slo import SLO
+
+ENERGY_MODEL = (
+    "busy spans at prefill_power(prompt tokens) or decode_power(batch), idle_power_w otherwise"
+)
+NO_CONTEXT = {
+    "policy": None, "max_context": None, "clipped": 0, "clipped_tokens": 0, "rejected": 0,
+    "rejected_tokens": 0,
+}  # fmt: skip
+
+
+@dataclass
+class ReplaySummary:
+    """Every number of one replay (seconds, req/s, J, W, $/h). JSON: :meth:`to_dict`."""
+
+    design: dict
+    scheduler: dict
+    seed: int
+    requests: dict  # total, completed, rejected, incomplete
+    ttft_s: dict
+    tbt_s: dict
+    e2e_s: dict
+    kv_transfer_s: dict
+    tbt_weighting: str
+    preemptions: int
+    requests_preempted: int
+    steady_window_s: list
+    throughput_method: str
+    throughput_rps: float
+    goodput_rps: float
+    goodput_definition: str
+    slowdown: dict | None = None
+    slowdown_reference: str | None = None
+    slo: dict | None = None  # name, percentiles, limits, checks, all_ok, worst_ratio
+    duration_s: float = 0.0
+    energy_j: float = 0.0
+    energy_kwh: float = 0.0
+    mean_power_w: float | None = None
+    energy_model: str = ENERGY_MODEL
+    utilization: dict = field(default_factory=dict)
+    pool_changes: int = 0
+    decode_linearization_max_rel_error: float = 0.0
+    max_decode_batch: int = 0
+    context: dict = field(default_factory=lambda: dict(NO_CONTEXT))
+    trace: dict = field(default_factory=dict)
+    display: dict = field(default_factory=dict)
+
+    @property
+    def slo_met(self) -> bool:
+        return bool(self.slo and self.slo["all_ok"])
+
+    @property
+    def slo_worst_ratio(self) -> float:
+        return math.inf if not self.slo else float(self.slo["worst_ratio"])
+
+    @property
+    def cost_per_hour(self) -> float:
+        return float(self.design["cost_per_hour"])
+
+    @property
+    def provisioned_power_w(self) -> float:
+        return float(self.design["provisioned_power_w"])
+
+    def to_dict(self) -> dict:
+        """summary.json: JSON-safe (common.jsonsafe; non-finite numbers become null)."""
+        return jsonable(self)
+
+
+def context_counts(info: dict | None) -> dict:
+    """The ``context`` block of a trace's prepare() info (zeros when no policy ran)."""
+    c = (info or {}).get("context")
+    return {**NO_CONTEXT, **c} if c else dict(NO_CONTEXT)
+
+
+def energy_joules(iterations: pd.DataFrame, power_models: list, end_s: float) -> float:
+    """Energy of a run, J: each instance's spans at its phase power, the rest idle."""
+    total = 0.0
+    machine = iterations["machine"].to_numpy() if len(iterations) else np.zeros(0, np.int64)
+    nn_all = iterations["iterations"].to_numpy() if len(iterations) else np.zeros(0, np.int64)
+    for idx, pm in enumerate(power_models):
+        sel = machine == idx
+        nn = nn_all[sel]
+        d0 = iterations["first_s"].to_numpy()[sel] if len(iterations) else np.zeros(0)
+        inc = iterations["increment_s"].to_numpy()[sel] if len(iterations) else np.zeros(0)
+        bb = iterations["batch_size"].to_numpy()[sel] if len(iterations) else np.zeros(0, int)
+        pt = iterations["prefill_tokens"].to_numpy()[sel] if len(iterations) else np.zeros(0, int)
+        dur = nn * d0 + inc * nn * (nn - 1) / 2.0
+        e = 0.0
+        is_pre = pt > 0
+        for tok in np.unique(pt[is_pre]):
+            e += pm.prefill_power(int(tok)) * float(dur[is_pre & (pt == tok)].sum())
+        for b in np.unique(bb[~is_pre]):
+            e += pm.decode_power(int(b)) * float(dur[~is_pre & (bb == b)].sum())
+        e += pm.idle_power_w * max(end_s - float(dur.sum()), 0.0)
+        total += e
+    return total
+
+
+def build_summary(
+    *,
+    requests: pd.DataFrame,
+    iterations: pd.DataFrame,
+    request_gaps: pd.DataFrame,
+    reference: tuple,
+    slo: SLO,
+    trim: float,
+    design,
+    scheduler,
+    seed: int,
+    end_s: float,
+    power_models: list,
+    engine: dict,
+    trace_info: dict | None = None,
+    display: dict | None = None,
+) -> ReplaySummary:
+    """The one summary of a replay (see the module doc). ``engine``: utilization,
+    pool_changes, decode_linearization_max_rel_error, max_decode_batch."""
+    it = iterations
+    gv, gw = span_gaps(
+        it["first_s"], it["increment_s"], it["iterations"], it["batch_size"], it["first_excluded"]
+    )
+    g = request_gaps["gap_s"].to_numpy(dtype=float)
+    gaps = (np.concatenate([gv, g]), np.concatenate([gw, np.ones_like(g)]))
+    metrics = request_summary(requests, reference, gaps, trim, slo)
+    energy = energy_joules(iterations, power_models, end_s)
+    from dataclasses import asdict
+
+    return ReplaySummary(
+        design=design.describe(),
+        scheduler=asdict(scheduler),
+        seed=int(seed),
+        **metrics,
+        duration_s=end_s,
+        energy_j=energy,
+        energy_kwh=joules_to_kwh(energy),
+        mean_power_w=energy / end_s if end_s > 0 else None,
+        **engine,
+        context=context_counts(trace_info),
+        trace=dict(trace_info or {}),
+        display=dict(display or {}),
+    )
+
+
+def format_summary(summary: ReplaySummary | dict) -> str:
+    """A printable table of a summary (a :class:`ReplaySummary` or a summary.json dict)."""
+    if isinstance(summary, ReplaySummary):
+        summary = summary.to_dict()
+    lines = []
+    d = summary.get("design", {})
+    if d:
+        pools = (
+            f"{d.get('prompt_machines')} x {d.get('prompt_spec')}"
+            if d.get("kind") == "baseline"
+            else f"{d.get('prompt_machines')} x {d.get('prompt_spec')} prompt + "
+            f"{d.get('token_machines')} x {d.get('token_spec')} token"
+        )
+        per = d.get("instances_per_node") or {}
+        inst = ", ".join(f"{v} per {k}" for k, v in per.items())
+        lines.append(f"design      {d.get('name')} ({d.get('model')}): {pools} nodes")
+        lines.append(
+            f"instances   tp={d.get('tp')}: {inst}" if inst else f"tp          {d.get('tp')}"
+        )
+        lines.append(
+            f"cost        ${d.get('cost_per_hour') or 0:,.1f}/h   provisioned "
+            f"{w_to_kw(d.get('provisioned_power_w') or 0):,.1f} kW"
+        )
+    r = summary.get("requests", {})
+    lines.append(
+        f"requests    {r.get('total')} total, {r.get('completed')} completed, "
+        f"{r.get('rejected')} rejected, {r.get('incomplete')} incomplete"
+    )
+    c = summary.get("context") or {}
+    if c.get("policy"):
+        lines.append(
+            f"context     {c.get('policy')} at {c.get('max_context')} tokens: "
+            f"{c.get('clipped')} clipped ({c.get('clipped_tokens')} tokens removed), "
+            f"{c.get('rejected')} rejected ({c.get('rejected_tokens')} tokens) before the replay"
+        )
+
+    def f(x, nd=3):
+        return "-" if x is None else f"{x:.{nd}f}"
+
+    lines.append(f"{'metric':<10}{'P50':>10}{'P90':>10}{'P99':>10}  slowdown P50/P90/P99")
+    for key, name in (("ttft_s", "ttft"), ("tbt_s", "tbt"), ("e2e_s", "e2e")):
+        p = summary.get(key, {})
+        sd = (summary.get("slowdown") or {}).get(name)
+        sds = "/".join(f(sd.get(f"p{q}"), 2) for q in PERCENTILES) if sd else "-"
+        label = f"{name} s" + (" *" if name == "tbt" else "")
+        lines.append(
+            f"{label:<10}{f(p.get('p50')):>10}{f(p.get('p90')):>10}{f(p.get('p99')):>10}  {sds}"
+        )
+    lines.append("  * TBT: " + str(summary.get("tbt_weighting", "token-weighted")))
+    slo = summary.get("slo")
+    if slo:
+        bad = [k for k, v in slo["checks"].items() if not v["ok"]]
+        worst = slo.get("worst_ratio")
+        lines.append(
+            f"SLO ({slo.get('name')}) "
+            + ("met" if slo["all_ok"] else "MISSED: " + ", ".join(sorted(bad)))
+            + f"   worst slowdown / limit {f(worst, 2)}"
+        )
+    lines.append(
+        f"throughput  {f(summary.get('throughput_rps'), 2)} req/s   goodput "
+        f"{f(summary.get('goodput_rps'), 2)} req/s (steady window)"
+    )
+    if "energy_kwh" in summary:
+        lines.append(
+            f"energy      {f(summary.get('energy_kwh'), 2)} kWh   mean power "
+            f"{f(w_to_kw(summary.get('mean_power_w') or 0), 1)} kW"
+        )
+    u = summary.get("utilization")
+    if u:
+        lines.append(
+            "utilization "
+            + "  ".join(f"{k} {f(v, 2)}" for k, v in sorted(u.items()) if v is not None)
+        )
+    kv = summary.get("kv_transfer_s", {})
+    lines.append(
+        f"kv transfer mean {f(kv.get('mean'), 4)} s, P99 {f(kv.get('p99'), 4)} s   "
+        f"preemptions {summary.get('preemptions')}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""The study's point result is read from the replay's one summary; the cache key's code version
+covers whole packages."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from experiments import runner
+
+POINT_KEYS = {
+    "slo_met", "slo_worst_ratio", "slowdown", "throughput_rps", "goodput_rps", "energy_kwh",
+    "mean_power_w", "preemptions", "requests", "cost_per_hour", "provisioned_power_w",
+    "trace_requests", "ttft_s", "tbt_s", "e2e_s", "quantiles", "context",
+}  # fmt: skip
+
+
+def _point(slo: dict) -> dict:
+    return {
+        "model": {"name": "llama2-70b", "tp": 8},
+        "design": {
+            "name": "b",
+            "kind": "baseline",
+            "machine": "dgx-h100",
+            "machines": 1,
+            "prompt_machine": None,
+            "token_machine": None,
+            "prompt_machines": None,
+            "token_machines": None,
+            "mixed_pool": True,
+        },  # fmt: skip
+        "trace": {
+            "name": "azure-code-2023",
+            "resample_rate": 4.0,
+            "resample_duration_s": 15.0,
+            "max_context": 2000,
+            "seed": 1,
+        },  # fmt: skip
+        "scheduler": {},
+        "slo": slo,
+        "profiles": {"source": "reference"},
+        "seed": 0,
+    }
+
+
+def test_point_result_keys_and_the_configured_slo():
+    paper = runner.evaluate_point(_point({"name": "paper"}))
+    assert set(paper) == POINT_KEYS
+    assert paper["context"]["policy"] == "clip" and paper["context"]["max_context"] == 2000
+    assert paper["context"]["clipped"] > 0
+    assert paper["cost_per_hour"] == 38.0 and paper["provisioned_power_w"] == 5600.0
+    strict = runner.evaluate_point(
+        _point(
+            {
+                "name": "tight",
+                "ttft": [1.01, 1.01, 1.01],
+                "tbt": [1.01, 1.01, 1.01],
+                "e2e": [1.01, 1.01, 1.01],
+            }
+        )  # fmt: skip
+    )
+    assert paper["throughput_rps"] == strict["throughput_rps"]
+    assert strict["slo_met"] is False and strict["goodput_rps"] < paper["goodput_rps"]
+    assert len(paper["quantiles"]["tbt_s"]) == len(runner.QUANTILE_LEVELS)
+
+
+def test_code_version_hashes_every_file_of_the_packages(tmp_path, monkeypatch):
+    root = tmp_path / "src"
+    for pkg in runner._CODE_PACKAGES:
+        (root / pkg).mkdir(parents=True)
+        (root / pkg / "mod.py").write_text("x = 1\n")
+    (root / "experiments").mkdir()
+    shutil.copy(runner.__file__, root / "experiments" / "runner.py")
+    monkeypatch.setattr(runner, "_ROOT", root)
+    monkeypatch.setattr(runner, "__file__", str(root / "experiments" / "runner.py"))
+    v0 = runner.code_version.__wrapped__()
+    data = root / "characterize" / "modeling" / "data" / "new_table.csv"
+    data.parent.mkdir()
+    data.write_text("a,b\n1,2\n")  # a new data file, not a .py, in a sub-folder
+    v1 = runner.code_version.__wrapped__()
+    assert v1 != v0
+    (root / "replay" / "__pycache__").mkdir()
+    (root / "replay" / "__pycache__" / "mod.cpython.pyc").write_bytes(b"\0")
+    assert runner.code_version.__wrapped__() == v1  # caches do not count
+    Path(root / "traces" / "mod.py").write_text("x = 2\n")
+    assert runner.code_version.__wrapped__() != v1
