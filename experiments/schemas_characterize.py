@@ -15,6 +15,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from experiments.schemas_vllm import TINY_LLAMA_512_NODE, VLLMConf
+
 
 @dataclass
 class ShardConf:
@@ -66,6 +68,8 @@ class CharacterizeApp:
     power: PowerConf = field(default_factory=PowerConf)
     device: str = "cuda"
     impl: str = "native"
+    engine: str = "harness"  # harness (the suite's own, impl=...) | vllm (see vllm.*)
+    vllm: VLLMConf = field(default_factory=VLLMConf)
     layers: int | None = None
     dtype: str = "auto"
     cuda_graphs: bool = True
@@ -84,6 +88,7 @@ class CharacterizeApp:
 TINY_MODEL_NODES = {
     "tiny-llama": {"name": "tiny-llama", "display": "tiny Llama (test)", "tp": 1},
     "tiny-bloom": {"name": "tiny-bloom", "display": "tiny BLOOM (test)", "tp": 1},
+    "tiny-llama-512": TINY_LLAMA_512_NODE,
 }
 
 _REGISTERED = False

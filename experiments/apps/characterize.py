@@ -25,6 +25,7 @@ from experiments.schemas import CONF_DIR
 from experiments.schemas_characterize import register
 
 IMPLS = ("native", "transformers")
+ENGINES = ("harness", "vllm")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 POWER_MODES = ("auto", "required", "off")
 
@@ -39,6 +40,8 @@ def profile_config(cfg: DictConfig):
     model = cfg.model.name if isinstance(cfg.model, DictConfig) else cfg.model
     if not model:
         raise ExperimentError("model: missing (e.g. model=llama2-70b)")
+    if cfg.engine not in ENGINES:
+        raise ExperimentError(f"engine: must be one of {', '.join(ENGINES)}, got '{cfg.engine}'")
     if cfg.impl not in IMPLS:
         raise ExperimentError(f"impl: must be one of {', '.join(IMPLS)}, got '{cfg.impl}'")
     if cfg.dtype not in DTYPES:
@@ -169,7 +172,16 @@ def run(cfg: DictConfig):
     from characterize.measure.profiler import profile_phase
 
     pc = profile_config(cfg)
-    result = profile_phase(pc, log=lambda s: print(s, file=sys.stderr))
+    engine = None
+    if cfg.engine == "vllm":  # issue 11: a real engine's iterations (experiments/vllm_profile.py)
+        from experiments.vllm_profile import vllm_engine
+
+        pc, engine = vllm_engine(cfg, pc)
+    try:
+        result = profile_phase(pc, engine=engine, log=lambda s: print(s, file=sys.stderr))
+    finally:
+        if engine is not None:
+            engine.close()
     print(summarize(result))
     gpu = result.metadata["gpu"]
     if cfg.fit and not result.profiles.empty:
