@@ -64,7 +64,10 @@ class FakeServer:
                     }
                 ],
             }
-            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            try:
+                await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            except ConnectionError:  # the client went away (cancelled): nothing to do
+                return resp
         usage = {"prompt_tokens": n_prompt, "completion_tokens": count}
         await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
         await resp.write(b"data: [DONE]\n\n")

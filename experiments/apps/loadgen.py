@@ -231,6 +231,13 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     def started(state):
         meta["model"] = state.model
         write_json_atomic(run_dir / "loadgen.json", meta)
+        n = len(state.records)
+        print(
+            f"loadgen: {n} requests over {state.records[-1].arrival_s if n else 0:.1f} s to "
+            f"{opts.base_url} (model '{state.model}', at most {opts.max_outstanding} "
+            "outstanding); Ctrl-C stops and keeps the results",
+            flush=True,
+        )
 
     def checkpoint(state):
         write_parquet_atomic(records.request_table(state.records), run_dir / "requests.parquet")
@@ -238,12 +245,6 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     w0 = time.perf_counter()
-    print(
-        f"loadgen: {len(plan)} requests over {plan[-1].arrival_s if plan else 0:.1f} s to "
-        f"{opts.base_url} (at most {opts.max_outstanding} outstanding); Ctrl-C stops and keeps "
-        "the results",
-        file=sys.stderr,
-    )
     try:
         state = asyncio.run(
             client.replay(

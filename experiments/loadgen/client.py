@@ -36,7 +36,7 @@ import aiohttp
 import numpy as np
 
 #: statuses of a record; only "ok" and "short" have token times
-STATUSES = ("ok", "short", "error", "dropped", "timeout", "interrupted", "not_sent")
+STATUSES = ("ok", "short", "error", "dropped", "timeout", "interrupted", "in_flight", "not_sent")
 WORDS = (
     "the of and to in is was for on that with as by at from his her an are it this be which "
     "or had not but have they one were their all been has more when who would there she can"
@@ -179,7 +179,7 @@ async def send_one(
         total=opts.request_timeout_s, sock_connect=opts.connect_timeout_s
     )
     rec.sent_s = time.perf_counter() - t0
-    rec.status = "dropped"
+    rec.status = "in_flight"  # what a checkpoint written meanwhile shows
     done = False
     try:
         async with session.post(url, json=body, timeout=timeout) as r:

@@ -7,7 +7,8 @@
   the client itself fell behind (``lag_s``: no coordinated omission). ``output_tokens`` is the
   number of tokens the server streamed (a short answer keeps its real length; the asked length
   is ``requested_output_tokens``). A request without a complete stream has NaN times.
-  ``prompt_machine``/``token_machine`` are 0 (one endpoint; -1 for a request never sent),
+  Requests never sent (a stopped run) are not rows. ``prompt_machine``/``token_machine`` are 0
+  (one endpoint),
   ``queue_s``, ``kv_transfer_s`` are NaN and ``preemptions`` null: the client cannot see them.
 - ``tokens.parquet``: ``request_id`` and ``token_times_s`` (a Parquet list of float64: each
   streamed token's arrival, seconds after the request's scheduled arrival), for requests that
@@ -29,20 +30,23 @@ COMPLETED = ("ok", "short")
 
 
 def request_table(records: list[Record]) -> pd.DataFrame:
+    """The records of the requests that were sent (a run stopped early leaves the rest out:
+    they are counted as ``not_sent`` in the client block, not as rejected requests)."""
     rows = []
     for r in records:
+        if r.status == "not_sent":
+            continue
         t = np.asarray(r.token_times_s, dtype=float) - r.arrival_s
         complete = r.status in COMPLETED and t.size > 0
         gaps = np.diff(t) if complete else np.zeros(0)
-        sent = r.status != "not_sent"
         rows.append(
             {
                 "request_id": int(r.request_id),
                 "arrival_s": float(r.arrival_s),
                 "prompt_tokens": int(r.prompt_tokens),
                 "output_tokens": int(t.size) if complete else int(r.output_tokens),
-                "prompt_machine": 0 if sent else -1,
-                "token_machine": 0 if sent else -1,
+                "prompt_machine": 0,
+                "token_machine": 0,
                 "queue_s": math.nan,
                 "ttft_s": float(t[0]) if complete else math.nan,
                 "e2e_s": float(t[-1]) if complete else math.nan,
@@ -112,11 +116,11 @@ def summarize(requests: pd.DataFrame, tokens: pd.DataFrame, trim: float = 0.1) -
 
 def client_block(requests: pd.DataFrame, state: RunState, cpu_s: float, wall_s: float) -> dict:
     """What the load generator itself saw: statuses, lag, short answers, its own CPU cost."""
-    sent = requests[requests["status"] != "not_sent"]
+    sent = requests
     lag = sent["lag_s"].to_numpy(dtype=float)
-    counts = {s: int((requests["status"] == s).sum()) for s in STATUSES}
+    counts = {s: sum(r.status == s for r in state.records) for s in STATUSES}
     reasons = (
-        requests.loc[~requests["status"].isin(COMPLETED) & (requests["status"] != "not_sent")]
+        requests.loc[~requests["status"].isin(COMPLETED)]
         .groupby("reason")
         .size()
         .sort_values(ascending=False)
