@@ -56,26 +56,28 @@ class ServerError(RuntimeError):
 def build_model_dir(path: str | os.PathLike, seed: int = 0, dtype: str = "float32", **over) -> Path:
     """Write a random-weight Llama (``TINY_LLAMA`` with ``over`` applied) to ``path``.
 
-    Skips the work when ``path`` already holds the same config (``config.json`` equal).
+    Skips the work when ``path`` already holds the same spec (``splitbench-model.json``).
     """
+    path = Path(path)
+    marker = path / "splitbench-model.json"
+    spec = {"seed": seed, "dtype": dtype, **TINY_LLAMA, **over}
+    if (path / "config.json").exists() and marker.exists():
+        if json.loads(marker.read_text()) == spec:
+            return path
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    path = Path(path)
     cfg = LlamaConfig(**{**TINY_LLAMA, **over}, torch_dtype=dtype, tie_word_embeddings=False)
-    want = cfg.to_dict()
-    cj = path / "config.json"
-    marker = path / "splitbench-model.json"
-    spec = {"seed": seed, "dtype": dtype, **TINY_LLAMA, **over}
-    if cj.exists() and marker.exists() and json.loads(marker.read_text()) == spec:
-        return path
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg).to(getattr(torch, dtype))
     tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():  # left by a killed build
+        import shutil
+
+        shutil.rmtree(tmp)
     model.save_pretrained(tmp, safe_serialization=True)
     (tmp / "splitbench-model.json").write_text(json.dumps(spec, indent=1) + "\n")
-    del want
     if path.exists():
         import shutil
 
