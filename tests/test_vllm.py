@@ -102,9 +102,12 @@ def test_loadgen_app_on_a_scaled_azure_window(server, tmp_path):
 def test_characterize_engine_vllm_writes_a_profile(model_dir, tmp_path, server):
     # the server fixture is listed last so pytest keeps it for the module; this test runs the
     # in-process engine beside it (small points: seconds)
+    from pathlib import Path
+
     from characterize.modeling.profiles import read_profiles
 
-    env = {**os.environ, "SPLITBENCH_ROOT": str(tmp_path)}
+    specs = Path(__file__).resolve().parents[1] / "characterize" / "measure" / "vllm_specs"
+    env = {**os.environ, "SPLITBENCH_ROOT": str(tmp_path), "SPLITBENCH_SPEC_PATH": str(specs)}
     cmd = [
         os.path.join(os.path.dirname(sys.executable), "splitbench-characterize"),
         "engine=vllm",
@@ -127,3 +130,5 @@ def test_characterize_engine_vllm_writes_a_profile(model_dir, tmp_path, server):
     assert (prof["latency_s"] > 0).all()
     assert prof["source"].str.contains("vLLM 0.32").all()
     assert prof["source"].str.contains("max_num_batched_tokens=").all()
+    # the fit accepts it (the vLLM spec folder names the tiny model and the cpu device)
+    assert "fit prefill: held-out MAPE" in p.stdout and "fit decode: held-out MAPE" in p.stdout
