@@ -15,7 +15,7 @@ class VLLMConf:
     max_num_seqs: int = field(default=64, metadata={"help": "vLLM's max_num_seqs"})
     max_model_len: int = field(default=4096, metadata={"help": "vLLM's max_model_len"})
     enforce_eager: bool = field(default=True, metadata={"help": "no CUDA graphs / compile"})
-    kvcache_gib: float = field(default=1.0, metadata={"help": "CPU: VLLM_CPU_KVCACHE_SPACE"})
+    kvcache_gib: int = field(default=1, metadata={"help": "CPU: VLLM_CPU_KVCACHE_SPACE (GiB)"})
     omp_bind: str | None = field(default=None, metadata={"help": "CPU: VLLM_CPU_OMP_THREADS_BIND"})
 
 

@@ -27,7 +27,7 @@ def vllm_engine(cfg: DictConfig, pc):
         raise ExperimentError("layers: engine=vllm runs the whole model folder (set layers=null)")
     if pc.tp != 1:
         raise ExperimentError(f"shard.tp: engine=vllm profiles one device (tp=1), got {pc.tp}")
-    for key in ("max_num_batched_tokens", "max_num_seqs", "max_model_len"):
+    for key in ("max_num_batched_tokens", "max_num_seqs", "max_model_len", "kvcache_gib"):
         if int(v[key]) < 1:
             raise ExperimentError(f"vllm.{key}: must be >= 1, got {v[key]}")
     try:
@@ -46,7 +46,7 @@ def vllm_engine(cfg: DictConfig, pc):
         dtype=dtype,
         enforce_eager=bool(v.enforce_eager),
         device=pc.device,
-        kvcache_gib=float(v.kvcache_gib),
+        kvcache_gib=int(v.kvcache_gib),
         omp_bind=v.omp_bind,
         max_decode_steps=t.warmup + 2 + t.max_repeats,
         seed=pc.seed,

@@ -39,7 +39,7 @@ def model_dir(tmp_path_factory):
 def server(model_dir):
     from characterize.measure.vllm_server import VLLMServer
 
-    srv = VLLMServer(model_dir, port=_free_port(), max_model_len=2048, kvcache_gib=0.5)
+    srv = VLLMServer(model_dir, port=_free_port(), max_model_len=2048, kvcache_gib=1)
     srv.start(wait_s=300)
     try:
         yield srv
@@ -116,7 +116,7 @@ def test_characterize_engine_vllm_writes_a_profile(model_dir, tmp_path, server):
         "power=off",
         f"vllm.model_dir={model_dir}",
         "vllm.max_model_len=512",
-        "vllm.kvcache_gib=0.25",
+        "vllm.kvcache_gib=1",
         "sweep=tiny",
         "sweep.timing.max_repeats=8",
         f"out_dir={tmp_path / 'profiles'}",

@@ -43,7 +43,7 @@ class VLLMOptions:
     dtype: str = "float32"
     enforce_eager: bool = True
     device: str = "cpu"
-    kvcache_gib: float = 1.0  # CPU: VLLM_CPU_KVCACHE_SPACE
+    kvcache_gib: int = 1  # CPU: VLLM_CPU_KVCACHE_SPACE (whole GiB)
     omp_bind: str | None = None  # CPU: VLLM_CPU_OMP_THREADS_BIND (None: vLLM's default)
     max_decode_steps: int = 256  # steps a decode point may take (warm-up + repeats)
     seed: int = 0

@@ -100,7 +100,7 @@ class VLLMServer:
     port: int = 8000
     max_model_len: int = 4096
     omp_bind: str | None = None  # VLLM_CPU_OMP_THREADS_BIND (None: default_bind())
-    kvcache_gib: float = 1.0  # VLLM_CPU_KVCACHE_SPACE
+    kvcache_gib: int = 1  # VLLM_CPU_KVCACHE_SPACE (whole GiB: vLLM reads an integer)
     extra_args: list[str] = field(default_factory=list)
     log_path: str | os.PathLike | None = None
     proc: subprocess.Popen | None = None
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default="results/models/tiny-llama-512", help="model folder")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--bind", default=None, help="VLLM_CPU_OMP_THREADS_BIND (default: last core)")
-    ap.add_argument("--kvcache-gib", type=float, default=1.0, help="VLLM_CPU_KVCACHE_SPACE")
+    ap.add_argument("--kvcache-gib", type=int, default=1, help="VLLM_CPU_KVCACHE_SPACE")
     ap.add_argument("--max-model-len", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
