@@ -156,8 +156,12 @@ class VLLMServer:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-                raise ServerError(f"vLLM server exited with {self.proc.returncode}: {tail[0]}")
+                lines = log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
+                errs = [ln for ln in lines if "Error" in ln and "errors.pydantic" not in ln]
+                why = (errs or lines)[-1].strip()
+                raise ServerError(
+                    f"vLLM server exited with {self.proc.returncode}: {why} (log: {log})"
+                )
             if self.ready():
                 return self
             time.sleep(1.0)
