@@ -218,6 +218,14 @@ def test_app_writes_a_replay_like_run_dir_the_report_reads(server, tmp_path):
     assert (req["output_tokens"] == 4).all()
     assert s["requests"]["completed"] == 8
     assert s["trace_info"]["length_scaling"]["changed"] == 8
+    assert s["context"] == {
+        "policy": "clip",
+        "max_context": 4096,
+        "clipped": 0,
+        "clipped_tokens": 0,
+        "rejected": 0,
+        "rejected_tokens": 0,
+    }
     assert s["loadgen"]["cpu_ms_per_request"] > 0
     assert len(tok) == 8 and all(len(t) == 4 for t in tok["token_times_s"])
     assert json.loads((out / "summary.json").read_text())["loadgen"]["warmup_requests"] == 1
@@ -237,3 +245,30 @@ def test_app_config_errors_name_the_key(tmp_path):
     ]:
         with pytest.raises(ExperimentError, match=key):
             loadgen.check_config(_compose(ov))
+
+
+def test_plan_scales_lengths_then_fits_the_context_window(tmp_path):
+    from experiments.apps import loadgen
+
+    _write_trace(tmp_path / "t.csv")  # prompts 80 + 4i, outputs 8
+    cfg = _compose(
+        [
+            f"trace.path={tmp_path / 't.csv'}",
+            "lengths.prompt_scale=0.25",  # -> 20 + i
+            "lengths.output_scale=0.5",  # -> 4
+            "target.max_model_len=26",  # 20+i + 4 > 26 for i >= 3: output clipped to 26 - p
+        ]
+    )
+    df, info = loadgen.load_plan(cfg)
+    # i=6,7: the prompt alone leaves no room, so it is clipped to 25 and the output to 1
+    assert df["prompt_tokens"].tolist() == [20, 21, 22, 23, 24, 25, 25, 25]
+    assert df["output_tokens"].tolist() == [4, 4, 4, 3, 2, 1, 1, 1]
+    assert info["length_scaling"]["changed"] == 8
+    assert info["context"] == {
+        "policy": "clip",
+        "max_context": 26,
+        "clipped": 5,
+        "clipped_tokens": 220 - 205,
+        "rejected": 0,
+        "rejected_tokens": 0,
+    }

@@ -152,8 +152,19 @@ def load_plan(cfg: DictConfig):
     max_ctx = int(tr.get("max_context") or cfg.target.max_model_len)
     max_ctx = min(max_ctx, int(cfg.target.max_model_len))
     policy = tr.get("context_policy", "clip")
+    before = df.set_index("request_id")[["prompt_tokens", "output_tokens"]].sum(axis=1)
     df, n = limit_context(df, max_ctx, policy)
     info["context_rejected" if policy == "reject" else "context_clipped"] = n
+    after = df.set_index("request_id")[["prompt_tokens", "output_tokens"]].sum(axis=1)
+    removed = int(before.sum() - after.sum())
+    info["context"] = {
+        "policy": policy,
+        "max_context": max_ctx,
+        "clipped": n if policy == "clip" else 0,
+        "clipped_tokens": removed if policy == "clip" else 0,
+        "rejected": n if policy == "reject" else 0,
+        "rejected_tokens": removed if policy == "reject" else 0,
+    }
     info["transforms"].append(
         {"name": "limit_context", "max_tokens": max_ctx, "policy": policy, "affected": n}
     )
@@ -273,6 +284,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         "arrival_s = scheduled send time; TTFT/E2E include client lag"
     )
     summary["trace_info"] = info
+    summary["context"] = info["context"]
     summary["display"] = {
         "design": str(cfg.display or cfg.target.name),
         "trace": str(cfg.trace.get("display") or cfg.trace.get("name") or ""),
