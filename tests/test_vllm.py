@@ -99,12 +99,8 @@ def test_loadgen_app_on_a_scaled_azure_window(server, tmp_path):
     assert [len(t) for t in tok["token_times_s"]] == req["output_tokens"].tolist()
 
 
-def test_characterize_engine_vllm_writes_a_profile(model_dir, tmp_path, server):
-    # the server fixture is listed last so pytest keeps it for the module; this test runs the
-    # in-process engine beside it (small points: seconds)
+def test_characterize_engine_vllm_writes_a_profile(model_dir, tmp_path):
     from pathlib import Path
-
-    from characterize.modeling.profiles import read_profiles
 
     specs = Path(__file__).resolve().parents[1] / "characterize" / "measure" / "vllm_specs"
     env = {**os.environ, "SPLITBENCH_ROOT": str(tmp_path), "SPLITBENCH_SPEC_PATH": str(specs)}
@@ -125,7 +121,7 @@ def test_characterize_engine_vllm_writes_a_profile(model_dir, tmp_path, server):
     ]
     p = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
-    prof = read_profiles(tmp_path / "profiles" / "v" / "profiles.csv")
+    prof = pd.read_csv(tmp_path / "profiles" / "v" / "profiles.csv")
     assert set(prof["phase"]) == {"prefill", "decode"}
     assert (prof["latency_s"] > 0).all()
     assert prof["source"].str.contains("vLLM 0.32").all()
