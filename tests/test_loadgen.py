@@ -14,8 +14,10 @@ from fake_openai import DROP_LEN, ERROR_LEN, SHORT_LEN, SLOW_LEN, FakeServer
 from experiments.loadgen import client, records
 
 TTFT, TBT = 0.08, 0.02
-# generous upper slack: 2 shared cores; the lower bounds are exact (a token cannot come early)
-SLACK = 0.06
+# The lower bounds are exact (a token cannot come before the server sends it); the upper slack
+# is generous because the suite runs on 2 shared cores (load averages above 10 seen). The exact
+# metric arithmetic is tested on fixed times in test_summary_goes_through_the_simulator_metrics.
+SLACK = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,9 @@ def test_streamed_times_match_the_server_delays(server):
         assert len(t) == 6
         assert TTFT <= t[0] <= TTFT + SLACK
         gaps = np.diff(t)
-        assert (gaps >= TBT - 0.003).all() and (gaps <= TBT + SLACK).all()
+        # token k leaves the server TTFT + k*TBT after the request at the earliest
+        assert (t >= TTFT + TBT * np.arange(6) - 1e-3).all()
+        assert (gaps <= TBT + SLACK).all()
     assert (req["ttft_s"] >= TTFT).all() and (req["ttft_s"] <= TTFT + SLACK).all()
     # E2E = TTFT + 5 gaps of TBT
     assert (req["e2e_s"] >= TTFT + 5 * TBT - 0.01).all()
@@ -100,10 +104,10 @@ def test_bounded_outstanding_makes_lag_and_reports_it(server, capsys):
     plan = [client.Record(i, 0.0, 5, 6) for i in range(6)]
     st = _run(plan, _opts(server, max_outstanding=1, lag_warn_s=0.1))
     lags = [r.lag_s for r in st.records]
-    assert lags[0] < 0.05
+    assert lags[0] < SLACK
     assert lags[-1] >= 5 * (TTFT + 5 * TBT) - 0.01
     assert st.lag_warnings >= 1 and "behind schedule" in capsys.readouterr().err
-    assert st.max_lag_s == pytest.approx(max(lags), abs=0.02)
+    assert max(lags) - SLACK <= st.max_lag_s <= max(lags)  # stamped just before each send
     # TTFT counts from the scheduled arrival: the lag is inside it (no coordinated omission)
     req = records.request_table(st.records)
     assert req["ttft_s"].iloc[-1] >= lags[-1] + TTFT
