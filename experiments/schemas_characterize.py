@@ -15,6 +15,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from experiments.schemas_vllm import VLLMConf
+
 
 @dataclass
 class ShardConf:
@@ -66,6 +68,8 @@ class CharacterizeApp:
     power: PowerConf = field(default_factory=PowerConf)
     device: str = "cuda"
     impl: str = "native"
+    engine: str = "harness"  # harness (the suite's own, impl=...) | vllm (see vllm.*)
+    vllm: VLLMConf = field(default_factory=VLLMConf)
     layers: int | None = None
     dtype: str = "auto"
     cuda_graphs: bool = True

@@ -30,6 +30,7 @@ IMPLS = ("native", "transformers")
 PARALLEL_LAUNCHERS = ("joblib", "ray", "submitit_local")
 _PARALLEL_TARGETS = ("JoblibLauncher", "RayLauncher", "LocalLauncher")
 CPU_HINT = "splitbench-characterize model=tiny-llama device=cpu sweep=tiny power=off"
+ENGINES = ("harness", "vllm")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 POWER_MODES = ("auto", "required", "off")
 
@@ -44,6 +45,8 @@ def profile_config(cfg: DictConfig):
     model = cfg.model.name if isinstance(cfg.model, DictConfig) else cfg.model
     if not model:
         raise ExperimentError("model: missing (e.g. model=llama2-70b)")
+    if cfg.engine not in ENGINES:
+        raise ExperimentError(f"engine: must be one of {', '.join(ENGINES)}, got '{cfg.engine}'")
     if cfg.impl not in IMPLS:
         raise ExperimentError(f"impl: must be one of {', '.join(IMPLS)}, got '{cfg.impl}'")
     if cfg.dtype not in DTYPES:
@@ -220,7 +223,16 @@ def run(cfg: DictConfig):
     _check_running_launcher()
     pc = profile_config(cfg)
     check_device(pc.device)
-    result = profile_phase(pc, log=lambda s: print(s, file=sys.stderr))
+    engine = None
+    if cfg.engine == "vllm":  # issue 11: a real engine's iterations (experiments/vllm_profile.py)
+        from experiments.vllm_profile import vllm_engine
+
+        pc, engine = vllm_engine(cfg, pc)
+    try:
+        result = profile_phase(pc, engine=engine, log=lambda s: print(s, file=sys.stderr))
+    finally:
+        if engine is not None:
+            engine.close()
     print(summarize(result))
     gpu = result.metadata["gpu"]
     if cfg.fit and not result.profiles.empty:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from characterize.modeling.specs import ModelSpec, load_model
 
-TINY_MODEL_NAMES = ("tiny-llama", "tiny-bloom")
+TINY_MODEL_NAMES = ("tiny-llama", "tiny-llama-512", "tiny-bloom")
 TINY_MODELS: dict[str, ModelSpec] = {name: load_model(name) for name in TINY_MODEL_NAMES}
 
 
