@@ -122,7 +122,7 @@ def test_characterize_fit_replay_report_on_cpu(tmp_path):
             cwd=tmp_path,
         )
     )
-    md = (tmp_path / "results/report/report.md").read_text()
+    md = (tmp_path / "results/report/smoke/report.md").read_text()  # a folder per inputs set
     assert "## Replay runs" in md and "Baseline-CPU (smoke test)" in md
 
 

@@ -329,20 +329,11 @@ def test_run_context_and_tbt_definition(inputs, tmp_path):
                           "clipped_tokens": 345678, "rejected": 0, "rejected_tokens": 0}  # fmt: skip
     (run / "summary.json").write_text(json.dumps(summary))
     md = write_report([run], tmp_path / "out", per_inputs=False, phase=False).read_text()
-    n = summary["trace_info"]["requests"]
+    n = summary["trace"]["requests"]
     assert (
         f"| clip at 4096 tokens: 1,257 of {n:,} clipped (345,678 tokens), 0 rejected (0 tokens) |"
         in md
     )
-    # a run from before the context block: the counts of its trace_info, tokens not recorded
-    info = summary["trace_info"]
-    del summary["context"]
-    (run / "summary.json").write_text(json.dumps(summary))
-    md = write_report([run], tmp_path / "out0", per_inputs=False, phase=False).read_text()
-    assert (
-        f"| clip at 4096 tokens: {info['context_clipped']:,} of {n:,} clipped (tokens not "
-        f"recorded), {info['context_rejected']:,} rejected (tokens not recorded) |"
-    ) in md
     # without the gap tables the TBT CDF falls back to per-request means, and says so
     (run / "iterations.parquet").unlink()
     out = write_report([run], tmp_path / "out2", per_inputs=False, phase=False)

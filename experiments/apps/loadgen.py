@@ -291,7 +291,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     }
     summary["source"] = "measured: splitbench-loadgen against a real endpoint"
     write_json_atomic(run_dir / "summary.json", summary)
-    from replay.metrics import format_summary
+    from replay.summary import format_summary
 
     print(format_summary(summary))
     lg = summary["loadgen"]

@@ -297,28 +297,17 @@ def study_context(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_context(summary: dict) -> dict | None:
-    """The run's ``context`` block; for a run from before it, the counts its ``trace_info``
-    kept (without the tokens removed: those are None). None when neither is there."""
+    """The run's ``context`` block (the context-window policy's counts, replay.summary) with the
+    run's request count from its ``trace`` block; None when the run has no such block."""
     c = summary.get("context")
-    info = summary.get("trace_info") if isinstance(summary.get("trace_info"), dict) else {}
     if not isinstance(c, dict):
-        if "context_clipped" not in info and "context_rejected" not in info:
-            return None
-        lim = [t for t in info.get("transforms") or [] if isinstance(t, dict)]
-        lim = [t for t in lim if t.get("name") == "limit_context"]
-        c = {
-            "policy": lim[0].get("policy") if lim else None,
-            "max_context": lim[0].get("max_tokens") if lim else None,
-            "clipped": info.get("context_clipped", 0),
-            "rejected": info.get("context_rejected", 0),
-            "clipped_tokens": None,
-            "rejected_tokens": None,
-        }
+        return None
+    info = summary.get("trace") if isinstance(summary.get("trace"), dict) else {}
     out = {k: c.get(k) for k in ("policy", "max_context")}
     for k in CONTEXT_COUNTS:
         v = c.get(k)
         out[k] = int(v) if isinstance(v, (int, float)) and np.isfinite(v) else None
-    out["requests"] = info.get("requests")
+    out["requests"] = info.get("requests", (summary.get("requests") or {}).get("total"))
     return out
 
 

@@ -420,9 +420,8 @@ def runs_section(figs: Figures, runs: list[dict]) -> list[str]:
     for r, label in zip(runs, labels, strict=True):
         s = r["summary"]
         d = s.get("design") or {}
-        slo = s.get("slo_config") or {}
         ctx = run_context(s)
-        met = s.get("slo_met", slo.get("slo_met") if slo else (s.get("slo") or {}).get("all_ok"))
+        met = (s.get("slo") or {}).get("all_ok")  # None: no SLO judged (e.g. a load run)
         rows.append(
             {
                 "run": label,
@@ -443,8 +442,7 @@ def runs_section(figs: Figures, runs: list[dict]) -> list[str]:
     md += [
         "Numbers from each run's `summary.json`; context policy: the requests the "
         "context-window policy clipped or rejected and the tokens it removed (`-`: the summary "
-        "has no context counts; `tokens not recorded`: a run from before the summary's `context` "
-        "block, whose counts come from its trace_info).",
+        "has no context counts); SLO `-`: no SLO was judged (a load-generator run).",
         "",
         md_table(
             df,

@@ -332,7 +332,7 @@ def run_cdf_data(runs: list[dict], labels: list[str]) -> tuple[pd.DataFrame, lis
                         "run": name,
                         "metric": METRIC_LABEL[key],
                         "quantile": list(QUANTILE_LEVELS),
-                        "value_s": [pct[f"p{x}"] for x in qs],
+                        "value_s": [pct[f"p{x:g}"] for x in qs],
                         "definition": tdef if key == "tbt_s" else "per request",
                     }
                 )
