@@ -40,3 +40,37 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+def synthetic_point(point: dict) -> dict:
+    """Monotone stand-in for the simulator (capacity grows with machines and with the GPU's
+    speed, the SLO is met up to it), with latency quantiles that rise with the level."""
+    from experiments.runner import QUANTILE_LEVELS
+
+    n_q = len(QUANTILE_LEVELS)
+    d, rate = point["design"], point["trace"]["resample_rate"]
+    speed = {"dgx-a100": 1.0, "dgx-h100": 2.0, "dgx-h100-cap": 1.8}
+    if d["kind"] == "baseline":
+        cap = 0.9 * d["machines"] * speed[d["machine"]]
+    else:
+        cap = min(
+            1.6 * d["prompt_machines"] * speed[d["prompt_machine"]],
+            2.4 * d["token_machines"] * speed[d["token_machine"]] ** 0.5,
+        )
+    q = [i / (n_q - 1) for i in range(n_q)]
+    return {
+        "slo_met": rate <= cap,
+        "slo_worst_ratio": rate / cap,
+        "throughput_rps": rate,
+        "quantiles": {
+            "ttft_s": [0.05 + x for x in q],
+            "tbt_s": [0.02 + x / 50 for x in q],
+            "e2e_s": [1.0 + 10 * x for x in q],
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """The synthetic evaluator (``fn(point) -> result``) that studies in tests run on."""
+    return synthetic_point

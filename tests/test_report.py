@@ -12,39 +12,13 @@ from experiments.apps import report as report_app
 from experiments.apps import study as study_app
 from experiments.errors import ExperimentError
 from experiments.report import write_report
-from experiments.runner import QUANTILE_LEVELS
 from experiments.schemas import CONF_DIR, register
 
 register()
-N_Q = len(QUANTILE_LEVELS)
-
-
-def synthetic(point):
-    """Monotone stand-in for the simulator (capacity grows with machines, falls with rate)."""
-    d, rate = point["design"], point["trace"]["resample_rate"]
-    speed = {"dgx-a100": 1.0, "dgx-h100": 2.0, "dgx-h100-cap": 1.8}
-    if d["kind"] == "baseline":
-        cap = 0.9 * d["machines"] * speed[d["machine"]]
-    else:
-        cap = min(
-            1.6 * d["prompt_machines"] * speed[d["prompt_machine"]],
-            2.4 * d["token_machines"] * speed[d["token_machine"]] ** 0.5,
-        )
-    q = [i / (N_Q - 1) for i in range(N_Q)]
-    return {
-        "slo_met": rate <= cap,
-        "slo_worst_ratio": rate / cap,
-        "throughput_rps": rate,
-        "quantiles": {
-            "ttft_s": [0.05 + x for x in q],
-            "tbt_s": [0.02 + x / 50 for x in q],
-            "e2e_s": [1.0 + 10 * x for x in q],
-        },
-    }
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, synthetic):
     root = tmp_path_factory.mktemp("sb")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         scfg = compose(

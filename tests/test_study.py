@@ -10,36 +10,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from experiments.apps import study as study_app
-from experiments.runner import QUANTILE_LEVELS
 from experiments.schemas import CONF_DIR, register
 from experiments.study import budget_of, plan, pools_of
 from experiments.validate import study_config
 
 register()
-N_Q = len(QUANTILE_LEVELS)
-
-
-def synthetic(point):
-    """Monotone stand-in for the simulator: capacity from machine counts and spec names."""
-    d, rate = point["design"], point["trace"]["resample_rate"]
-    speed = {"dgx-a100": 1.0, "dgx-h100": 2.0, "dgx-h100-cap": 1.8}
-    if d["kind"] == "baseline":
-        cap = 0.9 * d["machines"] * speed[d["machine"]]
-    else:
-        cap = min(
-            1.6 * d["prompt_machines"] * speed[d["prompt_machine"]],
-            2.4 * d["token_machines"] * speed[d["token_machine"]] ** 0.5,
-        )
-    return {
-        "slo_met": rate <= cap,
-        "slo_worst_ratio": rate / cap,
-        "throughput_rps": rate,
-        "quantiles": {
-            "ttft_s": [0.1 * (i + 1) for i in range(N_Q)],
-            "tbt_s": [0.01 * (i + 1) for i in range(N_Q)],
-            "e2e_s": [1.0 * (i + 1) for i in range(N_Q)],
-        },
-    }
 
 
 def _cfg(tmp_path, *overrides):
@@ -63,7 +38,7 @@ def test_budgets_come_from_specs_and_searches_are_deduplicated(tmp_path):
     assert [p.power_w for p in pools] == [5600.0, 5600.0]
 
 
-def test_synthetic_study_end_to_end_and_resume(tmp_path, capsys):
+def test_synthetic_study_end_to_end_and_resume(tmp_path, capsys, synthetic):
     cfg = _cfg(tmp_path, "experiment=tiny", "study.report=false")
     out = study_app.run(cfg, evaluator=synthetic)
     meta = out["meta"]
@@ -99,7 +74,7 @@ def test_synthetic_study_end_to_end_and_resume(tmp_path, capsys):
     assert (d / "budget.csv").read_bytes() == first
 
 
-def test_failing_points_do_not_stop_the_study(tmp_path):
+def test_failing_points_do_not_stop_the_study(tmp_path, synthetic):
     def flaky(point):
         if point["design"]["name"] == "splitwise-ha":
             raise RuntimeError("boom")
@@ -115,7 +90,7 @@ def test_failing_points_do_not_stop_the_study(tmp_path):
     assert errs and all(e["error"] == "RuntimeError: boom" for e in errs)
 
 
-def test_point_mode_for_multirun(tmp_path, capsys):
+def test_point_mode_for_multirun(tmp_path, capsys, synthetic):
     over = [
         "point.design=splitwise-hh",
         "point.trace=azure-conv-2023",
