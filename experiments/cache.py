@@ -64,9 +64,7 @@ def record_problem(rec: Any, key: str | None = None) -> str | None:
     if not isinstance(res.get("slo_met"), bool):
         return "'result.slo_met' missing or not a boolean"
     q = res.get("quantiles")
-    if q is not None and not (
-        isinstance(q, dict) and all(isinstance(v, list) for v in q.values())
-    ):
+    if q is not None and not (isinstance(q, dict) and all(isinstance(v, list) for v in q.values())):
         return "'result.quantiles' is not an object of lists"
     return None
 

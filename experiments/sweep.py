@@ -89,6 +89,8 @@ HEADLINE_KEYS = (
     "evaluated",
     "cache_hits",
     "errors",
+    "points",
+    "failed_points",
 )
 
 
@@ -230,8 +232,10 @@ def print_table(outcome: dict, file=None) -> None:
     widths = [max(len(t[i]) for t in table) for i in range(3)]
     if common:
         print(f"sweep overrides of every job: {' '.join(sorted(common))}", file=file)
-    metric_w = [max([len(k)] + [len(t[3 + j]) for t in table[1:] if len(t) == 3 + len(keys)])
-                for j, k in enumerate(keys)]
+    metric_w = [
+        max([len(k)] + [len(t[3 + j]) for t in table[1:] if len(t) == 3 + len(keys)])
+        for j, k in enumerate(keys)
+    ]
     for t in table:
         head = "  ".join(c.ljust(w) for c, w in zip(t[:3], widths, strict=True))
         if len(t) == 3 + len(keys):

@@ -148,8 +148,11 @@ def guarded(
             ret = task(cfg)
         except (KeyboardInterrupt, Interrupted) as e:
             msg = str(e) if isinstance(e, Interrupted) else interrupted
-            print(f"interrupted: {msg}" if not msg.startswith("interrupted") else msg,
-                  file=sys.stderr, flush=True)
+            print(
+                f"interrupted: {msg}" if not msg.startswith("interrupted") else msg,
+                file=sys.stderr,
+                flush=True,
+            )
             sys.exit(130)
         except Exception as e:  # noqa: BLE001
             line = _user_error_line(e)
@@ -167,8 +170,11 @@ def guarded(
                     write_text_atomic(Path(job["dir"]) / "error.txt", traceback.format_exc())
                 except OSError:
                     pass
-            print(f"error: job {job['num']} ({' '.join(job['overrides'])}): {line}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"error: job {job['num']} ({' '.join(job['overrides'])}): {line}",
+                file=sys.stderr,
+                flush=True,
+            )
             _record(job, "failed", line, {})
             return FailedJob(line)
         if job is not None:
