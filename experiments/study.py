@@ -360,8 +360,8 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
     return order, notes
 
 
-#: where a study's searches run (``search.backend``): joblib processes on this machine; joblib's
-#: Ray backend on a running Ray cluster (``ray.util.joblib``; RAY_ADDRESS or the local one);
+#: where a study's searches run (``search.backend``): joblib processes on this machine; Ray tasks
+#: on a running Ray cluster (RAY_ADDRESS, or the local one; else a new local instance);
 #: submitit (SLURM where ``sbatch`` exists, else local processes). Every backend writes the
 #: same point cache, which stays the one record of finished points (on a cluster, put
 #: ``paths.cache_dir`` on a shared file system).
@@ -394,17 +394,37 @@ def _indexed(ctx: StudyContext, i: int, task: Task) -> tuple[int, dict]:
     return i, run_task(ctx, task)
 
 
-def _joblib_results(ctx, tasks, n_jobs, backend):
-    from joblib import Parallel, delayed, parallel_config
+def _joblib_results(ctx, tasks, n_jobs):
+    from joblib import Parallel, delayed
 
-    if backend == "ray":
-        from ray.util.joblib import register_ray
+    yield from Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(
+        delayed(_indexed)(ctx, i, t) for i, t in enumerate(tasks)
+    )
 
-        register_ray()
-    with parallel_config(backend="ray" if backend == "ray" else "loky"):
-        yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_indexed)(ctx, i, t) for i, t in enumerate(tasks)
-        )
+
+def _ray_results(ctx, tasks, n_jobs):
+    """Searches as Ray tasks (one CPU each, at most ``n_jobs`` in flight), results as they
+    finish. Connects to the running cluster (RAY_ADDRESS, else the one ``ray start`` left on
+    this machine) or, without one, starts a local instance. (Ray's own tasks, not joblib's Ray
+    backend: that one returns nothing before every search has finished.)"""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    remote = ray.remote(num_cpus=1, max_retries=0)(_indexed)
+    pending = list(enumerate(tasks))
+    running: list = []
+    try:
+        while pending or running:
+            while pending and len(running) < n_jobs:
+                i, t = pending.pop(0)
+                running.append(remote.remote(ctx, i, t))
+            done, running = ray.wait(running, num_returns=1)
+            for ref in done:
+                yield ray.get(ref)
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
 
 
 def _submitit_results(ctx, tasks, n_jobs, folder: Path):
@@ -468,8 +488,10 @@ def run_tasks(
         results_iter = (_indexed(ctx, i, t) for i, t in enumerate(tasks))
     elif backend == "submitit":
         results_iter = _submitit_results(ctx, tasks, n_jobs, work_dir or Path("submitit"))
+    elif backend == "ray":
+        results_iter = _ray_results(ctx, tasks, n_jobs)
     else:
-        results_iter = _joblib_results(ctx, tasks, n_jobs, backend)
+        results_iter = _joblib_results(ctx, tasks, n_jobs)
     bar = tqdm(
         total=len(tasks),
         unit="search",

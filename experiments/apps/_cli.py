@@ -217,10 +217,12 @@ def _app_groups(config_name: str) -> list[str]:
             continue
         for k in entry:
             k = k.replace("override ", "").strip().lstrip("/")
-            g = k.split("@", 1)[0]
+            g, _, pkg = k.partition("@")
+            if pkg:  # e.g. design@designs.baseline-a100: set as design@designs.<key>=OPTION
+                g = f"{g}@{pkg.rsplit('.', 1)[0]}.<key>" if "." in pkg else f"{g}@{pkg}"
             if g.startswith("hydra") or g in groups:
                 continue
-            if os.path.isdir(os.path.join(CONF_DIR, g)):
+            if os.path.isdir(os.path.join(CONF_DIR, g.split("@", 1)[0])):
                 groups.append(g)
     return groups
 
@@ -239,8 +241,15 @@ def app_help(config_name: str, prog: str) -> str:
         "",
         "config groups (GROUP=OPTION):",
     ]
-    for g in _app_groups(config_name):
-        lines.append(f"  {g:<12} {', '.join(_options(g))}")
+    groups = _app_groups(config_name)
+    width = max([len(g) for g in groups] + [10]) + 2
+    import textwrap
+
+    for g in groups:
+        opts = ", ".join(_options(g.split("@", 1)[0]))
+        lines += textwrap.wrap(
+            opts, 98, initial_indent=f"  {g:<{width}}", subsequent_indent=" " * (width + 2)
+        )
     lines += [
         "",
         "any key of the composed config can be set (KEY=VALUE); see them all with",
