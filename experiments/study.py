@@ -551,6 +551,9 @@ def run_tasks(
                 )
                 sys.stdout.flush()
     finally:
+        close = getattr(results_iter, "close", None)
+        if close is not None:  # stop the workers (joblib aborts its pool) before counting
+            close()
         stop.set()
         if watcher:
             watcher.join()
