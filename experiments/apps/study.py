@@ -409,7 +409,12 @@ def _validate(cfg: DictConfig) -> None:
     from experiments.study import check_backend
     from experiments.validate import study_config
 
-    study_config(cfg)
+    from experiments.errors import ExperimentError
+
+    c = study_config(cfg)
+    seed = c["search"].seed
+    if seed < 0:  # numpy's generators take none: else every point fails
+        raise ExperimentError(f"search.seed: must be >= 0, got {seed}")
     check_backend(_backend(cfg))
 
 
