@@ -234,8 +234,10 @@ def _options(group: str) -> list[str]:
 
 def app_help(config_name: str, prog: str) -> str:
     """``--help`` text: what the app does, the groups it takes with their options, the flags."""
+    import textwrap
+
     lines = [
-        f"{prog}: {APP_HELP.get(config_name, '')}".rstrip(),
+        *textwrap.wrap(f"{prog}: {APP_HELP.get(config_name, '')}".rstrip(), 100),
         "",
         f"usage: {prog} [GROUP=OPTION ...] [KEY=VALUE ...]   (-m: one job per value of a,b,c)",
         "",
@@ -243,8 +245,6 @@ def app_help(config_name: str, prog: str) -> str:
     ]
     groups = _app_groups(config_name)
     width = max([len(g) for g in groups] + [10]) + 2
-    import textwrap
-
     for g in groups:
         opts = ", ".join(_options(g.split("@", 1)[0]))
         lines += textwrap.wrap(
