@@ -406,10 +406,9 @@ def _print_budget(rows: list[dict]) -> None:
 
 
 def _validate(cfg: DictConfig) -> None:
+    from experiments.errors import ExperimentError
     from experiments.study import check_backend
     from experiments.validate import study_config
-
-    from experiments.errors import ExperimentError
 
     c = study_config(cfg)
     seed = c["search"].seed
