@@ -14,7 +14,11 @@ point per job of a Hydra multirun, all jobs writing into the same cache:
 
 Outputs go to ``paths.study_dir/<study.name>/``: study.json, budget.csv (iso-power and
 iso-cost), iso_throughput.csv, heatmap.csv, points.csv (every simulated point),
-latency_quantiles.csv, config.yaml; then the report into ``paths.report_dir``.
+latency_quantiles.csv, config.yaml; then the report into ``paths.report_dir``. A job of a
+whole-study multirun (``-m experiment=tiny slo=paper,strict``) writes
+``<study.name>--<its overrides>/`` in both, and a point-mode job its ``record.json`` into its
+job folder. Failed points are listed as failed (``status``), the first error and the count are
+printed, and a study in which every point failed exits with status 2.
 """
 
 from __future__ import annotations
