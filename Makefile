@@ -10,17 +10,25 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: run test lint bench clean vllm vllm-model vllm-server
 
 $(VENV)/.base: pyproject.toml
+	@echo "make: creating $(VENV) and installing splitbench with numpy, pandas, hydra, joblib,"
+	@echo "make: matplotlib and seaborn (no torch; ~1-2 min, quiet while pip works)"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -e '.[sweep]'
+	@echo "make: base install done"
 	touch $@
 
 # torch is pinned to the CPU wheel first, so the gpu extra's range installs no CUDA build.
 $(VENV)/.dev: $(VENV)/.base
+	@echo "make: installing the CPU torch wheel (torch==2.13.0, ~200 MB; ~1 min)"
 	$(PIP) install torch==2.13.0
+	@echo "make: installing transformers, nvidia-ml-py, pytest, hypothesis and ruff (~1 min)"
 	$(PIP) install -e '.[sweep,gpu,dev]'
+	@echo "make: test environment ready"
 	touch $@
 
 run: $(VENV)/.base
+	@echo "make: running the default study (splitbench-study; ~10-25 min on 2 cores, a rerun"
+	@echo "make: reads every point from results/cache)"
 	$(VENV)/bin/splitbench-study
 
 test: $(VENV)/.dev $(VENV)/.vllm

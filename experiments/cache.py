@@ -6,7 +6,9 @@ canonical JSON of that dict, so anything that changes the result changes the key
 point is written atomically (temp file in the same folder, then ``os.replace``), so an
 interrupted sweep leaves only whole points behind and a rerun recomputes nothing already
 done. A point whose evaluation raised is stored with its error (``status: "error"``) and
-the sweep goes on; ``retry_errors`` recomputes those.
+the sweep goes on; ``retry_errors`` recomputes those. A record that parses but has the wrong
+shape (``[]``, a result without ``slo_met``, another key) is checked when read
+(:func:`record_problem`) and the point recomputed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,32 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     _write_json(path, obj, indent=1)
 
 
+def record_problem(rec: Any, key: str | None = None) -> str | None:
+    """What is wrong with a stored record's shape (None: a usable record).
+
+    A record is a JSON object with ``status`` "ok" (``result`` an object with a boolean
+    ``slo_met``; ``quantiles``, when there, an object of lists) or "error" (``error`` a
+    string), and ``key`` the file's key."""
+    if not isinstance(rec, dict):
+        return f"not a JSON object ({type(rec).__name__})"
+    if key is not None and rec.get("key") != key:
+        return "key does not match the file"
+    status = rec.get("status")
+    if status == "error":
+        return None if isinstance(rec.get("error"), str) else "error record without 'error'"
+    if status != "ok":
+        return f"unknown status {status!r}"
+    res = rec.get("result")
+    if not isinstance(res, dict):
+        return "'result' is not an object"
+    if not isinstance(res.get("slo_met"), bool):
+        return "'result.slo_met' missing or not a boolean"
+    q = res.get("quantiles")
+    if q is not None and not (isinstance(q, dict) and all(isinstance(v, list) for v in q.values())):
+        return "'result.quantiles' is not an object of lists"
+    return None
+
+
 @dataclass
 class CacheStats:
     """What one cache object did: hits, fresh evaluations, failed evaluations."""
@@ -48,6 +76,7 @@ class CacheStats:
     hits: int = 0
     evaluated: int = 0
     errors: int = 0
+    invalid: int = 0  # records that parsed but had the wrong shape: recomputed
     seconds: float = 0.0  # wall time spent in fresh evaluations
 
 
@@ -76,6 +105,9 @@ class PointCache:
             with p.open() as f:
                 rec = json.load(f)
         except (OSError, ValueError):
+            return None
+        if record_problem(rec, key) is not None:
+            self.stats.invalid += 1
             return None
         if rec.get("status") == "error" and self.retry_errors:
             return None

@@ -117,6 +117,14 @@ class SearchLog:
             self.points.append({"counts": key[0], "rate": key[1], "slo_met": ok, "result": res})
         return self._memo[key]
 
+    def error(self, counts: Counts, rate: float) -> str | None:
+        """The error of a point this log evaluated (None: it ran, or was never asked)."""
+        key = (tuple(int(c) for c in counts), float(rate))
+        for p in self.points:
+            if (tuple(p["counts"]), p["rate"]) == key:
+                return p["result"].get("error") or None
+        return None
+
     @property
     def evaluations(self) -> int:
         return len(self.points)
@@ -292,7 +300,8 @@ def heatmap(
     """SLO met or not over every (prompt, token) configuration at ``rate``.
 
     Rows: ``prompt, token, slo_met, evaluated`` (False where monotonicity decided the cell
-    without a simulation), ``cost_per_hour``, ``power_w``.
+    without a simulation), ``status`` ("simulated", "inferred", or "failed": the simulation
+    raised, ``slo_met`` None and ``error`` its message), ``cost_per_hour``, ``power_w``.
     """
     if len(pools) != 2:
         raise ValueError("heatmap: needs a two-pool (Splitwise) design")
@@ -304,12 +313,16 @@ def heatmap(
             met = log.met(c, rate)
         else:
             met = any(c[0] >= f[0] and c[1] >= f[1] for f in res_frontier)
+        evaluated = (c, float(rate)) in log._memo
+        error = log.error(c, rate) if evaluated else None
         rows.append(
             {
                 "prompt": c[0],
                 "token": c[1],
-                "slo_met": met,
-                "evaluated": (c, float(rate)) in log._memo,
+                "slo_met": None if error else met,
+                "evaluated": evaluated,
+                "status": "failed" if error else ("simulated" if evaluated else "inferred"),
+                "error": error,
                 "cost_per_hour": cost_of(pools, c),
                 "power_w": power_of(pools, c),
             }

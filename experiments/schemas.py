@@ -112,7 +112,10 @@ class SearchConf:
     token_max: int = _f(40, "most token machines considered")
     machines_min: int = _f(1, "baselines: fewest machines considered")
     machines_max: int = _f(100, "baselines: most machines considered")
-    n_jobs: int = _f(2, "parallel worker processes (joblib) inside the study app")
+    n_jobs: int = _f(2, "searches run at once inside the study app (on `backend`)")
+    backend: str = _f(
+        "joblib", "where searches run: 'joblib' (processes here), 'ray' (a Ray cluster), 'submitit'"
+    )
     duration_s: float = _f(600.0, "length of each re-sampled trace, s")
     max_requests: int | None = _f(
         None, "cap on requests per point: duration = min(duration_s, max_requests / rate)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -46,6 +47,8 @@ class StudyContext:
     cache_enabled: bool = True
     retry_errors: bool = False
     evaluator: object = None  # None: runner.evaluate_point; tests pass a cheap function
+    progress_file: str | None = None  # one line appended per point looked at (progress bar)
+    main_pid: int = 0  # the study's process (workers elsewhere ignore Ctrl-C: it stops here)
 
 
 @dataclass
@@ -134,15 +137,32 @@ def _evaluator(ctx: StudyContext, task: Task, cache: PointCache):
             profiles=profiles,
             seed=ctx.search.seed,
         )
+        hits = cache.stats.hits
         rec = cache.evaluate(point, fn)
         res = dict(rec["result"] or {})
         res["slo_met"] = rec["status"] == "ok" and bool(res.get("slo_met"))
         if rec["status"] != "ok":
             res["error"] = rec["error"]
+        if ctx.progress_file:
+            mark = "c" if cache.stats.hits > hits else ("e" if rec["status"] != "ok" else "s")
+            _note_progress(ctx.progress_file, mark)
         res["_key"] = rec["key"]
         return res
 
     return evaluate
+
+
+def _note_progress(path: str, mark: str) -> None:
+    """Append one mark (``s`` simulated, ``c`` cached, ``e`` failed) to the progress file: one
+    small O_APPEND write, whole even with several writers."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    try:
+        os.write(fd, mark.encode())
+    finally:
+        os.close(fd)
 
 
 def run_task(ctx: StudyContext, task: Task) -> dict:
@@ -368,43 +388,211 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
     return order, notes
 
 
-def run_tasks(
-    ctx: StudyContext, tasks: list[Task], n_jobs: int, report: bool = False
-) -> list[dict]:
-    """Run tasks in a joblib process pool (``n_jobs`` > 1) or in this process.
+#: where a study's searches run (``search.backend``): joblib processes on this machine; Ray tasks
+#: on a running Ray cluster (RAY_ADDRESS, or the local one; else a new local instance);
+#: submitit (SLURM where ``sbatch`` exists, else local processes). Every backend writes the
+#: same point cache, which stays the one record of finished points (on a cluster, put
+#: ``paths.cache_dir`` on a shared file system).
+BACKENDS = ("joblib", "ray", "submitit")
 
-    ``report``: print one line per finished search (in task order).
-    """
-    results_iter = None
-    if n_jobs > 1 and len(tasks) > 1:
+
+def check_backend(backend: str, key: str = "search.backend") -> None:
+    """ExperimentError unless ``backend`` is known and its library importable."""
+    if backend not in BACKENDS:
+        raise ExperimentError(f"{key}: unknown value '{backend}' (known: {', '.join(BACKENDS)})")
+    mod = {"joblib": "joblib", "ray": "ray", "submitit": "submitit"}[backend]
+    try:
+        __import__(mod)
+    except ImportError:
+        extra = {"joblib": "sweep", "ray": "ray", "submitit": "sweep"}[backend]
+        raise ExperimentError(
+            f"{key}: '{backend}' needs the {mod} package (pip install 'splitbench[{extra}]')"
+        ) from None
+
+
+def _indexed(ctx: StudyContext, i: int, task: Task) -> tuple[int, dict]:
+    """``(i, run_task(...))`` in a worker: Ctrl-C is the study process's to handle."""
+    if ctx.main_pid and os.getpid() != ctx.main_pid:
+        import signal
+
         try:
-            from joblib import Parallel, delayed
-        except ImportError:  # joblib comes with the sweep extra
-            n_jobs = 1
-        else:
-            results_iter = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
-                delayed(run_task)(ctx, t) for t in tasks
-            )
-    if results_iter is None:
-        results_iter = (run_task(ctx, t) for t in tasks)
-    out = []
-    for i, (task, res) in enumerate(zip(tasks, results_iter, strict=True)):
-        out.append(res)
-        if report:
-            what = (
-                f"max {res.get('rate')} req/s at {res.get('best')}"
-                if task.kind == "budget"
-                else f"cheapest {res.get('cheapest')}"
-                if task.kind == "throughput"
-                else f"{len(res.get('cells', []))} cells"
-            )
-            labels = "+".join(lab["budget"] for lab in task.labels)
-            print(
-                f"  [{i + 1}/{len(tasks)}] {task.trace_key} {task.design_key} {labels}: {what} "
-                f"({res['evaluated']} simulated, {res['cache_hits']} cached, {res['seconds']} s)",
-                flush=True,
-            )
-    return out
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the worker's main thread
+            pass
+    return i, run_task(ctx, task)
+
+
+def _joblib_results(ctx, tasks, n_jobs):
+    from joblib import Parallel, delayed
+
+    yield from Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(
+        delayed(_indexed)(ctx, i, t) for i, t in enumerate(tasks)
+    )
+
+
+def _ray_results(ctx, tasks, n_jobs):
+    """Searches as Ray tasks (one CPU each, at most ``n_jobs`` in flight), results as they
+    finish. Connects to the running cluster (RAY_ADDRESS, else the one ``ray start`` left on
+    this machine) or, without one, starts a local instance. (Ray's own tasks, not joblib's Ray
+    backend: that one returns nothing before every search has finished.)"""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    remote = ray.remote(num_cpus=1, max_retries=0)(_indexed)
+    pending = list(enumerate(tasks))
+    running: list = []
+    try:
+        while pending or running:
+            while pending and len(running) < n_jobs:
+                i, t = pending.pop(0)
+                running.append(remote.remote(ctx, i, t))
+            done, running = ray.wait(running, num_returns=1)
+            for ref in done:
+                yield ray.get(ref)
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+
+
+def _submitit_results(ctx, tasks, n_jobs, folder: Path):
+    """Searches as submitit jobs, at most ``n_jobs`` at a time; results as they finish."""
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=str(folder / "%j"))
+    ex.update_parameters(timeout_min=240, cpus_per_task=1, name="splitbench-study")
+    pending = list(enumerate(tasks))
+    running: list = []
+    try:
+        while pending or running:
+            while pending and len(running) < n_jobs:
+                i, t = pending.pop(0)
+                running.append(ex.submit(_indexed, ctx, i, t))
+            done = [j for j in running if j.done()]
+            if not done:
+                time.sleep(0.5)
+                continue
+            for j in done:
+                running.remove(j)
+                yield j.result()
+    finally:
+        for j in running:
+            j.cancel(check=False)
+
+
+def run_tasks(
+    ctx: StudyContext,
+    tasks: list[Task],
+    n_jobs: int,
+    report: bool = False,
+    backend: str = "joblib",
+    progress: bool | None = None,
+    work_dir: Path | None = None,
+) -> list[dict]:
+    """Run the searches on ``backend`` (``n_jobs`` at once; joblib with one job or one task runs
+    in this process); returns their results in task order.
+
+    ``report``: a progress bar with ETA over the searches as they finish (on a terminal, or
+    ``progress=True``), the points looked at so far inside the running searches, and one line
+    per finished search. ``work_dir``: submitit's job folders.
+    """
+    import threading
+
+    from tqdm import tqdm
+
+    check_backend(backend)
+    local = backend == "joblib" and (n_jobs <= 1 or len(tasks) <= 1)
+    if report and ctx.progress_file is None:
+        import tempfile
+
+        shared = ctx.cache_dir if backend != "joblib" and ctx.cache_dir else None
+        if shared:  # remote workers write it: on the (shared) cache file system
+            Path(shared).mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix="progress-", suffix=".log", dir=shared)
+        os.close(fd)
+        ctx.progress_file = path
+    ctx.main_pid = os.getpid()
+    if local:
+        results_iter = (_indexed(ctx, i, t) for i, t in enumerate(tasks))
+    elif backend == "submitit":
+        results_iter = _submitit_results(ctx, tasks, n_jobs, work_dir or Path("submitit"))
+    elif backend == "ray":
+        results_iter = _ray_results(ctx, tasks, n_jobs)
+    else:
+        results_iter = _joblib_results(ctx, tasks, n_jobs)
+    bar = tqdm(
+        total=len(tasks),
+        unit="search",
+        disable=(not report) or (None if progress is None else not progress),
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+    stop = threading.Event()
+    t_start = time.perf_counter()
+
+    def points_text() -> str:
+        try:
+            with open(ctx.progress_file, "rb") as f:
+                marks = f.read()
+        except (OSError, TypeError):
+            return ""
+        s, c, e = marks.count(b"s"), marks.count(b"c"), marks.count(b"e")
+        return f"{s + c + e} points: {s} simulated, {c} cached" + (f", {e} failed" if e else "")
+
+    def watch() -> None:
+        last, last_print = "", time.perf_counter()
+        while not stop.wait(1.0):
+            text = points_text()
+            if not text or text == last:
+                continue
+            last = text
+            if not bar.disable:
+                bar.set_postfix_str(text, refresh=True)
+            elif time.perf_counter() - last_print >= 30:  # a log, not a terminal: a line
+                last_print = time.perf_counter()
+                print(f"  ... {text} ({time.perf_counter() - t_start:.0f} s)", flush=True)
+
+    watcher = threading.Thread(target=watch, daemon=True) if report else None
+    if watcher:
+        watcher.start()
+    out: list[dict | None] = [None] * len(tasks)
+    try:
+        for done, (i, res) in enumerate(results_iter, start=1):
+            out[i] = res
+            bar.update(1)
+            if report:
+                task = tasks[i]
+                what = (
+                    f"max {res.get('rate')} req/s at {res.get('best')}"
+                    if task.kind == "budget"
+                    else f"cheapest {res.get('cheapest')}"
+                    if task.kind == "throughput"
+                    else f"{len(res.get('cells', []))} cells"
+                )
+                labels = "+".join(lab["budget"] for lab in task.labels)
+                failed = f", {res['errors']} failed" if res.get("errors") else ""
+                tqdm.write(
+                    f"  [{done}/{len(tasks)}] {task.trace_key} {task.design_key} {labels}: "
+                    f"{what} ({res['evaluated']} simulated, {res['cache_hits']} cached{failed}, "
+                    f"{res['seconds']} s)",
+                    file=sys.stdout,
+                )
+                sys.stdout.flush()
+    finally:
+        close = getattr(results_iter, "close", None)
+        if close is not None:  # stop the workers (joblib aborts its pool) before counting
+            close()
+        stop.set()
+        if watcher:
+            watcher.join()
+        bar.close()
+        if report and ctx.progress_file:
+            try:
+                os.unlink(ctx.progress_file)
+            except OSError:
+                pass
+            ctx.progress_file = None
+    return out  # type: ignore[return-value]
 
 
 def _row_metrics(points: list[dict], counts, rate) -> dict:
@@ -433,7 +621,8 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                     "token_machines": c[1] if len(c) == 2 else None,
                     "machines": c[0] if len(c) == 1 else sum(c),
                     "rate": p["rate"],
-                    "slo_met": p["slo_met"],
+                    "status": "failed" if r.get("error") else "ok",
+                    "slo_met": None if r.get("error") else p["slo_met"],
                     "throughput_rps": r.get("throughput_rps"),
                     "slo_worst_ratio": r.get("slo_worst_ratio"),
                     "cost_per_hour": cost_of(pools, tuple(c)),
@@ -469,6 +658,7 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                         "power_w": power_of(pools, tuple(best)) if best else None,
                         "configs_on_frontier": res["candidates"],
                         "simulations": len(res["points"]),
+                        "failed_points": sum(bool(p["result"].get("error")) for p in res["points"]),
                     }
                 )
         elif task.kind == "throughput":

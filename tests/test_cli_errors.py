@@ -141,3 +141,24 @@ def test_profiles_import_reference_under_a_file(tmp_path, capsys):
 def test_bad_field_inside_a_list_item_names_the_list_key(capsys, override, message):
     line = _exit_and_line(capsys, study_app.main, [override])
     assert line.startswith(f"error: {message}"), line
+
+
+@pytest.mark.parametrize(
+    ("app", "has", "lacks"),
+    [
+        ("replay", ["design", "trace", "scheduler", "slo"], ["experiment", "search", "shard"]),
+        ("study", ["experiment", "search", "design@designs.<key>"], ["shard", "sweep", "power"]),
+        ("report", ["slo", "profiles"], ["design", "search", "experiment", "shard"]),
+    ],
+)
+def test_help_lists_only_the_groups_the_app_takes(capsys, app, has, lacks):
+    main = {"replay": replay_app.main, "study": study_app.main, "report": report_app.main}[app]
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    listed = out.split("config groups")[1].splitlines()[1:]
+    groups = {x.split()[0] for x in listed if x.startswith("  ") and x[2] != " "}
+    assert set(has) <= groups and not (set(lacks) & groups), groups
+    assert "schema" not in out and "contract" not in out.lower()
+    assert max(len(line) for line in out.splitlines()) <= 100

@@ -39,7 +39,7 @@ REPLAY_GROUPS = ["model", "gpu", "design", "trace", "scheduler", "slo", "profile
 
 
 def test_groups_exist():
-    for g in [*REPLAY_GROUPS, "search", "experiment", "hydra/launcher"]:
+    for g in [*REPLAY_GROUPS, "search", "experiment", "hydra/launcher", "hydra/callbacks"]:
         assert options(g), g
     assert {"azure-code-2023", "azure-conv-2023", "path"} <= set(options("trace"))
     assert {
@@ -104,8 +104,12 @@ def test_report_config(hydra_ctx):
     assert _resolve(cfg)["output_dir"].endswith("results/report")
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local", "submitit_slurm", "ray"])
+@pytest.mark.parametrize(
+    "launcher", ["basic", "joblib", "submitit_local", "submitit_slurm", "slurm", "slurm-gpu", "ray"]
+)
 def test_launchers_switch_with_one_override(hydra_ctx, launcher):
+    if launcher == "ray":
+        pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="hydra-ray-launcher")
     cfg = compose("study", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     target = cfg.hydra.launcher._target_
     expect = {
@@ -113,9 +117,16 @@ def test_launchers_switch_with_one_override(hydra_ctx, launcher):
         "joblib": "JoblibLauncher",
         "submitit_local": "LocalLauncher",
         "submitit_slurm": "SlurmLauncher",
+        "slurm": "SlurmLauncher",
+        "slurm-gpu": "SlurmLauncher",
         "ray": "RayLauncher",
     }[launcher]
     assert target.endswith(expect)
+    if launcher == "slurm":  # the study's own pool size, and a realistic time limit
+        assert cfg.hydra.launcher.cpus_per_task == cfg.search.n_jobs == 2
+        assert cfg.hydra.launcher.timeout_min == 240 and not cfg.hydra.launcher.gpus_per_node
+    if launcher == "slurm-gpu":
+        assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.timeout_min == 480
 
 
 def test_paths_follow_the_original_working_dir(hydra_ctx, tmp_path, monkeypatch):
@@ -128,22 +139,76 @@ def test_paths_follow_the_original_working_dir(hydra_ctx, tmp_path, monkeypatch)
     assert _resolve(compose("study"))["paths"]["report_dir"] == "/data/sb/results/report"
 
 
-def test_characterize_primary_config_composes(hydra_ctx):
-    """The characterization helper's primary config lives in the same tree (its groups too)."""
-    if not (CONF / "characterize.yaml").exists():
-        pytest.skip("experiments/conf/characterize.yaml not written yet")
-    try:
-        import experiments.schemas_characterize as sc
-    except ImportError:
-        pytest.skip("experiments.schemas_characterize not importable yet")
+def _register_characterize() -> None:
+    import experiments.schemas_characterize as sc
+
     for fn in ("register", "register_configs"):
         if hasattr(sc, fn):
             getattr(sc, fn)()
+
+
+def _direct_groups(app: str) -> list[str]:
+    """The groups a primary config takes at their own package (``group: option`` entries)."""
+    import yaml
+
+    doc = yaml.safe_load((CONF / f"{app}.yaml").read_text())
+    out = []
+    for entry in doc.get("defaults") or []:
+        if isinstance(entry, dict):
+            for k in entry:
+                k = k.replace("override ", "").strip()
+                if "@" not in k and not k.startswith("hydra") and (CONF / k).is_dir():
+                    out.append(k)
+    return out
+
+
+def _own_values(group: str, opt: str) -> dict:
+    """The values an option's YAML sets (interpolations as written), less its defaults list."""
+    import yaml
+
+    doc = yaml.safe_load((CONF / group / f"{opt}.yaml").read_text()) or {}
+    return {k: v for k, v in doc.items() if k != "defaults"}
+
+
+APP_GROUPS = [
+    (app, group, opt)
+    for app in ("replay", "study", "report", "characterize")
+    for group in _direct_groups(app)
+    if group != "experiment"
+    for opt in options(group)
+    if opt != "schema"
+]
+
+
+@pytest.mark.parametrize(("app", "group", "opt"), APP_GROUPS, ids=["/".join(x) for x in APP_GROUPS])
+def test_every_config_of_every_group_composes_to_its_values(hydra_ctx, app, group, opt):
+    """Each option of each group the app takes composes, and the composed group holds the
+    values that option's file sets (so an option that silently composed to another's, or to the
+    schema's defaults, fails)."""
+    if app == "characterize":
+        _register_characterize()
+    cfg = compose(app, overrides=[f"{group}={opt}"])
+    node = cfg[group]
+    own = _own_values(group, opt)
+    assert own, f"{group}/{opt}.yaml sets nothing"
+    plain = OmegaConf.to_container(node, resolve=False)
+    for k, v in own.items():
+        if v == "???":  # to be set on the command line
+            assert OmegaConf.is_missing(node, k) or plain[k] is None, (app, group, opt, k)
+            continue
+        assert plain[k] == v, (app, group, opt, k, plain[k], v)
+
+
+def test_characterize_primary_config_composes(hydra_ctx):
+    """The characterization app's config: its documented defaults, and the shard follows the
+    model's TP unless a shard option names one."""
+    _register_characterize()
     cfg = compose("characterize")
-    assert cfg is not None
-    for group in ("shard", "sweep", "power"):
-        for opt in options(group) if (CONF / group).is_dir() else []:
-            assert compose("characterize", overrides=[f"{group}={opt}"]) is not None
+    assert cfg.device == "cuda" and cfg.impl == "native" and cfg.sweep.name == "paper"
+    assert cfg.power.mode == "auto" and cfg.model.name == "llama2-70b"
+    assert cfg.shard.tp == cfg.model.tp == 8
+    assert compose("characterize", overrides=["shard=tp2"]).shard.tp == 2
+    assert compose("characterize", overrides=["power=off"]).power.mode == "off"
 
 
 BAD = [

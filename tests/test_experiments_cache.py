@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from experiments.cache import PointCache, canonical_json, point_key
 from experiments.provision import Budget, Pool, RateGrid, max_rate_under_budget
 
@@ -128,3 +130,52 @@ def test_interrupted_search_resumes_from_cache(tmp_path):
     res2, cache2 = search(limit=None)
     assert len(seen) == total and cache2.stats.evaluated == 0
     assert (res2.best, res2.rate) == (res.best, res.rate)
+
+
+def _stored(tmp_path, text_of):
+    """A cache with one good record, then the file rewritten by ``text_of(record) -> str``."""
+    cache = PointCache(tmp_path)
+    p = _point()
+    cache.evaluate(p, lambda pt: {"slo_met": True, "throughput_rps": 1.0})
+    path = cache.path(point_key(p))
+    rec = json.loads(path.read_text())
+    path.write_text(text_of(rec))
+    return p, path
+
+
+BAD_RECORDS = {
+    "a list": lambda rec: "[]",
+    "a number": lambda rec: "3",
+    "no slo_met": lambda rec: json.dumps({**rec, "result": {"throughput_rps": 1.0}}),
+    "slo_met not a bool": lambda rec: json.dumps({**rec, "result": {"slo_met": "yes"}}),
+    "result a list": lambda rec: json.dumps({**rec, "result": []}),
+    "no status": lambda rec: json.dumps({k: v for k, v in rec.items() if k != "status"}),
+    "another key": lambda rec: json.dumps({**rec, "key": "0" * 64}),
+    "quantiles not lists": lambda rec: json.dumps(
+        {**rec, "result": {"slo_met": True, "quantiles": {"ttft_s": 1}}}
+    ),
+    "error without message": lambda rec: json.dumps({**rec, "status": "error", "error": None}),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_RECORDS), ids=list(BAD_RECORDS))
+def test_a_record_of_the_wrong_shape_is_recomputed(tmp_path, bad):
+    from experiments.cache import record_problem
+
+    p, path = _stored(tmp_path, BAD_RECORDS[bad])
+    assert record_problem(json.loads(path.read_text()), point_key(p)) is not None
+    cache = PointCache(tmp_path)
+    calls = []
+    rec = cache.evaluate(p, lambda pt: calls.append(1) or {"slo_met": False})
+    assert calls == [1] and rec["status"] == "ok" and rec["result"]["slo_met"] is False
+    assert cache.stats.invalid == 1 and cache.stats.hits == 0
+    assert record_problem(json.loads(path.read_text()), point_key(p)) is None  # rewritten whole
+
+
+def test_a_good_record_passes_the_shape_check(tmp_path):
+    from experiments.cache import record_problem
+
+    p, path = _stored(tmp_path, json.dumps)
+    assert record_problem(json.loads(path.read_text()), point_key(p)) is None
+    cache = PointCache(tmp_path)
+    assert cache.evaluate(p, lambda pt: 1 / 0)["status"] == "ok" and cache.stats.hits == 1

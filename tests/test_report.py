@@ -6,6 +6,7 @@ deterministic output, no stale figures, one-line input errors."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -26,53 +27,13 @@ N_Q = len(QUANTILE_LEVELS)
 FAIL_AT = (1, 1)
 
 
-def synthetic(point):
-    """Monotone stand-in for the simulator (capacity grows with machines, falls with rate); it
-    raises at the Splitwise configuration ``FAIL_AT`` and reports context-policy counts."""
-    d, rate = point["design"], point["trace"]["resample_rate"]
-    speed = {"dgx-a100": 1.0, "dgx-h100": 2.0, "dgx-h100-cap": 1.8}
-    if d["kind"] == "baseline":
-        cap = 0.9 * d["machines"] * speed[d["machine"]]
-    else:
-        if (d["prompt_machines"], d["token_machines"]) == FAIL_AT:
-            raise RuntimeError("synthetic crash")
-        cap = min(
-            1.6 * d["prompt_machines"] * speed[d["prompt_machine"]],
-            2.4 * d["token_machines"] * speed[d["token_machine"]] ** 0.5,
-        )
-    cap *= point["slo"]["ttft"][0] / 2.0  # a stricter SLO sustains less
-    q = [i / (N_Q - 1) for i in range(N_Q)]
-    n = int(10 * rate)
-    policy = point["trace"].get("context_policy") or "clip"
-    changed = max(1, n // 10)
-    return {
-        "slo_met": rate <= cap,
-        "slo_worst_ratio": rate / cap,
-        "throughput_rps": rate,
-        "trace_requests": n,
-        "context": {
-            "policy": policy,
-            "max_context": 4096,
-            "clipped": changed if policy == "clip" else 0,
-            "clipped_tokens": 100 * changed if policy == "clip" else 0,
-            "rejected": changed if policy == "reject" else 0,
-            "rejected_tokens": 5000 * changed if policy == "reject" else 0,
-        },
-        "quantiles": {
-            "ttft_s": [0.05 + x for x in q],
-            "tbt_s": [0.02 + x / 50 for x in q],
-            "e2e_s": [1.0 + 10 * x for x in q],
-        },
-    }
-
-
-def _study(root, extra: list[str]):
+def _study(root, extra: list[str], synthetic):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
             "study",
             overrides=[f"paths.root={root}", "experiment=tiny", "study.report=false", *extra],
         )
-    d = study_app.run(cfg, evaluator=synthetic)["dir"]
+    d = study_app.run(cfg, evaluator=partial(synthetic, fail_at=FAIL_AT))["dir"]
     # what Hydra leaves in the study folder when the app runs from the command line
     hyd = d / "hydra" / "2026-01-01_00-00-00" / ".hydra"
     hyd.mkdir(parents=True, exist_ok=True)
@@ -82,12 +43,14 @@ def _study(root, extra: list[str]):
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, synthetic):
     root = tmp_path_factory.mktemp("sb")
-    study = _study(root, [])
-    strict = _study(tmp_path_factory.mktemp("sb-strict"), ["slo=strict"])
+    study = _study(root, [], synthetic)
+    strict = _study(tmp_path_factory.mktemp("sb-strict"), ["slo=strict"], synthetic)
     reject = _study(
-        tmp_path_factory.mktemp("sb-reject"), ["traces.azure-conv-2023.context_policy=reject"]
+        tmp_path_factory.mktemp("sb-reject"),
+        ["traces.azure-conv-2023.context_policy=reject"],
+        synthetic,
     )
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         rcfg = compose(

@@ -5,41 +5,17 @@ simulator with a tiny trace."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from experiments.apps import study as study_app
-from experiments.runner import QUANTILE_LEVELS
 from experiments.schemas import CONF_DIR, register
 from experiments.study import budget_of, plan, pools_of
 from experiments.validate import study_config
 
 register()
-N_Q = len(QUANTILE_LEVELS)
-
-
-def synthetic(point):
-    """Monotone stand-in for the simulator: capacity from machine counts and spec names."""
-    d, rate = point["design"], point["trace"]["resample_rate"]
-    speed = {"dgx-a100": 1.0, "dgx-h100": 2.0, "dgx-h100-cap": 1.8}
-    if d["kind"] == "baseline":
-        cap = 0.9 * d["machines"] * speed[d["machine"]]
-    else:
-        cap = min(
-            1.6 * d["prompt_machines"] * speed[d["prompt_machine"]],
-            2.4 * d["token_machines"] * speed[d["token_machine"]] ** 0.5,
-        )
-    return {
-        "slo_met": rate <= cap,
-        "slo_worst_ratio": rate / cap,
-        "throughput_rps": rate,
-        "quantiles": {
-            "ttft_s": [0.1 * (i + 1) for i in range(N_Q)],
-            "tbt_s": [0.01 * (i + 1) for i in range(N_Q)],
-            "e2e_s": [1.0 * (i + 1) for i in range(N_Q)],
-        },
-    }
 
 
 def _cfg(tmp_path, *overrides):
@@ -63,7 +39,7 @@ def test_budgets_come_from_specs_and_searches_are_deduplicated(tmp_path):
     assert [p.power_w for p in pools] == [5600.0, 5600.0]
 
 
-def test_synthetic_study_end_to_end_and_resume(tmp_path, capsys):
+def test_synthetic_study_end_to_end_and_resume(tmp_path, capsys, synthetic):
     cfg = _cfg(tmp_path, "experiment=tiny", "study.report=false")
     out = study_app.run(cfg, evaluator=synthetic)
     meta = out["meta"]
@@ -99,7 +75,7 @@ def test_synthetic_study_end_to_end_and_resume(tmp_path, capsys):
     assert (d / "budget.csv").read_bytes() == first
 
 
-def test_failing_points_do_not_stop_the_study(tmp_path):
+def test_failing_points_do_not_stop_the_study(tmp_path, synthetic):
     def flaky(point):
         if point["design"]["name"] == "splitwise-ha":
             raise RuntimeError("boom")
@@ -115,7 +91,7 @@ def test_failing_points_do_not_stop_the_study(tmp_path):
     assert errs and all(e["error"] == "RuntimeError: boom" for e in errs)
 
 
-def test_point_mode_for_multirun(tmp_path, capsys):
+def test_point_mode_for_multirun(tmp_path, capsys, synthetic):
     over = [
         "point.design=splitwise-hh",
         "point.trace=azure-conv-2023",
@@ -298,3 +274,289 @@ def test_h200_profile_set_merges_measured_tables_and_prints_them(tmp_path, capsy
     assert len(merged) == len(ref) + len(h200)  # the reference rows keep the DGX-A100 reference
     with pytest.raises(ProfileError, match="measures the same H200 point as"):
         h200_profile_set([str(a), str(a)], "reference", str(tmp_path))
+
+
+# --- failed points, Ctrl-C, backends, sweeps ---------------------------------------------------
+
+
+def test_failed_points_are_shown_as_failed_not_as_slo_misses(tmp_path, capsys, synthetic):
+    def flaky(point):
+        if point["design"]["name"] == "splitwise-hh":
+            raise RuntimeError("boom")
+        return synthetic(point)
+
+    cfg = _cfg(tmp_path, "experiment=tiny", "study.report=false")
+    out = study_app.run(cfg, evaluator=flaky)
+    text = capsys.readouterr().out
+    failed = [p for p in out["tables"]["points"] if p["status"] == "failed"]
+    assert failed and all(
+        p["slo_met"] is None and p["error"] == "RuntimeError: boom" for p in failed
+    )
+    ok = [p for p in out["tables"]["points"] if p["status"] == "ok"]
+    assert ok and all(isinstance(p["slo_met"], bool) for p in ok)
+    heat = out["tables"]["heatmap"]  # the heatmap is of splitwise-hh: its simulated cells failed
+    assert {h["status"] for h in heat if h["evaluated"]} == {"failed"}
+    assert all(h["slo_met"] is None for h in heat if h["status"] == "failed")
+    assert {h["status"] for h in heat if not h["evaluated"]} <= {"inferred"}
+    n = out["meta"]["simulations"]["failed_points"]
+    assert n == len(failed) + sum(h["status"] == "failed" for h in heat)
+    assert f"first failure: RuntimeError: boom ({n} points failed)" in text
+    budget = {(r["budget"], r["design"]): r for r in out["tables"]["budget"]}
+    assert budget[("iso-power", "splitwise-hh")]["failed_points"] > 0
+    assert budget[("iso-power", "baseline-h100")]["failed_points"] == 0
+    import pandas as pd
+
+    csv = pd.read_csv(out["dir"] / "points.csv")
+    assert set(csv.loc[csv["status"] == "failed", "design"]) == {"splitwise-hh"}
+    assert csv.loc[csv["status"] == "failed", "slo_met"].isna().all()
+
+
+def test_a_study_in_which_every_point_failed_raises_after_writing_its_tables(tmp_path):
+    from experiments.errors import ExperimentError
+
+    def broken(point):
+        raise ValueError("expected non-negative integer")
+
+    cfg = _cfg(tmp_path, "experiment=tiny", "study.report=false")
+    with pytest.raises(ExperimentError, match=r"all \d+ points failed; first: ValueError: exp"):
+        study_app.run(cfg, evaluator=broken)
+    assert (tmp_path / "results" / "study" / "tiny" / "points.csv").exists()
+
+
+def test_context_policy_is_summarised_per_trace(tmp_path, capsys, synthetic):
+    def with_context(point):
+        res = synthetic(point)
+        res["trace_requests"] = 100
+        res["context"] = {
+            "policy": "clip",
+            "max_context": 4096,
+            "clipped": 8,
+            "clipped_tokens": 800,
+            "rejected": 0,
+            "rejected_tokens": 0,
+        }
+        return res
+
+    cfg = _cfg(tmp_path, "experiment=tiny", "study.report=false", "study.heatmap=false")
+    out = study_app.run(cfg, evaluator=with_context)
+    ctx = out["meta"]["context"]["azure-conv-2023"]
+    n = ctx["points"]
+    assert n > 0 and ctx["requests"] == 100 * n and ctx["clipped"] == 8 * n
+    assert ctx["clipped_tokens"] == 800 * n and ctx["policy"] == "clip"
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("context"))
+    assert line.startswith("context (clip at 4096 tokens), azure-conv-2023: ")
+    assert f"{8 * n} of {100 * n} requests clipped (8.0%, {800 * n} tokens removed)" in line
+    # the study states its choice: clip, in its own config
+    assert out["meta"]["traces"]["azure-conv-2023"]["context_policy"] == "clip"
+
+
+def test_progress_bar_counts_searches_and_points(tmp_path, capsys, synthetic):
+    from experiments.apps.study import _context
+    from experiments.study import run_tasks
+
+    c = study_config(_cfg(tmp_path, "experiment=tiny", "study.heatmap=false"))
+    tasks, _ = plan(c)
+    ctx = _context(c, synthetic)
+    res = run_tasks(ctx, tasks, 1, report=True, progress=True)
+    err = capsys.readouterr().err
+    assert f"{len(tasks)}/{len(tasks)}" in err and "search" in err
+    assert len(res) == len(tasks) and all(r is not None for r in res)
+    assert ctx.progress_file is None  # removed
+
+
+@pytest.mark.parametrize("backend", ["ray", "submitit"])
+def test_cluster_backends_fill_the_same_cache(tmp_path, synthetic, backend):
+    """The same searches on a local Ray cluster / submitit's local executor give the same
+    answers as joblib, through the one point cache (a rerun here simulates nothing)."""
+    import sys
+
+    import cloudpickle
+
+    from experiments.apps.study import _context
+    from experiments.study import run_tasks
+
+    mod = pytest.importorskip(backend)
+    conftest = sys.modules[synthetic.__module__]
+    c = study_config(_cfg(tmp_path, "experiment=tiny", "study.heatmap=false"))
+    tasks, _ = plan(c)
+    tasks = tasks[:3]
+    if backend == "ray":
+        import ray.cloudpickle
+
+        ray.cloudpickle.register_pickle_by_value(conftest)
+        mod.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    else:
+        cloudpickle.register_pickle_by_value(conftest)
+    try:
+        remote = run_tasks(
+            _context(c, synthetic), tasks, 2, backend=backend, work_dir=tmp_path / "jobs"
+        )
+    finally:
+        if backend == "ray":
+            mod.shutdown()
+    local = run_tasks(_context(c, synthetic), tasks, 1)
+    assert [r["rate"] for r in remote] == [r["rate"] for r in local]
+    assert [r["best"] for r in remote] == [r["best"] for r in local]
+    assert sum(r["evaluated"] for r in remote) > 0 and sum(r["evaluated"] for r in local) == 0
+
+
+def test_unknown_backend_is_a_one_line_error(tmp_path):
+    from experiments.apps._cli import precheck
+    from experiments.apps.study import _validate
+    from experiments.errors import ExperimentError
+
+    with pytest.raises(ExperimentError, match=r"^search.backend: unknown value 'dask' \(known"):
+        precheck("study", [f"paths.root={tmp_path}", "search.backend=dask"], _validate)
+
+
+def test_sweep_label_and_headline():
+    from experiments import sweep
+
+    assert sweep.label_of(["experiment=tiny", "slo=strict", "profiles.source=/a/b.csv"]) == (
+        "profiles.source=_a_b.csv,slo=strict"
+    )
+    rec = {"status": "error", "error": "ValueError: x", "result": None, "key": "k"}
+    assert sweep.headline({"point": rec}) == ("failed", "ValueError: x", {})
+    ok = {"status": "ok", "error": None, "result": {"slo_met": True, "throughput_rps": 2.5}}
+    assert sweep.headline(ok) == ("ok", None, {"slo_met": True, "throughput_rps": 2.5})
+    summary = {
+        "throughput_rps": 1.0,
+        "slo_config": {"slo_met": False},
+        "requests": {"completed": 3},
+    }
+    assert sweep.headline(summary)[2] == {"completed": 3, "slo_met": False, "throughput_rps": 1.0}
+
+
+def _sub(tmp_path, *argv, timeout=300):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "SPLITBENCH_ROOT": str(tmp_path)}
+    exe = Path(sys.executable).parent / argv[0]
+    return subprocess.run(
+        [str(exe), *argv[1:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=timeout,
+    )
+
+
+def _sweep_rows(tmp_path, app):
+    import csv
+
+    (table,) = (tmp_path / "results" / "multirun" / app).glob("*/sweep.csv")
+    return list(csv.DictReader(table.open())), table.parent
+
+
+@pytest.mark.slow
+def test_multirun_with_a_bad_replay_point_runs_the_others_and_writes_the_sweep_table(tmp_path):
+    p = _sub(
+        tmp_path,
+        "splitbench-replay",
+        "-m",
+        "design.token_machines=-1,1",
+        "design.prompt_machines=1",
+        "trace.resample_rate=2",
+        "trace.resample_duration_s=5",
+        "progress=false",
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "error: job 0 (design.token_machines=-1 design.prompt_machines=1 trace.resample_rate=2 "
+        "trace.resample_duration_s=5 progress=False): design.token_machines: must be >= 1, got -1"
+    ]
+    rows, sweep_dir = _sweep_rows(tmp_path, "replay")
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "failed"), ("1", "ok")]
+    assert rows[0]["error"] == "design.token_machines: must be >= 1, got -1"
+    assert int(rows[1]["completed"]) > 0 and rows[1]["slo_met"] in ("True", "False")
+    assert (sweep_dir / "1" / "summary.json").exists()
+    assert json.loads((sweep_dir / "0" / "job.json").read_text())["status"] == "failed"
+    assert "sweep: 2 jobs, 1 failed" in p.stdout
+
+
+@pytest.mark.slow
+def test_point_mode_multirun_records_each_job_and_all_failed_exits_2(tmp_path):
+    common = [
+        "search=quick",
+        "search.duration_s=5",
+        "point.design=splitwise-hh",
+        "point.trace=azure-conv-2023",
+        "point.prompt_machines=1",
+        "point.rate=2",
+    ]
+    p = _sub(tmp_path, "splitbench-study", "-m", *common, "point.token_machines=-1,1")
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows, sweep_dir = _sweep_rows(tmp_path, "study")
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    rec = json.loads((sweep_dir / "1" / "record.json").read_text())
+    assert rec["status"] == "ok" and rec["point"]["design"]["token_machines"] == 1
+    assert not (sweep_dir / "0" / "record.json").exists()
+    bad = _sub(tmp_path, "splitbench-study", "-m", *common, "point.token_machines=-1,-2")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_whole_study_multirun_gives_each_job_its_folder(tmp_path):
+    p = _sub(
+        tmp_path,
+        "splitbench-study",
+        "-m",
+        "experiment=tiny",
+        "slo=paper,strict",
+        "study.designs=[baseline-h100,splitwise-hh]",
+        "study.heatmap=false",
+        "study.report=false",
+        "search.duration_s=5",
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    studies = tmp_path / "results" / "study"
+    names = sorted(d.name for d in studies.iterdir())
+    label = "search.duration_s=5,slo={},study.designs=[baseline-h100,splitwise-hh],study.heatmap=False,study.report=False"
+    assert names == sorted(f"tiny--{label.format(s)}" for s in ("paper", "strict"))
+    for n in names:
+        meta = json.loads((studies / n / "study.json").read_text())
+        assert meta["label"] == n and "experiment=tiny" in meta["overrides"]
+    slos = {json.loads((studies / n / "study.json").read_text())["slo"]["name"] for n in names}
+    assert slos == {"paper", "strict"}
+    rows, _ = _sweep_rows(tmp_path, "study")
+    assert [r["status"] for r in rows] == ["ok", "ok"] and all(int(r["evaluated"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_study_is_one_line_and_exit_130(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    env = {**os.environ, "SPLITBENCH_ROOT": str(tmp_path)}
+    exe = Path(sys.executable).parent / "splitbench-study"
+    p = subprocess.Popen(
+        [str(exe), "experiment=tiny", "search.n_jobs=2", "study.report=false"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    cache = tmp_path / "results" / "cache"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(cache.rglob("*.json")):
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    n = len(list(cache.rglob("*.json")))
+    (line,) = err.strip().splitlines()
+    m = re.fullmatch(r"interrupted: (\d+) points cached, rerun to resume", line)
+    assert m and 1 <= int(m.group(1)) <= n, line
+    assert not (tmp_path / "results" / "study" / "tiny" / "study.json").exists()

@@ -14,7 +14,11 @@ point per job of a Hydra multirun, all jobs writing into the same cache:
 
 Outputs go to ``paths.study_dir/<study.name>/``: study.json, budget.csv (iso-power and
 iso-cost), iso_throughput.csv, heatmap.csv, points.csv (every simulated point),
-latency_quantiles.csv, config.yaml; then the report into ``paths.report_dir``.
+latency_quantiles.csv, config.yaml; then the report into ``paths.report_dir``. A job of a
+whole-study multirun (``-m experiment=tiny slo=paper,strict``) writes
+``<study.name>--<its overrides>/`` in both, and a point-mode job its ``record.json`` into its
+job folder. Failed points are listed as failed (``status``), the first error and the count are
+printed, and a study in which every point failed exits with status 2.
 """
 
 from __future__ import annotations
@@ -143,52 +147,160 @@ def _check_phase_models(c: dict, tasks, profiles: dict) -> None:
                 ) from None
 
 
+def _cached_since(cache_dir, t0: float) -> int:
+    """Point records written into ``cache_dir`` since ``t0`` (epoch seconds)."""
+    n = 0
+    root = Path(cache_dir) if cache_dir else None
+    if root is None or not root.is_dir():
+        return 0
+    for sub in root.iterdir():
+        if not sub.is_dir():
+            continue
+        for f in sub.iterdir():
+            try:
+                if f.suffix == ".json" and f.stat().st_mtime >= t0:
+                    n += 1
+            except OSError:
+                pass
+    return n
+
+
+def _study_label(st_name: str) -> tuple[str, list[str]]:
+    """The study's folder name and the job's overrides: ``<name>`` alone, or inside a
+    multirun ``<name>--<its overrides>`` (one folder per job, nothing overwritten)."""
+    from experiments import sweep
+
+    job = sweep.hydra_job()
+    if job is None:
+        return st_name, []
+    label = sweep.label_of(job["overrides"])
+    return (f"{st_name}--{label}" if label else f"{st_name}--job{job['num']}"), job["overrides"]
+
+
+def context_summary(results: list[dict], tasks) -> dict:
+    """Per trace, what the context-window policy did over every point simulated: requests
+    clipped or rejected and the tokens removed (the ``context`` block of point results)."""
+    out: dict[str, dict] = {}
+    seen: set = set()
+    for task, res in zip(tasks, results, strict=True):
+        for p in res.get("points", []):
+            r = p.get("result") or {}
+            key = r.get("_key")
+            if key in seen:
+                continue
+            seen.add(key)
+            ctx = r.get("context")
+            if not isinstance(ctx, dict):
+                continue
+            t = out.setdefault(
+                task.trace_key,
+                {
+                    "policy": ctx.get("policy"),
+                    "max_context": ctx.get("max_context"),
+                    "points": 0,
+                    "requests": 0,
+                    "clipped": 0,
+                    "clipped_tokens": 0,
+                    "rejected": 0,
+                    "rejected_tokens": 0,
+                },
+            )
+            t["points"] += 1
+            t["requests"] += int(r.get("trace_requests") or 0)
+            for k in ("clipped", "clipped_tokens", "rejected", "rejected_tokens"):
+                v = ctx.get(k)
+                t[k] += int(v) if isinstance(v, int | float) and v == v else 0
+    return out
+
+
+def _context_lines(summary: dict) -> list[str]:
+    lines = []
+    for trace, t in summary.items():
+        n = t["requests"] or 1
+        lines.append(
+            f"context ({t['policy']} at {t['max_context']} tokens), {trace}: "
+            f"{t['clipped']} of {t['requests']} requests clipped ({100 * t['clipped'] / n:.1f}%, "
+            f"{t['clipped_tokens']} tokens removed), {t['rejected']} rejected "
+            f"({t['rejected_tokens']} tokens) over {t['points']} simulated points"
+        )
+    return lines
+
+
 def run(cfg: DictConfig, evaluator=None) -> dict:
     """Run the study of ``cfg`` (a composed ``study`` config); returns its tables and paths.
 
-    ``evaluator``: replaces the simulator (``fn(point) -> result dict``; tests).
+    ``evaluator``: replaces the simulator (``fn(point) -> result dict``; tests). A study in
+    which every point failed raises ExperimentError (exit 2) after writing its tables; Ctrl-C
+    raises :class:`~experiments.apps._cli.Interrupted` (exit 130).
     """
     import pandas as pd
 
-    from experiments import runner
+    from experiments import runner, sweep
+    from experiments.apps._cli import Interrupted
     from experiments.cache import write_json_atomic
-    from experiments.study import assemble, latency_rows, plan, run_tasks
+    from experiments.errors import ExperimentError
+    from experiments.study import assemble, check_backend, latency_rows, plan, run_tasks
     from experiments.validate import study_config
 
     c = study_config(cfg)
     c["point"] = OmegaConf.to_object(cfg.point) if "point" in cfg else None
     if c["point"] is not None and c["point"].design is not None:
-        return {"point": run_point(c, evaluator)}
+        rec = run_point(c, evaluator)
+        jd = sweep.job_dir()
+        if jd is not None:  # the job's (or run's) own folder keeps its record
+            write_json_atomic(jd / "record.json", rec)
+        return {"point": rec}
     st = c["study"]
+    backend = _backend(cfg)
+    check_backend(backend)
     t0 = time.perf_counter()
+    t_wall0 = time.time()
     tasks, notes = plan(c)
     ctx = _context(c, evaluator)
     if evaluator is None:
         _check_phase_models(c, tasks, ctx.profiles)
     n_jobs = c["search"].n_jobs if evaluator is None else 1
+    name, overrides = _study_label(st.name)
     print(
-        f"study {st.name}: {len(tasks)} searches, {len(st.traces)} trace(s), "
-        f"{n_jobs} worker(s), {c['search'].duration_s:g} s re-sampled traces",
+        f"study {name}: {len(tasks)} searches, {len(st.traces)} trace(s), "
+        f"{n_jobs} worker(s) ({backend}), {c['search'].duration_s:g} s re-sampled traces",
         flush=True,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        results = run_tasks(ctx, tasks, n_jobs, report=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            results = run_tasks(
+                ctx,
+                tasks,
+                n_jobs,
+                report=True,
+                backend=backend,
+                work_dir=Path(c["paths"].results_dir) / "submitit",
+            )
+    except KeyboardInterrupt:
+        n = _cached_since(ctx.cache_dir, t_wall0 - 1.0) if ctx.cache_enabled else 0
+        raise Interrupted(f"interrupted: {n} points cached, rerun to resume") from None
     wall = time.perf_counter() - t0
     tables = assemble(c, tasks, results)
-    out = Path(c["paths"].study_dir) / st.name
+    out = Path(c["paths"].study_dir) / name
     out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for name in ("budget", "iso_throughput", "heatmap", "points"):
-        files[name] = _write_csv(pd.DataFrame(tables[name]), out / f"{name}.csv")
+    for tname in ("budget", "iso_throughput", "heatmap", "points"):
+        files[tname] = _write_csv(pd.DataFrame(tables[tname]), out / f"{tname}.csv")
     files["latency"] = _write_csv(
         pd.DataFrame(latency_rows(results, tasks)), out / "latency_quantiles.csv"
     )
     evaluated = sum(r["evaluated"] for r in results)
     hits = sum(r["cache_hits"] for r in results)
     errors = sum(r["errors"] for r in results)
+    # every point looked at: the searches' points and the heatmap's simulated cells
+    looked = [*tables["points"], *(h for h in tables["heatmap"] if h.get("evaluated"))]
+    failed = [p for p in looked if p.get("status") == "failed"]
+    context = context_summary(results, tasks)
     meta = {
         "study": asdict(st),
+        "label": name,
+        "overrides": overrides,
         "notes": notes,
         "model": asdict(c["model"]),
         "scheduler": asdict(c["scheduler"]),
@@ -203,31 +315,56 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
             {k: v for k, v in r.items() if k not in ("points", "cells", "config_rates")}
             for r in results
         ],
-        "simulations": {"evaluated": evaluated, "cache_hits": hits, "errors": errors},
+        "simulations": {
+            "evaluated": evaluated,
+            "cache_hits": hits,
+            "errors": errors,
+            "failed_points": len(failed),
+            "points": len(looked),
+        },
+        "context": context,
         "wall_s": round(wall, 1),
     }
     write_json_atomic(out / "study.json", meta)
     text = OmegaConf.to_yaml(cfg, resolve=True)
     write_text_atomic(out / "config.yaml", text)
     print(
-        f"study {st.name}: {evaluated} simulated, {hits} from cache, {errors} failed, "
-        f"{wall:.0f} s -> {out}"
+        f"study {name}: {evaluated} simulated, {hits} from cache, {len(failed)} of "
+        f"{len(looked)} points failed, {wall:.0f} s -> {out}"
     )
+    if failed:
+        print(f"first failure: {failed[0]['error']} ({len(failed)} points failed)")
+    for line in _context_lines(context):
+        print(line)
     for note in notes:
         print(f"note: {note}")
+    sys.stdout.flush()
+    if looked and len(failed) == len(looked):
+        raise ExperimentError(
+            f"study {name}: all {len(failed)} points failed; first: {failed[0]['error']} "
+            f"(tables in {out})"
+        )
     _print_budget(tables["budget"])
     report_path = None
     if st.report:
         from experiments.report import write_report
 
+        report_dir = Path(c["paths"].report_dir)
+        if name != st.name:  # a multirun job: its own report folder
+            report_dir = report_dir / name
         report_path = write_report(
             [out],
-            Path(c["paths"].report_dir),
+            report_dir,
             profiles_source=c["profiles"].source,
             model=c["model"].name,
         )
         print(f"report: {report_path}")
     return {"dir": out, "tables": tables, "meta": meta, "report": report_path}
+
+
+def _backend(cfg: DictConfig) -> str:
+    """``search.backend`` (joblib when the config has no such key)."""
+    return str(OmegaConf.select(cfg, "search.backend", default="joblib") or "joblib")
 
 
 def _write_csv(df, path: Path) -> Path:
@@ -283,13 +420,19 @@ def _print_budget(rows: list[dict]) -> None:
 
 
 def _validate(cfg: DictConfig) -> None:
+    from experiments.errors import ExperimentError
+    from experiments.study import check_backend
     from experiments.validate import study_config
 
-    study_config(cfg)
+    c = study_config(cfg)
+    seed = c["search"].seed
+    if seed < 0:  # numpy's generators take none: else every point fails
+        raise ExperimentError(f"search.seed: must be >= 0, got {seed}")
+    check_backend(_backend(cfg))
 
 
 def main(argv: list[str] | None = None) -> None:
-    launch("study", run, _validate, argv)
+    launch("study", run, _validate, argv, interrupted="interrupted: rerun to resume")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""Bad inputs of splitbench-study (and of the run-folder check every app shares); collected by
+tests/test_bad_inputs.py."""
+
+TINY = ["experiment=tiny", "study.designs=[baseline-h100]", "study.heatmap=false"]
+POINT = [
+    "search=quick",
+    "search.duration_s=5",
+    "point.design=baseline-h100",
+    "point.trace=azure-conv-2023",
+    "point.rate=1",
+]
+
+CASES = [
+    {
+        "id": "study-seed-negative",
+        "argv": ["splitbench-study", *TINY, "search.seed=-1"],
+        "expect": "search.seed: must be >= 0, got -1",
+    },
+    {
+        "id": "study-every-point-failed",
+        "argv": ["splitbench-study", *TINY, "study.report=false", "search.duration_s=0.001"],
+        "expect": "study tiny: all 6 points failed; first: TraceError: duration_s",
+    },
+    {
+        "id": "study-run-dir-not-a-folder",
+        "files": {"afile": "a file, not a folder\n"},
+        "argv": ["splitbench-study", *TINY, "hydra.run.dir={tmp}/afile/run"],
+        "expect": "hydra.run.dir: '{tmp}/afile' is not a folder",
+    },
+    {
+        "id": "replay-run-dir-not-a-folder",
+        "files": {"afile": "x\n"},
+        "argv": ["splitbench-replay", "hydra.run.dir={tmp}/afile/run"],
+        "expect": "hydra.run.dir: ",
+    },
+    {
+        "id": "study-run-dir-unwritable",
+        "argv": ["splitbench-study", *TINY, "hydra.run.dir=/proc/splitbench/run"],
+        "expect": "hydra.run.dir: cannot write in '/proc'",
+    },
+    {
+        "id": "study-unknown-experiment",
+        "argv": ["splitbench-study", "experiment=nope"],
+        "expect": "experiment: unknown option 'nope'",
+    },
+    {
+        "id": "study-unknown-design-key",
+        "argv": ["splitbench-study", "study.designs=[baseline-a100,nope]"],
+        "expect": "study.designs[1]: unknown value 'nope'",
+    },
+    {
+        "id": "study-unknown-backend",
+        "argv": ["splitbench-study", "search.backend=dask"],
+        "expect": "search.backend: unknown value 'dask'",
+    },
+    {
+        "id": "study-n-jobs-zero",
+        "argv": ["splitbench-study", "search.n_jobs=0"],
+        "expect": "search.n_jobs: must be >= 1, got 0",
+    },
+    {
+        "id": "study-profiles-missing-file",
+        "argv": ["splitbench-study", *TINY, "profiles.source={tmp}/no-such.csv"],
+        "expect": "profiles.source",
+    },
+    {
+        "id": "study-point-count-zero",
+        "argv": ["splitbench-study", *POINT, "point.machines=0"],
+        "expect": "point.machines: must be >= 1, got 0",
+    },
+    {
+        "id": "study-point-unknown-design",
+        "argv": ["splitbench-study", *POINT, "point.design=nope", "point.machines=1"],
+        "expect": "point.design: unknown design 'nope'",
+    },
+    {
+        "id": "study-cache-dir-is-a-file",
+        "files": {"afile": "x\n"},
+        "argv": ["splitbench-study", *POINT, "point.machines=1", "paths.cache_dir={tmp}/afile"],
+        "expect": "afile",
+    },
+]
