@@ -387,6 +387,7 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
                     lengths=[int(x) for x in cal["lengths"]], repeats=int(cal["repeats"]),
                     seed=int(c["seed"]), kv_bytes_per_token=int(cal["kv_bytes_per_token"]),
                     block_size=int(cal["block_size"]), storage_bytes=dp.kv_storage_bytes,
+                    injected=dp.injected_tokens,
                 )  # fmt: skip
             except (KeyboardInterrupt, StepError):
                 sup.check(name)  # a server that died explains the failure: name it

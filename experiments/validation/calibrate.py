@@ -38,7 +38,7 @@ import pandas as pd
 
 from experiments.validation.errors import StepError
 
-STEP = "calibrate"
+STEP = "calibrate-splitwise"
 
 
 def _prompt(seed: int, length: int, repeat: int, kind: int, vocab: int) -> list[int]:
@@ -77,8 +77,9 @@ async def _stream_ttft(session, url: str, body: dict, timeout_s: float) -> tuple
             if data == b"[DONE]":
                 break
             chunk = json.loads(data)
-            if math.isnan(ttft) and any(c.get("text") or c.get("token_ids")
-                                        for c in chunk.get("choices", [])):  # fmt: skip
+            # one chunk per token (vLLM; without a tokenizer its text is empty): the first
+            # chunk with a choice is the first token
+            if math.isnan(ttft) and chunk.get("choices"):
                 ttft = time.perf_counter() - t0
     if math.isnan(ttft):
         raise StepError(STEP, f"{url}: the stream ended without a token")
@@ -96,6 +97,7 @@ async def _measure(
     timeout_s: float,
     storage_bytes,
     warmup: int,
+    injected,
 ) -> list[dict]:
     import aiohttp
 
@@ -113,17 +115,21 @@ async def _measure(
                 dt, _ = await _post_json(s, f"{prefill_url}/v1/completions", body, timeout_s)
                 rows.append({"prompt_tokens": L, "repeat": k, "kind": "prefill", "seconds": dt})
                 before = storage_bytes()
+                inj_before = len(injected())
                 body = {"model": model, "prompt": _prompt(seed, L, k, 1, vocab), "max_tokens": 2,
                         "min_tokens": 2, "ignore_eos": True, "stream": True,
                         "temperature": 0.0}  # fmt: skip
                 ttft, leg = await _stream_ttft(s, f"{proxy_url}/v1/completions", body, timeout_s)
                 wrote = storage_bytes() - before
+                inj = injected()[inj_before:]
+                n_inj = int(sum(inj))
                 rows.append({"prompt_tokens": L, "repeat": k, "kind": "proxy_ttft",
                              "seconds": ttft, "kv_bytes": wrote})  # fmt: skip
                 rows.append({"prompt_tokens": L, "repeat": k, "kind": "proxy_prefill_leg",
                              "seconds": leg})  # fmt: skip
                 rows.append({"prompt_tokens": L, "repeat": k, "kind": "handover",
-                             "seconds": ttft - leg, "kv_bytes": wrote})  # fmt: skip
+                             "seconds": ttft - leg, "kv_bytes": wrote,
+                             "injected_tokens": n_inj, "recomputed_tokens": L - n_inj})  # fmt: skip
     return rows
 
 
@@ -147,6 +153,28 @@ def fit_line(x, y) -> dict:
     }
 
 
+def fit_plane(x1, x2, y) -> dict:
+    """Least squares y = a + b1 x1 + b2 x2 (every measurement, not medians)."""
+    x1 = np.asarray(x1, dtype=float)
+    x2 = np.asarray(x2, dtype=float)
+    y = np.asarray(y, dtype=float)
+    A = np.vstack([np.ones_like(x1), x1, x2]).T
+    (a, b1, b2), *_ = np.linalg.lstsq(A, y, rcond=None)
+    pred = A @ np.array([a, b1, b2])
+    ss = float(((y - y.mean()) ** 2).sum())
+    return {
+        "a": float(a),
+        "b_injected_s_per_token": float(b1),
+        "b_recomputed_s_per_token": float(b2),
+        "r2": 1.0 - float(((y - pred) ** 2).sum()) / ss if ss > 0 else math.nan,
+        "max_abs_residual_s": float(np.max(np.abs(y - pred))),
+        "points": int(y.size),
+        "definition": "handover = a + b_injected * injected tokens (KV loaded) + b_recomputed * "
+        "recomputed tokens (prompt tokens the decode instance computes again); injected "
+        "tokens as the decode instance logged them",
+    }
+
+
 def summarize(rows: pd.DataFrame, kv_bytes_per_token: int, block_size: int) -> dict:
     """The fit and its terms for replay.kv_transfer from the measurement table."""
     med = rows.groupby(["kind", "prompt_tokens"])["seconds"].median().unstack(0)
@@ -158,6 +186,16 @@ def summarize(rows: pd.DataFrame, kv_bytes_per_token: int, block_size: int) -> d
     client = fit_line(lengths, (med["proxy_ttft"] - med["prefill"]).to_numpy())
     kvb = rows.loc[rows["kind"] == "handover"].groupby("prompt_tokens")["kv_bytes"].median()
     stored = fit_line(kvb.index.to_numpy(dtype=float), kvb.to_numpy(dtype=float))
+    ho = rows.loc[rows["kind"] == "handover"]
+    measured_inj = "injected_tokens" in ho.columns and ho["injected_tokens"].notna().any()
+    inj_med = ho.groupby("prompt_tokens")["injected_tokens"].median() if measured_inj else None
+    two = None
+    if (
+        measured_inj
+        and ho["injected_tokens"].nunique() > 1
+        and ho["recomputed_tokens"].nunique() > 1
+    ):
+        two = fit_plane(ho["injected_tokens"], ho["recomputed_tokens"], ho["seconds"])
     per_len = []
     for L in med.index:
         inj = block_size * ((int(L) - 1) // block_size)  # whole blocks, last token recomputed
@@ -172,6 +210,9 @@ def summarize(rows: pd.DataFrame, kv_bytes_per_token: int, block_size: int) -> d
                 "stored_bytes": float(kvb.get(L, math.nan)),
                 "injected_tokens_expected": inj,
                 "recomputed_tokens_expected": int(L) - inj,
+                "injected_tokens_measured": (
+                    float(inj_med.get(L, math.nan)) if inj_med is not None else None
+                ),
             }
         )
     b = h["b"]
@@ -183,6 +224,7 @@ def summarize(rows: pd.DataFrame, kv_bytes_per_token: int, block_size: int) -> d
             "at a time"
         ),
         "handover_fit": h,
+        "handover_split_fit": two,
         "client_view_fit": {
             **client,
             "definition": "proxy TTFT - prefill instance's own TTFT (different prompts)",
@@ -213,14 +255,15 @@ def calibrate_kv_transfer(
     out_dir: str | Path,
     *,
     model: str,
-    lengths: Sequence[int] = (128, 384, 768, 1536),
+    lengths: Sequence[int] = (129, 250, 384, 700, 1025, 1500),
     repeats: int = 3,
     seed: int = 0,
     vocab: int = 32000,
     kv_bytes_per_token: int = 4096,
-    block_size: int = 16,
+    block_size: int = 128,
     timeout_s: float = 120.0,
     storage_bytes=lambda: 0,
+    injected=list,
     warmup: int = 1,
     max_wall_s: float = 600.0,
 ) -> dict:
@@ -236,7 +279,7 @@ def calibrate_kv_transfer(
     async def bounded():
         return await asyncio.wait_for(
             _measure(prefill_url, proxy_url, model, lengths, repeats, seed, vocab, timeout_s,
-                     storage_bytes, warmup),
+                     storage_bytes, warmup, injected),
             timeout=max_wall_s,
         )  # fmt: skip
 
@@ -250,7 +293,9 @@ def calibrate_kv_transfer(
         if type(e).__module__.startswith("aiohttp"):
             raise StepError(STEP, f"{type(e).__name__}: {e}") from None
         raise
-    df = pd.DataFrame(rows, columns=["prompt_tokens", "repeat", "kind", "seconds", "kv_bytes"])
+    cols = ["prompt_tokens", "repeat", "kind", "seconds", "kv_bytes", "injected_tokens",
+            "recomputed_tokens"]  # fmt: skip
+    df = pd.DataFrame(rows, columns=cols)
     out = Path(out_dir)
     write_text_atomic(out / "kv_transfer.csv", df.to_csv(index=False, float_format="%.6f"))
     res = summarize(df, kv_bytes_per_token, block_size)

@@ -127,6 +127,17 @@ def vllm_env(cfg: DeploymentConfig, inst: InstanceConfig) -> dict[str, str]:
     return env
 
 
+def connector_env(c: ConnectorConfig, inst: InstanceConfig) -> dict[str, str]:
+    """Per-instance settings a connector needs when both instances share one host: NIXL's
+    side channel (the handshake port) must differ, so it is the instance's port + 1000."""
+    if c.name.startswith("Nixl"):
+        return {
+            "VLLM_NIXL_SIDE_CHANNEL_HOST": HOST,
+            "VLLM_NIXL_SIDE_CHANNEL_PORT": str(inst.port + 1000),
+        }
+    return {}
+
+
 class Deployment:
     """Start / stop one deployment under a :class:`Supervisor` (which owns the processes).
 
@@ -163,7 +174,7 @@ class Deployment:
             log=self.dir / "logs" / f"{name}.log",
             health_url=f"http://{HOST}:{inst.port}/health",
             port=inst.port,
-            env=vllm_env(cfg, inst),
+            env={**vllm_env(cfg, inst), **(connector_env(cfg.connector, inst) if kv else {})},
             cpus=cpus,
         )
 
@@ -229,6 +240,20 @@ class Deployment:
                 else None
             ),
         }
+
+    def injected_tokens(self) -> list[int]:
+        """Token counts of every "Inject KV cache of N tokens" line the decode instance has
+        logged (ExampleConnector), in order: what it loaded rather than recomputed."""
+        import re
+
+        s = self.servers.get("decode")
+        if s is None:
+            return []
+        try:
+            text = s.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        return [int(m) for m in re.findall(r"Inject KV cache of (\d+) tokens", text)]
 
     def kv_storage_bytes(self) -> int:
         """Bytes the connector has written under its storage folder (ExampleConnector)."""
