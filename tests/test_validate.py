@@ -186,7 +186,7 @@ def test_dead_server_mid_run_interrupts_and_nothing_is_left(tmp_path, fake_pytho
             raise AssertionError("the watchdog did not interrupt")
         pgid = srv.pid
     assert str(e.value).startswith(f"step replay-baseline-x-r0: colocated (pid {pgid}, port {port})"
-                                   " exited with code 9")  # fmt: skip
+                                   " exited with code 9 mid-run")  # fmt: skip
     # the server's orphaned child (same process group) was stopped too
     for _ in range(50):
         if not _alive(child):
@@ -301,7 +301,11 @@ def test_proxy_two_legs_streams_decode_and_relays_errors():
 
         app = web.Application()
         app.router.add_post("/v1/completions", completions)
-        app.router.add_get("/health", lambda r: web.Response(text="ok"))
+
+        async def health(request):
+            return web.Response(text="ok")
+
+        app.router.add_get("/health", health)
         return app
 
     async def main():

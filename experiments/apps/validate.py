@@ -390,7 +390,7 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
                     injected=dp.injected_tokens,
                 )  # fmt: skip
             except (KeyboardInterrupt, StepError):
-                sup.check(name)  # a server that died explains the failure: name it
+                sup.check(name, grace_s=3.0)  # a server that died explains the failure
                 raise
             finally:
                 sup.unwatch()
@@ -423,7 +423,7 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
                     _run_tool(name, argv, d / "loadgen.log", float(c["loadgen"]["timeout_s"]),
                               cpus=parse_cpus(c["loadgen"].get("cpus")))  # fmt: skip
                 except (KeyboardInterrupt, StepError):
-                    sup.check(name)  # a server that died explains the failure: name it
+                    sup.check(name, grace_s=3.0)  # a server that died explains the failure
                     raise
                 finally:
                     sup.unwatch()

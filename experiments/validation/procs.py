@@ -163,11 +163,12 @@ class ServerProcess:
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
-    def died_message(self) -> str:
+    def died_message(self, when: str = "") -> str:
         rc = self.returncode()
         last = _last_line(self.log)
         tail = f"; last log line: {last}" if last else ""
-        return f"{self.name} (pid {self.pid}, port {self.port}) exited with code {rc}{tail}"
+        when = f" {when}" if when else ""
+        return f"{self.name} (pid {self.pid}, port {self.port}) exited with code {rc}{when}{tail}"
 
     def wait_healthy(self, step: str, timeout_s: float, poll_s: float = 0.5) -> float:
         """Poll ``health_url`` until 200; StepError if the process exits or time runs out.
@@ -307,16 +308,23 @@ class Supervisor:
             self._thread.join(timeout=5.0)
             self._thread = None
 
-    def check(self, step: str) -> None:
-        """StepError if any server has exited."""
-        for s in self.servers:
-            if s.proc is not None and s.returncode() is not None:
-                self.dead = s
+    def check(self, step: str, grace_s: float = 0.0) -> None:
+        """StepError if any server has exited. ``grace_s``: after a failed request, wait that
+        long for a dying server's exit to show (a dropped connection comes first)."""
+        deadline = time.monotonic() + grace_s
+        for _ in range(int(grace_s / 0.1) + 1):
+            for s in self.servers:
+                if s.proc is not None and s.returncode() is not None:
+                    self.dead = s
+                    break
+            if self.dead is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
         self.raise_if_died(step)
 
     def raise_if_died(self, step: str) -> None:
         if self.dead is not None:
-            raise StepError(step, self.dead.died_message() + " mid-run")
+            raise StepError(step, self.dead.died_message("mid-run"))
 
     def pids(self) -> list[int]:
         return [s.pid for s in self.servers if s.pid is not None]
