@@ -573,3 +573,17 @@ def test_run_metrics_nan_safe_on_empty_run(tmp_path):
     req.to_parquet(d / "requests.parquet")
     m = cmp.run_metrics(cmp.load_run(d))
     assert m["completed"] == 0 and math.isnan(m["ttft_s"]["p50"])
+
+
+def test_injected_tokens_are_read_from_the_decode_log(tmp_path):
+    cfg = DeploymentConfig(design="splitwise", model_dir=_model_dir(tmp_path))
+    with Supervisor() as sup:
+        dep = Deployment(cfg, tmp_path / "dep", sup)
+        assert dep.injected_tokens() == []
+        log = tmp_path / "decode.log"
+        log.write_text(
+            "(Worker pid=1) INFO [example_connector.py:171] Inject KV cache of 640 tokens to the"
+            " paged memory\nother line\n(Worker pid=1) INFO Inject KV cache of 128 tokens to\n"
+        )
+        dep.servers["decode"] = ServerProcess("decode", ["x"], log, "http://x", 1)
+        assert dep.injected_tokens() == [640, 128]

@@ -34,7 +34,7 @@ def _app(tmp_path, *args, timeout=900):
 
 
 BASE = [
-    "repeats=1", "profile.mode=skip", "calibrate.lengths=[100,300]", "calibrate.repeats=2",
+    "repeats=1", "profile.mode=skip", "calibrate.lengths=[200,600]", "calibrate.repeats=2",
     "loads=[{name: smoke, rate: 1.0, duration_s: 4, max_prompt_tokens: 256, "
     "max_output_tokens: 16}]",
     "deploy.prefill.kvcache_gib=1", "deploy.decode.kvcache_gib=1", "deploy.max_model_len=2048",
@@ -55,8 +55,11 @@ def test_smoke_splitwise_end_to_end(tmp_path, model_dir):
     cal = json.loads((out / "calibrate-splitwise" / "kv_transfer.json").read_text())
     assert cal["handover_fit"]["points"] == 2
     per = {p["prompt_tokens"]: p for p in cal["per_length"]}
-    # the connector wrote KV for the prompt's tokens: more for the longer prompt
-    assert per[300]["stored_bytes"] > per[100]["stored_bytes"] > 0
+    # the connector wrote the KV of whole 128-token blocks (vLLM's CPU block size): more for the
+    # longer prompt, and the decode instance injected them (128 of 200, 512 of 600 tokens)
+    assert per[600]["stored_bytes"] > per[200]["stored_bytes"] > 0
+    assert per[200]["injected_tokens_measured"] == 128
+    assert per[600]["injected_tokens_measured"] == 512
     assert all(p["handover_s"] > 0 for p in per.values())
     deploy = json.loads((out / "deploy-splitwise" / "deploy.json").read_text())
     assert set(deploy["servers"]) == {"prefill", "decode", "proxy"}

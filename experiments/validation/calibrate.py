@@ -21,6 +21,15 @@ instance starts loading after the prefill response), so ``layerwise_threshold_to
 above every prompt (``serialized: true``). The simulator's serialized path has no fixed term
 today; ``a`` is written for it and named as such.
 
+The decode instance's own log says how many tokens it injected ("Inject KV cache of N tokens",
+ExampleConnector); ``injected`` reads those counts, so each hand-over row carries the measured
+injected and recomputed tokens, and ``handover_split_fit`` fits ``a + b_injected * injected +
+b_recomputed * recomputed`` over every measurement. Measured here (vLLM 0.32 CPU, block size 128,
+ExampleConnector): prompts of 250, 700 and 1500 tokens had 128, 640 and 1408 tokens injected;
+prompts of 129, 384 and 1025 tokens had none injected (the decode instance recomputed the whole
+prompt), so the default lengths mix both kinds and the measured counts, not the expected ones,
+go into the fit.
+
 Outputs (run dir): ``kv_transfer.csv`` (every measurement) and ``kv_transfer.json`` (fit).
 """
 
