@@ -11,12 +11,23 @@ pinned with ``VLLM_CPU_OMP_THREADS_BIND`` and its KV cache sized with ``VLLM_CPU
 (GiB). On a GPU the same code runs with ``device: cuda`` (the CPU variables are then not set;
 ``CUDA_VISIBLE_DEVICES`` takes the instance's ``cpus`` field as device ids).
 
-Connector: ``ExampleConnector`` (vLLM's reference connector: the prefill instance writes each
-request's KV, per layer, as safetensors files under ``shared_storage_path`` keyed by a hash of
-the prompt's tokens; the decode instance loads the whole blocks it finds and recomputes the
-rest). It is the connector that runs on a CPU with vLLM alone. ``NixlConnector`` is the
-production one (RDMA/UCX); it needs the ``nixl`` package and a host-buffer path
-(``kv_buffer_device: cpu``); pick it with ``connector.name=NixlConnector`` where it works.
+Connectors (both checked here with vLLM 0.32 CPU, 2 cores):
+- ``ExampleConnector`` (the default): vLLM's reference connector. The prefill instance writes
+  each request's KV, per layer, as safetensors files under ``shared_storage_path`` keyed by a
+  hash of the prompt's tokens; the decode instance loads the whole blocks (128 tokens on the
+  CPU) it finds and recomputes the rest. It needs nothing beyond vLLM. Measured: 4096 bytes per
+  token stored (float32 KV of the tiny Llama), whole blocks only; for prompt lengths of 1 or 0
+  modulo the block size (129, 384, 1025) the decode instance found no match and recomputed the
+  whole prompt (its lookup key is ``len - 1`` tokens aligned down, the store's ``len``).
+- ``NixlConnector`` with ``buffer_device: cpu`` (``pip install nixl==1.5.1``, not a project
+  dependency): the production connector (the decode instance pulls the KV over UCX; the proxy
+  passes ``kv_transfer_params``; each instance gets its own NIXL side-channel port). It starts
+  and transfers here (vLLM logged 0.5-57 ms per transfer of 0.5-6 MB, not growing with size:
+  scheduling noise), but every prefill ran 4-6x slower than with ExampleConnector on the same
+  core (2.2 s instead of 0.46 s for 129 tokens; likely UCX's progress thread competing for the
+  instance's one core, not measured further), so it is not the CPU default. On a GPU machine it
+  is the realistic choice: ``deploy.connector.name=NixlConnector deploy.connector.buffer_device=
+  cuda``.
 """
 
 from __future__ import annotations
