@@ -10,6 +10,7 @@ Modules:
 - :mod:`.proxy`: the disaggregated-prefill proxy (an aiohttp service);
 - :mod:`.calibrate`: the KV-transfer calibration (time = a + b * tokens, through the proxy);
 - :mod:`.compare`: sim vs real on any two contract-4 run directories (error table, CDFs);
+- :mod:`.workload`: the scaled trace of one load level (read by sim and load generator);
 - :mod:`.steps`: the cached steps of a validation run directory.
 
 Nothing here imports torch or vllm at module level; Hydra stays in experiments/apps/validate.py.
