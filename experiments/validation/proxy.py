@@ -1,0 +1,186 @@
+"""The disaggregated-prefill proxy: an aiohttp service in front of one prefill and one decode
+vLLM instance (the two-step protocol of vLLM's disaggregated-prefill examples).
+
+For each ``POST /v1/completions``:
+1. the request goes to the prefill instance with ``max_tokens=1``, not streamed (``min_tokens``
+   and ``stream_options`` dropped); with ``--kv-params`` (connectors that hand the KV over by
+   parameters, e.g. NixlConnector) it carries ``kv_transfer_params={"do_remote_decode": true}``
+   and the prefill's returned ``kv_transfer_params`` go on to the decode request. A connector
+   that keys the KV by prompt (ExampleConnector: files named by a hash of the prompt's tokens)
+   needs no parameters;
+2. the original request goes to the decode instance, which loads the KV and generates; its
+   response (an SSE stream or JSON) is relayed to the client chunk by chunk as it arrives.
+
+The response carries ``X-Prefill-Seconds`` (the prefill leg's wall time, measured here) so that
+a client can split its TTFT into prefill and hand-over. An error of either instance is relayed
+with its status (and ``X-Failed-Leg: prefill|decode``). ``GET /health`` is 200 when both
+instances answer theirs; ``GET /v1/models`` is the decode instance's.
+
+    python -m experiments.validation.proxy --port 8300 \\
+        --prefill http://127.0.0.1:8100 --decode http://127.0.0.1:8200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+
+_DROP_FOR_PREFILL = ("min_tokens", "stream_options")
+
+
+def prefill_body(body: dict, kv_params: bool) -> dict:
+    """The prefill leg's request: one token, not streamed, KV kept for the decode instance."""
+    b = {k: v for k, v in body.items() if k not in _DROP_FOR_PREFILL}
+    b["max_tokens"] = 1
+    b["stream"] = False
+    if kv_params:
+        b["kv_transfer_params"] = {
+            "do_remote_decode": True,
+            "do_remote_prefill": False,
+            "remote_engine_id": None,
+            "remote_block_ids": None,
+            "remote_host": None,
+            "remote_port": None,
+        }
+    return b
+
+
+def decode_body(body: dict, prefill_response: dict, kv_params: bool) -> dict:
+    b = dict(body)
+    kvp = prefill_response.get("kv_transfer_params") if kv_params else None
+    if kvp:
+        b["kv_transfer_params"] = kvp
+    return b
+
+
+def make_app(prefill: str, decode: str, kv_params: bool = False, timeout_s: float = 600.0):
+    """The aiohttp application (``prefill``/``decode``: base URLs without ``/v1``)."""
+    import aiohttp
+    from aiohttp import web
+
+    async def on_startup(app):
+        app["session"] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_read=timeout_s),
+        )
+
+    async def on_cleanup(app):
+        await app["session"].close()
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return web.json_response({"error": "request body is not JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "request body is not an object"}, status=400)
+        s: aiohttp.ClientSession = request.app["session"]
+        rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        headers = {"X-Request-Id": rid}
+        t0 = time.perf_counter()
+        try:
+            async with s.post(
+                f"{prefill}/v1/completions", json=prefill_body(body, kv_params), headers=headers
+            ) as r:
+                raw = await r.read()
+                if r.status != 200:
+                    return web.Response(
+                        body=raw,
+                        status=r.status,
+                        content_type="application/json",
+                        headers={"X-Failed-Leg": "prefill"},
+                    )
+                pre = json.loads(raw)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as e:
+            return web.json_response(
+                {"error": f"prefill instance: {type(e).__name__}: {e}"},
+                status=502,
+                headers={"X-Failed-Leg": "prefill"},
+            )
+        t_pre = time.perf_counter() - t0
+        out_headers = {"X-Prefill-Seconds": f"{t_pre:.6f}", "X-Request-Id": rid}
+        resp: web.StreamResponse | None = None
+        try:
+            async with s.post(
+                f"{decode}/v1/completions",
+                json=decode_body(body, pre, kv_params),
+                headers=headers,
+            ) as r:
+                if r.status != 200:
+                    raw = await r.read()
+                    return web.Response(
+                        body=raw,
+                        status=r.status,
+                        content_type="application/json",
+                        headers={**out_headers, "X-Failed-Leg": "decode"},
+                    )
+                resp = web.StreamResponse(
+                    status=200,
+                    headers={
+                        **out_headers,
+                        "Content-Type": r.headers.get("Content-Type", "application/json"),
+                    },
+                )
+                await resp.prepare(request)
+                async for chunk in r.content.iter_any():
+                    await resp.write(chunk)
+                await resp.write_eof()
+                return resp
+        except (TimeoutError, aiohttp.ClientError) as e:
+            if resp is None:
+                return web.json_response(
+                    {"error": f"decode instance: {type(e).__name__}: {e}"},
+                    status=502,
+                    headers={**out_headers, "X-Failed-Leg": "decode"},
+                )
+            raise  # mid-stream: the client sees the stream cut, as it would from vLLM
+
+    async def health(request: web.Request) -> web.Response:
+        s = request.app["session"]
+        try:
+            for base in (prefill, decode):
+                async with s.get(f"{base}/health", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    if r.status != 200:
+                        return web.Response(status=503, text=f"{base}: {r.status}")
+        except (TimeoutError, aiohttp.ClientError) as e:
+            return web.Response(status=503, text=str(e))
+        return web.Response(text="ok")
+
+    async def models(request: web.Request) -> web.Response:
+        s = request.app["session"]
+        try:
+            async with s.get(f"{decode}/v1/models") as r:
+                return web.Response(
+                    body=await r.read(), status=r.status, content_type="application/json"
+                )
+        except (TimeoutError, aiohttp.ClientError) as e:
+            return web.json_response({"error": str(e)}, status=502)
+
+    app = web.Application()
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    from aiohttp import web
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--prefill", required=True, help="prefill instance base URL")
+    ap.add_argument("--decode", required=True, help="decode instance base URL")
+    ap.add_argument("--kv-params", action="store_true", help="pass kv_transfer_params along")
+    ap.add_argument("--timeout-s", type=float, default=600.0)
+    a = ap.parse_args(argv)
+    app = make_app(a.prefill.rstrip("/"), a.decode.rstrip("/"), a.kv_params, a.timeout_s)
+    web.run_app(app, host=a.host, port=a.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
