@@ -240,14 +240,16 @@ def test_policies_are_seeded_and_differ():
     assert other.requests.prompt_machine.tolist() != pick["random"].tolist()
 
 
-def test_import_is_torch_free_and_fast():
+def test_import_is_torch_free():
+    """The simulator never imports torch, transformers, seaborn, hydra or omegaconf (its start
+    time is measured by benchmarks/replay_start.py, not by a timed unit test)."""
     code = (
-        "import time; t = time.perf_counter(); import replay, sys; "
-        "bad = [m for m in ('torch', 'transformers', 'seaborn', 'hydra') if m in sys.modules]; "
-        "assert not bad, bad; print(time.perf_counter() - t)"
+        "import replay, replay.simulate, sys; "
+        "bad = [m for m in ('torch', 'transformers', 'seaborn', 'hydra', 'omegaconf') "
+        "if m in sys.modules]; print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert float(out.stdout.strip()) < 1.0
+    assert out.stdout.strip() == ""
 
 
 @pytest.mark.parametrize(
