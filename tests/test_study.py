@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -29,11 +30,19 @@ def test_budgets_come_from_specs_and_searches_are_deduplicated(tmp_path):
     assert budget_of(power) == {"power_w": 224000.0, "cost_per_hour": None}
     assert budget_of(cost) == {"power_w": None, "cost_per_hour": 1520.0}
     tasks, notes = plan(c)
-    # 6 designs x 2 traces x 2 budgets = 24 rows; Baseline-H100 and Splitwise-HH have the same
-    # machines at iso-power and iso-cost (40 DGX-H100 either way): 20 searches.
-    assert sum(len(t.labels) for t in tasks) == 24
-    assert len(tasks) == 20
-    assert any("H200 designs" in n and "skipped" in n for n in notes)
+    # 8 designs (6 paper + 2 H200 on derived profiles) x 2 traces x 2 budgets = 32 rows;
+    # Baseline-H100 and Splitwise-HH have the same machines at iso-power and iso-cost (40
+    # DGX-H100 either way): 28 searches.
+    assert sum(len(t.labels) for t in tasks) == 32
+    assert len(tasks) == 28
+    assert any("H200 designs" in n and "DERIVED profiles" in n for n in notes)
+    h200 = [t for t in tasks if t.design_key in ("splitwise-h200", "baseline-h200")]
+    assert h200 and all(t.design.display.endswith("(derived)") for t in h200)
+    assert all(t.profiles and "with-h200-" in t.profiles["source"] for t in h200)
+    derived = pd.read_csv(h200[0].profiles["source"])
+    assert (
+        derived.loc[derived["gpu"] == "h200-141gb", "source"].str.startswith("derived from").all()
+    )
     hh = c["designs"]["splitwise-hh"]
     pools = pools_of(hh, c["search"])
     assert [p.power_w for p in pools] == [5600.0, 5600.0]
