@@ -206,7 +206,11 @@ class Machine:
         else:
             used = self.C + self.rc_tokens
         pc = self.pc
-        pc.resize((self.cap - used) // pc.block_tokens)
+        room = (self.cap - used) // pc.block_tokens
+        if room < len(pc._lru):  # evict (the cache's own method)
+            pc.resize(room)
+        else:  # growing or unchanged: nothing to evict (inlined: once per wake-up)
+            pc.capacity = room
 
     def _record(self, n, d0, inc, B, ptok, T):
         """Close a span of n iterations (first duration d0, increment inc) ending at T."""
