@@ -28,7 +28,10 @@ from replay.routing import Routing
 class Cluster(Routing):
     """All machines, the request tables (parallel lists indexed by request), and the run loop."""
 
-    def __init__(self, trace_arrays, machines_cfg, links, cfg, split, seed, max_tokens, mixed_pool):
+    def __init__(
+        self, trace_arrays, machines_cfg, links, cfg, split, seed, max_tokens, mixed_pool,
+        policies=None,
+    ):  # fmt: skip
         rid, arrival, ptok, otok = trace_arrays
         n = len(arrival)
         self.n = n
@@ -63,8 +66,9 @@ class Cluster(Routing):
         self.n_rejected = 0
         self.role_changes = []
         policy = cfg.machine_policy
+        policies = policies or [policy] * len(machines_cfg)  # per machine (its pool's policy)
         self.machines = [
-            machine_class(policy, mc[1])(self, i, *mc) for i, mc in enumerate(machines_cfg)
+            machine_class(policies[i], mc[1])(self, i, *mc) for i, mc in enumerate(machines_cfg)
         ]
         self.rng = np.random.default_rng(seed)
         self.rr = [0, 0]
