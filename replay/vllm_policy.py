@@ -102,7 +102,7 @@ class VLLMMachine(Machine):
     load counters; ``queue`` is vLLM's waiting queue (preempted requests at its front)."""
 
     __slots__ = (
-        "run", "part", "pc", "pn", "pblk", "hist", "bs", "nblocks", "used", "budget", "maxseqs",
+        "run", "part", "pdone", "pn", "pblk", "hist", "bs", "nblocks", "used", "budget", "maxseqs",
         "pieces", "preempted_step",
     )  # fmt: skip
 
@@ -116,7 +116,7 @@ class VLLMMachine(Machine):
         self.used = 0  # blocks held by running requests
         self.run = {}  # running requests in admission order (dict: ordered, O(1) delete)
         self.part = -1  # the running request whose prefill is unfinished (-1: none)
-        self.pc = 0  # its computed tokens
+        self.pdone = 0  # its computed tokens
         self.pn = 0  # its tokens to compute (prompt, or prompt + generated for a recompute)
         self.pblk = 0  # its blocks
         self.hist = [0] * v.block_size  # decodes by (prompt + gen - join iteration) % block_size
@@ -225,7 +225,7 @@ class VLLMMachine(Machine):
         t_last = cl.t_last
         for r, x, o, tot in self.pieces:
             if o + x < tot:  # the partial prefill goes on next iteration
-                self.pc = o + x
+                self.pdone = o + x
                 continue
             if r == self.part:
                 self.part = -1
@@ -332,7 +332,7 @@ class VLLMMachine(Machine):
         sq = 0
         r = self.part
         if r >= 0 and budget > 0:
-            o = self.pc
+            o = self.pdone
             x = self.pn - o
             if x > budget:
                 x = budget
@@ -370,7 +370,7 @@ class VLLMMachine(Machine):
                 sq += x * x
                 if x < total:
                     self.part = r
-                    self.pc = 0
+                    self.pdone = 0
                     self.pn = total
                     self.pblk = nb
         B = self.B
