@@ -57,16 +57,19 @@ def write_json_atomic(path: str | os.PathLike, obj, *, indent: int = 2) -> Path:
     return write_text_atomic(path, dumps(obj, indent=indent) + "\n")
 
 
-def write_parquet_atomic(df, path: str | os.PathLike, compression: str = "zstd") -> Path:
+def write_parquet_atomic(
+    df, path: str | os.PathLike, compression: str = "zstd", metadata: dict | None = None
+) -> Path:
     """Write a DataFrame (without its index) as Parquet atomically; returns the path.
 
     The pandas/pyarrow schema metadata (library versions) is dropped: the same table gives the
-    same bytes whichever versions wrote it. pyarrow is imported here only.
+    same bytes whichever versions wrote it; ``metadata`` ({str: str}) is stored instead.
+    pyarrow is imported here only.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
+    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(metadata)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression=compression)
     return Path(path)

@@ -22,6 +22,7 @@ from itertools import count
 import numpy as np
 
 from replay.machine import INF, machine_class
+from replay.prefix_cache import PrefixCache
 from replay.routing import Routing
 
 
@@ -29,9 +30,19 @@ class Cluster(Routing):
     """All machines, the request tables (parallel lists indexed by request), and the run loop."""
 
     def __init__(
-        self, trace_arrays, machines_cfg, links, cfg, split, seed, max_tokens, mixed_pool,
+        self,
+        trace_arrays,
+        machines_cfg,
+        links,
+        cfg,
+        split,
+        seed,
+        max_tokens,
+        mixed_pool,
+        hashes=None,
+        block_tokens=0,
         policies=None,
-    ):  # fmt: skip
+    ):
         rid, arrival, ptok, otok = trace_arrays
         n = len(arrival)
         self.n = n
@@ -72,6 +83,15 @@ class Cluster(Routing):
         ]
         self.rng = np.random.default_rng(seed)
         self.rr = [0, 0]
+        # prefix caching (replay.prefix_cache): per-request block hashes, a cache per machine
+        self.hashes = hashes
+        self.cached = [0] * n if hashes is not None else None  # prompt tokens not recomputed
+        self.cache_route = bool(hashes is not None and cfg.cache_aware_routing)
+        self.tx_uncached = bool(hashes is not None and cfg.kv_transfer.uncached_only and split)
+        self.tx_saved = 0  # context tokens the KV transfers did not send (held by the receiver)
+        if hashes is not None:
+            for m in self.machines:
+                m.pc = PrefixCache(block_tokens, m.cap // block_tokens)
         self.repool()
 
     def run(self, progress=None):

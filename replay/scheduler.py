@@ -60,6 +60,16 @@ class SchedulerConfig:
         "mixed iteration time: 'fused' (one pass: the decode tokens are more prefill tokens, "
         "plus their attention) or 'sequential' (prefill then a whole decode step: an upper bound)",
     )
+    prefix_caching: bool = _f(
+        False,
+        "keep an LRU cache of prefix KV blocks per instance (replay.prefix_cache); needs the "
+        "trace column block_hashes",
+    )
+    cache_aware_routing: bool = _f(
+        False,
+        "jsq: pick the prompt machine with the least pending prompt tokens minus the prompt's "
+        "cached prefix tokens there (needs prefix_caching)",
+    )
     kv_transfer: KVTransferConfig = field(
         default_factory=KVTransferConfig,
         metadata={"help": "KV transfer model between prompt and token machines"},
@@ -103,6 +113,16 @@ class SchedulerConfig:
             f"{k}.prompt_queue_threshold_tokens",
             f"must be >= 1, got {self.prompt_queue_threshold_tokens!r}",
         )
+        for name in ("prefix_caching", "cache_aware_routing"):
+            v = getattr(self, name)
+            need(isinstance(v, bool), f"{k}.{name}", f"must be true or false, got {v!r}")
+        if self.cache_aware_routing:
+            need(self.prefix_caching, f"{k}.cache_aware_routing", "needs scheduler.prefix_caching")
+            need(self.policy == "jsq", f"{k}.cache_aware_routing",
+                 f"needs scheduler.policy jsq, got '{self.policy}'")  # fmt: skip
+        if self.kv_transfer.uncached_only:
+            need(self.prefix_caching, f"{k}.kv_transfer.uncached_only",
+                 "needs scheduler.prefix_caching")  # fmt: skip
         v = self.token_kv_threshold_fraction
         need(v > 0 and v == v and v != float("inf"), f"{k}.token_kv_threshold_fraction",
              f"must be a finite number > 0, got {v!r}")  # fmt: skip

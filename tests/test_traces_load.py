@@ -17,12 +17,17 @@ from traces.formats import detect_format
 SHA256 = {
     "azure-code-2023": "54e9a6d2a4bd06ba1e060304b900abbc74cbea53de96506e60fe5bb4f2277fb6",
     "azure-conv-2023": "2f1e5b666d4e3055fdbba98598ce2ec307767b9064e03e2fa46676dbcc7d0bf8",
+    "mooncake-conversation": "b8cbb061a85206d729d91cdc2981f43c9e0d99209dce588d3af5f7934408b9df",
+    "mooncake-synthetic": "bd070915a98fc0ed264d7cfef2ce746002eb3076a695ec31ba2674c0111ec131",
 }
 
 
-def assert_contract(df: pd.DataFrame) -> None:
-    assert list(df.columns) == list(traces.COLUMNS)
-    assert [str(t) for t in df.dtypes] == ["int64", "float64", "int64", "int64"]
+def assert_contract(df: pd.DataFrame, *, block_hashes: bool = False) -> None:
+    extra = ["block_hashes"] if block_hashes else []
+    assert list(df.columns) == [*traces.COLUMNS, *extra]
+    assert [str(t) for t in df.dtypes] == ["int64", "float64", "int64", "int64"] + [
+        "object" for _ in extra
+    ]
     assert df["request_id"].is_unique
     assert df["arrival_s"].is_monotonic_increasing
     assert (df["prompt_tokens"] >= 1).all() and (df["output_tokens"] >= 1).all()
@@ -49,7 +54,12 @@ def test_bundled_files_unchanged_and_packaged():
         assert hashlib.sha256(node.read_bytes()).hexdigest() == digest
     readme = resources.files("traces").joinpath("data", "azure-llm-2023", "README.md").read_text()
     assert "CC BY 4.0" in readme and "Splitwise" in readme
-    assert traces.list_traces() == list(BUNDLED) == ["azure-code-2023", "azure-conv-2023"]
+    moon = resources.files("traces").joinpath("data", "mooncake-fast25")
+    readme = moon.joinpath("README.md").read_text()
+    assert "Apache License 2.0" in readme and "Mooncake" in readme and "FAST 2025" in readme
+    assert "Apache License" in moon.joinpath("LICENSE-APACHE").read_text()
+    assert SHA256["mooncake-conversation"] in readme and SHA256["mooncake-synthetic"] in readme
+    assert traces.list_traces() == list(BUNDLED) == list(SHA256)
 
 
 def test_azure_timestamp_parsing_exact():
@@ -120,10 +130,12 @@ def test_mooncake_jsonl(tmp_path):
     ]
     p.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     df = traces.load(p)
-    assert_contract(df)
+    assert_contract(df, block_hashes=True)
     assert df["arrival_s"].tolist() == [0.0, 1.5, 2.75]
     assert df["prompt_tokens"].tolist() == [6955, 6472, 9]
     assert df["output_tokens"].tolist() == [52, 26, 1]
+    assert df["block_hashes"].tolist() == [(0, 1, 2), (0, 3), ()]
+    assert df.attrs["block_tokens"] == 512
     # explicit fmt works for another extension too
     q = tmp_path / "trace.txt"
     q.write_text(p.read_text())

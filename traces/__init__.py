@@ -4,9 +4,12 @@ A trace is a pandas DataFrame, one row per request, sorted by arrival, with colu
 ``request_id`` (int, unique), ``arrival_s`` (float seconds from trace start),
 ``prompt_tokens`` and ``output_tokens`` (int >= 1).
 
-- :func:`load` reads a bundled trace by name (``azure-code-2023``, ``azure-conv-2023``) or a
-  file in one of the public formats (see :mod:`traces.formats`); :func:`save` writes CSV or
-  Parquet atomically; :class:`TraceError` is the one-line error of bad input.
+- :func:`load` reads a bundled trace by name (``azure-code-2023``, ``azure-conv-2023``,
+  ``mooncake-conversation``, ``mooncake-synthetic``) or a file in one of the public formats
+  (see :mod:`traces.formats`); :func:`save` writes CSV or Parquet atomically;
+  :class:`TraceError` is the one-line error of bad input.
+- Optional column ``block_hashes`` (Mooncake's ``hash_ids``: the prompt's prefix-block ids,
+  block size in ``df.attrs["block_tokens"]``), kept by every transform.
 - :mod:`traces.transforms`: window, rate scaling, Poisson/gamma re-sampling, context limits,
   and :func:`traces.transforms.prepare` composing them.
 - :mod:`traces.stats`: :func:`traces.stats.describe`.

@@ -1,8 +1,11 @@
 """Traces shipped inside the package (``traces/data/``), loaded by name.
 
 The Azure LLM inference traces 2023 (Patel et al., Splitwise, ISCA 2024; CC BY 4.0, see
-``traces/data/azure-llm-2023/README.md`` for attribution and checksums) are bundled
-unchanged. Parsed tables are cached in-process; callers get copies.
+``traces/data/azure-llm-2023/README.md`` for attribution and checksums) and two Mooncake
+FAST'25 traces (Qin et al., Mooncake, USENIX FAST 2025; Apache-2.0, see
+``traces/data/mooncake-fast25/README.md`` and its ``LICENSE-APACHE``) are bundled
+unchanged. The Mooncake tables carry ``block_hashes`` (512-token blocks,
+``attrs["block_tokens"]``). Parsed tables are cached in-process; callers get copies.
 """
 
 from __future__ import annotations
@@ -40,6 +43,20 @@ BUNDLED: dict[str, BundledTrace] = {
             "azure-llm-2023/AzureLLMInferenceTrace_conv.csv",
             "azure",
             "Azure LLM inference trace 2023, conversation: 19,366 requests over ~1 h (CC BY 4.0)",
+        ),
+        BundledTrace(
+            "mooncake-conversation",
+            "mooncake-fast25/conversation_trace.jsonl",
+            "mooncake",
+            "Mooncake FAST'25 conversation trace (Kimi): 12,031 requests over ~1 h, "
+            "512-token block hashes (Apache-2.0)",
+        ),
+        BundledTrace(
+            "mooncake-synthetic",
+            "mooncake-fast25/synthetic_trace.jsonl",
+            "mooncake",
+            "Mooncake FAST'25 synthetic trace: 3,993 requests over ~17 min, "
+            "512-token block hashes (Apache-2.0)",
         ),
     )
 }

@@ -2,11 +2,14 @@
 
 Usage::
 
-    splitbench-traces describe NAME|PATH [--json] [--format FMT] [--sort]
+    splitbench-traces describe NAME|PATH [--json] [--format FMT] [--sort] [--cache-blocks N ...]
     splitbench-traces plot NAME|PATH [--out DIR] [--format FMT] [--sort]
     splitbench-traces convert IN OUT [--from FMT] [--sort]
 
-NAME is a bundled trace (``azure-code-2023``, ``azure-conv-2023``). A generic CSV needs
+NAME is a bundled trace (``azure-code-2023``, ``azure-conv-2023``, ``mooncake-conversation``,
+``mooncake-synthetic``). For traces with block hashes (Mooncake), ``describe`` reports the
+share of blocks seen before with an unbounded cache and with an LRU cache of each N blocks
+given to ``--cache-blocks``. A generic CSV needs
 ``--format generic --map arrival_s=ts,prompt_tokens=in,output_tokens=out [--time-unit ms]``.
 Bad input prints ``error: <one line>`` on stderr and exits with status 2.
 """
@@ -21,7 +24,7 @@ from collections.abc import Sequence
 
 from traces.errors import TraceError
 from traces.formats import FORMAT_NAMES
-from traces.schema import DATETIME, TIME_UNITS
+from traces.schema import BLOCK_HASHES, DATETIME, TIME_UNITS
 
 DEFAULT_PLOT_DIR = "results/traces"
 
@@ -45,6 +48,16 @@ def _mapping(text: str) -> dict[str, str]:
             )
         out[key.strip()] = value.strip()
     return out
+
+
+def _cache_blocks(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (blocks), got {text!r}")
+    return value
 
 
 def _source_args(p: argparse.ArgumentParser, fmt_flag: str) -> None:
@@ -79,12 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="splitbench-traces",
         description="Describe, plot and convert request traces (splitbench contract 1).",
-        epilog="Bundled traces: azure-code-2023, azure-conv-2023. Bad input: 'error: ...', exit 2.",
+        epilog="Bundled traces: azure-code-2023, azure-conv-2023, mooncake-conversation, "
+        "mooncake-synthetic. Bad input: 'error: ...', exit 2.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     d = sub.add_parser("describe", help="print trace statistics")
     d.add_argument("trace", help="bundled trace name or trace file")
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    d.add_argument(
+        "--cache-blocks",
+        type=_cache_blocks,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="N",
+        help="also report block reuse with an LRU cache of N blocks (several N allowed; "
+        "traces with block hashes only)",
+    )
     _source_args(d, "--format")
     pl = sub.add_parser("plot", help="write token-CDF and arrival-rate PNGs")
     pl.add_argument("trace", help="bundled trace name or trace file")
@@ -143,6 +167,22 @@ def format_table(stats: dict) -> str:
         )
     lines.append("")
     lines.append(f"prompt:output tokens (sum/sum)  {_fmt(stats['prompt_output_ratio'])}")
+    if "blocks" in stats:
+        lines.append("")
+        size = stats["block_tokens"]
+        unit = f"{size}-token blocks" if size else "blocks (size unknown)"
+        lines.append(f"{unit}: {_fmt(stats['blocks'])}, {_fmt(stats['distinct_blocks'])} distinct")
+        caches = [("unbounded", "unbounded cache")]
+        caches += [
+            (k[len("reuse_seen_") :], f"LRU {int(k[len('reuse_seen_lru_') :]):,} blocks")
+            for k in stats
+            if k.startswith("reuse_seen_lru_")
+        ]
+        width = max(len(label) for _, label in caches)
+        lines.append(f"{'block reuse':<{width}}  seen before  prefix")
+        for tag, label in caches:
+            seen, prefix = stats[f"reuse_seen_{tag}"], stats[f"reuse_prefix_{tag}"]
+            lines.append(f"{label:<{width}}  {seen:>11.1%}  {prefix:>6.1%}")
     return "\n".join(lines)
 
 
@@ -158,7 +198,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "describe":
         from traces.stats import describe
 
-        stats = describe(_load(args.trace, args))
+        table = _load(args.trace, args)
+        if args.cache_blocks and BLOCK_HASHES not in table.columns:
+            raise TraceError(
+                f"--cache-blocks: {args.trace} has no block hashes (a Mooncake trace's "
+                "hash_ids give them)"
+            )
+        stats = describe(table, args.cache_blocks)
         if args.json:
             clean = {
                 k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in stats.items()

@@ -13,8 +13,9 @@ name           columns (source -> contract)                                 arri
                (splitwise-sim trace CSV; other columns ignored)
 ``vidur``      arrived_at, num_prefill_tokens, num_decode_tokens (Vidur      seconds
                trace CSV; ids 0..n-1)
-``mooncake``   timestamp, input_length, output_length (Mooncake JSONL,       milliseconds
-               ``hash_ids`` ignored; ids 0..n-1)
+``mooncake``   timestamp, input_length, output_length (Mooncake JSONL; ids   milliseconds
+               0..n-1); optional ``hash_ids`` -> ``block_hashes`` (512-token
+               blocks, ``attrs["block_tokens"] = 512``)
 ``generic``    any table with a ``mapping`` {contract column: source          ``time_unit``
                column} and a ``time_unit``
 =============  ===========================================================  ==========
@@ -37,7 +38,21 @@ import pandas as pd
 
 from common.atomic import atomic_path, write_parquet_atomic
 from traces.errors import TraceError
-from traces.schema import COLUMNS, DATETIME, IDENTITY, ColumnMap, build_table, check_table
+from traces.schema import (
+    BLOCK_HASHES,
+    BLOCK_TOKENS,
+    COLUMNS,
+    DATETIME,
+    IDENTITY,
+    ColumnMap,
+    build_table,
+    check_table,
+)
+
+MOONCAKE_BLOCK_TOKENS = 512
+"""Tokens per block of Mooncake's ``hash_ids`` (FAST25-release/README.md)."""
+PARQUET_BLOCK_TOKENS = "splitbench.block_tokens"
+"""Parquet schema-metadata key of the block size that :func:`save` writes with block_hashes."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +112,11 @@ FORMATS: dict[str, TraceFormat] = {
                     "arrival_s": "timestamp",
                     "prompt_tokens": "input_length",
                     "output_tokens": "output_length",
+                    BLOCK_HASHES: "hash_ids",
                 },
                 "ms",
+                optional=(BLOCK_HASHES,),
+                block_tokens=MOONCAKE_BLOCK_TOKENS,
             ),
             "Mooncake trace JSONL",
         ),
@@ -130,9 +148,21 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                     f"{path}: data row {len(records) + 1}: expected a JSON object, "
                     f"got {type(rec).__name__}"
                 )
-            rec.pop("hash_ids", None)
             records.append(rec)
     return pd.DataFrame.from_records(records)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    df = pd.read_parquet(path)
+    block = (pq.read_schema(path).metadata or {}).get(PARQUET_BLOCK_TOKENS.encode())
+    if block is not None:
+        try:
+            df.attrs[BLOCK_TOKENS] = int(block)
+        except ValueError:
+            raise TraceError(f"{path}: bad {PARQUET_BLOCK_TOKENS} metadata {block!r}") from None
+    return df
 
 
 def read_raw(path: str | os.PathLike, *, jsonl: bool | None = None) -> pd.DataFrame:
@@ -155,7 +185,7 @@ def read_raw(path: str | os.PathLike, *, jsonl: bool | None = None) -> pd.DataFr
         if jsonl or (jsonl is None and suffix in JSONL_SUFFIXES):
             return _read_jsonl(p)
         if suffix in PARQUET_SUFFIXES:
-            return pd.read_parquet(p)
+            return _read_parquet(p)
         return pd.read_csv(p, dtype=str, skipinitialspace=True)
     except TraceError:
         raise
@@ -175,21 +205,25 @@ def read_raw(path: str | os.PathLike, *, jsonl: bool | None = None) -> pd.DataFr
         raise TraceError(f"{p}: cannot read ({type(exc).__name__}: {exc})") from None
 
 
+def _required_sources(cmap: ColumnMap) -> list[str]:
+    return [src for tgt, src in cmap.columns.items() if tgt not in cmap.optional]
+
+
 def detect_format(columns, source: str = "<table>") -> str:
     """Name of the format whose source columns are all present in ``columns``."""
     have = {str(c) for c in columns}
     for fmt in FORMATS.values():
-        if set(fmt.cmap.columns.values()) <= have:
+        if set(_required_sources(fmt.cmap)) <= have:
             return fmt.name
-    best = max(FORMATS.values(), key=lambda f: len(set(f.cmap.columns.values()) & have))
-    want = list(best.cmap.columns.values())
+    best = max(FORMATS.values(), key=lambda f: len(set(_required_sources(f.cmap)) & have))
+    want = _required_sources(best.cmap)
     if set(want) & have:  # one format nearly matches: name the column(s) it lacks
         missing = [c for c in want if c not in have]
         raise TraceError(
             f"{source}: missing column(s) {missing} of the {best.name} format "
             f"(found columns {sorted(have)})"
         )
-    known = "; ".join(f"{f.name}: {', '.join(f.cmap.columns.values())}" for f in FORMATS.values())
+    known = "; ".join(f"{f.name}: {', '.join(_required_sources(f.cmap))}" for f in FORMATS.values())
     raise TraceError(
         f"{source}: cannot detect the trace format from columns {sorted(have)} "
         f"(known formats: {known}; or pass fmt='generic' with a column mapping)"
@@ -254,7 +288,8 @@ def save(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     The table is validated first (contract columns only are written; a CSV float is written
     with the shortest repr that reads back exactly). Parent folders are created. The file is
-    written to a temporary name in the same folder and then moved over ``path``.
+    written to a temporary name in the same folder and then moved over ``path``. Parquet
+    keeps ``block_hashes`` (and its block size, as schema metadata); CSV does not.
 
     Returns:
         The path written.
@@ -265,7 +300,11 @@ def save(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         raise TraceError(f"{p}: unsupported output extension {p.suffix!r}; use .csv or .parquet")
     table = check_table(df)
     if suffix != ".csv":
-        return write_parquet_atomic(table[list(COLUMNS)], p)
+        if BLOCK_HASHES not in table.columns:
+            return write_parquet_atomic(table[list(COLUMNS)], p)
+        block = table.attrs.get(BLOCK_TOKENS)
+        meta = {PARQUET_BLOCK_TOKENS: str(block)} if block else None
+        return write_parquet_atomic(table[[*COLUMNS, BLOCK_HASHES]], p, metadata=meta)
     with atomic_path(p) as tmp:
         table.to_csv(tmp, index=False, columns=list(COLUMNS), lineterminator="\n")
     return p

@@ -24,8 +24,8 @@ def load(
     """Load a trace as a contract-1 table (request_id, arrival_s, prompt_tokens, output_tokens).
 
     Args:
-        name_or_path: a bundled trace name (``azure-code-2023``, ``azure-conv-2023``) or the
-            path of a trace file.
+        name_or_path: a bundled trace name (``azure-code-2023``, ``azure-conv-2023``,
+            ``mooncake-conversation``, ``mooncake-synthetic``) or the path of a trace file.
         fmt: file format (``splitbench``, ``azure``, ``splitwise``, ``vidur``, ``mooncake``,
             ``generic``); None detects it from the columns (and the ``.jsonl`` extension).
         sort: sort rows by arrival (stable; ids kept) instead of raising on out-of-order

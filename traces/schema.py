@@ -5,6 +5,12 @@ A trace table is a pandas DataFrame, one row per request, sorted by arrival, wit
 non-decreasing, finite, >= 0), ``prompt_tokens`` (int64 >= 1), ``output_tokens``
 (int64 >= 1), and a fresh RangeIndex.
 
+Optional column ``block_hashes`` (object dtype: one tuple of ints per request): the ids of
+the prompt's KV blocks in order (Mooncake's ``hash_ids``; equal ids = a reusable prefix
+block). The block size in tokens is stated with the trace, in ``df.attrs["block_tokens"]``
+(:data:`BLOCK_TOKENS`); where it is known a request has at most ``ceil(prompt_tokens /
+block_tokens)`` blocks. A table has the column for every request or not at all.
+
 :func:`build_table` turns a raw table (source columns, strings or numbers) into a
 contract table, raising :class:`~traces.errors.TraceError` at the first bad cell with the
 file, data row (1-based, header not counted) and column.
@@ -12,6 +18,7 @@ file, data row (1-based, header not counted) and column.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -23,6 +30,13 @@ from traces.errors import TraceError
 
 COLUMNS: tuple[str, ...] = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
 """Contract 1 columns, in order."""
+
+BLOCK_HASHES = "block_hashes"
+"""Optional contract-1 column: the prompt's prefix-block ids (tuple of ints per request)."""
+OPTIONAL_COLUMNS: tuple[str, ...] = (BLOCK_HASHES,)
+BLOCK_TOKENS = "block_tokens"
+"""Key of ``df.attrs`` holding the block size (tokens) of ``block_hashes``."""
+_INT64 = (-(2**63), 2**63 - 1)
 
 DTYPES: dict[str, str] = {
     "request_id": "int64",
@@ -49,19 +63,30 @@ class ColumnMap:
     ``output_tokens`` and optionally ``request_id`` (absent: requests are numbered 0..n-1 in
     file order). ``time_unit`` is the unit of the arrival column: ``"s"``, ``"ms"``,
     ``"us"``, or ``"datetime"`` (timestamp strings; arrivals become seconds after the
-    earliest request).
+    earliest request). ``block_hashes`` may be mapped too; ``optional`` names the targets
+    whose source column may be absent from a file, and ``block_tokens`` the block size of
+    the hashes (None: unknown, or taken from the raw table's ``attrs``).
     """
 
     columns: Mapping[str, str]
     time_unit: str = "s"
     required: tuple[str, ...] = field(default=("arrival_s", "prompt_tokens", "output_tokens"))
+    optional: tuple[str, ...] = ()
+    block_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.columns) - set(COLUMNS))
+        targets = [*COLUMNS, *OPTIONAL_COLUMNS]
+        unknown = sorted(set(self.columns) - set(targets))
         if unknown:
             raise TraceError(
-                f"column mapping: unknown target column(s) {unknown}; targets are {list(COLUMNS)}"
+                f"column mapping: unknown target column(s) {unknown}; targets are {targets}"
             )
+        if self.block_tokens is not None and (
+            isinstance(self.block_tokens, bool)
+            or not isinstance(self.block_tokens, int)
+            or self.block_tokens < 1
+        ):
+            raise TraceError(f"block_tokens must be a positive integer, got {self.block_tokens!r}")
         missing = [c for c in self.required if c not in self.columns]
         if missing:
             raise TraceError(f"column mapping: no source column given for {missing}")
@@ -71,8 +96,8 @@ class ColumnMap:
             )
 
 
-IDENTITY = ColumnMap({c: c for c in COLUMNS}, "s")
-"""Our own table: contract columns, arrivals in seconds."""
+IDENTITY = ColumnMap({c: c for c in (*COLUMNS, *OPTIONAL_COLUMNS)}, "s", optional=OPTIONAL_COLUMNS)
+"""Our own table: contract columns (``block_hashes`` if present), arrivals in seconds."""
 
 
 def _label(src: str, role: str) -> str:
@@ -80,6 +105,8 @@ def _label(src: str, role: str) -> str:
 
 
 def _show(value: object) -> str:
+    if isinstance(value, np.generic):  # np.float64(10.5) -> 10.5
+        value = value.item()
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -125,6 +152,69 @@ def _integers(raw: pd.Series, source: str, src: str, role: str, minimum: int | N
     return values.astype("int64")
 
 
+def _block_tokens(raw: pd.DataFrame, cmap: ColumnMap, source: str) -> int | None:
+    value = cmap.block_tokens if cmap.block_tokens is not None else raw.attrs.get(BLOCK_TOKENS)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise TraceError(
+            f"{source}: attrs['{BLOCK_TOKENS}'] must be a positive integer, got {value!r}"
+        )
+    return int(value)
+
+
+def _hash_list(cell: object) -> tuple[int, ...] | str:
+    """The cell as a tuple of ints, or a description of what is wrong with it."""
+    if isinstance(cell, tuple | list):
+        items = cell
+    elif isinstance(cell, np.ndarray) and cell.ndim == 1:
+        items = cell.tolist()
+    elif cell is None or cell is pd.NA or (isinstance(cell, float) and math.isnan(cell)):
+        return "missing value (give block hashes for every request or for none)"
+    else:
+        return f"expected a list of integers, got {type(cell).__name__} {_show(cell)}"
+    plain = type(items) is tuple
+    for x in items:
+        if type(x) is not int:
+            if isinstance(x, bool) or not isinstance(x, np.integer):
+                return f"expected a list of integers, found {type(x).__name__} {_show(x)}"
+            plain = False
+        if not _INT64[0] <= x <= _INT64[1]:
+            return f"block hash {x} does not fit in 64 bits"
+    return items if plain else tuple(int(x) for x in items)
+
+
+def _block_hashes(
+    raw: pd.Series, source: str, src: str, prompt: np.ndarray, block_tokens: int | None
+) -> list[tuple[int, ...]]:
+    out: list[tuple[int, ...]] = []
+    for i, cell in enumerate(raw.tolist()):
+        hashes = _hash_list(cell)
+        if isinstance(hashes, str):
+            raise _fail(source, i, src, BLOCK_HASHES, hashes)
+        if block_tokens is not None:
+            most = -(-int(prompt[i]) // block_tokens)
+            if len(hashes) > most:
+                raise _fail(
+                    source,
+                    i,
+                    src,
+                    BLOCK_HASHES,
+                    f"{len(hashes)} blocks of {block_tokens} tokens for a {prompt[i]}-token "
+                    f"prompt (at most {most})",
+                )
+        out.append(hashes)
+    return out
+
+
+def _object_column(values: list) -> np.ndarray:
+    """A 1-D object array holding ``values`` as they are (tuples stay tuples)."""
+    column = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        column[i] = v
+    return column
+
+
 def _arrivals(raw: pd.Series, source: str, src: str, time_unit: str) -> np.ndarray:
     if time_unit == DATETIME:
         stamps = pd.to_datetime(raw, format="ISO8601", errors="coerce", utc=True)
@@ -162,7 +252,11 @@ def build_table(
     """
     if len(raw) == 0:
         raise TraceError(f"{source}: empty trace (no data rows)")
-    missing = [src for src in cmap.columns.values() if src not in raw.columns]
+    missing = [
+        src
+        for tgt, src in cmap.columns.items()
+        if src not in raw.columns and tgt not in cmap.optional
+    ]
     if missing:
         found = [str(c) for c in raw.columns]
         raise TraceError(f"{source}: missing column(s) {missing}; found columns {found}")
@@ -185,6 +279,12 @@ def build_table(
             )
     else:
         ids = np.arange(len(raw), dtype="int64")
+    hashes = None
+    block_tokens = None
+    hsrc = col.get(BLOCK_HASHES)
+    if hsrc is not None and hsrc in raw.columns:
+        block_tokens = _block_tokens(raw, cmap, source)
+        hashes = _block_hashes(raw[hsrc], source, hsrc, prompt, block_tokens)
     back = np.flatnonzero(np.diff(arrival) < 0)
     if back.size:
         if not sort:
@@ -199,13 +299,24 @@ def build_table(
             )
         order = np.argsort(arrival, kind="stable")
         ids, arrival, prompt, output = ids[order], arrival[order], prompt[order], output[order]
-    return pd.DataFrame(
+        if hashes is not None:
+            hashes = [hashes[k] for k in order]
+    out = pd.DataFrame(
         {"request_id": ids, "arrival_s": arrival, "prompt_tokens": prompt, "output_tokens": output}
     )
+    if hashes is not None:
+        out[BLOCK_HASHES] = _object_column(hashes)
+        if block_tokens is not None:
+            out.attrs[BLOCK_TOKENS] = block_tokens
+    return out
 
 
 def check_table(df: pd.DataFrame, source: str = "<DataFrame>") -> pd.DataFrame:
-    """Validate an in-memory contract-1 table; return a clean copy (contract columns only)."""
+    """Validate an in-memory contract-1 table; return a clean copy.
+
+    The copy has the contract columns, plus ``block_hashes`` (and ``attrs["block_tokens"]``)
+    where the input has them; other columns are dropped.
+    """
     if not isinstance(df, pd.DataFrame):
         raise TraceError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
     return build_table(df, source=source, cmap=IDENTITY, sort=False)

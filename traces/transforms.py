@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from traces.errors import TraceError
-from traces.schema import COLUMNS, check_table
+from traces.schema import BLOCK_HASHES, BLOCK_TOKENS, COLUMNS, check_table
 from traces.stats import mean_rate
 
 ARRIVALS = ("poisson", "gamma")
@@ -164,7 +164,7 @@ def resample(
             )
     n = arrivals.size
     pick = rng.integers(0, len(t), size=n)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "request_id": np.arange(n, dtype="int64"),
             "arrival_s": arrivals.astype("float64"),
@@ -172,6 +172,10 @@ def resample(
             "output_tokens": t["output_tokens"].to_numpy()[pick],
         }
     )
+    if BLOCK_HASHES in t.columns:  # whole requests are drawn: their block hashes go with them
+        out[BLOCK_HASHES] = t[BLOCK_HASHES].to_numpy()[pick]
+        out.attrs.update(t.attrs)
+    return out
 
 
 def limit_context(
@@ -211,6 +215,13 @@ def limit_context(
     out = t.copy()
     prompt = np.minimum(out["prompt_tokens"].to_numpy(), max_tokens - 1)
     output = np.minimum(out["output_tokens"].to_numpy(), max_tokens - prompt)
+    block = out.attrs.get(BLOCK_TOKENS)
+    if BLOCK_HASHES in out.columns and block:  # a clipped prompt keeps only its whole blocks
+        cut = prompt < out["prompt_tokens"].to_numpy()
+        hashes = out[BLOCK_HASHES].to_numpy().copy()
+        for i in np.flatnonzero(cut):
+            hashes[i] = hashes[i][: int(prompt[i]) // int(block)]
+        out[BLOCK_HASHES] = hashes
     out["prompt_tokens"] = prompt.astype("int64")
     out["output_tokens"] = output.astype("int64")
     return out, n
@@ -265,7 +276,9 @@ def prepare(
         ``transforms`` (list of {"name", parameters...} in the order applied),
         ``context_rejected``, ``context_clipped``, ``context`` (when ``max_context`` is set:
         ``policy``, ``max_context``, ``clipped``/``clipped_tokens`` (requests clipped, tokens
-        removed), ``rejected``/``rejected_tokens`` (requests dropped, their tokens)), ``seed``.
+        removed), ``rejected``/``rejected_tokens`` (requests dropped, their tokens)), ``seed``
+        (and ``block_tokens`` when the table carries ``block_hashes``, which every step keeps
+        with its request).
     """
     from traces.loading import load
 
@@ -341,6 +354,9 @@ def prepare(
             }
         )
     info["requests"] = int(len(t))
+    if BLOCK_HASHES in t.columns:
+        info[BLOCK_TOKENS] = t.attrs.get(BLOCK_TOKENS)
+        return t[[*COLUMNS, BLOCK_HASHES]], info
     return t[list(COLUMNS)], info
 
 
@@ -356,7 +372,11 @@ class TraceConfig:
     ``trace.<key>``); :meth:`prepare` applies them (:func:`prepare`).
     """
 
-    name: str | None = _h(None, "bundled trace name (azure-code-2023, azure-conv-2023)")
+    name: str | None = _h(
+        None,
+        "bundled trace name (azure-code-2023, azure-conv-2023, mooncake-conversation, "
+        "mooncake-synthetic)",
+    )
     path: str | None = _h(None, "trace file path (CSV/parquet, contract 1 or Azure format); wins")
     fmt: str | None = _h(None, "file format of `path` when its columns do not tell")
     display: str = _h("", "name shown in tables and figures")

@@ -43,6 +43,32 @@ class ModelSpec:
     gated_mlp: bool = False
     rms_norm_eps: float = 1e-5
     layer_norm_epsilon: float = 1e-5
+    rope_theta: float = 10000.0
+    # Phase models (contract 3) of this model come from the profiles of ``profile_model``
+    # (a model with the same layer shapes); "" = its own profiles. ``profile_note`` says what
+    # that borrowing assumes, or that no profile exists yet.
+    profile_model: str = ""
+    profile_note: str = ""
+
+    @property
+    def phase_profile_model(self) -> str:
+        """Name under which this model's phase profiles are looked up (its own by default)."""
+        return self.profile_model or self.name
+
+    @property
+    def layer_shapes(self) -> tuple:
+        """What one decoder layer's cost depends on: layers, hidden, heads, KV heads,
+        head_dim, FFN width, gated MLP, KV element bytes."""
+        return (
+            self.num_layers,
+            self.hidden_size,
+            self.num_attention_heads,
+            self.num_kv_heads,
+            self.head_dim,
+            self.ffn_size,
+            self.gated_mlp,
+            self.kv_bytes_per_element,
+        )
 
     @property
     def attention_params_per_layer(self) -> int:
@@ -201,7 +227,21 @@ def list_specs(kind: str) -> list[str]:
 def load_model(name: str) -> ModelSpec:
     """The ModelSpec named ``name`` (e.g. 'llama2-70b', 'bloom-176b')."""
     path, data = _read("models", name)
-    return _build(ModelSpec, path, data)
+    spec = _build(ModelSpec, path, data)
+    if spec.profile_model and spec.profile_model != spec.name:
+        other = load_model(spec.profile_model)
+        if other.profile_model not in ("", other.name):
+            raise SpecError(
+                f"{path}: field 'profile_model': '{other.name}' borrows its profiles from "
+                f"'{other.profile_model}' itself; name that model directly"
+            )
+        if other.layer_shapes != spec.layer_shapes:
+            raise SpecError(
+                f"{path}: field 'profile_model': '{other.name}' has other layer shapes "
+                f"{other.layer_shapes} than {spec.layer_shapes} (layers, hidden, heads, KV "
+                "heads, head_dim, ffn, gated, KV bytes)"
+            )
+    return spec
 
 
 @cache
