@@ -44,9 +44,17 @@ decode iterations (:mod:`replay.spans`), to the next completion, the iteration w
 no longer fit (found from a histogram of the decodes' positions within their last block), or an
 arrival's next iteration boundary. Every other iteration is one event.
 
+Prefix caching (vLLM's ``enable_prefix_caching`` is ``scheduler.prefix_caching``, the one switch
+for both policies; the trace's ``block_hashes``): at admission a request starts with its cached
+leading prompt blocks computed (:meth:`replay.prefix_cache.PrefixCache.saved`: at most prompt - 1
+tokens, also for a recompute), its first chunk priced as a suffix over that prefix (the ``S``
+share above); its prompt's blocks enter the instance's LRU cache when its prefill ends; the cache
+holds only the blocks that running requests leave free (resized after every step), and a request
+that hit it still allocates its whole context (no block sharing: conservative on memory, as
+:mod:`replay.prefix_cache` states). A preempted request's computed blocks are not kept.
+
 Where it applies: machines that run both phases from the start (every machine of a baseline
 design). Splitwise pools, whose machines move through the mixed pool, use ``reference``.
-Prefix caching (``enable_prefix_caching``) is stored but not modelled yet: ``true`` is refused.
 """
 
 from __future__ import annotations
@@ -73,9 +81,6 @@ class VLLMConfig:
     )
     max_num_seqs: int = _f(256, "most requests running at once (decoding or prefilling)")
     block_size: int = _f(16, "tokens per KV block (a request holds ceil(tokens / block_size))")
-    enable_prefix_caching: bool = _f(
-        False, "reuse cached leading prompt blocks (stored; not modelled yet: must be false)"
-    )
 
     def __post_init__(self) -> None:
         k = "scheduler.vllm"
@@ -88,11 +93,6 @@ class VLLMConfig:
             f"{k}.max_num_batched_tokens",
             f"must be >= max_num_seqs ({self.max_num_seqs}), as vLLM requires, "
             f"got {self.max_num_batched_tokens}",
-        )
-        need(
-            self.enable_prefix_caching is False,
-            f"{k}.enable_prefix_caching",
-            "prefix caching is not modelled by the vllm policy yet (set false)",
         )
 
 
@@ -155,6 +155,10 @@ class VLLMMachine(Machine):
             while done and done[0][0] <= it:
                 self._complete(heappop(done)[2], T)
         self._start(T)
+        pc = self.pc
+        if pc is not None:  # the cache gets the blocks the running requests leave free
+            used = self.used + (self._cum(self.wake_n) if self.kind == DECODE else 0)
+            pc.resize((self.nblocks - used) * self.bs // pc.block_tokens)
 
     # ---- block arithmetic ---------------------------------------------------------------
     def _cum(self, n):
@@ -230,6 +234,8 @@ class VLLMMachine(Machine):
             if r == self.part:
                 self.part = -1
             p = ptok[r]
+            if self.pc is not None and cl.hashes[r]:  # the prompt's blocks are cached now
+                self.pc.insert(cl.hashes[r])
             if cl.recompute[r]:
                 cl.recompute[r] = False
                 g = gen[r] + 1
@@ -352,11 +358,21 @@ class VLLMMachine(Machine):
             recompute = cl.recompute
             t_start = cl.t_start
             run = self.run
+            pc = self.pc
             while queue and budget > 0 and len(run) < self.maxseqs:
                 r = queue[0]
-                total = ptok[r] + (gen[r] if recompute[r] else 0)
-                x = total if total < budget else budget
-                nb = (x + bs - 1) // bs
+                p = ptok[r]
+                total = p + (gen[r] if recompute[r] else 0)
+                s = 0  # tokens already computed: the cached prefix (prefix caching)
+                if pc is not None:
+                    h = cl.hashes[r]
+                    k = pc.peek(h) if h else 0
+                    if k:
+                        s = pc.saved(k, p)
+                x = total - s
+                if x > budget:
+                    x = budget
+                nb = (s + x + bs - 1) // bs  # the whole context is allocated (conservative)
                 if nb > self.nblocks - self.used:
                     break
                 queue.popleft()
@@ -364,13 +380,17 @@ class VLLMMachine(Machine):
                 run[r] = None
                 if t_start[r] != t_start[r]:  # NaN: first scheduled now
                     t_start[r] = T
-                pieces.append((r, x, 0, total))
+                if pc is not None and h:  # counted now, touched by the insert at its end
+                    pc.record(len(h), k, p)
+                    if not recompute[r]:
+                        cl.cached[r] = s
+                pieces.append((r, x, s, total))
                 budget -= x
                 tok += x
-                sq += x * x
-                if x < total:
+                sq += (s + x) * (s + x) - s * s
+                if s + x < total:
                     self.part = r
-                    self.pdone = 0
+                    self.pdone = s
                     self.pn = total
                     self.pblk = nb
         B = self.B

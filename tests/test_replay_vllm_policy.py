@@ -267,8 +267,6 @@ def test_options_and_where_the_policy_applies_are_checked():
         SchedulerConfig(vllm={"max_num_batched_tokens": 100, "max_num_seqs": 256})
     with pytest.raises(ReplayError, match="scheduler.vllm.block_size: must be an integer >= 1"):
         SchedulerConfig(vllm={"block_size": 0})
-    with pytest.raises(ReplayError, match="scheduler.vllm.enable_prefix_caching"):
-        SchedulerConfig(vllm={"enable_prefix_caching": True})
     with pytest.raises(DesignError, match="design.machine_policy: unknown value 'sarathi'"):
         DesignConfig(name="b", kind="baseline", machine="dgx-h100", machines=1,
                      machine_policy="sarathi")  # fmt: skip
@@ -295,3 +293,22 @@ def test_deterministic(tmp_path):
     outs = [simulate(trace(rows), d, sched(), PMS).write(tmp_path / f"r{k}") for k in range(2)]
     for p in sorted(outs[0].iterdir()):
         assert p.read_bytes() == (outs[1] / p.name).read_bytes(), p.name
+
+
+def test_prefix_cache_hit_starts_the_prefill_after_the_cached_blocks():
+    tr = trace([(0.0, 2048, 2), (1.0, 2100, 2), (2.0, 600, 2)])
+    tr["block_hashes"] = [[1, 2, 3, 4], [1, 2, 3, 4, 5], [1, 9]]
+    tr.attrs["block_tokens"] = 512
+    d = baseline("dgx-h100", 1, "llama2-70b", machine_policy="vllm")
+    cfg = SchedulerConfig(enforce_max_context=False, prefix_caching=True)
+    res = simulate(tr, d, cfg, phase_models=PMS)
+    rq = res.requests
+    assert rq.ttft_s[0] == pytest.approx(pf([(2048, 0)]), rel=1e-12)
+    assert rq.ttft_s[1] == pytest.approx(pf([(52, 2048)]), rel=1e-12)  # 4 blocks cached
+    assert rq.ttft_s[2] == pytest.approx(pf([(88, 512)]), rel=1e-12)  # block 1 only
+    assert rq.e2e_s[1] == pytest.approx(pf([(52, 2048)]) + PM.decode_time(1, 2101), rel=1e-12)
+    pc = res.cluster.machines[0].pc
+    assert (pc.lookups, pc.hits, pc.hit_blocks) == (3, 2, 5)
+    # without the cache the second prompt is computed whole
+    off = simulate(tr, d, SchedulerConfig(enforce_max_context=False), phase_models=PMS)
+    assert off.requests.ttft_s[1] == pytest.approx(pf([(2100, 0)]), rel=1e-12)
