@@ -71,7 +71,9 @@ def test_long_prompt_is_chunked_over_iterations():
     r = res.requests.iloc[0]
     assert r.ttft_s == pytest.approx(ttft, rel=1e-12)
     # the chunks' squared-token shares add up to the whole prompt's
-    assert sum((o0 + x) ** 2 - o0 * o0 for x, o0 in [(8192, 0), (8192, 8192), (3616, 16384)]) == p * p
+    assert (
+        sum((o0 + x) ** 2 - o0 * o0 for x, o0 in [(8192, 0), (8192, 8192), (3616, 16384)]) == p * p
+    )
     dec = PM.decode_time(1, p + 1) + PM.decode_time(1, p + 2)
     assert r.e2e_s == pytest.approx(ttft + dec, rel=1e-12)
     assert r.queue_s == 0.0 and r.preemptions == 0
@@ -226,7 +228,11 @@ def reference(rows, nblocks, bs, budget, maxseqs, fused=True):
         if fused:
             t += pf(chunks, decs)
         else:
-            t += pf(chunks) + PM.decode_time(len(decs), sum(decs)) if decs and chunks else pf(chunks, decs)
+            t += (
+                pf(chunks) + PM.decode_time(len(decs), sum(decs))
+                if decs and chunks
+                else pf(chunks, decs)
+            )
         for r, x in sched:
             comp[r] += x
             if comp[r] == total(r):
@@ -263,7 +269,9 @@ def test_matches_per_iteration_reference(reserve, budget, seqs):
 
 
 def test_options_and_where_the_policy_applies_are_checked():
-    with pytest.raises(ReplayError, match="scheduler.vllm.max_num_batched_tokens: must be >= max_num_seqs"):
+    with pytest.raises(
+        ReplayError, match="scheduler.vllm.max_num_batched_tokens: must be >= max_num_seqs"
+    ):
         SchedulerConfig(vllm={"max_num_batched_tokens": 100, "max_num_seqs": 256})
     with pytest.raises(ReplayError, match="scheduler.vllm.block_size: must be an integer >= 1"):
         SchedulerConfig(vllm={"block_size": 0})
