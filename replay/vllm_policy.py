@@ -125,9 +125,20 @@ class VLLMMachine(Machine):
 
     # ---- events -------------------------------------------------------------------------
     def notify(self, t, now):
-        if self.kind == DECODE and len(self.queue) > 1:
-            return  # the span's waiting head is blocked; a request behind it changes nothing
-        Machine.notify(self, t, now)
+        """A request arrived (t == now): an idle machine starts an iteration now; a decode span
+        is cut at its next iteration boundary, unless its waiting head is blocked (then a
+        request behind it changes nothing); a running iteration looks at the queue when it ends."""
+        kind = self.kind
+        if kind == IDLE:
+            if t < now:
+                t = now
+            if t < self.wake_t:
+                self.schedule(t)
+        elif kind == DECODE and len(self.queue) == 1:
+            n = self.boundary_at_or_after(t)
+            if n < self.wake_n:
+                self.wake_n = n
+                self.schedule(self.t0 + n * self.d0 + self.inc * n * (n - 1) * 0.5)
 
     def wake(self, T):
         kind = self.kind
@@ -311,7 +322,7 @@ class VLLMMachine(Machine):
                     blocked = (x + bs - 1) // bs > free - need_now
                 if blocked:  # decode-only iterations until something changes: one span
                     n = self.done[0][0] - self.it
-                    if self._cum(n) > free:
+                    if (n // bs + 1) * B > free and self._cum(n) > free:
                         n = self._fit(free)
                     C = self.C
                     d0 = self.a + (self.b + self.q * B) * B + self.c * C
