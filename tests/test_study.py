@@ -53,10 +53,11 @@ def test_budgets_come_from_specs_and_searches_are_deduplicated(tmp_path):
     assert budget_of(power) == {"power_w": 224000.0, "cost_per_hour": None}
     assert budget_of(cost) == {"power_w": None, "cost_per_hour": 1520.0}
     tasks, notes = plan(c)
-    # 6 designs x 2 traces x 2 budgets = 24 rows; Baseline-H100 and Splitwise-HH have the same
-    # machines at iso-power and iso-cost (40 DGX-H100 either way): 20 searches.
-    assert sum(len(t.labels) for t in tasks) == 24
-    assert len(tasks) == 20
+    # 8 designs (the paper's six, two chunked-prefill baselines) x 2 traces x 2 budgets = 32
+    # rows; Baseline-H100, Baseline-H100-chunked and Splitwise-HH have the same machines at
+    # iso-power and iso-cost (40 DGX-H100 either way): 26 searches.
+    assert sum(len(t.labels) for t in tasks) == 32
+    assert len(tasks) == 26
     assert any("H200 designs" in n and "skipped" in n for n in notes)
     hh = c["designs"]["splitwise-hh"]
     pools = pools_of(hh, c["search"])
