@@ -41,6 +41,7 @@ class Cluster(Routing):
         mixed_pool,
         hashes=None,
         block_tokens=0,
+        policies=None,
     ):
         rid, arrival, ptok, otok = trace_arrays
         n = len(arrival)
@@ -76,8 +77,9 @@ class Cluster(Routing):
         self.n_rejected = 0
         self.role_changes = []
         policy = cfg.machine_policy
+        policies = policies or [policy] * len(machines_cfg)  # per machine (its pool's policy)
         self.machines = [
-            machine_class(policy, mc[1])(self, i, *mc) for i, mc in enumerate(machines_cfg)
+            machine_class(policies[i], mc[1])(self, i, *mc) for i, mc in enumerate(machines_cfg)
         ]
         self.rng = np.random.default_rng(seed)
         self.rr = [0, 0]

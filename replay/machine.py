@@ -47,7 +47,8 @@ The machine policy is a seam: :data:`MACHINE_POLICIES` maps ``SchedulerConfig.ma
 to the class that runs an instance, and :func:`machine_class` picks it per pool (role). A new
 policy (e.g. vLLM-style chunked prefill) subclasses :class:`Machine` (or implements the same
 interface: ``wake``, ``notify``, ``set_role``, the load counters and the span records) and
-registers here; the event loop and routing do not change.
+registers here; the event loop and routing do not change. :mod:`replay.vllm_policy` registers
+``vllm`` (vLLM V1's chunked-prefill scheduler) this way.
 """
 
 from __future__ import annotations
@@ -518,5 +519,7 @@ MACHINE_POLICIES: dict[str, type[Machine]] = {"reference": Machine}
 
 def machine_class(policy: str, role: int) -> type[Machine]:
     """The class that runs an instance of pool ``role`` (PROMPT, TOKEN, MIXED) under
-    ``policy`` (checked by SchedulerConfig); every pool uses the same policy today."""
+    ``policy`` (checked by SchedulerConfig; ``replay.simulate`` picks each pool's policy:
+    ``design.machine_policy`` for machines that run both phases, else
+    ``scheduler.machine_policy``)."""
     return MACHINE_POLICIES[policy]

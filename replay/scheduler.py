@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from replay.errors import need
 from replay.kv_transfer import KVTransferConfig
 from replay.machine import MACHINE_POLICIES
+from replay.vllm_policy import VLLMConfig
 
 POLICIES = ("jsq", "round-robin", "random")
 MIXED_BATCH = ("fused", "sequential")
@@ -36,7 +37,9 @@ class SchedulerConfig:
     machine_policy: str = _f(
         "reference",
         "machine-level batching policy of every pool (replay.machine.MACHINE_POLICIES): "
-        "'reference' (paper Sec. IV: FCFS prompts, prompts first on mixed machines)",
+        "'reference' (paper Sec. IV: FCFS prompts, prompts first on mixed machines) or 'vllm' "
+        "(vLLM V1 chunked prefill, machines that run both phases; design.machine_policy "
+        "overrides it for a design's machines that run both phases)",
     )
     prompt_batch_tokens: int = _f(2048, "prompt machines: max tokens in one prefill batch")
     max_batch_size: int | None = _f(None, "decode batch cap (None: only KV memory limits it)")
@@ -71,10 +74,16 @@ class SchedulerConfig:
         default_factory=KVTransferConfig,
         metadata={"help": "KV transfer model between prompt and token machines"},
     )
+    vllm: VLLMConfig = field(
+        default_factory=VLLMConfig,
+        metadata={"help": "options of the 'vllm' machine policy (replay.vllm_policy)"},
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.kv_transfer, dict):
             self.kv_transfer = KVTransferConfig(**self.kv_transfer)
+        if isinstance(self.vllm, dict):
+            self.vllm = VLLMConfig(**self.vllm)
         k = "scheduler"
         need(self.policy in POLICIES, f"{k}.policy", _unknown(self.policy, POLICIES))
         need(

@@ -35,6 +35,7 @@ from replay.scheduler import SchedulerConfig
 from replay.slo import SLO
 from replay.spans import span_tables
 from replay.summary import ReplaySummary, build_summary, format_summary
+from replay.vllm_policy import check_role
 
 TRACE_COLUMNS = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
 BLOCK_HASHES = "block_hashes"  # optional trace column (traces.schema), read with prefix caching
@@ -220,6 +221,7 @@ def simulate(
     lin_err = 0.0
     coef_cache: dict = {}
     maxb = scheduler.max_batch_size or (1 << 62)
+    policies = []
     for inst in design.instances():
         spec = load_machine(inst.spec)
         pm = _get_pm(phase_models, design.model, spec.profile_gpu, design.tp)
@@ -233,6 +235,13 @@ def simulate(
             role = PROMPT if inst.prompt_pool else TOKEN
         else:
             role = MIXED
+        policy = scheduler.machine_policy
+        if role == MIXED and design.machine_policy is not None:
+            policy = design.machine_policy
+        check_role(policy, role, "scheduler.machine_policy")
+        if policy == "vllm":  # whole blocks: a request fits when its blocks do
+            cap = cap // scheduler.vllm.block_size * scheduler.vllm.block_size
+        policies.append(policy)
         wm = int(scheduler.kv_watermark_fraction * cap)
         machines_cfg.append((inst.spec, role, (a, b, c, q), pm.prefill_time_sums, cap, wm, maxb))
         pms.append(pm)
@@ -248,7 +257,7 @@ def simulate(
     links = KVLinks(bws, exposed, model.kv_bytes_per_token, model.num_layers, scheduler.kv_transfer)
     cl = Cluster(
         arrays, machines_cfg, links, scheduler, design.is_split, seed, max_tokens,
-        design.mixed_pool, hashes, block_tokens,
+        design.mixed_pool, hashes, block_tokens, policies,
     )  # fmt: skip
     prog, bar = _progress_fn(progress, cl.n)
     try:

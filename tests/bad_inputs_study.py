@@ -19,7 +19,7 @@ CASES = [
     {
         "id": "study-every-point-failed",
         "argv": ["splitbench-study", *TINY, "study.report=false", "search.duration_s=0.001"],
-        "expect": "study tiny: all 6 points failed; first: TraceError: duration_s",
+        "expect": "study tiny: all 6 points failed; first: TraceError: trace.resample_duration_s: must be > 0",
     },
     {
         "id": "study-run-dir-not-a-folder",

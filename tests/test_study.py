@@ -30,11 +30,12 @@ def test_budgets_come_from_specs_and_searches_are_deduplicated(tmp_path):
     assert budget_of(power) == {"power_w": 224000.0, "cost_per_hour": None}
     assert budget_of(cost) == {"power_w": None, "cost_per_hour": 1520.0}
     tasks, notes = plan(c)
-    # 8 designs (6 paper + 2 H200 on derived profiles) x 2 traces x 2 budgets = 32 rows;
-    # Baseline-H100 and Splitwise-HH have the same machines at iso-power and iso-cost (40
-    # DGX-H100 either way): 28 searches.
-    assert sum(len(t.labels) for t in tasks) == 32
-    assert len(tasks) == 28
+    # 10 designs (the paper's six, two chunked-prefill baselines, two H200 designs on derived
+    # profiles) x 2 traces x 2 budgets = 40 rows; Baseline-H100, Baseline-H100-chunked and
+    # Splitwise-HH have the same machines at iso-power and iso-cost (40 DGX-H100 either way);
+    # the other designs' budgets give different frontiers: 3 x 2 x 2 + 7 x 2 x 2 = 34 searches.
+    assert sum(len(t.labels) for t in tasks) == 40
+    assert len(tasks) == 34
     assert any("H200 designs" in n and "DERIVED profiles" in n for n in notes)
     h200 = [t for t in tasks if t.design_key in ("splitwise-h200", "baseline-h200")]
     assert h200 and all(t.design.display.endswith("(derived)") for t in h200)
