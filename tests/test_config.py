@@ -196,7 +196,17 @@ def test_every_config_of_every_group_composes_to_its_values(hydra_ctx, app, grou
         if v == "???":  # to be set on the command line
             assert OmegaConf.is_missing(node, k) or plain[k] is None, (app, group, opt, k)
             continue
-        assert plain[k] == v, (app, group, opt, k, plain[k], v)
+        _assert_sets(plain[k], v, (app, group, opt, k))
+
+
+def _assert_sets(composed, own, where):
+    """``composed`` holds what ``own`` sets: equal values; for a nested group (e.g.
+    scheduler.kv_transfer), every key the file sets, the others keeping their defaults."""
+    if isinstance(own, dict) and isinstance(composed, dict):
+        for k, v in own.items():
+            _assert_sets(composed[k], v, (*where, k))
+    else:
+        assert composed == own, (*where, composed, own)
 
 
 def test_characterize_primary_config_composes(hydra_ctx):
