@@ -266,6 +266,14 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
         f"{n_jobs} worker(s) ({backend}), {c['search'].duration_s:g} s re-sampled traces",
         flush=True,
     )
+    prof = ctx.profiles
+    if prof["source"] != "reference":  # a measured (or CPU smoke) table never slips in unseen
+        tables = prof.get("tables") or [prof["source"]]
+        print(
+            f"profiles: {len(tables)} measured table(s) from {prof['source']}: "
+            f"{', '.join(tables)}",
+            flush=True,
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
