@@ -570,3 +570,20 @@ def test_ctrl_c_during_a_study_is_one_line_and_exit_130(tmp_path):
     m = re.fullmatch(r"interrupted: (\d+) points cached, rerun to resume", line)
     assert m and 1 <= int(m.group(1)) <= n, line
     assert not (tmp_path / "results" / "study" / "tiny" / "study.json").exists()
+
+
+def test_study_prints_the_measured_tables_it_runs_on(tmp_path, capsys, synthetic):
+    """A measured (or CPU smoke) profile never enters a study unseen: the study names it."""
+    from characterize.modeling.profiles import reference_profiles, write_profiles
+
+    folder = tmp_path / "results" / "profiles" / "run-1"
+    folder.mkdir(parents=True)
+    write_profiles(reference_profiles(), folder / "profiles.csv")
+    cfg = _cfg(
+        tmp_path, "experiment=tiny", "study.report=false", "study.heatmap=false",
+        "profiles=measured",
+    )  # fmt: skip
+    study_app.run(cfg, evaluator=synthetic)
+    out = capsys.readouterr().out
+    assert f"profiles: 1 measured table(s) from {tmp_path / 'results' / 'profiles'}: " in out
+    assert "run-1/profiles.csv" in out
