@@ -10,7 +10,8 @@ Quick use::
 Never imports torch, transformers, seaborn, hydra or omegaconf. The named designs live in
 experiments/conf/design/*.yaml. Modules: scheduler (options), designs (nodes and instances),
 kv_transfer, slo, metrics (definitions), summary (the one summary), simulate (wiring), and the
-engine.
+engine (event_loop, routing, machine: the paper's machine policy ``reference``, vllm_policy:
+vLLM V1's chunked-prefill policy ``vllm``, chosen per design with ``design.machine_policy``).
 """
 
 from replay.designs import Design, DesignConfig, baseline, make_design, splitwise

@@ -45,6 +45,11 @@ class DesignConfig:
     prompt_machines: int | None = _f(None, "splitwise: nodes in the prompt pool (>= 1)")
     token_machines: int | None = _f(None, "splitwise: nodes in the token pool (>= 1)")
     mixed_pool: bool = _f(True, "splitwise: let machines move through the mixed pool under load")
+    machine_policy: str | None = _f(
+        None,
+        "machine-level policy of the machines that run both phases (a baseline's); null: "
+        "scheduler.machine_policy. 'vllm': vLLM V1 chunked prefill (replay.vllm_policy)",
+    )
 
     def __post_init__(self) -> None:
         k = "design"
@@ -71,6 +76,7 @@ class DesignConfig:
             need(ok, f"{k}.{c}", f"must be >= 1, got {v!r}", DesignError)
         for o in other:
             need(getattr(self, o) is None, f"{k}.{o}", why, DesignError)
+        _check_policy(self.machine_policy, self.kind)
 
     @property
     def counts(self) -> tuple[int | None, ...]:
@@ -110,6 +116,7 @@ class Design:
     kv_reserve_fraction: float = 0.1
     mixed_pool: bool = True
     display: str = ""
+    machine_policy: str | None = None  # machines that run both phases; None: the scheduler's
 
     @property
     def is_split(self) -> bool:
@@ -167,6 +174,7 @@ class Design:
             "token_machines": self.token_machines,
             "instances_per_node": per_node,
             "mixed_pool": self.mixed_pool,
+            "machine_policy": self.machine_policy,
             "kv_reserve_fraction": self.kv_reserve_fraction,
             "cost_per_hour": self.cost_per_hour,
             "provisioned_power_w": self.provisioned_power_w,
@@ -186,6 +194,7 @@ class Design:
             need(self.prompt_machines >= 1, "design.machines", "needs at least one machine (machines=N)", DesignError)  # fmt: skip
         need(0.0 <= self.kv_reserve_fraction < 1.0, "scheduler.kv_reserve_fraction",
              f"must be in [0, 1), got {self.kv_reserve_fraction}", DesignError)  # fmt: skip
+        _check_policy(self.machine_policy, self.kind)
         need(isinstance(self.tp, int) and self.tp >= 1, "model.tp", f"must be >= 1, got {self.tp}", DesignError)  # fmt: skip
         for name in sorted(specs):
             spec = specs[name]
@@ -201,6 +210,19 @@ class Design:
                     f"scheduler.kv_reserve_fraction {self.kv_reserve_fraction:g}) = "
                     f"{bytes_to_gb(usable):.0f} GB)"
                 )
+
+
+def _check_policy(policy, kind: str) -> None:
+    from replay.machine import MACHINE_POLICIES
+
+    if policy is None:
+        return
+    known = tuple(MACHINE_POLICIES)
+    need(policy in known, "design.machine_policy",
+         f"unknown value '{policy}' (known: {', '.join(known)})", DesignError)  # fmt: skip
+    need(kind == "baseline" or policy == "reference", "design.machine_policy",
+         f"'{policy}' runs machines that serve both phases: baseline designs only (a Splitwise "
+         "design's machines move between pools and use 'reference')", DesignError)  # fmt: skip
 
 
 def instance_kv_capacity(spec, model, tp: int, reserve_fraction: float) -> int:
@@ -220,19 +242,24 @@ def make_design(
         need(v is not None, f"design.{key[i]}", "set the number of nodes", DesignError)
     if c.kind == "baseline":
         d = Design(c.name, c.kind, model, c.machine, int(c.machines), None, 0, tp,
-                   kv_reserve_fraction, c.mixed_pool, c.display)  # fmt: skip
+                   kv_reserve_fraction, c.mixed_pool, c.display, c.machine_policy)  # fmt: skip
     else:
         d = Design(c.name, c.kind, model, c.prompt_machine, int(c.prompt_machines),
                    c.token_machine, int(c.token_machines), tp, kv_reserve_fraction,
-                   c.mixed_pool, c.display)  # fmt: skip
+                   c.mixed_pool, c.display, c.machine_policy)  # fmt: skip
     d.validate()
     return d
 
 
-def baseline(machine: str, machines: int, model: str, *, name: str = "baseline", **kw) -> Design:
-    """A baseline of ``machines`` nodes of spec ``machine`` (kw: tp, kv_reserve_fraction)."""
-    return make_design(DesignConfig(name, kind="baseline", machine=machine, machines=machines),
-                       model, **kw)  # fmt: skip
+def baseline(
+    machine: str, machines: int, model: str, *, name: str = "baseline",
+    machine_policy: str | None = None, **kw,
+) -> Design:  # fmt: skip
+    """A baseline of ``machines`` nodes of spec ``machine`` (kw: tp, kv_reserve_fraction);
+    ``machine_policy="vllm"``: vLLM V1 chunked prefill on every machine."""
+    cfg = DesignConfig(name, kind="baseline", machine=machine, machines=machines,
+                       machine_policy=machine_policy)  # fmt: skip
+    return make_design(cfg, model, **kw)
 
 
 def splitwise(

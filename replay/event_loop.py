@@ -22,13 +22,27 @@ from itertools import count
 import numpy as np
 
 from replay.machine import INF, machine_class
+from replay.prefix_cache import PrefixCache
 from replay.routing import Routing
 
 
 class Cluster(Routing):
     """All machines, the request tables (parallel lists indexed by request), and the run loop."""
 
-    def __init__(self, trace_arrays, machines_cfg, links, cfg, split, seed, max_tokens, mixed_pool):
+    def __init__(
+        self,
+        trace_arrays,
+        machines_cfg,
+        links,
+        cfg,
+        split,
+        seed,
+        max_tokens,
+        mixed_pool,
+        hashes=None,
+        block_tokens=0,
+        policies=None,
+    ):
         rid, arrival, ptok, otok = trace_arrays
         n = len(arrival)
         self.n = n
@@ -63,11 +77,21 @@ class Cluster(Routing):
         self.n_rejected = 0
         self.role_changes = []
         policy = cfg.machine_policy
+        policies = policies or [policy] * len(machines_cfg)  # per machine (its pool's policy)
         self.machines = [
-            machine_class(policy, mc[1])(self, i, *mc) for i, mc in enumerate(machines_cfg)
+            machine_class(policies[i], mc[1])(self, i, *mc) for i, mc in enumerate(machines_cfg)
         ]
         self.rng = np.random.default_rng(seed)
         self.rr = [0, 0]
+        # prefix caching (replay.prefix_cache): per-request block hashes, a cache per machine
+        self.hashes = hashes
+        self.cached = [0] * n if hashes is not None else None  # prompt tokens not recomputed
+        self.cache_route = bool(hashes is not None and cfg.cache_aware_routing)
+        self.tx_uncached = bool(hashes is not None and cfg.kv_transfer.uncached_only and split)
+        self.tx_saved = 0  # context tokens the KV transfers did not send (held by the receiver)
+        if hashes is not None:
+            for m in self.machines:
+                m.pc = PrefixCache(block_tokens, m.cap // block_tokens)
         self.repool()
 
     def run(self, progress=None):

@@ -17,6 +17,9 @@ Timing:
   ``end = max(start + bytes / rate, prefill_end + bytes / num_layers / rate + exposed_s)`` where
   ``exposed_s`` is the sending machine's ``kv_exposed_transfer_s`` (or the configured override).
 - a transfer to the same machine (mixed pool, baselines) costs nothing.
+- with prefix caching and ``uncached_only``, ``tokens`` is the context the token machine's
+  prefix cache does not hold (the rest is copied locally there, at no cost); the layer-wise
+  threshold applies to those tokens.
 The exposed transfer time of a request (``kv_transfer_s``) is ``end - prefill_end``.
 """
 
@@ -44,12 +47,21 @@ class KVTransferConfig:
         default=True,
         metadata={"help": "False: KV transfers are free and instant (ideal interconnect)"},
     )
+    uncached_only: bool = field(
+        default=False,
+        metadata={
+            "help": "prefix caching: send only the context the token machine's prefix cache "
+            "does not hold (False: the whole context)"
+        },
+    )
 
     def __post_init__(self) -> None:
         k = "scheduler.kv_transfer"
         v = self.layerwise_threshold_tokens
         need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
              f"{k}.layerwise_threshold_tokens", f"must be an integer >= 0, got {v!r}")  # fmt: skip
+        need(isinstance(self.uncached_only, bool), f"{k}.uncached_only",
+             f"must be true or false, got {self.uncached_only!r}")  # fmt: skip
         v = self.exposed_s
         need(v is None or (math.isfinite(v) and v >= 0), f"{k}.exposed_s",
              f"must be a finite number >= 0 or null, got {v!r}")  # fmt: skip

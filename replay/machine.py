@@ -38,7 +38,8 @@ The machine policy is a seam: :data:`MACHINE_POLICIES` maps ``SchedulerConfig.ma
 to the class that runs an instance, and :func:`machine_class` picks it per pool (role). A new
 policy (e.g. vLLM-style chunked prefill) subclasses :class:`Machine` (or implements the same
 interface: ``wake``, ``notify``, ``set_role``, the load counters and the span records) and
-registers here; the event loop and routing do not change.
+registers here; the event loop and routing do not change. :mod:`replay.vllm_policy` registers
+``vllm`` (vLLM V1's chunked-prefill scheduler) this way.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Machine:
         "p_load", "d_load", "kind", "t0", "d0", "inc", "B", "C", "it", "wake_n", "wake_t", "ver",
         "sp_t0", "sp_n", "sp_d0", "sp_inc", "sp_b", "sp_k0", "sp_ptok", "sp_role",
         "sg_req", "sg_s0", "sg_s1", "nspans", "role_since", "pool_time", "pool_busy",
-        "max_c", "max_b", "busy_mark", "fused",
+        "max_c", "max_b", "busy_mark", "fused", "pc", "kvu",
     )  # fmt: skip
 
     def __init__(self, cl, idx, spec_name, role, coef, prefill_sums, cap, wm, maxb):
@@ -120,6 +121,8 @@ class Machine:
         self.max_c = 0
         self.max_b = 0
         self.busy_mark = 0.0  # busy time before this instant is already credited to a pool
+        self.pc = None  # replay.prefix_cache.PrefixCache when prefix caching is on (Cluster)
+        self.kvu = 0  # KV tokens the running activity uses (prefix caching: the cache's room)
 
     # ---- scheduling helpers -------------------------------------------------------------
     def schedule(self, t):
@@ -189,8 +192,22 @@ class Machine:
         if self.wait:
             self._admit(T)
         self._start(T)
+        if self.pc is not None:
+            self._fit_cache()
         if self.role == MIXED and self.home != MIXED:
             self._maybe_return(T)
+
+    def _fit_cache(self):
+        """The prefix cache gets the KV memory the running activity leaves (module doc)."""
+        kind = self.kind
+        if kind == DECODE:
+            used = self.C + self.wake_n * self.B  # the span's last iteration
+        elif kind == PREFILL:
+            used = self.kvu
+        else:
+            used = self.C + self.rc_tokens
+        pc = self.pc
+        pc.resize((self.cap - used) // pc.block_tokens)
 
     def _record(self, n, d0, inc, B, ptok, T):
         """Close a span of n iterations (first duration d0, increment inc) ending at T."""
@@ -246,6 +263,8 @@ class Machine:
                 continue
             p = ptok[r]
             self.p_load -= p
+            if self.pc is not None and cl.hashes[r]:
+                self.pc.insert(cl.hashes[r])
             cl.t_first[r] = T
             gen[r] = 1
             t_last[r] = T
@@ -260,9 +279,15 @@ class Machine:
             elif tm == me:
                 self._join(r)
             else:
-                tx = cl.links.transfer(me, tm, p, t_start, T)
-                cl.kvx[r] = tx - T
                 m = machines[tm]
+                x = p
+                if cl.tx_uncached and cl.hashes[r]:  # the token machine's cache holds a prefix
+                    k = m.pc.peek(cl.hashes[r])
+                    if k:
+                        x = p - m.pc.saved(k, p)
+                        cl.tx_saved += p - x
+                tx = cl.links.transfer(me, tm, x, t_start, T)
+                cl.kvx[r] = tx - T
                 heappush(m.incoming, (tx, next(cl.seq), r))
                 if m.kind != PREFILL:
                     m.notify(tx, T)
@@ -295,6 +320,10 @@ class Machine:
         self.sg_req.append(r)
         self.sg_s0.append(cl.jseg[r])
         self.sg_s1.append(self.nspans - 1)
+        if cl.tx_uncached and self.home == TOKEN:  # the context's KV is free now: cached
+            h = cl.hashes[r]
+            if h:
+                self.pc.insert(h)
 
     def _admit(self, T):
         cl = self.cl
@@ -367,7 +396,9 @@ class Machine:
                 tok += x
                 sq += x * x
             kv_need = self.C + tok
+            full = tok  # the batch's whole context (prefix caching: tok is what is computed)
             limit = cl.cfg.prompt_batch_tokens
+            pc = self.pc
             if queue and self.role != TOKEN:
                 me = self.idx
                 tm_of = cl.tm_of
@@ -379,7 +410,13 @@ class Machine:
                 while queue:
                     r = queue[0]
                     p = ptok[r]
-                    if n and tok + p > limit:
+                    x = p  # tokens computed: the prompt less its cached prefix
+                    if pc is not None:
+                        h = cl.hashes[r]
+                        k = pc.peek(h) if h else 0
+                        if k:
+                            x = p - pc.saved(k, p)
+                    if n and tok + x > limit:
                         break
                     if tm_of[r] == me:
                         if nb and (nb >= maxb or local_tokens + p + 1 + self.wm > cap):
@@ -391,14 +428,23 @@ class Machine:
                     t_start[r] = T
                     batch.append(r)
                     n += 1
-                    tok += p
-                    sq += p * p
+                    full += p
+                    if x == p:
+                        tok += p
+                        sq += p * p
+                    else:  # suffix x: linear terms on x, attention over the whole context
+                        tok += x
+                        sq += p * p - (p - x) * (p - x)
+                        cl.cached[r] = p - x
+                    if pc is not None and h:  # counted now, touched by the insert at the end
+                        pc.record(len(h), k, p)
             if n:
                 if kv_need > self.max_c:
                     self.max_c = kv_need
                 self.rc = []
                 self.pbatch = batch
                 self.ptoks = tok
+                self.kvu = self.C + full + self.B
                 B = self.B
                 if not B:
                     dur = self.pf(n, tok, sq)
@@ -460,5 +506,7 @@ MACHINE_POLICIES: dict[str, type[Machine]] = {"reference": Machine}
 
 def machine_class(policy: str, role: int) -> type[Machine]:
     """The class that runs an instance of pool ``role`` (PROMPT, TOKEN, MIXED) under
-    ``policy`` (checked by SchedulerConfig); every pool uses the same policy today."""
+    ``policy`` (checked by SchedulerConfig; ``replay.simulate`` picks each pool's policy:
+    ``design.machine_policy`` for machines that run both phases, else
+    ``scheduler.machine_policy``)."""
     return MACHINE_POLICIES[policy]

@@ -12,6 +12,15 @@ least-loaded prompt machine (other than the chosen one) moves to the mixed pool 
 token phase. A request whose prompt machine is mixed runs both phases there. A mixed machine goes
 back to its home pool when it holds no work of the other kind.
 
+Cache-aware routing (``SchedulerConfig.cache_aware_routing``, with prefix caching and ``jsq``):
+the prompt machine (baselines: the machine) minimises ``load - cached`` where ``load`` is the
+jsq load above (pending prompt tokens; baselines add assigned decode tokens) and ``cached`` the
+prompt tokens its prefix cache holds for this prompt (leading cached blocks, at most prompt - 1
+tokens). One cached token weighs as one token of queue: the machine with the longest cached
+prefix wins unless its queue is longer by more than the prefill it spares (Mooncake's Conductor
+and llm-d's prefix-cache scorer balance the same two terms; Mooncake in estimated seconds, llm-d
+as a weighted sum of scores). The token machine is chosen as before.
+
 """
 
 from __future__ import annotations
@@ -47,8 +56,13 @@ class Routing:
             self.n_rejected += 1
             return
         cfg = self.cfg
+        h = self.hashes[r] if self.cache_route else None
         if self.split:
-            pm = self._pick(self.prompt_capable, 0, _p_load)
+            pm = (
+                _cache_pick(self.prompt_capable, h, p, 0)
+                if h
+                else self._pick(self.prompt_capable, 0, _p_load)
+            )
             if (
                 self.mixed_pool
                 and pm.role == PROMPT
@@ -72,7 +86,9 @@ class Routing:
                     m.set_role(MIXED, now)
                     tm = m
         else:
-            pm = tm = self._pick(self.machines, 0, _load)
+            pm = tm = (
+                _cache_pick(self.machines, h, p, 1) if h else self._pick(self.machines, 0, _load)
+            )
         self.pm_of[r] = pm.idx
         self.tm_of[r] = tm.idx
         self.t_last[r] = now
@@ -81,6 +97,24 @@ class Routing:
         pm.p_load += p
         if pm.kind != PREFILL:
             pm.notify(now, now)
+
+
+def _cache_pick(pool, hashes, p, with_decode):
+    """Cache-aware jsq: the machine with the least pending prompt tokens (plus, in baselines,
+    assigned decode tokens) less the prompt tokens its prefix cache would spare; the first such
+    machine on ties (as ``min``)."""
+    best = None
+    bv = 0
+    for m in pool:
+        v = m.p_load + m.d_load if with_decode else m.p_load
+        pc = m.pc
+        k = pc.peek(hashes)
+        if k:
+            v -= pc.saved(k, p)
+        if best is None or v < bv:
+            best = m
+            bv = v
+    return best
 
 
 def _p_load(m):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from replay.errors import need
 from replay.kv_transfer import KVTransferConfig
 from replay.machine import MACHINE_POLICIES
+from replay.vllm_policy import VLLMConfig
 
 POLICIES = ("jsq", "round-robin", "random")
 MIXED_BATCH = ("fused", "sequential")
@@ -36,7 +37,9 @@ class SchedulerConfig:
     machine_policy: str = _f(
         "reference",
         "machine-level batching policy of every pool (replay.machine.MACHINE_POLICIES): "
-        "'reference' (paper Sec. IV: FCFS prompts, prompts first on mixed machines)",
+        "'reference' (paper Sec. IV: FCFS prompts, prompts first on mixed machines) or 'vllm' "
+        "(vLLM V1 chunked prefill, machines that run both phases; design.machine_policy "
+        "overrides it for a design's machines that run both phases)",
     )
     prompt_batch_tokens: int = _f(2048, "prompt machines: max tokens in one prefill batch")
     max_batch_size: int | None = _f(None, "decode batch cap (None: only KV memory limits it)")
@@ -57,14 +60,30 @@ class SchedulerConfig:
         "mixed iteration time: 'fused' (one pass: the decode tokens are more prefill tokens, "
         "plus their attention) or 'sequential' (prefill then a whole decode step: an upper bound)",
     )
+    prefix_caching: bool = _f(
+        False,
+        "keep an LRU cache of prefix KV blocks per instance (replay.prefix_cache); needs the "
+        "trace column block_hashes",
+    )
+    cache_aware_routing: bool = _f(
+        False,
+        "jsq: pick the prompt machine with the least pending prompt tokens minus the prompt's "
+        "cached prefix tokens there (needs prefix_caching)",
+    )
     kv_transfer: KVTransferConfig = field(
         default_factory=KVTransferConfig,
         metadata={"help": "KV transfer model between prompt and token machines"},
+    )
+    vllm: VLLMConfig = field(
+        default_factory=VLLMConfig,
+        metadata={"help": "options of the 'vllm' machine policy (replay.vllm_policy)"},
     )
 
     def __post_init__(self) -> None:
         if isinstance(self.kv_transfer, dict):
             self.kv_transfer = KVTransferConfig(**self.kv_transfer)
+        if isinstance(self.vllm, dict):
+            self.vllm = VLLMConfig(**self.vllm)
         k = "scheduler"
         need(self.policy in POLICIES, f"{k}.policy", _unknown(self.policy, POLICIES))
         need(
@@ -94,6 +113,16 @@ class SchedulerConfig:
             f"{k}.prompt_queue_threshold_tokens",
             f"must be >= 1, got {self.prompt_queue_threshold_tokens!r}",
         )
+        for name in ("prefix_caching", "cache_aware_routing"):
+            v = getattr(self, name)
+            need(isinstance(v, bool), f"{k}.{name}", f"must be true or false, got {v!r}")
+        if self.cache_aware_routing:
+            need(self.prefix_caching, f"{k}.cache_aware_routing", "needs scheduler.prefix_caching")
+            need(self.policy == "jsq", f"{k}.cache_aware_routing",
+                 f"needs scheduler.policy jsq, got '{self.policy}'")  # fmt: skip
+        if self.kv_transfer.uncached_only:
+            need(self.prefix_caching, f"{k}.kv_transfer.uncached_only",
+                 "needs scheduler.prefix_caching")  # fmt: skip
         v = self.token_kv_threshold_fraction
         need(v > 0 and v == v and v != float("inf"), f"{k}.token_kv_threshold_fraction",
              f"must be a finite number > 0, got {v!r}")  # fmt: skip

@@ -35,8 +35,23 @@ from replay.scheduler import SchedulerConfig
 from replay.slo import SLO
 from replay.spans import span_tables
 from replay.summary import ReplaySummary, build_summary, format_summary
+from replay.vllm_policy import check_role
 
 TRACE_COLUMNS = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
+BLOCK_HASHES = "block_hashes"  # optional trace column (traces.schema), read with prefix caching
+BLOCK_TOKENS = "block_tokens"  # its block size, trace.attrs
+
+
+def _block_hashes(trace: pd.DataFrame) -> tuple[list, int]:
+    """(per-request tuple of block hashes, tokens per block) for prefix caching."""
+    need(BLOCK_HASHES in trace.columns, "scheduler.prefix_caching",
+         f"the trace has no '{BLOCK_HASHES}' column (e.g. trace.name=mooncake-conversation)")  # fmt: skip
+    bt = trace.attrs.get(BLOCK_TOKENS)
+    need(isinstance(bt, int | np.integer) and not isinstance(bt, bool) and bt > 0,
+         "scheduler.prefix_caching",
+         f"the trace's attrs['{BLOCK_TOKENS}'] must be a positive integer, got {bt!r}")  # fmt: skip
+    hashes = [tuple(h) if h is not None and len(h) else () for h in trace[BLOCK_HASHES]]
+    return hashes, int(bt)
 
 
 @dataclass
@@ -197,10 +212,12 @@ def simulate(
     cpu0 = time.process_time()
 
     arrays = _trace_arrays(trace)
+    hashes, block_tokens = _block_hashes(trace) if scheduler.prefix_caching else (None, 0)
     pms, machines_cfg, bws, exposed, caps = [], [], [], [], []
     lin_err = 0.0
     coef_cache: dict = {}
     maxb = scheduler.max_batch_size or (1 << 62)
+    policies = []
     for inst in design.instances():
         spec = load_machine(inst.spec)
         pm = _get_pm(phase_models, design.model, spec.profile_gpu, design.tp)
@@ -214,6 +231,13 @@ def simulate(
             role = PROMPT if inst.prompt_pool else TOKEN
         else:
             role = MIXED
+        policy = scheduler.machine_policy
+        if role == MIXED and design.machine_policy is not None:
+            policy = design.machine_policy
+        check_role(policy, role, "scheduler.machine_policy")
+        if policy == "vllm":  # whole blocks: a request fits when its blocks do
+            cap = cap // scheduler.vllm.block_size * scheduler.vllm.block_size
+        policies.append(policy)
         wm = int(scheduler.kv_watermark_fraction * cap)
         machines_cfg.append((inst.spec, role, (a, b, c, q), pm.prefill_time_sums, cap, wm, maxb))
         pms.append(pm)
@@ -228,8 +252,9 @@ def simulate(
         max_tokens = min(max_tokens, model.max_context_tokens)
     links = KVLinks(bws, exposed, model.kv_bytes_per_token, model.num_layers, scheduler.kv_transfer)
     cl = Cluster(
-        arrays, machines_cfg, links, scheduler, design.is_split, seed, max_tokens, design.mixed_pool
-    )
+        arrays, machines_cfg, links, scheduler, design.is_split, seed, max_tokens,
+        design.mixed_pool, hashes, block_tokens, policies,
+    )  # fmt: skip
     prog, bar = _progress_fn(progress, cl.n)
     try:
         cl.run(prog)
@@ -265,6 +290,7 @@ def simulate(
         },
         trace_info=trace_info,
         display=display,
+        prefix_cache=_cache_counts(cl),
     )
     # runtime numbers vary run to run: kept out of summary.json (byte-identical files)
     result.runtime = {
@@ -273,6 +299,25 @@ def simulate(
         "wall_s": time.perf_counter() - wall0,
     }
     return result
+
+
+def _cache_counts(cl) -> dict | None:
+    """The engine's prefix-cache records (None when caching is off) for build_summary."""
+    if cl.hashes is None:
+        return None
+    tot = {}
+    for m in cl.machines:
+        for k, v in m.pc.stats().items():
+            if k not in ("block_tokens", "capacity_blocks"):
+                tot[k] = tot.get(k, 0) + v
+    return {
+        "block_tokens": cl.machines[0].pc.block_tokens,
+        "counts": tot,
+        "cached_tokens": np.asarray(cl.cached, dtype=np.int64),
+        "transfer_saved_tokens": cl.tx_saved,
+        "cache_aware_routing": cl.cache_route,
+        "transfer_uncached_only": cl.tx_uncached,
+    }
 
 
 def _build_result(cl, ref_pm, ref_coef) -> tuple[ReplayResult, tuple]:

@@ -13,6 +13,16 @@ run (0 to the last event) at ``idle_power_w``, per instance.
 Context policy: ``context`` says how many requests the trace's context-window policy changed
 (``clipped``, ``clipped_tokens``: tokens removed) or dropped (``rejected``, ``rejected_tokens``)
 before the replay; it comes with the trace table (``traces.transforms.prepare``'s info).
+
+Prefix caching (``scheduler.prefix_caching``): ``prefix_cache`` holds the caches' counters summed
+over instances: ``block_hit_rate`` (leading cached blocks found / blocks looked up),
+``request_hit_rate`` (prefills that found >= 1 block / prefills looked up), ``saved_tokens``
+(prompt tokens not recomputed) and ``saved_fraction`` (of the prompt tokens of every prefill
+started), ``transfer_saved_tokens`` (context the KV transfers did not send), and the TTFT of
+requests that hit against those that missed (``ttft_s_hit`` / ``ttft_s_miss``). The effect on
+TTFT and throughput against caching off is a comparison of two replays (the study
+``mooncake-prefix``). With every prefix-caching option off, ``prefix_cache`` and those options
+are left out of summary.json, so results without the feature are byte-identical to before it.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import pandas as pd
 
 from common.jsonsafe import jsonable
 from common.units import joules_to_kwh, w_to_kw
-from replay.metrics import PERCENTILES, request_summary, span_gaps
+from replay.metrics import PERCENTILES, request_summary, span_gaps, weighted_percentiles
 from replay.slo import SLO
 
 ENERGY_MODEL = (
@@ -72,6 +82,7 @@ class ReplaySummary:
     context: dict = field(default_factory=lambda: dict(NO_CONTEXT))
     trace: dict = field(default_factory=dict)
     display: dict = field(default_factory=dict)
+    prefix_cache: dict | None = None  # None: prefix caching off (left out of summary.json)
 
     @property
     def slo_met(self) -> bool:
@@ -91,13 +102,75 @@ class ReplaySummary:
 
     def to_dict(self) -> dict:
         """summary.json: JSON-safe (common.jsonsafe; non-finite numbers become null)."""
-        return jsonable(self)
+        d = jsonable(self)
+        if d.get("prefix_cache") is None:
+            d.pop("prefix_cache", None)
+        return d
 
 
 def context_counts(info: dict | None) -> dict:
     """The ``context`` block of a trace's prepare() info (zeros when no policy ran)."""
     c = (info or {}).get("context")
     return {**NO_CONTEXT, **c} if c else dict(NO_CONTEXT)
+
+
+#: scheduler options of prefix caching, left out of summary.json while off (module doc)
+CACHE_OPTIONS = ("prefix_caching", "cache_aware_routing")
+CACHE_TRANSFER_OPTIONS = ("uncached_only",)
+CACHE_MODEL = (
+    "LRU blocks in the KV memory running requests leave free (no sharing with running "
+    "requests); a hit computes the uncached suffix: linear terms on the suffix, attention "
+    "(sum of squares) on context^2 - prefix^2; at least one prompt token is computed; "
+    "recomputes after preemption do not use the cache"
+)
+
+
+def scheduler_dict(scheduler) -> dict:
+    """The scheduler options as summary.json shows them (prefix-caching options while off are
+    left out: see the module doc)."""
+    from dataclasses import asdict
+
+    d = asdict(scheduler)
+    if not any(d.get(k) for k in CACHE_OPTIONS):
+        kv = d.get("kv_transfer") or {}
+        if not any(kv.get(k) for k in CACHE_TRANSFER_OPTIONS):
+            for k in CACHE_OPTIONS:
+                d.pop(k, None)
+            for k in CACHE_TRANSFER_OPTIONS:
+                kv.pop(k, None)
+    return d
+
+
+def cache_summary(counts: dict, requests: pd.DataFrame) -> dict:
+    """The ``prefix_cache`` block of a summary from the engine's cache records."""
+    c = counts["counts"]
+    cached = counts["cached_tokens"]
+    ttft = requests["ttft_s"].to_numpy(dtype=float)
+    done = ~np.isnan(requests["e2e_s"].to_numpy(dtype=float))
+    started = ~np.isnan(requests["queue_s"].to_numpy(dtype=float))
+    prompt = int(requests["prompt_tokens"].to_numpy(dtype=np.int64)[started].sum())
+    hit = cached > 0
+    lb = c["lookup_blocks"]
+    return {
+        "model": CACHE_MODEL,
+        "block_tokens": counts["block_tokens"],
+        "cache_aware_routing": counts["cache_aware_routing"],
+        "transfer_uncached_only": counts["transfer_uncached_only"],
+        "lookups": c["lookups"],
+        "hits": c["hits"],
+        "lookup_blocks": lb,
+        "hit_blocks": c["hit_blocks"],
+        "block_hit_rate": c["hit_blocks"] / lb if lb else None,
+        "request_hit_rate": c["hits"] / c["lookups"] if c["lookups"] else None,
+        "saved_tokens": c["saved_tokens"],
+        "prefill_prompt_tokens": prompt,
+        "saved_fraction": c["saved_tokens"] / prompt if prompt else None,
+        "inserted_blocks": c["inserted_blocks"],
+        "evicted_blocks": c["evicted_blocks"],
+        "transfer_saved_tokens": counts["transfer_saved_tokens"],
+        "ttft_s_hit": weighted_percentiles(ttft[done & hit]),
+        "ttft_s_miss": weighted_percentiles(ttft[done & ~hit]),
+    }
 
 
 def energy_joules(iterations: pd.DataFrame, power_models: list, end_s: float) -> float:
@@ -140,9 +213,11 @@ def build_summary(
     engine: dict,
     trace_info: dict | None = None,
     display: dict | None = None,
+    prefix_cache: dict | None = None,
 ) -> ReplaySummary:
     """The one summary of a replay (see the module doc). ``engine``: utilization,
-    pool_changes, decode_linearization_max_rel_error, max_decode_batch."""
+    pool_changes, decode_linearization_max_rel_error, max_decode_batch. ``prefix_cache``: the
+    engine's cache records (``replay.simulate``), None when caching is off."""
     it = iterations
     gv, gw = span_gaps(
         it["first_s"], it["increment_s"], it["iterations"], it["batch_size"], it["first_excluded"]
@@ -151,11 +226,9 @@ def build_summary(
     gaps = (np.concatenate([gv, g]), np.concatenate([gw, np.ones_like(g)]))
     metrics = request_summary(requests, reference, gaps, trim, slo)
     energy = energy_joules(iterations, power_models, end_s)
-    from dataclasses import asdict
-
     return ReplaySummary(
         design=design.describe(),
-        scheduler=asdict(scheduler),
+        scheduler=scheduler_dict(scheduler),
         seed=int(seed),
         **metrics,
         duration_s=end_s,
@@ -166,6 +239,7 @@ def build_summary(
         context=context_counts(trace_info),
         trace=dict(trace_info or {}),
         display=dict(display or {}),
+        prefix_cache=None if prefix_cache is None else cache_summary(prefix_cache, requests),
     )
 
 
@@ -241,6 +315,21 @@ def format_summary(summary: ReplaySummary | dict) -> str:
         lines.append(
             "utilization "
             + "  ".join(f"{k} {f(v, 2)}" for k, v in sorted(u.items()) if v is not None)
+        )
+    pc = summary.get("prefix_cache")
+    if pc:
+        lines.append(
+            f"prefix cache hit rate {f(pc.get('block_hit_rate'), 3)} of blocks, "
+            f"{f(pc.get('request_hit_rate'), 3)} of prefills; saved {pc.get('saved_tokens'):,} "
+            f"prefill tokens ({f(pc.get('saved_fraction'), 3)} of "
+            f"{pc.get('prefill_prompt_tokens'):,})"
+        )
+        th, tm = pc.get("ttft_s_hit") or {}, pc.get("ttft_s_miss") or {}
+        lines.append(
+            f"  ttft P50 hit {f(th.get('p50'))} s / miss {f(tm.get('p50'))} s   routing "
+            f"{'cache-aware' if pc.get('cache_aware_routing') else 'jsq'}   kv transfer saved "
+            f"{pc.get('transfer_saved_tokens'):,} tokens"
+            + (" (uncached only)" if pc.get("transfer_uncached_only") else "")
         )
     kv = summary.get("kv_transfer_s", {})
     lines.append(

@@ -372,7 +372,11 @@ class TraceConfig:
     ``trace.<key>``); :meth:`prepare` applies them (:func:`prepare`).
     """
 
-    name: str | None = _h(None, "bundled trace name (azure-code-2023, azure-conv-2023)")
+    name: str | None = _h(
+        None,
+        "bundled trace name (azure-code-2023, azure-conv-2023, mooncake-conversation, "
+        "mooncake-synthetic)",
+    )
     path: str | None = _h(None, "trace file path (CSV/parquet, contract 1 or Azure format); wins")
     fmt: str | None = _h(None, "file format of `path` when its columns do not tell")
     display: str = _h("", "name shown in tables and figures")

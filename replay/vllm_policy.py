@@ -1,0 +1,476 @@
+"""The ``vllm`` machine-level policy: vLLM V1's co-located scheduler (chunked prefill).
+
+Beside the paper's policy (:mod:`replay.machine`, ``reference``), this policy runs an instance
+that serves both phases the way vLLM V1's scheduler (``vllm/v1/core/sched/scheduler.py``) does,
+one engine step (iteration) at a time. Options: :class:`VLLMConfig` (``scheduler.vllm``).
+
+One iteration (engine step), with a token budget of ``max_num_batched_tokens``:
+
+1. *Running requests first, in admission order.* Every running decode takes 1 token. Because
+   ``max_num_batched_tokens >= max_num_seqs`` (vLLM requires it too), all decodes always fit the
+   budget. The request whose prefill is unfinished (at most one, the last admitted: a chunk is
+   cut only when the budget runs out) then continues with ``min(remaining, budget left)`` tokens.
+2. *Then waiting requests, FCFS,* while the budget is positive and fewer than ``max_num_seqs``
+   requests run: each takes ``min(its tokens, budget left)`` tokens (a long prompt is split over
+   several iterations). The loop stops at the first request whose blocks do not fit. It is
+   skipped in an iteration that preempted.
+3. *KV in blocks.* A request holds ``ceil(computed tokens / block_size)`` blocks of
+   ``block_size`` tokens; the instance has ``kv_capacity_tokens // block_size`` blocks. Blocks are
+   allocated when a step is scheduled (the chunk's tokens; a decode needs a new block when its
+   new token starts one). There is no admission watermark (vLLM V1 checks only free blocks).
+4. *Preemption by recompute.* When a running request's blocks do not fit, the most recently
+   admitted running request is preempted: its blocks are freed, its progress is dropped and it
+   goes to the front of the waiting queue; when it is admitted again it recomputes prompt plus
+   generated tokens as a (chunked) prefill, whose end yields its next token. If the victim is
+   the request being scheduled, it is the one preempted. ``scheduler.max_preemptions`` does not
+   apply (vLLM has no such cap).
+
+Iteration time (the phase model, as the ``fused`` mixed pricing of :mod:`replay.machine`): an
+iteration with prefill pieces of ``x_i`` tokens, ``o_i`` of whose request already computed, and
+``B`` decodes holding ``C`` context tokens (C = sum of prompt + generated tokens) takes
+
+    ``prefill_time_sums(n, T + B, S + B) + c*C``
+
+with ``n`` the number of pieces, ``T = sum x_i`` and ``S = sum ((o_i + x_i)^2 - o_i^2)``: a
+chunk's attention over the tokens its request already holds is its share of the whole prompt's
+quadratic term (the chunks of one prompt add up to ``p^2``, so chunking does not make attention
+cheaper). Without decodes it is ``prefill_time_sums(n, T, S)``; without pieces a decode step
+``a + b*B + q*B^2 + c*C``. With ``scheduler.mixed_batch=sequential`` a mixed iteration is
+``prefill_time_sums(n, T, S) + decode_time(B, C)`` instead.
+
+Speed: iterations without prefill work whose schedule cannot change (no waiting request, or the
+head of the queue blocked by ``max_num_seqs`` or by blocks) advance as closed-form spans of
+decode iterations (:mod:`replay.spans`), to the next completion, the iteration whose new blocks
+no longer fit (found from a histogram of the decodes' positions within their last block), or an
+arrival's next iteration boundary. Every other iteration is one event.
+
+Prefix caching (vLLM's ``enable_prefix_caching`` is ``scheduler.prefix_caching``, the one switch
+for both policies; the trace's ``block_hashes``): at admission a request starts with its cached
+leading prompt blocks computed (:meth:`replay.prefix_cache.PrefixCache.saved`: at most prompt - 1
+tokens, also for a recompute), its first chunk priced as a suffix over that prefix (the ``S``
+share above); its prompt's blocks enter the instance's LRU cache when its prefill ends; the cache
+holds only the blocks that running requests leave free (resized after every step), and a request
+that hit it still allocates its whole context (no block sharing: conservative on memory, as
+:mod:`replay.prefix_cache` states). A preempted request's computed blocks are not kept.
+
+Where it applies: machines that run both phases from the start (every machine of a baseline
+design). Splitwise pools, whose machines move through the mixed pool, use ``reference``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from heapq import heapify, heappop, heappush
+
+from replay.errors import ReplayError, need
+from replay.machine import DECODE, IDLE, INF, MACHINE_POLICIES, MIXED, PREFILL, Machine
+
+
+def _f(default, help: str):  # noqa: A002 - "help" is the documented name
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class VLLMConfig:
+    """Options of the ``vllm`` machine policy (``scheduler.vllm``); vLLM's names."""
+
+    max_num_batched_tokens: int = _f(
+        8192,
+        "token budget of one iteration (prefill chunk tokens + one per decode); vLLM's default "
+        "for its OpenAI server on GPUs with >= 70 GiB other than A100 (A100: 2048)",
+    )
+    max_num_seqs: int = _f(256, "most requests running at once (decoding or prefilling)")
+    block_size: int = _f(16, "tokens per KV block (a request holds ceil(tokens / block_size))")
+
+    def __post_init__(self) -> None:
+        k = "scheduler.vllm"
+        for name in ("max_num_batched_tokens", "max_num_seqs", "block_size"):
+            v = getattr(self, name)
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
+            need(ok, f"{k}.{name}", f"must be an integer >= 1, got {v!r}")
+        need(
+            self.max_num_batched_tokens >= self.max_num_seqs,
+            f"{k}.max_num_batched_tokens",
+            f"must be >= max_num_seqs ({self.max_num_seqs}), as vLLM requires, "
+            f"got {self.max_num_batched_tokens}",
+        )
+
+
+class VLLMMachine(Machine):
+    """One instance under the ``vllm`` policy (module doc). Reuses the reference machine's
+    decode batch state (``B``, ``C``, ``done`` heap, iteration counter ``it``), span records and
+    load counters; ``queue`` is vLLM's waiting queue (preempted requests at its front)."""
+
+    __slots__ = (
+        "run", "part", "pdone", "pn", "pblk", "hist", "bs", "nblocks", "used", "budget", "maxseqs",
+        "pieces", "preempted_step",
+    )  # fmt: skip
+
+    def __init__(self, cl, idx, spec_name, role, coef, prefill_sums, cap, wm, maxb):
+        super().__init__(cl, idx, spec_name, role, coef, prefill_sums, cap, wm, maxb)
+        v = cl.cfg.vllm
+        self.bs = v.block_size
+        self.budget = v.max_num_batched_tokens
+        self.maxseqs = v.max_num_seqs
+        self.nblocks = cap // v.block_size
+        self.used = 0  # blocks held by running requests
+        self.run = {}  # running requests in admission order (dict: ordered, O(1) delete)
+        self.part = -1  # the running request whose prefill is unfinished (-1: none)
+        self.pdone = 0  # its computed tokens
+        self.pn = 0  # its tokens to compute (prompt, or prompt + generated for a recompute)
+        self.pblk = 0  # its blocks
+        self.hist = [0] * v.block_size  # decodes by (prompt + gen - join iteration) % block_size
+        self.pieces = []  # (request, tokens, computed before, total) of the running iteration
+        self.preempted_step = False
+
+    # ---- events -------------------------------------------------------------------------
+    def notify(self, t, now):
+        """A request arrived (t == now): an idle machine starts an iteration now; a decode span
+        is cut at its next iteration boundary, unless its waiting head is blocked (then a
+        request behind it changes nothing); a running iteration looks at the queue when it ends."""
+        kind = self.kind
+        if kind == IDLE:
+            if t < now:
+                t = now
+            if t < self.wake_t:
+                self.schedule(t)
+        elif kind == DECODE and len(self.queue) == 1:
+            n = self.boundary_at_or_after(t)
+            if n < self.wake_n:
+                self.wake_n = n
+                self.schedule(self.t0 + n * self.d0 + self.inc * n * (n - 1) * 0.5)
+
+    def wake(self, T):
+        kind = self.kind
+        if kind == DECODE:
+            n = self.wake_n
+            if n > 0:
+                B = self.B
+                if self.C + (n - 1) * B > self.max_c:
+                    self.max_c = self.C + (n - 1) * B
+                self.used += self._cum(n)
+                self._record(n, self.d0, self.inc, B, 0, T)
+                self.it += n
+                self.C += n * B
+        elif kind == PREFILL:
+            B = self.B
+            self._record(1, T - self.t0, 0.0, B, self.ptoks, T)
+            self.it += 1
+            self.C += B
+            self._finish_pieces(T)
+        self.kind = IDLE
+        self.wake_t = INF
+        done = self.done
+        if done:
+            it = self.it
+            while done and done[0][0] <= it:
+                self._complete(heappop(done)[2], T)
+        self._start(T)
+        pc = self.pc
+        if pc is not None:  # the cache gets the blocks the running requests leave free
+            used = self.used + (self._cum(self.wake_n) if self.kind == DECODE else 0)
+            pc.resize((self.nblocks - used) * self.bs // pc.block_tokens)
+
+    # ---- block arithmetic ---------------------------------------------------------------
+    def _cum(self, n):
+        """New blocks of the decodes over the next n iterations (it .. it+n-1)."""
+        bs = self.bs
+        h = self.hist
+        full, rem = divmod(n, bs)
+        s = full * self.B
+        base = 1 - self.it
+        for k in range(rem):
+            s += h[(base - k) % bs]
+        return s
+
+    def _fit(self, free):
+        """Most decode iterations whose new blocks fit ``free`` blocks (B > 0)."""
+        bs = self.bs
+        h = self.hist
+        m = free // self.B
+        s = m * self.B
+        base = 1 - self.it
+        k = 0
+        while k < bs:
+            s += h[(base - k) % bs]
+            if s > free:
+                break
+            k += 1
+        return m * bs + k
+
+    # ---- request state changes ----------------------------------------------------------
+    def _join(self, r, fresh=False):
+        cl = self.cl
+        g = cl.gen[r]
+        p = cl.ptok[r]
+        it = self.it
+        self.C += p + g
+        self.B += 1
+        cl.jit[r] = it
+        cl.jseg[r] = self.nspans
+        heappush(self.done, (it + cl.otok[r] - g, next(cl.seq), r))
+        self.hist[(p + g - it) % self.bs] += 1
+        if self.B > self.max_b:
+            self.max_b = self.B
+
+    def _complete(self, r, T):
+        cl = self.cl
+        p = cl.ptok[r]
+        o = cl.otok[r]
+        bs = self.bs
+        self.hist[(p + cl.gen[r] - cl.jit[r]) % bs] -= 1
+        self.used -= (p + o - 2) // bs + 1
+        del self.run[r]
+        Machine._complete(self, r, T)
+
+    def _finished(self, r, T, p, g):
+        """Request r (prompt p) has its last token (g == output tokens) at T."""
+        cl = self.cl
+        cl.t_done[r] = T
+        self.d_load -= p
+        cl.completed += 1
+        self.used -= (p + g - 2) // self.bs + 1
+        del self.run[r]
+
+    def _finish_pieces(self, T):
+        cl = self.cl
+        ptok = cl.ptok
+        otok = cl.otok
+        gen = cl.gen
+        t_last = cl.t_last
+        for r, x, o, tot in self.pieces:
+            if o + x < tot:  # the partial prefill goes on next iteration
+                self.pdone = o + x
+                continue
+            if r == self.part:
+                self.part = -1
+            p = ptok[r]
+            if self.pc is not None and cl.hashes[r]:  # the prompt's blocks are cached now
+                self.pc.insert(cl.hashes[r])
+            if cl.recompute[r]:
+                cl.recompute[r] = False
+                g = gen[r] + 1
+                gen[r] = g
+                cl.gap_req.append(r)
+                cl.gap_val.append(T - t_last[r])
+            else:
+                g = 1
+                gen[r] = 1
+                self.p_load -= p
+                cl.t_first[r] = T
+            t_last[r] = T
+            if g >= otok[r]:
+                self._finished(r, T, p, g)
+            else:
+                self._join(r)
+        self.pieces = []
+
+    def _preempt(self, T):
+        """Preempt the most recently admitted running request (vLLM: ``running.pop()``)."""
+        cl = self.cl
+        r = next(reversed(self.run))
+        del self.run[r]
+        cl.npre[r] += 1
+        cl.preemptions += 1
+        self.preempted_step = True
+        if r == self.part:
+            self.part = -1
+            self.used -= self.pblk
+        else:
+            done = self.done
+            for i, e in enumerate(done):
+                if e[2] == r:
+                    done[i] = done[-1]
+                    done.pop()
+                    heapify(done)
+                    break
+            p = cl.ptok[r]
+            g0 = cl.gen[r]
+            g = g0 + (self.it - cl.jit[r])
+            self.hist[(p + g0 - cl.jit[r]) % self.bs] -= 1
+            if g != g0:
+                cl.t_last[r] = T
+            cl.gen[r] = g
+            self.C -= p + g
+            self.B -= 1
+            self.used -= (p + g - 2) // self.bs + 1
+            if cl.jseg[r] <= self.nspans - 1:
+                self.sg_req.append(r)
+                self.sg_s0.append(cl.jseg[r])
+                self.sg_s1.append(self.nspans - 1)
+            cl.recompute[r] = True
+        self.queue.appendleft(r)
+        return r
+
+    # ---- the schedule of the next iteration ---------------------------------------------
+    def _start(self, T):
+        B = self.B
+        queue = self.queue
+        cl = self.cl
+        bs = self.bs
+        free = self.nblocks - self.used
+        if B and self.part < 0:
+            need_now = self.hist[(1 - self.it) % bs]
+            if need_now <= free:
+                blocked = True
+                if queue and len(self.run) < self.maxseqs:
+                    r = queue[0]
+                    x = cl.ptok[r] + (cl.gen[r] if cl.recompute[r] else 0)
+                    room = self.budget - B
+                    if x > room:
+                        x = room
+                    blocked = (x + bs - 1) // bs > free - need_now
+                if blocked:  # decode-only iterations until something changes: one span
+                    n = self.done[0][0] - self.it
+                    if (n // bs + 1) * B > free and self._cum(n) > free:
+                        n = self._fit(free)
+                    C = self.C
+                    d0 = self.a + (self.b + self.q * B) * B + self.c * C
+                    inc = self.c * B
+                    self.kind = DECODE
+                    self.t0 = T
+                    self.d0 = d0
+                    self.inc = inc
+                    self.wake_n = n
+                    self.schedule(T + n * d0 + inc * n * (n - 1) * 0.5)
+                    return
+        # one iteration, scheduled as vLLM does
+        self.preempted_step = False
+        if B:
+            need_now = self.hist[(1 - self.it) % bs]
+            if need_now > free:
+                self._schedule_decodes_short(T)
+                B = self.B
+            else:
+                self.used += need_now
+        budget = self.budget - B
+        pieces = self.pieces
+        tok = 0
+        sq = 0
+        r = self.part
+        if r >= 0 and budget > 0:
+            o = self.pdone
+            x = self.pn - o
+            if x > budget:
+                x = budget
+            nb = (o + x + bs - 1) // bs - self.pblk
+            if nb > self.nblocks - self.used:
+                self._preempt(T)  # the partial request is the last admitted: it is the victim
+            else:
+                self.used += nb
+                self.pblk += nb
+                pieces.append((r, x, o, self.pn))
+                budget -= x
+                tok += x
+                sq += (o + x) * (o + x) - o * o
+        if not self.preempted_step:
+            ptok = cl.ptok
+            gen = cl.gen
+            recompute = cl.recompute
+            t_start = cl.t_start
+            run = self.run
+            pc = self.pc
+            while queue and budget > 0 and len(run) < self.maxseqs:
+                r = queue[0]
+                p = ptok[r]
+                total = p + (gen[r] if recompute[r] else 0)
+                s = 0  # tokens already computed: the cached prefix (prefix caching)
+                if pc is not None:
+                    h = cl.hashes[r]
+                    k = pc.peek(h) if h else 0
+                    if k:
+                        s = pc.saved(k, p)
+                x = total - s
+                if x > budget:
+                    x = budget
+                nb = (s + x + bs - 1) // bs  # the whole context is allocated (conservative)
+                if nb > self.nblocks - self.used:
+                    break
+                queue.popleft()
+                self.used += nb
+                run[r] = None
+                if t_start[r] != t_start[r]:  # NaN: first scheduled now
+                    t_start[r] = T
+                if pc is not None and h:  # counted now, touched by the insert at its end
+                    pc.record(len(h), k, p)
+                    if not recompute[r]:
+                        cl.cached[r] = s
+                pieces.append((r, x, s, total))
+                budget -= x
+                tok += x
+                sq += (s + x) * (s + x) - s * s
+                if s + x < total:
+                    self.part = r
+                    self.pdone = s
+                    self.pn = total
+                    self.pblk = nb
+        B = self.B
+        if not pieces and not B:
+            if queue and not self.run:  # cannot happen: requests are checked at arrival
+                raise ReplayError(f"request {cl.rid[queue[0]]}: KV does not fit machine {self.idx}")
+            return  # idle: nothing runs or waits that could run
+        if B:
+            kv = self.C + tok
+        else:
+            kv = tok
+        if kv > self.max_c:
+            self.max_c = kv
+        n = len(pieces)
+        self.ptoks = tok
+        if not n:
+            dur = self.a + (self.b + self.q * B) * B + self.c * self.C
+        elif not B:
+            dur = self.pf(n, tok, sq)
+        elif self.fused:
+            dur = self.pf(n, tok + B, sq + B) + self.c * self.C
+        else:
+            dur = self.pf(n, tok, sq) + self.a + (self.b + self.q * B) * B + self.c * self.C
+        self.kind = PREFILL
+        self.t0 = T
+        self.schedule(T + dur)
+
+    def _schedule_decodes_short(self, T):
+        """Blocks run short for this iteration's decodes: walk the running requests in
+        admission order, allocating, and preempt from the end until each fits (vLLM)."""
+        cl = self.cl
+        ptok = cl.ptok
+        gen = cl.gen
+        jit = cl.jit
+        bs = self.bs
+        it = self.it
+        one = 1 % bs
+        order = list(self.run)
+        i = 0
+        while i < len(order):
+            r = order[i]
+            if r == self.part:
+                break  # the partial prefill is scheduled after the decodes
+            nb = 1 if (ptok[r] + gen[r] - jit[r] + it) % bs == one else 0
+            while nb > self.nblocks - self.used:
+                victim = self._preempt(T)
+                order.pop()
+                if victim == r:
+                    break
+            else:
+                self.used += nb
+                i += 1
+                continue
+            break
+
+
+MACHINE_POLICIES["vllm"] = VLLMMachine
+#: roles (pools) a policy can run: vllm only on machines that run both phases from the start
+POLICY_ROLES = {"vllm": (MIXED,)}
+
+
+def check_role(policy: str, role: int, where: str) -> None:
+    """One-line ReplayError when ``policy`` cannot run a machine of pool ``role``."""
+    roles = POLICY_ROLES.get(policy)
+    if roles is not None and role not in roles:
+        raise ReplayError(
+            f"{where}: the '{policy}' policy runs machines that serve both phases (baseline "
+            "designs); a Splitwise design's prompt and token pools use 'reference'"
+        )
+
+
+__all__ = ["VLLMConfig", "VLLMMachine", "check_role"]

@@ -1,0 +1,27 @@
+"""Bad inputs of the vllm machine policy (collected by tests/test_bad_inputs.py; format in
+COMMON.md)."""
+
+_TINY = ["design.machines=1", "trace.resample_rate=2", "trace.resample_duration_s=5",
+         "progress=false"]  # fmt: skip
+
+CASES = [
+    {"id": "replay-vllm-budget-below-seqs",
+     "argv": ["splitbench-replay", "design=baseline-h100-chunked", *_TINY,
+              "scheduler.vllm.max_num_batched_tokens=64"],
+     "expect": "scheduler.vllm.max_num_batched_tokens: must be >= max_num_seqs (256)",
+     "files": {}, "exit": 2},
+    {"id": "replay-vllm-block-size-zero",
+     "argv": ["splitbench-replay", "design=baseline-h100-chunked", *_TINY,
+              "scheduler.vllm.block_size=0"],
+     "expect": "scheduler.vllm.block_size: must be an integer >= 1", "files": {}, "exit": 2},
+    {"id": "replay-vllm-on-splitwise",
+     "argv": ["splitbench-replay", "design=splitwise-hh", "design.machine_policy=vllm",
+              "design.prompt_machines=1", "design.token_machines=1", "trace.resample_rate=2",
+              "trace.resample_duration_s=5", "progress=false"],
+     "expect": "design.machine_policy: 'vllm' runs machines that serve both phases",
+     "files": {}, "exit": 2},
+    {"id": "replay-machine-policy-unknown",
+     "argv": ["splitbench-replay", "design=baseline-h100", "design.machine_policy=sarathi",
+              *_TINY],
+     "expect": "design.machine_policy: unknown value 'sarathi'", "files": {}, "exit": 2},
+]  # fmt: skip

@@ -1,0 +1,102 @@
+"""replay.prefix_cache.PrefixCache: hand-computed LRU sequences."""
+
+import math
+
+import pytest
+
+from replay.prefix_cache import PrefixCache
+
+
+def test_match_counts_leading_blocks_only():
+    c = PrefixCache(512, 10)
+    assert c.insert((1, 2, 3)) == 3
+    assert c.match((1, 2, 3, 4)) == 3
+    assert c.match((1, 9, 3)) == 1  # block 3 is useless after a miss at 9
+    assert c.match((9, 1, 2)) == 0
+    assert c.lookups == 3 and c.hits == 2
+    assert c.lookup_blocks == 10 and c.hit_blocks == 4
+    assert c.saved_tokens == 4 * 512
+    assert c.hit_rate == pytest.approx(0.4)
+
+
+def test_saved_tokens_bounded_by_prompt():
+    c = PrefixCache(512, 10)
+    c.insert((1, 2))
+    # prompt of 700 tokens: 2 blocks (the second partial); a full hit still computes 1 token
+    assert c.match((1, 2), prompt_tokens=700) == 2
+    assert c.saved_tokens == 699
+    # 1 block of a 2000-token prompt: 512 saved
+    assert c.match((1, 7, 8, 9), prompt_tokens=2000) == 1
+    assert c.saved_tokens == 699 + 512
+    assert c.saved(3, 1024) == 1023 and c.saved(1, 1024) == 512 and c.saved(2) == 1024
+    assert c.saved(1, 0) == 0
+
+
+def test_insert_orders_chain_tail_first_and_evicts_lru():
+    c = PrefixCache(16, 4)
+    c.insert((1, 2, 3))
+    assert c.order() == [3, 2, 1]  # tail least recent
+    c.insert((1, 5))  # 1 touched, 5 added before it
+    assert c.order() == [3, 2, 5, 1]
+    c.insert((6,))  # over by one: 3 (the oldest tail) goes
+    assert c.order() == [2, 5, 1, 6]
+    assert len(c) == 4 and 3 not in c and c.evicted_blocks == 1
+    assert c.inserted_blocks == 5
+
+
+def test_match_touches_hits_tail_first():
+    c = PrefixCache(16, 5)
+    c.insert((1, 2, 3))
+    c.insert((7, 8))
+    assert c.order() == [3, 2, 1, 8, 7]
+    assert c.match((1, 2, 4)) == 2
+    assert c.order() == [3, 8, 7, 2, 1]
+    assert c.peek((1, 2, 3)) == 3
+    assert c.order() == [3, 8, 7, 2, 1]  # peek touches nothing
+    assert c.lookups == 1  # and counts nothing
+
+
+def test_resize_evicts_lru_and_regrows_empty():
+    c = PrefixCache(16, 6)
+    c.insert((1, 2, 3))
+    c.insert((4, 5, 6))
+    assert c.order() == [3, 2, 1, 6, 5, 4]
+    assert c.resize(4) == 2
+    assert c.order() == [1, 6, 5, 4]
+    assert c.match((1, 2)) == 1  # 2 was evicted
+    assert c.resize(-3) == 4 and len(c) == 0 and c.capacity == 0
+    assert c.insert((1,)) == 0  # no room at all
+    c.resize(8)
+    assert c.insert((1, 2)) == 2 and c.evicted_blocks == 6
+
+
+def test_chain_longer_than_capacity_keeps_its_head():
+    c = PrefixCache(16, 3)
+    assert c.insert((1, 2, 3, 4, 5)) == 3
+    assert c.order() == [3, 2, 1]
+    assert c.match((1, 2, 3, 4, 5)) == 3
+
+
+def test_stats_and_validation():
+    c = PrefixCache(512, 2)
+    assert math.isnan(c.hit_rate)
+    c.insert((1,))
+    c.match((1, 2))
+    assert c.stats() == {
+        "block_tokens": 512,
+        "capacity_blocks": 2,
+        "cached_blocks": 1,
+        "lookups": 1,
+        "hits": 1,
+        "lookup_blocks": 2,
+        "hit_blocks": 1,
+        "saved_tokens": 512,
+        "inserted_blocks": 1,
+        "evicted_blocks": 0,
+    }
+    c.clear()
+    assert len(c) == 0 and c.hits == 1
+    with pytest.raises(ValueError, match="block_tokens"):
+        PrefixCache(0, 1)
+    with pytest.raises(ValueError, match="capacity_blocks"):
+        PrefixCache(16, -1)
