@@ -32,6 +32,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 
 from experiments.apps._cli import launch
@@ -278,6 +279,69 @@ def _loads(c: dict):
     return [Load(**{**base, "seed": int(c["seed"]), **ld}) for ld in c["loads"]]
 
 
+def sim_overrides(c: dict, design: str, source: str) -> list[str]:
+    """splitbench-replay overrides that make the simulator the deployment of ``design``: the
+    model spec, the machine spec (one instance per node), the node counts (baseline: 1; split:
+    1 prompt + 1 token, no mixed pool, as the proxy never mixes), the machine policy of the design
+    (``vllm`` takes baseline designs only) with the deployment's vLLM settings, the profile as its own slowdown reference; then the config's."""
+    d = c["deploy"]
+    sim = c["simulate"]
+    inst = d["colocated" if design == "baseline" else "decode"]
+    mbt = inst.get("max_num_batched_tokens") or sim["default_max_num_batched_tokens"]
+    ov = [
+        f"model={c['model']['name']}",
+        f"gpu={sim['gpu']}",
+        f"profiles.slo_reference_source={source}",
+        f"profiles.slo_reference_gpu={sim['profile_gpu']}",
+        "profiles.slo_reference_tp=1",
+    ]
+    policy = sim["machine_policy"][design]
+    ov.append(f"design.machine_policy={policy}")
+    if policy == "vllm":
+        ov += [f"scheduler.vllm.max_num_seqs={int(inst['max_num_seqs'])}",
+               f"scheduler.vllm.max_num_batched_tokens={int(mbt)}",
+               f"scheduler.vllm.block_size={int(c['calibrate']['block_size'])}"]  # fmt: skip
+    else:  # the reference policy: vLLM's budget as its prompt batch, max_num_seqs as its batch
+        ov += [f"scheduler.prompt_batch_tokens={int(mbt)}",
+               f"scheduler.max_batch_size={int(inst['max_num_seqs'])}"]  # fmt: skip
+    if design == "baseline":
+        ov += ["design=baseline", "design.machines=1"]
+    else:
+        ov += ["design=splitwise", "design.prompt_machines=1", "design.token_machines=1",
+               "design.mixed_pool=false"]  # fmt: skip
+    return [*ov, *sim["overrides"], *sim["designs"].get(design, [])]
+
+
+def decode_step_s(source: str | None) -> float:
+    """The profile's fastest batch-1 decode iteration (s); 0 when there is none."""
+    import pandas as pd
+
+    if not source or source == "reference":
+        return 0.0
+    p = Path(source)
+    files = sorted(p.rglob("profiles.csv")) if p.is_dir() else [p]
+    best = 0.0
+    for f in files:
+        df = pd.read_csv(f)
+        one = df[(df["phase"] == "decode") & (df["batch_size"] == 1)]["latency_s"]
+        if len(one) and (best == 0.0 or float(one.min()) < best):
+            best = float(one.min())
+    return best
+
+
+def handover_overrides(cal: dict, step_s: float = 0.0) -> list[str]:
+    """The calibrated hand-over as the simulator's KV transfer: ``handover_s`` = the fit's
+    intercept less one decode step (the simulator adds the decode instance's first iteration
+    itself; the measured hand-over includes it), ``per_token_s`` = its slope."""
+    h = (cal or {}).get("handover_fit") or {}
+    a, b = h.get("a"), h.get("b")
+    if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
+        return []
+    step = float(step_s or 0.0)
+    return [f"scheduler.kv_transfer.handover_s={max(0.0, float(a) - step):.6g}",
+            f"scheduler.kv_transfer.per_token_s={max(0.0, float(b)):.6g}"]  # fmt: skip
+
+
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     from dataclasses import asdict
 
@@ -325,21 +389,33 @@ def _profile(c: dict, design: str, steps, model_dir: str) -> str | None:
     conf = {"model_dir": model_dir, "overrides": list(prof["overrides"]), "instance": inst,
             "device": c["deploy"]["device"], "dtype": c["deploy"]["dtype"]}  # fmt: skip
 
+    from experiments.validation.procs import parse_cpus
+
+    cpus = parse_cpus(inst["cpus"])
+
     def fn(d: Path):
         argv = [
             _script("splitbench-characterize"),
             "engine=vllm",
+            f"model={c['model']['name']}",
+            f"device={c['deploy']['device']}",
             f"vllm.model_dir={model_dir}",
-            f"hydra.run.dir={d}",
+            f"vllm.max_num_seqs={inst['max_num_seqs']}",
+            f"vllm.kvcache_gib={max(1, round(float(inst['kvcache_gib'])))}",
+            f"out_dir={d}",
+            "run_name=profile",
+            f"hydra.run.dir={d / 'hydra'}",
+            *([f"vllm.omp_bind={','.join(map(str, sorted(cpus)))}"]
+              if c["deploy"]["device"] == "cpu" else []),
             *prof["overrides"],
-        ]
-        from experiments.validation.procs import parse_cpus
+        ]  # fmt: skip
+        _run_tool(name, argv, d / "characterize.log", 3600, cpus=cpus)
+        return {"source": str(d / "profile" / "profiles.csv")}
 
-        _run_tool(name, argv, d / "characterize.log", 3600, cpus=parse_cpus(inst["cpus"]))
-        return {"source": str(d)}
-
-    steps.run(name, conf, fn, inputs=["model"])
-    return str(steps.path(name))
+    res = steps.run(name, conf, fn, inputs=["model"])
+    return (
+        str(res["source"]) if isinstance(res, dict) and "source" in res else str(steps.path(name))
+    )
 
 
 def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> None:
@@ -349,33 +425,11 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
 
     source = _profile(c, design, steps, dep.cfg.model_dir)
     prof_step = f"profile-{design}"
-    sim_dirs: dict[str, Path] = {}
-    if source is not None:
-        fit = f"fit-{design}"
-
-        def fit_fn(d: Path):
-            _run_tool(fit, [_script("splitbench-profiles"), "fit", source], d / "fit.log", 600)
-            return {"source": source, "log": str(d / "fit.log")}
-
-        steps.run(fit, {"source": source}, fit_fn, inputs=[prof_step])
-        if c["simulate"]["enabled"]:
-            for ld in loads:
-                name = f"simulate-{design}-{ld.name}"
-                ov = [*c["simulate"]["overrides"], *c["simulate"]["designs"].get(design, [])]
-
-                def sim_fn(d: Path, ld=ld, ov=ov, name=name):
-                    trace = steps.path(f"trace-{ld.name}") / "trace.csv"
-                    argv = [_script("splitbench-replay"), "trace=path", f"trace.path={trace}",
-                            f"profiles.source={source}", f"seed={c['seed']}",
-                            f"hydra.run.dir={d}", *ov]  # fmt: skip
-                    _run_tool(name, argv, d / "replay.log", 1800)
-                    return {"dir": str(d)}
-
-                steps.run(name, {"overrides": ov, "source": source}, sim_fn,
-                          inputs=[fit, f"trace-{ld.name}"])  # fmt: skip
-                sim_dirs[ld.name] = steps.path(name)
     cal = c["calibrate"]
+    kv_ov: list[str] = []
     if design == "splitwise" and cal["enabled"]:
+        # before the simulation: the calibrated hand-over is the simulator's KV transfer model
+        # (measured on calibration requests, never on the replays compared)
         name = f"calibrate-{design}"
 
         def cal_fn(d: Path):
@@ -396,7 +450,34 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
                 sup.unwatch()
                 dp.clear_kv_storage()
 
-        steps.run(name, {"deploy": dep.cfg.__repr__(), **cal}, cal_fn, inputs=["model"])
+        res = steps.run(name, {"deploy": dep.cfg.__repr__(), **cal}, cal_fn, inputs=["model"])
+        kv_ov = handover_overrides(res, decode_step_s(source))
+    sim_dirs: dict[str, Path] = {}
+    if source is not None:
+        fit = f"fit-{design}"
+
+        def fit_fn(d: Path):
+            argv = [_script("splitbench-profiles"), "fit", "--source", source]
+            _run_tool(fit, argv, d / "fit.log", 600)
+            return {"source": source, "log": str(d / "fit.log")}
+
+        steps.run(fit, {"source": source}, fit_fn, inputs=[prof_step])
+        if c["simulate"]["enabled"]:
+            ov = [*sim_overrides(c, design, source), *kv_ov]
+            for ld in loads:
+                name = f"simulate-{design}-{ld.name}"
+
+                def sim_fn(d: Path, ld=ld, ov=ov, name=name):
+                    trace = steps.path(f"trace-{ld.name}") / "trace.csv"
+                    argv = [_script("splitbench-replay"), "trace=path", f"trace.path={trace}",
+                            f"profiles.source={source}", f"seed={c['seed']}",
+                            f"hydra.run.dir={d}", *ov]  # fmt: skip
+                    _run_tool(name, argv, d / "replay.log", 1800)
+                    return {"dir": str(d)}
+
+                steps.run(name, {"overrides": ov, "source": source}, sim_fn,
+                          inputs=[fit, f"trace-{ld.name}"])  # fmt: skip
+                sim_dirs[ld.name] = steps.path(name)
     for ld in loads:
         reps = []
         for r in range(int(c["repeats"])):
@@ -441,7 +522,9 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
             def cmp_fn(d: Path, ld=ld, reps=reps):
                 from common.atomic import write_text_atomic
 
-                sim = load_run(sim_dirs[ld.name])
+                # splitwise: every token the client sees comes from the decode instance
+                sim = load_run(sim_dirs[ld.name],
+                               first_token="decode" if design == "splitwise" else "prompt")  # fmt: skip
                 reals = [load_run(p) for p in reps]
                 df = compare_runs(sim, reals, design=design, load=ld.name,
                                   trim=float(c["compare"]["trim"]))  # fmt: skip
@@ -452,7 +535,9 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
             inputs = [f"simulate-{design}-{ld.name}"] + [
                 f"replay-{design}-{ld.name}-r{r}" for r in range(int(c["repeats"]))
             ]
-            steps.run(name, {"trim": c["compare"]["trim"]}, cmp_fn, inputs=inputs)
+            key = {"trim": c["compare"]["trim"], "first_token": "decode" if design == "splitwise"
+                   else "prompt"}  # fmt: skip
+            steps.run(name, key, cmp_fn, inputs=inputs)
         elif not c["simulate"]["enabled"] or c["profile"]["mode"] == "skip":
             pass
         else:  # pragma: no cover - simulate ran for every load above
