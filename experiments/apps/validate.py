@@ -545,37 +545,13 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
 
 
 def _report(c: dict, loads, steps, run_dir: Path) -> int:
-    """errors.csv and report.md over every compare step that ran (or was reused)."""
-    import pandas as pd
+    """report.md, its CSVs and figures over every compare step (experiments.validation.report);
+    also into ``report_dir`` when set."""
+    from experiments.validation.report import write_report
 
-    from common.atomic import write_text_atomic
-    from experiments.validation.compare import format_table
-
-    parts = []
-    for design in c["designs"]:
-        for ld in loads:
-            f = steps.path(f"compare-{design}-{ld.name}") / "errors.csv"
-            if f"compare-{design}-{ld.name}" in steps.results and f.is_file():
-                parts.append(pd.read_csv(f))
-    lines = ["# Validation: simulator against real vLLM", ""]
-    cal = steps.results.get("calibrate-splitwise")
-    if cal:
-        h = cal["handover_fit"]
-        lines += [
-            "## KV transfer (calibrate-splitwise)",
-            f"hand-over = {h['a'] * 1e3:.2f} ms + {h['b'] * 1e6:.3f} us/token "
-            f"(r2 {h['r2']:.3f}, {h['points']} lengths)",
-            "",
-        ]
-    if parts:
-        df = pd.concat(parts, ignore_index=True)
-        write_text_atomic(run_dir / "errors.csv", df.to_csv(index=False, float_format="%.6g"))
-        lines += ["## Relative errors (sim - real) / real", "", format_table(df), ""]
-    else:
-        lines += ["No simulated run to compare with (profile.mode=skip or simulate.enabled="
-                  "false).", ""]  # fmt: skip
-    write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
-    return sum(len(p) for p in parts)
+    out = c.get("report_dir")
+    argv = ["splitbench-validate", *sys.argv[1:]]
+    return write_report(c, loads, steps, run_dir, Path(out).resolve() if out else None, argv)
 
 
 def main(argv: list[str] | None = None) -> None:
