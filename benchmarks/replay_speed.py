@@ -10,7 +10,12 @@ Cases:
   Llama-2-70B, Splitwise-HH and Baseline-H100 sized near capacity;
 - ``code-70`` / ``code-130``: a 600 s Poisson re-sample of the Azure code trace at 70 and
   130 req/s (42k / 78k requests), BLOOM-176B, Splitwise-HH 23 prompt + 10 token machines (the
-  splitwise-sim reference run; 130 req/s is overloaded).
+  splitwise-sim reference run; 130 req/s is overloaded);
+- ``mooncake-conv-hh`` / ``-nocache`` / ``-uncached``: the whole Mooncake conversation trace
+  (12,031 requests, prompts averaging 12k tokens), Llama-3.1-70B (phase models: its spec's
+  ``profile_model``, Llama-2-70B), Splitwise-HH 8 prompt + 4 token machines, with prefix caching
+  and cache-aware routing (the speed target's case), with caching off, and with caching, routing
+  and uncached-only KV transfers (token machines keep caches too);
 - ``code-70-base`` / ``code-70-vllm``: the same 70 req/s coding run on a baseline of 33
   DGX-H100 under the paper's machine policy and under the ``vllm`` policy (vLLM V1 chunked
   prefill, default ``scheduler.vllm`` options); compare them within one run.
@@ -57,7 +62,15 @@ CASES = {
                      dict(machines=33)),
     "code-70-vllm": ("azure-code-2023", 70.0, "bloom-176b", "baseline", ("dgx-h100",),
                      dict(machines=33, machine_policy="vllm")),
+    "mooncake-conv-hh": ("mooncake-conversation", None, "llama3.1-70b", "splitwise",
+                         ("dgx-h100", "dgx-h100"), dict(prompt_machines=8, token_machines=4)),
+    "mooncake-conv-hh-nocache": ("mooncake-conversation", None, "llama3.1-70b", "splitwise",
+                                 ("dgx-h100", "dgx-h100"), dict(prompt_machines=8, token_machines=4)),
+    "mooncake-conv-hh-uncached": ("mooncake-conversation", None, "llama3.1-70b", "splitwise",
+                                  ("dgx-h100", "dgx-h100"), dict(prompt_machines=8, token_machines=4)),
 }  # fmt: skip
+#: cases replayed with prefix caching and cache-aware routing (-uncached: and uncached-only KV)
+PREFIX_CACHE_CASES = ("mooncake-conv-hh", "mooncake-conv-hh-uncached")
 DURATION_S = 600.0
 
 
@@ -105,15 +118,36 @@ def load_trace(name: str, rate: float | None, seed: int = 0) -> pd.DataFrame:
         )
 
 
-def run_case(name: str) -> dict:
+def _phase_models(model: str):
+    """The reference phase models; a model whose spec names a ``profile_model`` the set lacks
+    (Llama-3.1-70B on a checkout without that wiring) gets that model's fits per gpu."""
     from characterize.modeling.phase_model import load_phase_models
-    from replay import baseline, simulate, splitwise
+    from characterize.modeling.specs import load_model
+
+    pms = load_phase_models("reference")
+    borrow = getattr(load_model(model), "profile_model", "") or model
+    try:
+        pms.get(model, "h100-80gb", 8)
+        return pms
+    except (KeyError, ValueError, LookupError):
+        gpus = ("a100-80gb", "h100-80gb", "h100-80gb-pcap")
+        return {g: pms.get(borrow, g, 8) for g in gpus}
+
+
+def run_case(name: str) -> dict:
+    from replay import KVTransferConfig, SchedulerConfig, baseline, simulate, splitwise
 
     trace_name, rate, model, kind, specs, sizes = CASES[name]
     design_name = f"{kind} {'/'.join(specs)}"
     setup0 = time.process_time()
     tr = load_trace(trace_name, rate)
-    pms = load_phase_models("reference")
+    pms = _phase_models(model)
+    cache = name in PREFIX_CACHE_CASES
+    sched = SchedulerConfig(
+        prefix_caching=cache,
+        cache_aware_routing=cache,
+        kv_transfer=KVTransferConfig(uncached_only=name.endswith("-uncached")),
+    )
     if kind == "baseline":
         design = baseline(specs[0], sizes["machines"], model,
                           machine_policy=sizes.get("machine_policy"))  # fmt: skip
@@ -124,7 +158,7 @@ def run_case(name: str) -> dict:
     cpu0 = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # extrapolation warnings of the fitted phase model
-        res = simulate(tr, design, phase_models=pms)
+        res = simulate(tr, design, sched, phase_models=pms)
     cpu = time.process_time() - cpu0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = len(tr)
@@ -136,7 +170,7 @@ def run_case(name: str) -> dict:
     tracemalloc.start()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        kept = simulate(tr, design, phase_models=pms)
+        kept = simulate(tr, design, sched, phase_models=pms)
     gc.collect()
     retained = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
@@ -159,6 +193,9 @@ def run_case(name: str) -> dict:
         "e2e_slowdown_p99": s.slowdown["e2e"]["p99"],
         "slo_ok": s.slo_met,
         "max_decode_batch": s.max_decode_batch,
+        "prefix_cache": None
+        if s.prefix_cache is None
+        else {k: s.prefix_cache[k] for k in ("block_hit_rate", "saved_fraction")},
     }
 
 

@@ -34,6 +34,15 @@ another victim exists (the cap on preemptions per request). Nothing fails.
 KV accounting: C = sum over the batch of (prompt + tokens generated so far) = the context each
 request attends to in the next iteration (one token more than stored, conservative by B).
 
+Prefix caching (``SchedulerConfig.prefix_caching``; :mod:`replay.prefix_cache`): each machine
+keeps an LRU cache of prefix-KV blocks (``self.pc``) in the KV memory its running activity leaves
+free, refitted after every wake-up (:meth:`Machine._fit_cache`). A prompt joining a prefill batch
+computes only its uncached suffix x = p - s (s: the leading cached blocks' tokens, at most p - 1):
+``tokens += x`` (the linear and hinge terms of the prefill fit, and the batch token limit) and
+``tokens_sq += p^2 - s^2`` (its queries attend over the whole context); it allocates its whole
+context as before. Its blocks are cached when its prefill ends; recomputes after preemption do
+not use the cache.
+
 The machine policy is a seam: :data:`MACHINE_POLICIES` maps ``SchedulerConfig.machine_policy``
 to the class that runs an instance, and :func:`machine_class` picks it per pool (role). A new
 policy (e.g. vLLM-style chunked prefill) subclasses :class:`Machine` (or implements the same
@@ -207,7 +216,11 @@ class Machine:
         else:
             used = self.C + self.rc_tokens
         pc = self.pc
-        pc.resize((self.cap - used) // pc.block_tokens)
+        room = (self.cap - used) // pc.block_tokens
+        if room < len(pc._lru):  # evict (the cache's own method)
+            pc.resize(room)
+        else:  # growing or unchanged: nothing to evict (inlined: once per wake-up)
+            pc.capacity = room
 
     def _record(self, n, d0, inc, B, ptok, T):
         """Close a span of n iterations (first duration d0, increment inc) ending at T."""

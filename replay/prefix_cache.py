@@ -99,8 +99,8 @@ class PrefixCache:
             n += 1
         if n:
             mte = lru.move_to_end
-            for i in range(n - 1, -1, -1):  # tail first: the chain's head ends most recent
-                mte(hashes[i])
+            for h in hashes[n - 1 :: -1]:  # tail first: the chain's head ends most recent
+                mte(h)
         self.record(len(hashes), n, prompt_tokens)
         return n
 
@@ -140,16 +140,16 @@ class PrefixCache:
         if m > cap:
             m = cap
         mte = lru.move_to_end
-        added = 0
-        for i in range(m - 1, -1, -1):  # tail first: the chain's head ends most recent
-            h = hashes[i]
+        before = len(lru)
+        for h in hashes[m - 1 :: -1]:  # tail first: the chain's head ends most recent
             if h in lru:
                 mte(h)
             else:
                 lru[h] = None
-                added += 1
+        n = len(lru)
+        added = n - before
         self.inserted_blocks += added
-        over = len(lru) - cap
+        over = n - cap
         if over > 0:
             pop = lru.popitem
             for _ in range(over):

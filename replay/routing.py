@@ -105,12 +105,18 @@ def _cache_pick(pool, hashes, p, with_decode):
     machine on ties (as ``min``)."""
     best = None
     bv = 0
+    cap = p - 1  # saved tokens: at most prompt - 1 (PrefixCache.saved, inlined)
     for m in pool:
         v = m.p_load + m.d_load if with_decode else m.p_load
-        pc = m.pc
-        k = pc.peek(hashes)
+        lru = m.pc._lru  # PrefixCache.peek, inlined: once per machine per arrival
+        k = 0
+        for h in hashes:
+            if h not in lru:
+                break
+            k += 1
         if k:
-            v -= pc.saved(k, p)
+            k *= m.pc.block_tokens
+            v -= k if k < cap else cap
         if best is None or v < bv:
             best = m
             bv = v

@@ -44,8 +44,12 @@ BLOCK_TOKENS = "block_tokens"  # its block size, trace.attrs
 
 def _block_hashes(trace: pd.DataFrame) -> tuple[list, int]:
     """(per-request tuple of block hashes, tokens per block) for prefix caching."""
-    need(BLOCK_HASHES in trace.columns, "scheduler.prefix_caching",
-         f"the trace has no '{BLOCK_HASHES}' column (e.g. trace.name=mooncake-conversation)")  # fmt: skip
+    need(
+        BLOCK_HASHES in trace.columns,
+        "scheduler.prefix_caching",
+        f"the trace has no '{BLOCK_HASHES}' column "
+        "(the Mooncake traces have it: mooncake-conversation, mooncake-synthetic)",
+    )
     bt = trace.attrs.get(BLOCK_TOKENS)
     need(isinstance(bt, int | np.integer) and not isinstance(bt, bool) and bt > 0,
          "scheduler.prefix_caching",

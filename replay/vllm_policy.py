@@ -148,7 +148,16 @@ class VLLMMachine(Machine):
                 B = self.B
                 if self.C + (n - 1) * B > self.max_c:
                     self.max_c = self.C + (n - 1) * B
-                self.used += self._cum(n)
+                bs = self.bs
+                if n < bs:  # the span's new blocks (_cum, inlined: the common short span)
+                    h = self.hist
+                    base = 1 - self.it
+                    s = 0
+                    for k in range(n):
+                        s += h[(base - k) % bs]
+                    self.used += s
+                else:
+                    self.used += self._cum(n)
                 self._record(n, self.d0, self.inc, B, 0, T)
                 self.it += n
                 self.C += n * B

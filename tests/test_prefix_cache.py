@@ -100,3 +100,17 @@ def test_stats_and_validation():
         PrefixCache(0, 1)
     with pytest.raises(ValueError, match="capacity_blocks"):
         PrefixCache(16, -1)
+
+
+def test_peek_then_record_counts_as_match_without_touching():
+    c = PrefixCache(512, 10)
+    c.insert((1, 2))
+    c.insert((7,))
+    assert c.order() == [2, 1, 7]
+    k = c.peek((1, 2, 3))
+    assert k == 2 and c.record(3, k, prompt_tokens=1200) == 1024
+    assert c.order() == [2, 1, 7]  # record touches nothing
+    assert (c.lookups, c.hits, c.lookup_blocks, c.hit_blocks, c.saved_tokens) == (1, 1, 3, 2, 1024)
+    assert c.record(4, 0) == 0 and c.lookups == 2 and c.hits == 1
+    assert c.insert([1, 2, 3]) == 1  # a list works too; 3 added, the chain moves up
+    assert c.order() == [7, 3, 2, 1]

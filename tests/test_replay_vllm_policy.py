@@ -41,13 +41,13 @@ def trace(rows):
     return df
 
 
-def sched(**vllm):
-    return SchedulerConfig(enforce_max_context=False, vllm=vllm)
+def sched(mixed_batch="fused", **vllm):
+    return SchedulerConfig(enforce_max_context=False, mixed_batch=mixed_batch, vllm=vllm)
 
 
-def run(rows, reserve=0.1, **vllm):
+def run(rows, reserve=0.1, mixed_batch="fused", **vllm):
     d = baseline("dgx-h100", 1, "llama2-70b", machine_policy="vllm", kv_reserve_fraction=reserve)
-    return simulate(trace(rows), d, sched(**vllm), phase_models=PMS)
+    return simulate(trace(rows), d, sched(mixed_batch, **vllm), phase_models=PMS)
 
 
 def pf(chunks, decodes=()):
@@ -168,6 +168,7 @@ def reference(rows, nblocks, bs, budget, maxseqs, fused=True):
     comp = [0] * n  # computed tokens
     blk = [0] * n
     waiting, running = [], []
+    prefilling = set()  # admitted, prefill (or recompute) not finished
     t, nxt, used = 0.0, 0, 0
 
     def total(r):
@@ -218,13 +219,14 @@ def reference(rows, nblocks, bs, budget, maxseqs, fused=True):
                 if nb > nblocks - used:
                     break
                 waiting.pop(0)
+                prefilling.add(r)
                 used += nb
                 blk[r] = nb
                 running.append(r)
                 sched.append((r, x))
                 left -= x
-        chunks = [(x, comp[r]) for r, x in sched if total(r) - comp[r] > 1 or gen[r] == 0]
-        decs = [comp[r] + 1 for r, x in sched if not (total(r) - comp[r] > 1 or gen[r] == 0)]
+        chunks = [(x, comp[r]) for r, x in sched if r in prefilling]
+        decs = [comp[r] + 1 for r, x in sched if r not in prefilling]
         if fused:
             t += pf(chunks, decs)
         else:
@@ -236,6 +238,7 @@ def reference(rows, nblocks, bs, budget, maxseqs, fused=True):
         for r, x in sched:
             comp[r] += x
             if comp[r] == total(r):
+                prefilling.discard(r)
                 gen[r] += 1
                 if gen[r] == 1:
                     first[r] = t
@@ -246,8 +249,11 @@ def reference(rows, nblocks, bs, budget, maxseqs, fused=True):
     return first, done, npre
 
 
-@pytest.mark.parametrize(("reserve", "budget", "seqs"), [(0.1, 2048, 256), (0.7975, 1024, 8)])
-def test_matches_per_iteration_reference(reserve, budget, seqs):
+@pytest.mark.parametrize(
+    ("reserve", "budget", "seqs", "mixed"),
+    [(0.1, 2048, 256, "fused"), (0.7975, 1024, 8, "fused"), (0.7975, 1024, 8, "sequential")],
+)
+def test_matches_per_iteration_reference(reserve, budget, seqs, mixed):
     bs = 16
     rng = np.random.default_rng(5)
     n = 150
@@ -256,10 +262,10 @@ def test_matches_per_iteration_reference(reserve, budget, seqs):
         (float(a), int(p), int(o))
         for a, p, o in zip(arr, rng.integers(1, 3000, n), rng.integers(1, 90, n), strict=True)
     ]
-    res = run(rows, reserve=reserve, block_size=bs, max_num_batched_tokens=budget,
-              max_num_seqs=seqs)  # fmt: skip
+    res = run(rows, reserve=reserve, mixed_batch=mixed, block_size=bs,
+              max_num_batched_tokens=budget, max_num_seqs=seqs)  # fmt: skip
     nblocks = small_cache(reserve=reserve, bs=bs)
-    first, done, npre = reference(rows, nblocks, bs, budget, seqs)
+    first, done, npre = reference(rows, nblocks, bs, budget, seqs, fused=mixed == "fused")
     rq = res.requests
     np.testing.assert_allclose(rq.ttft_s + rq.arrival_s, first, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(rq.e2e_s + rq.arrival_s, done, rtol=1e-9, atol=1e-9)
