@@ -246,6 +246,13 @@ def write_report(c: dict, loads, steps, run_dir: Path, out_dir: Path | None, arg
             if d != run_dir:
                 for n, png in figs:
                     shutil.copyfile(png, d / n)
+        prof = src.get("source")
+        if prof and d != run_dir and Path(prof).is_file():  # the phase profile behind the fit
+            (d / "profile").mkdir(exist_ok=True)
+            shutil.copyfile(prof, d / "profile" / "profiles.csv")
+            meta = Path(prof).with_name("profiles.meta.json")
+            if meta.is_file():
+                shutil.copyfile(meta, d / "profile" / "profiles.meta.json")
         if cal and d != run_dir:
             cdir = steps.path("calibrate-splitwise")
             for n in ("kv_transfer.csv", "kv_transfer.json"):
