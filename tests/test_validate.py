@@ -688,3 +688,14 @@ def test_report_files_and_summary(tmp_path):
     assert "| baseline | conv-r1 | +8% / +8% | -20% / -20% |" in text
     assert "splitbench-validate x=1" in text
     assert json.loads((pub / "versions.json").read_text())["python"]
+
+
+def test_deployment_turns_prefix_caching_off_unless_asked():
+    from experiments.validation.deploy import vllm_argv
+
+    inst = InstanceConfig(port=8100, cpus="0")
+    off = vllm_argv(DeploymentConfig(design="baseline", model_dir="m"), inst, None)
+    on = vllm_argv(DeploymentConfig(design="baseline", model_dir="m", prefix_caching=True), inst,
+                   None)  # fmt: skip
+    assert "--no-enable-prefix-caching" in off and "--no-enable-prefix-caching" not in on
+    assert _default_cfg()["deploy"]["prefix_caching"] is False

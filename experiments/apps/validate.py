@@ -222,6 +222,7 @@ class LazyDeployment:
             dtype=str(d["dtype"]),
             device=str(d["device"]),
             health_timeout_s=float(d["health_timeout_s"]),
+            prefix_caching=bool(d["prefix_caching"]),
             python=d.get("python"),
         )
         self.step = f"deploy-{design}"
