@@ -374,20 +374,29 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     return {"run_dir": str(run_dir), "ran": steps.ran, "reused": steps.reused, "rows": rows}
 
 
-def _profile(c: dict, design: str, steps, model_dir: str) -> str | None:
-    """The profile source of a design's instances (None: profile.mode=skip)."""
+def _profile(c: dict, design: str, steps, model_dir: str) -> tuple[str | None, str]:
+    """(the profile source of a design's instances (None: profile.mode=skip), its step)."""
     prof = c["profile"]
     name = f"profile-{design}"
     if prof["mode"] == "skip":
-        return None
+        return None, name
     if prof["mode"] == "source":
         src = str(prof["source"])
         steps.run(name, {"source": src}, lambda d: {"source": src})
-        return src
+        return src, name
     # measure: each instance runs the model with the same settings on its own core(s); the
-    # profile of the first instance stands for both (same model, same core count by default)
+    # profile of the first instance stands for both (same model, same core count by default).
+    # One profile serves both designs when the co-located and prefill instances have the same
+    # settings (the port aside): step "profile"
     inst = c["deploy"]["colocated" if design == "baseline" else "prefill"]
-    conf = {"model_dir": model_dir, "overrides": list(prof["overrides"]), "instance": inst,
+
+    def settings(k):
+        return {x: v for x, v in c["deploy"][k].items() if x != "port"}
+
+    if settings("colocated") == settings("prefill"):
+        name = "profile"
+    conf = {"model_dir": model_dir, "overrides": list(prof["overrides"]),
+            "instance": settings("colocated" if design == "baseline" else "prefill"),
             "device": c["deploy"]["device"], "dtype": c["deploy"]["dtype"]}  # fmt: skip
 
     from experiments.validation.procs import parse_cpus
@@ -402,6 +411,8 @@ def _profile(c: dict, design: str, steps, model_dir: str) -> str | None:
             f"device={c['deploy']['device']}",
             f"vllm.model_dir={model_dir}",
             f"vllm.max_num_seqs={inst['max_num_seqs']}",
+            "vllm.max_num_batched_tokens="
+            f"{inst.get('max_num_batched_tokens') or c['simulate']['default_max_num_batched_tokens']}",
             f"vllm.kvcache_gib={max(1, round(float(inst['kvcache_gib'])))}",
             f"out_dir={d}",
             "run_name=profile",
@@ -414,9 +425,7 @@ def _profile(c: dict, design: str, steps, model_dir: str) -> str | None:
         return {"source": str(d / "profile" / "profiles.csv")}
 
     res = steps.run(name, conf, fn, inputs=["model"])
-    return (
-        str(res["source"]) if isinstance(res, dict) and "source" in res else str(steps.path(name))
-    )
+    return str(res.get("source") or steps.path(name)), name
 
 
 def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> None:
@@ -424,8 +433,7 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
     from experiments.validation.compare import compare_runs, load_run, plot_cdfs
     from experiments.validation.errors import StepError
 
-    source = _profile(c, design, steps, dep.cfg.model_dir)
-    prof_step = f"profile-{design}"
+    source, prof_step = _profile(c, design, steps, dep.cfg.model_dir)
     cal = c["calibrate"]
     kv_ov: list[str] = []
     if design == "splitwise" and cal["enabled"]:
