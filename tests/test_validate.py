@@ -627,6 +627,13 @@ def test_handover_overrides_and_decode_step(tmp_path):
     ]
     assert handover_overrides(cal, 0.5)[0] == "scheduler.kv_transfer.handover_s=0"
     assert handover_overrides({}, 0.0) == [] and handover_overrides(None) == []
+    split = {**cal, "handover_split_fit": {"a": 0.03, "b_injected_s_per_token": 1e-4,
+                                           "b_recomputed_s_per_token": 9e-4}}  # fmt: skip
+    assert handover_overrides(split, 0.01, block_size=3) == [  # 0.03 + 8e-4 x 2 - 0.01
+        "scheduler.kv_transfer.handover_s=0.0216",
+        "scheduler.kv_transfer.per_token_s=0.0001",
+    ]
+    assert handover_overrides(split, 0.05) == handover_overrides(cal, 0.05)  # no block size
     f = tmp_path / "p" / "profiles.csv"
     f.parent.mkdir()
     pd.DataFrame({"phase": ["prefill", "decode", "decode", "decode"],

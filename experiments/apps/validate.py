@@ -330,14 +330,26 @@ def decode_step_s(source: str | None) -> float:
     return best
 
 
-def handover_overrides(cal: dict, step_s: float = 0.0) -> list[str]:
-    """The calibrated hand-over as the simulator's KV transfer: ``handover_s`` = the fit's
-    intercept less one decode step (the simulator adds the decode instance's first iteration
-    itself; the measured hand-over includes it), ``per_token_s`` = its slope."""
-    h = (cal or {}).get("handover_fit") or {}
-    a, b = h.get("a"), h.get("b")
-    if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
-        return []
+def handover_overrides(cal: dict, step_s: float = 0.0, block_size: int | None = None) -> list[str]:
+    """The calibrated hand-over as the simulator's KV transfer (``handover_s`` + ``per_token_s``
+    x tokens), less one decode step (the measured hand-over includes the decode instance's first
+    iteration, which the simulator adds itself).
+
+    With the split fit (``a + b_injected x injected + b_recomputed x recomputed``) and the block
+    size: the connector injects whole blocks and the decode instance recomputes the rest, on
+    average ``(block_size + 1) / 2`` tokens, so ``handover_s = a + (b_recomputed - b_injected) x
+    (block_size + 1) / 2`` and ``per_token_s = b_injected``. Otherwise the line ``a + b x L``."""
+    cal = cal or {}
+    sp = cal.get("handover_split_fit") or {}
+    keys = ("a", "b_injected_s_per_token", "b_recomputed_s_per_token")
+    if block_size and all(isinstance(sp.get(k), int | float) and np.isfinite(sp[k]) for k in keys):
+        a0, bi, br = (float(sp[k]) for k in keys)
+        a, b = a0 + (br - bi) * (block_size + 1) / 2, bi
+    else:
+        h = cal.get("handover_fit") or {}
+        a, b = h.get("a"), h.get("b")
+        if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
+            return []
     step = float(step_s or 0.0)
     return [f"scheduler.kv_transfer.handover_s={max(0.0, float(a) - step):.6g}",
             f"scheduler.kv_transfer.per_token_s={max(0.0, float(b)):.6g}"]  # fmt: skip
@@ -460,7 +472,7 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
                 dp.clear_kv_storage()
 
         res = steps.run(name, {"deploy": dep.cfg.__repr__(), **cal}, cal_fn, inputs=["model"])
-        kv_ov = handover_overrides(res, decode_step_s(source))
+        kv_ov = handover_overrides(res, decode_step_s(source), int(cal["block_size"]))
     sim_dirs: dict[str, Path] = {}
     if source is not None:
         fit = f"fit-{design}"

@@ -201,16 +201,24 @@ def write_report(c: dict, loads, steps, run_dir: Path, out_dir: Path | None, arg
     cal = steps.results.get("calibrate-splitwise")
     if cal:
         h = cal["handover_fit"]
+        from experiments.apps.validate import decode_step_s, handover_overrides
+
+        bs = int(c["calibrate"]["block_size"])
+        ov = handover_overrides(cal, decode_step_s(src.get("source")), bs)
         L += ["## KV hand-over (calibrate-splitwise)", "",
-              f"hand-over = {h['a'] * 1e3:.1f} ms + {h['b'] * 1e6:.1f} us/token "
-              f"(r2 {h['r2']:.3f}, {h['points']} lengths); in the simulator "
-              "`scheduler.kv_transfer.handover_s` = the intercept less one batch-1 decode step "
-              "(the simulator adds that step itself), `per_token_s` = the slope.", ""]  # fmt: skip
+              f"Connector `{c['deploy']['connector']['name']}`; hand-over = the proxy's TTFT less "
+              "its prefill leg, one request at a time, on calibration prompts (not the replays). "
+              f"Line fit: {h['a'] * 1e3:.1f} ms + {h['b'] * 1e6:.1f} us/token "
+              f"(r2 {h['r2']:.3f}, {h['points']} lengths).", ""]  # fmt: skip
         sp = cal.get("handover_split_fit")
         if sp:
             L += [f"split fit: {sp['a'] * 1e3:.1f} ms + "
                   f"{sp['b_injected_s_per_token'] * 1e6:.1f} us/injected token + "
-                  f"{sp['b_recomputed_s_per_token'] * 1e6:.1f} us/recomputed token.", ""]  # fmt: skip
+                  f"{sp['b_recomputed_s_per_token'] * 1e6:.1f} us/recomputed token "
+                  f"(r2 {sp.get('r2', float('nan')):.3f}). The simulator's KV transfer: "
+                  f"`{' '.join(ov)}` (the split fit at the mean recomputed tail of "
+                  f"({bs} + 1) / 2 tokens, less one batch-1 decode step that the simulator adds "
+                  "itself).", ""]  # fmt: skip
     rows = 0
     if parts:
         df = pd.concat(parts, ignore_index=True)
