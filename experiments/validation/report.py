@@ -249,7 +249,7 @@ def write_report(c: dict, loads, steps, run_dir: Path, out_dir: Path | None, arg
             write_text_atomic(d / "traces.csv", traces.to_csv(index=False))
         if parts:
             write_text_atomic(d / "errors.csv", df.to_csv(index=False, float_format="%.6g"))
-            write_text_atomic(d / "summary.csv", summ.to_csv(index=False, float_format="%.4g"))
+            write_text_atomic(d / "summary.csv", summ.to_csv(index=False, float_format="%.6g"))
             plot_noise(df, d / "noise.png")
             if d != run_dir:
                 for n, png in figs:
