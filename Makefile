@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint bench clean vllm vllm-model vllm-server
+.PHONY: run test lint bench clean vllm vllm-model vllm-server validate
 
 $(VENV)/.base: pyproject.toml
 	@echo "make: creating $(VENV) and installing splitbench with numpy, pandas, hydra, joblib,"
@@ -64,6 +64,14 @@ vllm-model: $(VENV)/.vllm
 
 vllm-server: $(VENV)/.vllm
 	$(PY) -m characterize.measure.vllm_server serve --dir $(VLLM_MODEL_DIR) --port $(VLLM_PORT)
+
+# The full validation against real vLLM (issue 12; out of CI, ~45 min on 2 CPU cores): both
+# designs, the loads of experiments/conf/validate.yaml, 3 repeats each; steps cached in the run dir
+# (results/validation/tiny-cpu, a rerun resumes), the report published to
+# results/reference/validation/. VALIDATE_ARGS adds overrides (on a GPU: deploy.device=cuda ...).
+VALIDATE_ARGS ?=
+validate: $(VENV)/.vllm
+	$(VENV)/bin/splitbench-validate report_dir=results/reference/validation $(VALIDATE_ARGS)
 
 bench: $(VENV)/.base
 	$(PY) benchmarks/replay_speed.py

@@ -17,6 +17,11 @@ Timing:
   ``end = max(start + bytes / rate, prefill_end + bytes / num_layers / rate + exposed_s)`` where
   ``exposed_s`` is the sending machine's ``kv_exposed_transfer_s`` (or the configured override).
 - a transfer to the same machine (mixed pool, baselines) costs nothing.
+- calibrated hand-over (``handover_s``, ``per_token_s``; e.g. from ``splitbench-validate``'s
+  calibration of a real connector): a transfer lasts ``handover_s + tokens x per_token_s`` (the
+  link time ``bytes / rate`` when ``per_token_s`` is null, ``handover_s`` then added to the
+  rules above); with ``per_token_s`` set it is serialized after the prompt for every length (a
+  connector that hands KV over after the prefill, as vLLM's ExampleConnector does).
 - with prefix caching and ``uncached_only``, ``tokens`` is the context the token machine's
   prefix cache does not hold (the rest is copied locally there, at no cost); the layer-wise
   threshold applies to those tokens.
@@ -47,6 +52,14 @@ class KVTransferConfig:
         default=True,
         metadata={"help": "False: KV transfers are free and instant (ideal interconnect)"},
     )
+    handover_s: float = field(
+        default=0.0,
+        metadata={"help": "fixed cost of one KV hand-over, s (a calibrated connector's intercept)"},
+    )
+    per_token_s: float | None = field(
+        default=None,
+        metadata={"help": "s per transferred token (None: bytes / link rate, layer-wise rules)"},
+    )
     uncached_only: bool = field(
         default=False,
         metadata={
@@ -65,6 +78,13 @@ class KVTransferConfig:
         v = self.exposed_s
         need(v is None or (math.isfinite(v) and v >= 0), f"{k}.exposed_s",
              f"must be a finite number >= 0 or null, got {v!r}")  # fmt: skip
+        v = self.handover_s
+        need(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+             and v >= 0, f"{k}.handover_s", f"must be a finite number >= 0, got {v!r}")  # fmt: skip
+        v = self.per_token_s
+        need(v is None or (isinstance(v, int | float) and not isinstance(v, bool)
+             and math.isfinite(v) and v >= 0), f"{k}.per_token_s",
+             f"must be a finite number >= 0 or null, got {v!r}")  # fmt: skip
 
 
 def kv_transfer_bytes(kv_bytes_per_token: int, tokens: int) -> int:
@@ -75,7 +95,10 @@ def kv_transfer_bytes(kv_bytes_per_token: int, tokens: int) -> int:
 class KVLinks:
     """FIFO send/receive links of every machine; :meth:`transfer` returns the end time (s)."""
 
-    __slots__ = ("bw", "exposed", "tx_free", "rx_free", "kvb", "layers", "threshold", "enabled")
+    __slots__ = (
+        "bw", "exposed", "tx_free", "rx_free", "kvb", "layers", "threshold", "enabled", "fixed",
+        "per_token",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -93,6 +116,8 @@ class KVLinks:
         self.layers = num_layers
         self.threshold = config.layerwise_threshold_tokens
         self.enabled = config.enabled
+        self.fixed = float(config.handover_s)
+        self.per_token = config.per_token_s
 
     def transfer(self, src: int, dst: int, tokens: int, prefill_start: float, prefill_end: float):
         """Reserve the links for one request's KV; return the time its KV is on ``dst``."""
@@ -105,15 +130,18 @@ class KVLinks:
         free = self.tx_free[src]
         if self.rx_free[dst] > free:
             free = self.rx_free[dst]
-        if tokens >= self.threshold:
+        if self.per_token is not None:  # calibrated connector: after the prompt, fixed + rate
+            start = prefill_end if prefill_end > free else free
+            end = start + self.fixed + tokens * self.per_token
+        elif tokens >= self.threshold:
             start = prefill_start if prefill_start > free else free
-            end = start + nbytes / bw
-            tail = prefill_end + nbytes / self.layers / bw + self.exposed[src]
+            end = start + nbytes / bw + self.fixed
+            tail = prefill_end + nbytes / self.layers / bw + self.exposed[src] + self.fixed
             if tail > end:
                 end = tail
         else:
             start = prefill_end if prefill_end > free else free
-            end = start + nbytes / bw
+            end = start + nbytes / bw + self.fixed
         self.tx_free[src] = end
         self.rx_free[dst] = end
         return end

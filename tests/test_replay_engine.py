@@ -105,6 +105,22 @@ def test_single_request_splitwise_matches_hand(p):
     assert float(np.dot(v, w)) == pytest.approx(r.e2e_s - r.ttft_s, rel=1e-12)
 
 
+@pytest.mark.parametrize("p", [100, 2000])
+def test_calibrated_handover_option(p):
+    # a calibrated connector: handover_s + tokens x per_token_s after the prompt, any length
+    kv = KVTransferConfig(handover_s=0.05, per_token_s=2e-4)
+    res = simulate(
+        trace([(0.0, p, 3)]), make_design("splitwise-hh", "llama2-70b", 1, 1),
+        phase_models=PMS, scheduler=SchedulerConfig(kv_transfer=kv),
+    )  # fmt: skip
+    r = res.requests.iloc[0]
+    assert r.kv_transfer_s == pytest.approx(0.05 + p * 2e-4, rel=1e-9)
+    ready = H100.prefill_time([p]) + 0.05 + p * 2e-4
+    assert r.e2e_s == pytest.approx(ready + decode_alone(H100, p, 3), rel=1e-9)
+    with pytest.raises(ReplayError, match="scheduler.kv_transfer.per_token_s: must be"):
+        SchedulerConfig(kv_transfer={"per_token_s": -1.0})
+
+
 def test_free_transfer_option():
     res = simulate(
         trace([(0.0, 2000, 3)]), make_design("splitwise-hh", "llama2-70b", 1, 1),

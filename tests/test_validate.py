@@ -587,3 +587,122 @@ def test_injected_tokens_are_read_from_the_decode_log(tmp_path):
         )
         dep.servers["decode"] = ServerProcess("decode", ["x"], log, "http://x", 1)
         assert dep.injected_tokens() == [640, 128]
+
+
+# ---------------------------------------------------------------- simulator side, report
+def _default_cfg(*overrides):
+    from hydra import compose, initialize_config_dir
+
+    from experiments.apps.validate import check_config
+    from experiments.schemas import CONF_DIR, register
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return check_config(compose("validate", overrides=list(overrides)))
+
+
+def test_sim_overrides_follow_the_deployment():
+    from experiments.apps.validate import sim_overrides
+
+    c = _default_cfg("deploy.colocated.max_num_seqs=7")
+    b = sim_overrides(c, "baseline", "p.csv")
+    assert {"model=tiny-llama-512", "gpu=cpu", "design=baseline", "design.machines=1",
+            "design.machine_policy=vllm", "scheduler.vllm.max_num_seqs=7",
+            "scheduler.vllm.max_num_batched_tokens=2048", "scheduler.vllm.block_size=128",
+            "profiles.slo_reference_source=p.csv"} <= set(b)  # fmt: skip
+    s = sim_overrides(c, "splitwise", "p.csv")
+    assert {"design=splitwise", "design.prompt_machines=1", "design.token_machines=1",
+            "design.mixed_pool=false", "design.machine_policy=reference",
+            "scheduler.max_batch_size=32", "scheduler.prompt_batch_tokens=2048"} <= set(s)  # fmt: skip
+    assert not any(x.startswith("scheduler.vllm.") for x in s)
+
+
+def test_handover_overrides_and_decode_step(tmp_path):
+    from experiments.apps.validate import decode_step_s, handover_overrides
+
+    cal = {"handover_fit": {"a": 0.2, "b": 1e-4}}
+    assert handover_overrides(cal, 0.05) == [
+        "scheduler.kv_transfer.handover_s=0.15",
+        "scheduler.kv_transfer.per_token_s=0.0001",
+    ]
+    assert handover_overrides(cal, 0.5)[0] == "scheduler.kv_transfer.handover_s=0"
+    assert handover_overrides({}, 0.0) == [] and handover_overrides(None) == []
+    split = {**cal, "handover_split_fit": {"a": 0.03, "b_injected_s_per_token": 1e-4,
+                                           "b_recomputed_s_per_token": 9e-4}}  # fmt: skip
+    assert handover_overrides(split, 0.01, block_size=3) == [  # 0.03 + 8e-4 x 2 - 0.01
+        "scheduler.kv_transfer.handover_s=0.0216",
+        "scheduler.kv_transfer.per_token_s=0.0001",
+    ]
+    assert handover_overrides(split, 0.05) == handover_overrides(cal, 0.05)  # no block size
+    f = tmp_path / "p" / "profiles.csv"
+    f.parent.mkdir()
+    pd.DataFrame({"phase": ["prefill", "decode", "decode", "decode"],
+                  "batch_size": [1, 1, 1, 4], "latency_s": [0.01, 0.04, 0.03, 0.02]}
+                 ).to_csv(f, index=False)  # fmt: skip
+    assert decode_step_s(str(f)) == pytest.approx(0.03)
+    assert decode_step_s(str(tmp_path)) == pytest.approx(0.03)  # a folder: every table under it
+    assert decode_step_s("reference") == 0.0 and decode_step_s(None) == 0.0
+
+
+def test_split_first_token_moves_to_the_decode_side(tmp_path):
+    sim = _sim_dir(tmp_path / "sim", 1.0, 1.0)
+    # request 0 and 5: a first decode gap after the KV transfer of 0.5 s (and a later one)
+    pd.DataFrame({"request_id": [0, 5, 0], "gap_s": [0.5, 0.25, 9.0]}).to_parquet(
+        sim / "request_gaps.parquet"
+    )
+    a = cmp.load_run(sim)
+    b = cmp.load_run(sim, first_token="decode")
+    ta, tb = (
+        a.requests.set_index("request_id")["ttft_s"],
+        b.requests.set_index("request_id")["ttft_s"],
+    )
+    assert tb[0] == pytest.approx(ta[0] + 0.5) and tb[5] == pytest.approx(ta[5] + 0.25)
+    assert (tb.drop([0, 5]) == ta.drop([0, 5])).all()
+    assert a.gaps[0].size - b.gaps[0].size == 2  # the two first gaps left the TBT sample
+    assert 9.0 in set(b.gaps[0]) and 0.5 not in set(b.gaps[0])
+    from experiments.errors import ExperimentError
+
+    with pytest.raises(ExperimentError, match="first_token"):
+        cmp.load_run(sim, first_token="x")
+
+
+def test_report_files_and_summary(tmp_path):
+    from types import SimpleNamespace
+
+    from experiments.validation.report import summary_table, write_report
+
+    reals = [_real_dir(tmp_path / f"r{k}", s) for k, s in enumerate((0.95, 1.0, 1.05))]
+    sim = _sim_dir(tmp_path / "sim", 1.08, 0.80)
+    steps = Steps(tmp_path / "run", log=lambda s: None)
+    d = steps.path("compare-baseline-conv-r1")
+    d.mkdir(parents=True)
+    df = cmp.compare_runs(sim, reals, design="baseline", load="conv-r1")
+    (d / "errors.csv").write_text(df.to_csv(index=False))
+    cmp.plot_cdfs(cmp.load_run(sim), [cmp.load_run(r) for r in reals], d / "cdf.png")
+    steps.results["compare-baseline-conv-r1"] = {}
+    c = _default_cfg("designs=[baseline]")
+    loads = [SimpleNamespace(name="conv-r1", trace="azure-conv-2023", rate=1.0, duration_s=9)]
+    pub = tmp_path / "pub"
+    rows = write_report(c, loads, steps, tmp_path / "run", pub, ["splitbench-validate", "x=1"])
+    assert rows == len(df) == 10
+    for n in ("report.md", "errors.csv", "summary.csv", "noise.png", "versions.json",
+              "cdf-baseline-conv-r1.png"):  # fmt: skip
+        assert (pub / n).is_file(), n
+    s = summary_table(df).iloc[0]
+    assert s["ttft_p50_err"] == pytest.approx(0.08) and s["tbt_p90_err"] == pytest.approx(-0.2)
+    assert s["noise_max"] == pytest.approx(0.05, abs=1e-9)
+    text = (pub / "report.md").read_text()
+    assert "| baseline | conv-r1 | +8% / +8% | -20% / -20% |" in text
+    assert "splitbench-validate x=1" in text
+    assert json.loads((pub / "versions.json").read_text())["python"]
+
+
+def test_deployment_turns_prefix_caching_off_unless_asked():
+    from experiments.validation.deploy import vllm_argv
+
+    inst = InstanceConfig(port=8100, cpus="0")
+    off = vllm_argv(DeploymentConfig(design="baseline", model_dir="m"), inst, None)
+    on = vllm_argv(DeploymentConfig(design="baseline", model_dir="m", prefix_caching=True), inst,
+                   None)  # fmt: skip
+    assert "--no-enable-prefix-caching" in off and "--no-enable-prefix-caching" not in on
+    assert _default_cfg()["deploy"]["prefix_caching"] is False

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytestmark = [
@@ -48,9 +49,15 @@ def model_dir(tmp_path_factory):
     return str(build_model_dir(tmp_path_factory.mktemp("m") / "tiny-llama-512"))
 
 
+#: the committed phase profile of the validation report (vLLM engine iterations on this CPU)
+PROFILE = Path(__file__).resolve().parents[1] / "results/reference/validation/profile/profiles.csv"
+
+
 def test_smoke_splitwise_end_to_end(tmp_path, model_dir):
+    # the whole chain: fit, calibrate, simulate with the calibrated hand-over, replay, compare
     r = _app(tmp_path, "designs=[splitwise]", *BASE, *_ports(), f"model.dir={model_dir}",
-             "model.build=false", "hydra.run.dir=out")  # fmt: skip
+             "model.build=false", "hydra.run.dir=out", "profile.mode=source",
+             f"profile.source={PROFILE}", "report_dir=pub")  # fmt: skip
     out = tmp_path / "out"
     cal = json.loads((out / "calibrate-splitwise" / "kv_transfer.json").read_text())
     assert cal["handover_fit"]["points"] == 2
@@ -69,6 +76,13 @@ def test_smoke_splitwise_end_to_end(tmp_path, model_dir):
         assert r.returncode == 0, r.stderr[-2000:]
         summ = json.loads((out / "replay-splitwise-smoke-r0" / "run" / "summary.json").read_text())
         assert summ["requests"]["completed"] >= 1
+        sim = json.loads((out / "simulate-splitwise-smoke" / "step.json").read_text())
+        ov = sim["config"]["overrides"]
+        assert any(o.startswith("scheduler.kv_transfer.per_token_s=") for o in ov)
+        err = pd.read_csv(out / "compare-splitwise-smoke" / "errors.csv")
+        assert len(err) == 10 and err["real"].notna().all() and err["sim"].notna().all()
+        assert (tmp_path / "pub" / "report.md").is_file()
+        assert (tmp_path / "pub" / "cdf-splitwise-smoke.png").is_file()
     else:  # the load generator is another branch's: the run stops there, one line
         assert r.returncode == 2
         assert r.stderr.strip().splitlines() == [

@@ -32,6 +32,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 
 from experiments.apps._cli import launch
@@ -221,6 +222,7 @@ class LazyDeployment:
             dtype=str(d["dtype"]),
             device=str(d["device"]),
             health_timeout_s=float(d["health_timeout_s"]),
+            prefix_caching=bool(d["prefix_caching"]),
             python=d.get("python"),
         )
         self.step = f"deploy-{design}"
@@ -278,6 +280,81 @@ def _loads(c: dict):
     return [Load(**{**base, "seed": int(c["seed"]), **ld}) for ld in c["loads"]]
 
 
+def sim_overrides(c: dict, design: str, source: str) -> list[str]:
+    """splitbench-replay overrides that make the simulator the deployment of ``design``: the
+    model spec, the machine spec (one instance per node), the node counts (baseline: 1; split:
+    1 prompt + 1 token, no mixed pool, as the proxy never mixes), the machine policy of the design
+    (``vllm`` takes baseline designs only) with the deployment's vLLM settings, the profile as its own slowdown reference; then the config's."""
+    d = c["deploy"]
+    sim = c["simulate"]
+    inst = d["colocated" if design == "baseline" else "decode"]
+    mbt = inst.get("max_num_batched_tokens") or sim["default_max_num_batched_tokens"]
+    ov = [
+        f"model={c['model']['name']}",
+        f"gpu={sim['gpu']}",
+        f"profiles.slo_reference_source={source}",
+        f"profiles.slo_reference_gpu={sim['profile_gpu']}",
+        "profiles.slo_reference_tp=1",
+    ]
+    policy = sim["machine_policy"][design]
+    ov.append(f"design.machine_policy={policy}")
+    if policy == "vllm":
+        ov += [f"scheduler.vllm.max_num_seqs={int(inst['max_num_seqs'])}",
+               f"scheduler.vllm.max_num_batched_tokens={int(mbt)}",
+               f"scheduler.vllm.block_size={int(c['calibrate']['block_size'])}"]  # fmt: skip
+    else:  # the reference policy: vLLM's budget as its prompt batch, max_num_seqs as its batch
+        ov += [f"scheduler.prompt_batch_tokens={int(mbt)}",
+               f"scheduler.max_batch_size={int(inst['max_num_seqs'])}"]  # fmt: skip
+    if design == "baseline":
+        ov += ["design=baseline", "design.machines=1"]
+    else:
+        ov += ["design=splitwise", "design.prompt_machines=1", "design.token_machines=1",
+               "design.mixed_pool=false"]  # fmt: skip
+    return [*ov, *sim["overrides"], *sim["designs"].get(design, [])]
+
+
+def decode_step_s(source: str | None) -> float:
+    """The profile's fastest batch-1 decode iteration (s); 0 when there is none."""
+    import pandas as pd
+
+    if not source or source == "reference":
+        return 0.0
+    p = Path(source)
+    files = sorted(p.rglob("profiles.csv")) if p.is_dir() else [p]
+    best = 0.0
+    for f in files:
+        df = pd.read_csv(f)
+        one = df[(df["phase"] == "decode") & (df["batch_size"] == 1)]["latency_s"]
+        if len(one) and (best == 0.0 or float(one.min()) < best):
+            best = float(one.min())
+    return best
+
+
+def handover_overrides(cal: dict, step_s: float = 0.0, block_size: int | None = None) -> list[str]:
+    """The calibrated hand-over as the simulator's KV transfer (``handover_s`` + ``per_token_s``
+    x tokens), less one decode step (the measured hand-over includes the decode instance's first
+    iteration, which the simulator adds itself).
+
+    With the split fit (``a + b_injected x injected + b_recomputed x recomputed``) and the block
+    size: the connector injects whole blocks and the decode instance recomputes the rest, on
+    average ``(block_size + 1) / 2`` tokens, so ``handover_s = a + (b_recomputed - b_injected) x
+    (block_size + 1) / 2`` and ``per_token_s = b_injected``. Otherwise the line ``a + b x L``."""
+    cal = cal or {}
+    sp = cal.get("handover_split_fit") or {}
+    keys = ("a", "b_injected_s_per_token", "b_recomputed_s_per_token")
+    if block_size and all(isinstance(sp.get(k), int | float) and np.isfinite(sp[k]) for k in keys):
+        a0, bi, br = (float(sp[k]) for k in keys)
+        a, b = a0 + (br - bi) * (block_size + 1) / 2, bi
+    else:
+        h = cal.get("handover_fit") or {}
+        a, b = h.get("a"), h.get("b")
+        if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
+            return []
+    step = float(step_s or 0.0)
+    return [f"scheduler.kv_transfer.handover_s={max(0.0, float(a) - step):.6g}",
+            f"scheduler.kv_transfer.per_token_s={max(0.0, float(b)):.6g}"]  # fmt: skip
+
+
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     from dataclasses import asdict
 
@@ -309,37 +386,58 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     return {"run_dir": str(run_dir), "ran": steps.ran, "reused": steps.reused, "rows": rows}
 
 
-def _profile(c: dict, design: str, steps, model_dir: str) -> str | None:
-    """The profile source of a design's instances (None: profile.mode=skip)."""
+def _profile(c: dict, design: str, steps, model_dir: str) -> tuple[str | None, str]:
+    """(the profile source of a design's instances (None: profile.mode=skip), its step)."""
     prof = c["profile"]
     name = f"profile-{design}"
     if prof["mode"] == "skip":
-        return None
+        return None, name
     if prof["mode"] == "source":
         src = str(prof["source"])
         steps.run(name, {"source": src}, lambda d: {"source": src})
-        return src
+        return src, name
     # measure: each instance runs the model with the same settings on its own core(s); the
-    # profile of the first instance stands for both (same model, same core count by default)
+    # profile of the first instance stands for both (same model, same core count by default).
+    # One profile serves both designs when the co-located and prefill instances have the same
+    # settings (the port aside): step "profile"
     inst = c["deploy"]["colocated" if design == "baseline" else "prefill"]
-    conf = {"model_dir": model_dir, "overrides": list(prof["overrides"]), "instance": inst,
+
+    def settings(k):
+        return {x: v for x, v in c["deploy"][k].items() if x != "port"}
+
+    if settings("colocated") == settings("prefill"):
+        name = "profile"
+    conf = {"model_dir": model_dir, "overrides": list(prof["overrides"]),
+            "instance": settings("colocated" if design == "baseline" else "prefill"),
             "device": c["deploy"]["device"], "dtype": c["deploy"]["dtype"]}  # fmt: skip
+
+    from experiments.validation.procs import parse_cpus
+
+    cpus = parse_cpus(inst["cpus"])
 
     def fn(d: Path):
         argv = [
             _script("splitbench-characterize"),
             "engine=vllm",
+            f"model={c['model']['name']}",
+            f"device={c['deploy']['device']}",
             f"vllm.model_dir={model_dir}",
-            f"hydra.run.dir={d}",
+            f"vllm.max_num_seqs={inst['max_num_seqs']}",
+            "vllm.max_num_batched_tokens="
+            f"{inst.get('max_num_batched_tokens') or c['simulate']['default_max_num_batched_tokens']}",
+            f"vllm.kvcache_gib={max(1, round(float(inst['kvcache_gib'])))}",
+            f"out_dir={d}",
+            "run_name=profile",
+            f"hydra.run.dir={d / 'hydra'}",
+            *([f"vllm.omp_bind={','.join(map(str, sorted(cpus)))}"]
+              if c["deploy"]["device"] == "cpu" else []),
             *prof["overrides"],
-        ]
-        from experiments.validation.procs import parse_cpus
+        ]  # fmt: skip
+        _run_tool(name, argv, d / "characterize.log", 3600, cpus=cpus)
+        return {"source": str(d / "profile" / "profiles.csv")}
 
-        _run_tool(name, argv, d / "characterize.log", 3600, cpus=parse_cpus(inst["cpus"]))
-        return {"source": str(d)}
-
-    steps.run(name, conf, fn, inputs=["model"])
-    return str(steps.path(name))
+    res = steps.run(name, conf, fn, inputs=["model"])
+    return str(res.get("source") or steps.path(name)), name
 
 
 def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> None:
@@ -347,35 +445,12 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
     from experiments.validation.compare import compare_runs, load_run, plot_cdfs
     from experiments.validation.errors import StepError
 
-    source = _profile(c, design, steps, dep.cfg.model_dir)
-    prof_step = f"profile-{design}"
-    sim_dirs: dict[str, Path] = {}
-    if source is not None:
-        fit = f"fit-{design}"
-
-        def fit_fn(d: Path):
-            _run_tool(fit, [_script("splitbench-profiles"), "fit", source], d / "fit.log", 600)
-            return {"source": source, "log": str(d / "fit.log")}
-
-        steps.run(fit, {"source": source}, fit_fn, inputs=[prof_step])
-        if c["simulate"]["enabled"]:
-            for ld in loads:
-                name = f"simulate-{design}-{ld.name}"
-                ov = [*c["simulate"]["overrides"], *c["simulate"]["designs"].get(design, [])]
-
-                def sim_fn(d: Path, ld=ld, ov=ov, name=name):
-                    trace = steps.path(f"trace-{ld.name}") / "trace.csv"
-                    argv = [_script("splitbench-replay"), "trace=path", f"trace.path={trace}",
-                            f"profiles.source={source}", f"seed={c['seed']}",
-                            f"hydra.run.dir={d}", *ov]  # fmt: skip
-                    _run_tool(name, argv, d / "replay.log", 1800)
-                    return {"dir": str(d)}
-
-                steps.run(name, {"overrides": ov, "source": source}, sim_fn,
-                          inputs=[fit, f"trace-{ld.name}"])  # fmt: skip
-                sim_dirs[ld.name] = steps.path(name)
+    source, prof_step = _profile(c, design, steps, dep.cfg.model_dir)
     cal = c["calibrate"]
+    kv_ov: list[str] = []
     if design == "splitwise" and cal["enabled"]:
+        # before the simulation: the calibrated hand-over is the simulator's KV transfer model
+        # (measured on calibration requests, never on the replays compared)
         name = f"calibrate-{design}"
 
         def cal_fn(d: Path):
@@ -396,7 +471,34 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
                 sup.unwatch()
                 dp.clear_kv_storage()
 
-        steps.run(name, {"deploy": dep.cfg.__repr__(), **cal}, cal_fn, inputs=["model"])
+        res = steps.run(name, {"deploy": dep.cfg.__repr__(), **cal}, cal_fn, inputs=["model"])
+        kv_ov = handover_overrides(res, decode_step_s(source), int(cal["block_size"]))
+    sim_dirs: dict[str, Path] = {}
+    if source is not None:
+        fit = f"fit-{design}"
+
+        def fit_fn(d: Path):
+            argv = [_script("splitbench-profiles"), "fit", "--source", source]
+            _run_tool(fit, argv, d / "fit.log", 600)
+            return {"source": source, "log": str(d / "fit.log")}
+
+        steps.run(fit, {"source": source}, fit_fn, inputs=[prof_step])
+        if c["simulate"]["enabled"]:
+            ov = [*sim_overrides(c, design, source), *kv_ov]
+            for ld in loads:
+                name = f"simulate-{design}-{ld.name}"
+
+                def sim_fn(d: Path, ld=ld, ov=ov, name=name):
+                    trace = steps.path(f"trace-{ld.name}") / "trace.csv"
+                    argv = [_script("splitbench-replay"), "trace=path", f"trace.path={trace}",
+                            f"profiles.source={source}", f"seed={c['seed']}",
+                            f"hydra.run.dir={d}", *ov]  # fmt: skip
+                    _run_tool(name, argv, d / "replay.log", 1800)
+                    return {"dir": str(d)}
+
+                steps.run(name, {"overrides": ov, "source": source}, sim_fn,
+                          inputs=[fit, f"trace-{ld.name}"])  # fmt: skip
+                sim_dirs[ld.name] = steps.path(name)
     for ld in loads:
         reps = []
         for r in range(int(c["repeats"])):
@@ -441,7 +543,9 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
             def cmp_fn(d: Path, ld=ld, reps=reps):
                 from common.atomic import write_text_atomic
 
-                sim = load_run(sim_dirs[ld.name])
+                # splitwise: every token the client sees comes from the decode instance
+                sim = load_run(sim_dirs[ld.name],
+                               first_token="decode" if design == "splitwise" else "prompt")  # fmt: skip
                 reals = [load_run(p) for p in reps]
                 df = compare_runs(sim, reals, design=design, load=ld.name,
                                   trim=float(c["compare"]["trim"]))  # fmt: skip
@@ -452,7 +556,9 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
             inputs = [f"simulate-{design}-{ld.name}"] + [
                 f"replay-{design}-{ld.name}-r{r}" for r in range(int(c["repeats"]))
             ]
-            steps.run(name, {"trim": c["compare"]["trim"]}, cmp_fn, inputs=inputs)
+            key = {"trim": c["compare"]["trim"], "first_token": "decode" if design == "splitwise"
+                   else "prompt"}  # fmt: skip
+            steps.run(name, key, cmp_fn, inputs=inputs)
         elif not c["simulate"]["enabled"] or c["profile"]["mode"] == "skip":
             pass
         else:  # pragma: no cover - simulate ran for every load above
@@ -460,37 +566,13 @@ def _design(c: dict, design: str, loads, steps, dep: LazyDeployment, sup) -> Non
 
 
 def _report(c: dict, loads, steps, run_dir: Path) -> int:
-    """errors.csv and report.md over every compare step that ran (or was reused)."""
-    import pandas as pd
+    """report.md, its CSVs and figures over every compare step (experiments.validation.report);
+    also into ``report_dir`` when set."""
+    from experiments.validation.report import write_report
 
-    from common.atomic import write_text_atomic
-    from experiments.validation.compare import format_table
-
-    parts = []
-    for design in c["designs"]:
-        for ld in loads:
-            f = steps.path(f"compare-{design}-{ld.name}") / "errors.csv"
-            if f"compare-{design}-{ld.name}" in steps.results and f.is_file():
-                parts.append(pd.read_csv(f))
-    lines = ["# Validation: simulator against real vLLM", ""]
-    cal = steps.results.get("calibrate-splitwise")
-    if cal:
-        h = cal["handover_fit"]
-        lines += [
-            "## KV transfer (calibrate-splitwise)",
-            f"hand-over = {h['a'] * 1e3:.2f} ms + {h['b'] * 1e6:.3f} us/token "
-            f"(r2 {h['r2']:.3f}, {h['points']} lengths)",
-            "",
-        ]
-    if parts:
-        df = pd.concat(parts, ignore_index=True)
-        write_text_atomic(run_dir / "errors.csv", df.to_csv(index=False, float_format="%.6g"))
-        lines += ["## Relative errors (sim - real) / real", "", format_table(df), ""]
-    else:
-        lines += ["No simulated run to compare with (profile.mode=skip or simulate.enabled="
-                  "false).", ""]  # fmt: skip
-    write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
-    return sum(len(p) for p in parts)
+    out = c.get("report_dir")
+    argv = ["splitbench-validate", *sys.argv[1:]]
+    return write_report(c, loads, steps, run_dir, Path(out).resolve() if out else None, argv)
 
 
 def main(argv: list[str] | None = None) -> None:

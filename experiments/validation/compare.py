@@ -61,8 +61,29 @@ def _read(path: Path) -> pd.DataFrame:
         raise ExperimentError(f"{path}: not a readable Parquet file ({e})") from None
 
 
-def load_run(path: str | Path) -> RunData:
-    """Read a run directory (sim or real, see the module doc)."""
+def _first_token_from_decode(req: pd.DataFrame, rg: pd.DataFrame):
+    """(requests with TTFT moved to the decode side, the remaining request gaps).
+
+    A real disaggregated deployment streams every token from the decode instance (the prefill
+    instance's one token goes nowhere), so the client's first token comes after the KV hand-over
+    and the decode instance's first step. The simulator's first token is the prompt machine's;
+    its first decode gap after the transfer is exactly that hand-over plus step. Adding it to the
+    TTFT (and dropping it from the gaps) puts sim and real on the same definition."""
+    rg = rg.reset_index(drop=True)
+    first = rg.groupby("request_id", sort=False).head(1)
+    shift = pd.Series(first["gap_s"].to_numpy(dtype=float), index=first["request_id"].to_numpy())
+    req = req.copy()
+    add = req["request_id"].map(shift).fillna(0.0).to_numpy(dtype=float)
+    req["ttft_s"] = req["ttft_s"].to_numpy(dtype=float) + add
+    return req, rg.drop(index=first.index)
+
+
+def load_run(path: str | Path, first_token: str = "prompt") -> RunData:
+    """Read a run directory (sim or real, see the module doc). ``first_token="decode"``: a
+    simulated split run's TTFT is taken where a real disaggregated deployment's client sees it
+    (:func:`_first_token_from_decode`); real runs are unchanged."""
+    if first_token not in ("prompt", "decode"):
+        raise ExperimentError(f"first_token: must be prompt or decode, got {first_token!r}")
     from replay.metrics import REQUEST_COLUMNS, span_gaps
 
     path = Path(path)
@@ -77,6 +98,8 @@ def load_run(path: str | Path) -> RunData:
     if (path / "iterations.parquet").is_file() and (path / "request_gaps.parquet").is_file():
         it = _read(path / "iterations.parquet")
         rg = _read(path / "request_gaps.parquet")
+        if first_token == "decode":
+            req, rg = _first_token_from_decode(req, rg)
         v, w = span_gaps(
             it["first_s"], it["increment_s"], it["iterations"], it["batch_size"],
             it["first_excluded"],

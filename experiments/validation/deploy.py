@@ -83,6 +83,9 @@ class DeploymentConfig:
     device: str = "cpu"
     health_timeout_s: float = 240.0
     python: str | None = None  # the interpreter with vLLM (None: this one)
+    # vLLM caches prompt blocks by default: repeats of one trace (same token ids) would then hit
+    # the cache from the first repeat on; off, as in the profile and the simulator
+    prefix_caching: bool = False
 
 
 def kv_transfer_config(c: ConnectorConfig, storage: Path) -> dict:
@@ -122,6 +125,8 @@ def vllm_argv(cfg: DeploymentConfig, inst: InstanceConfig, kv: dict | None) -> l
         argv += ["--max-num-batched-tokens", str(inst.max_num_batched_tokens)]
     if cfg.device != "cpu":
         argv += ["--gpu-memory-utilization", str(inst.gpu_memory_utilization)]
+    if not cfg.prefix_caching:
+        argv.append("--no-enable-prefix-caching")
     if kv is not None:
         argv += ["--kv-transfer-config", json.dumps(kv, sort_keys=True)]
     return argv + list(inst.extra_args)
