@@ -105,7 +105,7 @@ def headline(ret: Any) -> tuple[str, str | None, dict]:
 
     Understands a study point record (``{"status", "result", "error"}``, also under
     ``"point"``), a study run (``{"meta": {"simulations": ...}}``) and a replay summary
-    (a dict or dataclass with throughput, goodput, ``slo_config``)."""
+    (a dict or dataclass with throughput, goodput and its ``slo`` verdict)."""
     ret = _plain(ret)
     if not isinstance(ret, dict):
         return "ok", None, {}
@@ -123,10 +123,10 @@ def headline(ret: Any) -> tuple[str, str | None, dict]:
             metrics["dir"] = str(ret["dir"])
     else:  # a replay summary
         src = dict(ret)
-        slo = src.get("slo_config") or src.get("slo") or {}
-        if isinstance(slo, dict) and "slo_met" in slo:
-            src.setdefault("slo_met", slo["slo_met"])
-            src.setdefault("slo_worst_ratio", slo.get("slo_worst_ratio"))
+        slo = src.get("slo") or {}  # replay.summary: {name, ..., all_ok, worst_ratio}
+        if isinstance(slo, dict) and "all_ok" in slo:
+            src.setdefault("slo_met", slo["all_ok"])
+            src.setdefault("slo_worst_ratio", slo.get("worst_ratio"))
         reqs = src.get("requests")
         if isinstance(reqs, dict) and "completed" in reqs:
             metrics["completed"] = reqs["completed"]

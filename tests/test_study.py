@@ -431,7 +431,7 @@ def test_sweep_label_and_headline():
     assert sweep.headline(ok) == ("ok", None, {"slo_met": True, "throughput_rps": 2.5})
     summary = {
         "throughput_rps": 1.0,
-        "slo_config": {"slo_met": False},
+        "slo": {"name": "paper", "all_ok": False, "worst_ratio": 1.5},
         "requests": {"completed": 3},
     }
     assert sweep.headline(summary)[2] == {"completed": 3, "slo_met": False, "throughput_rps": 1.0}

@@ -165,14 +165,18 @@ def _cached_since(cache_dir, t0: float) -> int:
     return n
 
 
-def _study_label(st_name: str) -> tuple[str, list[str]]:
+def _study_label(st_name: str) -> tuple[str, list[str] | None]:
     """The study's folder name and the job's overrides: ``<name>`` alone, or inside a
     multirun ``<name>--<its overrides>`` (one folder per job, nothing overwritten)."""
     from experiments import sweep
 
     job = sweep.hydra_job()
-    if job is None:
-        return st_name, []
+    if job is None:  # a single run: its command-line overrides when Hydra runs the app
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return st_name, None  # called as a library: none recorded (the report falls back)
+        return st_name, list(HydraConfig.get().overrides.task)
     label = sweep.label_of(job["overrides"])
     return (f"{st_name}--{label}" if label else f"{st_name}--job{job['num']}"), job["overrides"]
 
