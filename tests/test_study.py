@@ -434,7 +434,12 @@ def test_sweep_label_and_headline():
         "slo": {"name": "paper", "all_ok": False, "worst_ratio": 1.5},
         "requests": {"completed": 3},
     }
-    assert sweep.headline(summary)[2] == {"completed": 3, "slo_met": False, "throughput_rps": 1.0}
+    assert sweep.headline(summary)[2] == {
+        "completed": 3,
+        "slo_met": False,
+        "slo_worst_ratio": 1.5,
+        "throughput_rps": 1.0,
+    }
 
 
 def _sub(tmp_path, *argv, timeout=300):
