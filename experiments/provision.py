@@ -449,6 +449,19 @@ def max_rate_under_budget(
     return BudgetResult(best_c, rate, cands, config_rates, log.evaluations, log.points)
 
 
+def max_rate_of(
+    evaluate: Evaluator, counts: Counts, grid: RateGrid, rate_start: float | None = None
+) -> tuple[float | None, list[dict]]:
+    """Highest grid rate one configuration sustains under the SLO (galloping from the grid rate
+    nearest ``rate_start``, then bisecting), and every point asked; None when even the lowest
+    rate fails."""
+    rates = grid.rates
+    log = SearchLog(evaluate)
+    start = grid.index_near(rate_start) if rate_start else 0
+    i = _last_true(lambda k: log.met(counts, rates[k]), 0, len(rates) - 1, start)
+    return (rates[i] if i >= 0 else None), log.points
+
+
 def _middle_out(n: int) -> list[int]:
     return _middle_out_of(list(range(n)))
 

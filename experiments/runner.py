@@ -100,6 +100,13 @@ def profiles_identity(profiles: schemas.ProfilesConf | str) -> dict:
         "gpu": profiles.slo_reference_gpu,
         "tp": int(profiles.slo_reference_tp),
     }
+    adjust = profiles.adjust
+    if isinstance(adjust, dict):
+        from characterize.modeling.phase.adjust import PhaseAdjust
+
+        adjust = PhaseAdjust(**adjust)
+    if not adjust.is_identity:  # the plain fit keeps the keys it had
+        out["adjust"] = asdict(adjust)
     return out
 
 
@@ -174,10 +181,25 @@ def make_point(
 
 
 @cache
-def _phase_models(source: str, reference: str = "reference", gpu: str = "a100-80gb", tp: int = 8):
+def _phase_models(
+    source: str,
+    reference: str = "reference",
+    gpu: str = "a100-80gb",
+    tp: int = 8,
+    adjust: tuple = (),
+):
+    """The phase-model set of a point's profiles (``adjust``: PhaseAdjust fields as sorted
+    (name, value) pairs; empty: the plain fit)."""
+    from characterize.modeling.phase.adjust import PhaseAdjust
     from characterize.modeling.phase_model import load_phase_models
 
-    return load_phase_models(source, reference=reference, reference_gpu=gpu, reference_tp=tp)
+    return load_phase_models(
+        source,
+        reference=reference,
+        reference_gpu=gpu,
+        reference_tp=tp,
+        adjust=PhaseAdjust(**dict(adjust)) if adjust else None,
+    )
 
 
 @cache
@@ -222,6 +244,7 @@ def simulate_point(point: dict, progress: bool = False, display: dict | None = N
         ref.get("source", "reference"),
         ref.get("gpu", "a100-80gb"),
         int(ref.get("tp", 8)),
+        tuple(sorted((prof.get("adjust") or {}).items())),
     )
     res = simulate(
         df,

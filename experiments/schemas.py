@@ -24,6 +24,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from characterize.modeling.phase.adjust import PhaseAdjust
 from replay.designs import DesignConfig
 from replay.scheduler import SchedulerConfig
 from replay.slo import SLO
@@ -79,6 +80,13 @@ class ProfilesConf:
     measured_dir: str = _f(
         "${paths.root}/results/profiles",
         "folder of measured profiles; H200 designs run only when it has H200 rows",
+    )
+    adjust: PhaseAdjust = field(
+        default_factory=PhaseAdjust,
+        metadata={
+            "help": "modelling assumptions on the fitted phase models (sensitivity study; "
+            "characterize.modeling.phase.adjust); the slowdown reference stays unadjusted"
+        },
     )
 
 
@@ -142,6 +150,20 @@ class HeatmapConf:
 
 
 @dataclass
+class VariantConf:
+    name: str = _f(MISSING, "short key of this variant (a row of the variant tables)")
+    group: str = _f("", "what is varied (one tornado bar per group), e.g. 'KV transfer'")
+    label: str = _f("", "what this variant sets, as the report shows it")
+    set: dict[str, Any] = _f(
+        {},
+        "dotted overrides of the study's settings: scheduler.<key>, profiles.<key> (e.g. "
+        "profiles.adjust.overhead_scale), trace.<key> (every trace), design.<key> (every "
+        "design it applies to), seed",
+    )
+    applies_to: str = _f("all", "designs changed: 'all', 'baseline' or 'splitwise'")
+
+
+@dataclass
 class StudySpec:
     name: str = _f("paper-default", "study name: its folder under paths.study_dir")
     description: str = _f("", "one line shown in the report")
@@ -154,6 +176,25 @@ class StudySpec:
     h200_designs: list[str] = _f([], "designs run only when measured H200 profiles exist")
     heatmap: bool = _f(False, "compute the provisioning heatmap (grid over machine counts)")
     report: bool = _f(True, "write the report when the study finishes")
+    variants: list[VariantConf] = _f(
+        [],
+        "settings varied one at a time: each design's max rate under the SLO at its "
+        "`variant_budget` configuration (or re-provisioned: `reprovision`)",
+    )
+    variant_budget: str = _f("iso-power", "the budget whose best configurations variants keep")
+    reprovision: bool = _f(
+        False, "variants re-search the configuration within the budget (many more points)"
+    )
+    mismatch: bool = _f(
+        False, "serve each other trace with each design's best configuration for one trace"
+    )
+    load_factors: list[float] = _f(
+        [], "load curves: rates = these x each design's max rate at its best configuration"
+    )
+    batch_overload: float | None = _f(
+        None, "batch jobs: offered rate = this x the design's SLO max rate (saturation)"
+    )
+    batch_configs: int = _f(5, "batch jobs: evenly spaced frontier configurations tried")
 
 
 @dataclass

@@ -23,9 +23,11 @@ from experiments.provision import (
     Budget,
     Pool,
     RateGrid,
+    SearchLog,
     affordable_frontier,
     cost_of,
     heatmap,
+    max_rate_of,
     max_rate_under_budget,
     min_machines,
     power_of,
@@ -49,11 +51,22 @@ class StudyContext:
     evaluator: object = None  # None: runner.evaluate_point; tests pass a cheap function
     progress_file: str | None = None  # one line appended per point looked at (progress bar)
     main_pid: int = 0  # the study's process (workers elsewhere ignore Ctrl-C: it stops here)
+    batch_configs: int = 5  # study.batch_configs
+
+
+#: tasks that start from another (budget) task's best configuration
+DEPENDENT_KINDS = ("fixed", "load", "batch")
 
 
 @dataclass
 class Task:
-    kind: str  # "budget" | "throughput" | "heatmap"
+    """One search. ``budget``: the best configuration within a budget; ``throughput``: the
+    cheapest for a rate; ``heatmap``: a machine grid; and, from the best configuration of
+    ``source`` (a budget task): ``fixed`` (its max rate under other settings: a variant, another
+    trace), ``load`` (points at ``factors`` x its max rate) and ``batch`` (throughput at a
+    saturating rate on evenly spaced frontier configurations)."""
+
+    kind: str  # "budget" | "throughput" | "heatmap" | "fixed" | "load" | "batch"
     trace_key: str
     trace: schemas.TraceConf
     design_key: str
@@ -61,8 +74,14 @@ class Task:
     budget: dict | None = None  # {"power_w", "cost_per_hour"}
     rate: float | None = None
     grid: tuple[int, int] | None = None  # heatmap (prompt_max, token_max)
-    profiles: dict | None = None  # overrides the context's (H200 designs)
+    profiles: dict | None = None  # overrides the context's (H200 designs, variants)
     labels: list[dict] = field(default_factory=list)  # which study rows this task answers
+    scheduler: schemas.SchedulerConf | None = None  # overrides the context's (variants)
+    seed: int | None = None  # overrides search.seed for the simulator and the re-sampling
+    source: Task | None = None  # dependent kinds: the budget task whose best config is used
+    factors: tuple[float, ...] | None = None  # load: rates as factors of the max rate
+    overload: float | None = None  # batch: offered rate / SLO max rate
+    source_result: dict | None = field(default=None, repr=False)  # set by run_tasks
 
     def signature(self) -> str:
         return json.dumps(
@@ -74,6 +93,13 @@ class Task:
                 self.rate,
                 self.grid,
                 self.profiles,
+                asdict(self.trace),
+                asdict(self.design),
+                asdict(self.scheduler) if self.scheduler is not None else None,
+                self.seed,
+                self.source.signature() if self.source is not None else None,
+                self.factors,
+                self.overload,
             ],
             sort_keys=True,
             default=str,
@@ -122,6 +148,8 @@ def _evaluator(ctx: StudyContext, task: Task, cache: PointCache):
 
     fn = ctx.evaluator or runner.evaluate_point
     profiles = task.profiles or ctx.profiles
+    scheduler = task.scheduler or ctx.scheduler
+    seed = ctx.search.seed if task.seed is None else task.seed
 
     def evaluate(counts, rate):
         point = runner.make_point(
@@ -131,11 +159,12 @@ def _evaluator(ctx: StudyContext, task: Task, cache: PointCache):
                 task.trace,
                 rate,
                 runner.point_duration(rate, ctx.search.duration_s, ctx.search.max_requests),
+                seed=task.seed,
             ),
-            scheduler=ctx.scheduler,
+            scheduler=scheduler,
             slo=ctx.slo,
             profiles=profiles,
-            seed=ctx.search.seed,
+            seed=seed,
         )
         hits = cache.stats.hits
         rec = cache.evaluate(point, fn)
@@ -212,6 +241,33 @@ def run_task(ctx: StudyContext, task: Task) -> dict:
     elif task.kind == "heatmap":
         out.update(rate=task.rate, cells=heatmap(ev, pools, task.rate, mode=s.mode))
         out["points"] = []
+    elif task.kind in DEPENDENT_KINDS:
+        src = task.source_result or run_task(ctx, task.source)
+        best, src_rate = src.get("best"), src.get("rate")
+        grid = RateGrid(s.rate_min, s.rate_max, s.rate_step)
+        out.update(source_trace=task.source.trace_key, source_best=best, source_rate=src_rate)
+        points: list[dict] = []
+        if best is None or src_rate is None:
+            out.update(best=None, rate=None)
+        elif task.kind == "fixed":
+            rate, points = max_rate_of(ev, tuple(best), grid, src_rate)
+            out.update(best=best, rate=rate)
+        elif task.kind == "load":
+            log = SearchLog(ev)
+            rates = sorted({grid.rates[grid.index_near(f * src_rate)] for f in task.factors})
+            for r in rates:
+                log.met(tuple(best), r)
+            points = log.points
+            out.update(best=best, rate=src_rate, factors=list(task.factors))
+        else:  # batch: no SLO, completions only, at a saturating offered rate
+            log = SearchLog(ev)
+            offered = grid.rates[grid.index_near(task.overload * src_rate)]
+            configs = batch_configs(pools, task.source.budget, best, ctx.batch_configs)
+            for c in configs:
+                log.met(tuple(c), offered)
+            points = log.points
+            out.update(best=best, rate=offered, configs=[list(c) for c in configs])
+        out["points"] = points
     else:
         raise ExperimentError(f"study: unknown task kind '{task.kind}'")
     out["pools"] = [asdict(p) for p in pools]
@@ -220,6 +276,20 @@ def run_task(ctx: StudyContext, task: Task) -> dict:
     out["cache_hits"] = cache.stats.hits
     out["errors"] = cache.stats.errors
     return out
+
+
+def batch_configs(pools: list[Pool], budget: dict, best, n: int) -> list[tuple[int, ...]]:
+    """``n`` evenly spaced configurations of the budget's frontier, and ``best`` (the SLO
+    search's), in frontier order."""
+    cands = affordable_frontier(pools, Budget(**budget))
+    if len(cands) <= n:
+        pick = list(cands)
+    else:
+        pick = [cands[round(j * (len(cands) - 1) / (n - 1))] for j in range(n)] if n > 1 else []
+    if best is not None and tuple(best) not in pick:
+        pick.append(tuple(best))
+    order = {c: i for i, c in enumerate(cands)}
+    return sorted(set(pick), key=lambda c: order.get(c, -1))
 
 
 def measured_h200_profiles(measured_dir: str, model: str) -> list[str] | None:
@@ -356,7 +426,7 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
             )
     tasks: dict[str, Task] = {}
 
-    def add(task: Task, label: dict) -> None:
+    def add(task: Task, label: dict) -> Task:
         d = cfg["designs"][task.design_key]
         if h200_profiles and "h200" in f"{d.machine}{d.prompt_machine}{d.token_machine}":
             task.profiles = h200_profiles
@@ -364,17 +434,33 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
             # tasks with the same affordable frontier are the same search
             pools = pools_of(task.design, cfg["search"])
             cands = affordable_frontier(pools, Budget(**task.budget))
-            sig = json.dumps([task.trace_key, task.design_key, cands, task.profiles], default=str)
+            sig = json.dumps(
+                [
+                    task.trace_key,
+                    task.design_key,
+                    cands,
+                    task.profiles,
+                    asdict(task.trace),
+                    asdict(task.design),
+                    asdict(task.scheduler) if task.scheduler is not None else None,
+                    task.seed,
+                ],
+                sort_keys=True,
+                default=str,
+            )
         else:
             sig = task.signature()
         if sig not in tasks:
             tasks[sig] = task
         tasks[sig].labels.append(label)
+        return tasks[sig]
+
+    base: dict[tuple[str, str], Task] = {}  # (trace, design) -> its variant_budget task
 
     for tk in st.traces:
         for dk in designs:
             for b in st.budgets:
-                add(
+                t = add(
                     Task(
                         "budget", tk, cfg["traces"][tk], dk, cfg["designs"][dk], budget=budget_of(b)
                     ),
@@ -384,6 +470,8 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
                         "budget_cost": budget_of(b)["cost_per_hour"],
                     },
                 )
+                if b.name == st.variant_budget:
+                    base[(tk, dk)] = t
             if tk in st.iso_throughput_rates:
                 add(
                     Task(
@@ -410,9 +498,94 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
             ),
             {"budget": "heatmap"},
         )
+    _plan_dependent(cfg, base, add)
     # Largest searches first (A100 designs have the most machines) for load balance.
     order = sorted(tasks.values(), key=lambda t: (t.kind != "budget", t.design.kind == "baseline"))
     return order, notes
+
+
+def _plan_dependent(cfg: dict, base: dict[tuple[str, str], Task], add) -> None:
+    """The tasks that start from a budget task's best configuration: variants (each design at
+    its ``variant_budget`` configuration under changed settings, or re-provisioned), mismatch
+    (served another trace), load curves and batch jobs. Only the study's own designs (not the
+    H200 ones) take part."""
+    from experiments import runner
+    from experiments.variants import Settings, applies, apply_variant
+
+    st: schemas.StudySpec = cfg["study"]
+    wanted = st.variants or st.mismatch or st.load_factors or st.batch_overload
+    if not wanted:
+        return
+    if not base:
+        raise ExperimentError(
+            f"study.variant_budget: no budget named '{st.variant_budget}' in study.budgets"
+        )
+    search = cfg["search"]
+    for (tk, dk), src in base.items():
+        if dk not in st.designs:
+            continue
+        design = cfg["designs"][dk]
+        plain = Settings(cfg["scheduler"], cfg["profiles"], cfg["traces"][tk], design, search.seed)
+        for i, v in enumerate(st.variants):
+            got = apply_variant(v, plain, f"study.variants[{i}]")
+            prof = (
+                runner.profiles_identity(got.profiles) if got.profiles != plain.profiles else None
+            )
+            kind = "budget" if st.reprovision else "fixed"
+            add(
+                Task(
+                    kind,
+                    tk,
+                    got.trace,
+                    dk,
+                    got.design,
+                    budget=src.budget,
+                    profiles=prof or src.profiles,
+                    scheduler=got.scheduler if got.scheduler != plain.scheduler else None,
+                    seed=got.seed if got.seed != plain.seed else None,
+                    source=None if st.reprovision else src,
+                ),
+                {
+                    "budget": st.variant_budget,
+                    "variant": v.name,
+                    "group": v.group,
+                    "variant_label": v.label,
+                    "applies": applies(v, design),
+                },
+            )
+        if st.mismatch:
+            for other in st.traces:
+                if other != tk:
+                    add(
+                        Task("fixed", other, cfg["traces"][other], dk, design, source=src),
+                        {"budget": st.variant_budget, "mismatch": f"{tk}->{other}"},
+                    )
+        if st.load_factors:
+            add(
+                Task(
+                    "load",
+                    tk,
+                    cfg["traces"][tk],
+                    dk,
+                    design,
+                    source=src,
+                    factors=tuple(float(f) for f in st.load_factors),
+                ),  # fmt: skip
+                {"budget": st.variant_budget, "load": True},
+            )
+        if st.batch_overload:
+            add(
+                Task(
+                    "batch",
+                    tk,
+                    cfg["traces"][tk],
+                    dk,
+                    design,
+                    source=src,
+                    overload=float(st.batch_overload),
+                ),  # fmt: skip
+                {"budget": st.variant_budget, "batch": True},
+            )
 
 
 #: where a study's searches run (``search.backend``): joblib processes on this machine; Ray tasks
@@ -517,6 +690,38 @@ def run_tasks(
     work_dir: Path | None = None,
 ) -> list[dict]:
     """Run the searches on ``backend`` (``n_jobs`` at once; joblib with one job or one task runs
+    in this process); returns their results in task order. Two waves: the searches, then the
+    tasks that start from a search's best configuration (:data:`DEPENDENT_KINDS`), which get
+    that result instead of asking the cache again. Options as in :func:`_run_wave`."""
+    first = [i for i, t in enumerate(tasks) if t.kind not in DEPENDENT_KINDS]
+    second = [i for i, t in enumerate(tasks) if t.kind in DEPENDENT_KINDS]
+    out: list[dict | None] = [None] * len(tasks)
+    opts = dict(report=report, backend=backend, progress=progress, work_dir=work_dir)
+    results = _run_wave(ctx, [tasks[i] for i in first], n_jobs, **opts)
+    for i, res in zip(first, results, strict=True):
+        out[i] = res
+    if second:
+        done = {id(tasks[i]): out[i] for i in first}
+        for i in second:
+            src = done.get(id(tasks[i].source))
+            if src is not None:
+                tasks[i].source_result = {"best": src.get("best"), "rate": src.get("rate")}
+        results = _run_wave(ctx, [tasks[i] for i in second], n_jobs, **opts)
+        for i, res in zip(second, results, strict=True):
+            out[i] = res
+    return out  # type: ignore[return-value]
+
+
+def _run_wave(
+    ctx: StudyContext,
+    tasks: list[Task],
+    n_jobs: int,
+    report: bool = False,
+    backend: str = "joblib",
+    progress: bool | None = None,
+    work_dir: Path | None = None,
+) -> list[dict]:
+    """Run the searches on ``backend`` (``n_jobs`` at once; joblib with one job or one task runs
     in this process); returns their results in task order.
 
     ``report``: a progress bar with ETA over the searches as they finish (on a terminal, or
@@ -591,12 +796,14 @@ def run_tasks(
                 task = tasks[i]
                 what = (
                     f"max {res.get('rate')} req/s at {res.get('best')}"
-                    if task.kind == "budget"
+                    if task.kind in ("budget", "fixed")
                     else f"cheapest {res.get('cheapest')}"
                     if task.kind == "throughput"
                     else f"{len(res.get('cells', []))} cells"
+                    if task.kind == "heatmap"
+                    else f"{len(res.get('points', []))} points from {res.get('source_best')}"
                 )
-                labels = "+".join(lab["budget"] for lab in task.labels)
+                labels = "+".join(sorted({_label_text(lab) for lab in task.labels}))
                 failed = f", {res['errors']} failed" if res.get("errors") else ""
                 tqdm.write(
                     f"  [{done}/{len(tasks)}] {task.trace_key} {task.design_key} {labels}: "
@@ -622,6 +829,17 @@ def run_tasks(
     return out  # type: ignore[return-value]
 
 
+def _label_text(lab: dict) -> str:
+    """A task label as the progress lines show it."""
+    for k in ("variant", "mismatch"):
+        if lab.get(k):
+            return f"{lab['budget']} {k} {lab[k]}"
+    for k in ("load", "batch"):
+        if lab.get(k):
+            return f"{lab['budget']} {k}"
+    return lab["budget"]
+
+
 def _row_metrics(points: list[dict], counts, rate) -> dict:
     for p in points:
         if list(p["counts"]) == list(counts) and p["rate"] == rate:
@@ -634,6 +852,7 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
     design_display = {k: (d.display or k) for k, d in cfg["designs"].items()}
     trace_display = {k: (t.display or k) for k, t in cfg["traces"].items()}
     budget_rows, thr_rows, heat_rows, point_rows = [], [], [], []
+    variant_rows, mismatch_rows, load_rows, batch_rows = [], [], [], []
     for task, res in zip(tasks, results, strict=True):
         pools = [Pool(**p) for p in res["pools"]]
         for p in res.get("points", []):
@@ -642,6 +861,7 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
             point_rows.append(
                 {
                     "task": task.kind,
+                    "labels": "+".join(sorted({_label_text(lab) for lab in task.labels})),
                     "trace": task.trace_key,
                     "design": task.design_key,
                     "prompt_machines": c[0] if len(c) == 2 else None,
@@ -668,11 +888,18 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
             "design_display": design_display[task.design_key],
             "kind": task.design.kind,
         }
-        if task.kind == "budget":
+        if task.kind in ("budget", "fixed"):
             best = res["best"]
             m = _row_metrics(res["points"], best, res["rate"]) if best else {}
             for lab in task.labels:
-                budget_rows.append(
+                dest = (
+                    variant_rows
+                    if lab.get("variant")
+                    else mismatch_rows
+                    if lab.get("mismatch")
+                    else budget_rows
+                )
+                dest.append(
                     {
                         **base,
                         **lab,
@@ -683,11 +910,24 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                         "throughput_rps": m.get("throughput_rps"),
                         "cost_per_hour": cost_of(pools, tuple(best)) if best else None,
                         "power_w": power_of(pools, tuple(best)) if best else None,
-                        "configs_on_frontier": res["candidates"],
+                        "configs_on_frontier": res.get("candidates"),
                         "simulations": len(res["points"]),
                         "failed_points": sum(bool(p["result"].get("error")) for p in res["points"]),
+                        **(
+                            {"source_trace": res["source_trace"], "source_rate": res["source_rate"]}
+                            if task.kind == "fixed"
+                            else {}
+                        ),
                     }
                 )
+        elif task.kind == "load":
+            for p in res["points"]:
+                load_rows.append({**base, **_load_row(p, res["source_rate"], pools)})
+        elif task.kind == "batch":
+            for p in res["points"]:
+                row = _batch_row(p, pools)
+                row["slo_config"] = list(p["counts"]) == list(res["best"] or [])
+                batch_rows.append({**base, "slo_max_rate": res["source_rate"], **row})
         elif task.kind == "throughput":
             for objective in ("cheapest", "lowest_power"):
                 c = res[objective]
@@ -725,12 +965,144 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
     _add_ratios(budget_rows, key="throughput_rps", group=("trace", "budget"))
     _add_ratios(thr_rows, key="cost_per_hour", group=("trace", "objective"))
     _add_ratios(thr_rows, key="power_w", group=("trace", "objective"))
+    for rows in (variant_rows, mismatch_rows, load_rows, batch_rows):
+        rows.sort(key=sort_key)
+    _add_own_rate(mismatch_rows, budget_rows)
+    _add_own_rate(variant_rows, budget_rows)
+    _best_batch(batch_rows)
     return {
         "budget": budget_rows,
         "iso_throughput": thr_rows,
         "heatmap": heat_rows,
         "points": point_rows,
+        "variants": variant_rows,
+        "variant_ratios": variant_ratios(variant_rows, budget_rows, cfg["study"]),
+        "mismatch": mismatch_rows,
+        "load": load_rows,
+        "batch": batch_rows,
     }
+
+
+#: the study tables that only some studies fill (written when not empty)
+OPTIONAL_TABLES = ("variants", "variant_ratios", "mismatch", "load", "batch")
+#: the headline comparisons: Splitwise designs against these baselines
+HEADLINE_BASELINES = ("baseline-a100", "baseline-h100")
+
+
+def slo_attainment(result: dict) -> float | None:
+    """Share of steady-state completions within the SLO's per-request limits: goodput over
+    throughput (:func:`replay.metrics.summarize` defines both)."""
+    thr, good = result.get("throughput_rps"), result.get("goodput_rps")
+    return good / thr if thr and good is not None else None
+
+
+def _load_row(p: dict, max_rate: float, pools: list[Pool]) -> dict:
+    r = p["result"]
+    c = list(p["counts"])
+    return {
+        "prompt_machines": c[0] if len(c) == 2 else None,
+        "token_machines": c[1] if len(c) == 2 else None,
+        "machines": sum(c),
+        "rate": p["rate"],
+        "load_factor": p["rate"] / max_rate if max_rate else None,
+        "status": "failed" if r.get("error") else "ok",
+        "slo_met": None if r.get("error") else p["slo_met"],
+        "slo_worst_ratio": r.get("slo_worst_ratio"),
+        "slo_attainment": slo_attainment(r),
+        "throughput_rps": r.get("throughput_rps"),
+        "goodput_rps": r.get("goodput_rps"),
+        **{f"{m}_p99_s": (r.get(f"{m}_s") or {}).get("p99") for m in ("ttft", "tbt", "e2e")},
+        **{f"{m}_p50_s": (r.get(f"{m}_s") or {}).get("p50") for m in ("ttft", "tbt", "e2e")},
+        "preemptions": r.get("preemptions"),
+        "error": r.get("error"),
+    }
+
+
+def _batch_row(p: dict, pools: list[Pool]) -> dict:
+    """Completion throughput of one configuration at a saturating offered rate, per $/h and per
+    kW of provisioned power. ``saturated``: completions fell short of the offered rate by 5% or
+    more (below that, the throughput is a lower bound of the capacity)."""
+    r = p["result"]
+    c = tuple(p["counts"])
+    thr = r.get("throughput_rps")
+    cost, power = cost_of(pools, c), power_of(pools, c)
+    return {
+        "prompt_machines": c[0] if len(c) == 2 else None,
+        "token_machines": c[1] if len(c) == 2 else None,
+        "machines": sum(c),
+        "offered_rate": p["rate"],
+        "status": "failed" if r.get("error") else "ok",
+        "throughput_rps": thr,
+        "saturated": None if thr is None else bool(thr < 0.95 * p["rate"]),
+        "cost_per_hour": cost,
+        "power_w": power,
+        "requests_per_dollar": thr * 3600.0 / cost if thr is not None and cost else None,
+        "rps_per_kw": thr / (power / 1000.0) if thr is not None and power else None,
+        "error": r.get("error"),
+    }
+
+
+def _best_batch(rows: list[dict]) -> None:
+    """Mark each (trace, design)'s best configuration per $ and per kW."""
+    for key in ("requests_per_dollar", "rps_per_kw"):
+        best: dict = {}
+        for r in rows:
+            g, v = (r["trace"], r["design"]), r.get(key)
+            if v is not None and (g not in best or v > best[g].get(key)):
+                best[g] = r
+        for r in rows:
+            r[f"best_{key}"] = best.get((r["trace"], r["design"])) is r
+
+
+def _add_own_rate(rows: list[dict], budget_rows: list[dict]) -> None:
+    """``own_rate``: the design's max rate in the study's own search of the row's trace and
+    budget (the default settings); ``change``: the row's max rate over it, minus 1."""
+    own = {(b["trace"], b["design"], b["budget"]): b["max_rate"] for b in budget_rows}
+    for r in rows:
+        o = own.get((r["trace"], r["design"], r["budget"]))
+        r["own_rate"] = o
+        r["change"] = r["max_rate"] / o - 1.0 if o and r.get("max_rate") is not None else None
+
+
+def variant_ratios(variant_rows: list[dict], budget_rows: list[dict], st) -> list[dict]:
+    """The headline ratios under each variant: every Splitwise design's max rate over each
+    headline baseline's, beside the same ratio with the default settings (the study's own
+    search at ``variant_budget``) and their relative change."""
+    own = {
+        (b["trace"], b["design"]): b["max_rate"]
+        for b in budget_rows
+        if b["budget"] == st.variant_budget
+    }
+    rate = {(r["variant"], r["trace"], r["design"]): r["max_rate"] for r in variant_rows}
+    meta = {r["variant"]: (r["group"], r["variant_label"]) for r in variant_rows}
+    out = []
+    for v in dict.fromkeys(r["variant"] for r in variant_rows):
+        for r in variant_rows:
+            if r["variant"] != v or r["kind"] != "splitwise":
+                continue
+            for bl in HEADLINE_BASELINES:
+                if (v, r["trace"], bl) not in rate:
+                    continue
+                num, den = r["max_rate"], rate[(v, r["trace"], bl)]
+                n0, d0 = own.get((r["trace"], r["design"])), own.get((r["trace"], bl))
+                ratio = num / den if num is not None and den else None
+                ratio0 = n0 / d0 if n0 is not None and d0 else None
+                out.append(
+                    {
+                        "variant": v,
+                        "group": meta[v][0],
+                        "variant_label": meta[v][1],
+                        "trace": r["trace"],
+                        "trace_display": r["trace_display"],
+                        "design": r["design"],
+                        "design_display": r["design_display"],
+                        "vs": bl,
+                        "ratio": ratio,
+                        "default_ratio": ratio0,
+                        "change": ratio / ratio0 - 1.0 if ratio is not None and ratio0 else None,
+                    }
+                )
+    return out
 
 
 def _add_ratios(rows: list[dict], key: str, group: tuple[str, ...]) -> None:

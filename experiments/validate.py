@@ -49,6 +49,7 @@ def to_object(node: Any, key: str, cls: type[T] | None = None) -> T:
 
     The dataclass checks its values; its one-line error names ``<group>.<field>``, re-keyed to
     ``key`` (e.g. ``designs.hh.``) when the node sits elsewhere in the config."""
+    from characterize.modeling.specs import SpecError
     from replay.errors import ReplayError
     from traces.errors import TraceError
 
@@ -61,11 +62,11 @@ def to_object(node: Any, key: str, cls: type[T] | None = None) -> T:
             obj = cls(**node)
     except OmegaConfBaseException as e:
         cause = e.__cause__ or e.__context__
-        if isinstance(cause, ReplayError | TraceError):
+        if isinstance(cause, ReplayError | TraceError | SpecError):
             raise ExperimentError(_rekey(str(cause), key)) from None
         full = getattr(e, "full_key", None) or key
         raise ExperimentError(f"{full}: {str(e).splitlines()[0]}") from None
-    except (ReplayError, TraceError) as e:
+    except (ReplayError, TraceError, SpecError) as e:
         raise ExperimentError(_rekey(str(e), key)) from None
     except TypeError as e:
         raise ExperimentError(f"{key}: {str(e).splitlines()[0]}") from None
@@ -187,7 +188,13 @@ def study_config(cfg: DictConfig) -> dict:
         build(schemas.BudgetConf, b, f"study.budgets[{i}]")
         for i, b in enumerate(study.pop("budgets"))
     ]
-    out["study"] = build(schemas.StudySpec, {**study, "budgets": budgets}, "study")
+    variants = [
+        build(schemas.VariantConf, v, f"study.variants[{i}]")
+        for i, v in enumerate(study.pop("variants", []) or [])
+    ]
+    out["study"] = build(
+        schemas.StudySpec, {**study, "budgets": budgets, "variants": variants}, "study"
+    )
     out["designs"] = {
         k: to_object(v, f"designs.{k}", schemas.DesignConf) for k, v in cfg.designs.items()
     }
@@ -213,6 +220,16 @@ def study_config(cfg: DictConfig) -> dict:
         _one_of(b.reference_machine, machines, f"study.budgets[{i}].reference_machine")
         _need(b.reference_count >= 1, f"study.budgets[{i}].reference_count", "must be >= 1")
         _need(b.power or b.cost, f"study.budgets[{i}]", "limit power, cost or both")
+    names = [v.name for v in st.variants]
+    for i, v in enumerate(st.variants):
+        _need(names.count(v.name) == 1, f"study.variants[{i}].name", f"'{v.name}' is used twice")
+    if st.variants or st.mismatch or st.load_factors or st.batch_overload:
+        _one_of(st.variant_budget, tuple(b.name for b in st.budgets), "study.variant_budget")
+    for i, f in enumerate(st.load_factors):
+        _need(f > 0, f"study.load_factors[{i}]", f"must be > 0, got {f}")
+    if st.batch_overload is not None:
+        _need(st.batch_overload > 1, "study.batch_overload", "must be > 1 (a saturating rate)")
+    _need(st.batch_configs >= 1, "study.batch_configs", "must be >= 1")
     if st.heatmap:
         h = out["heatmap"]
         _one_of(h.design, tuple(out["designs"]), "heatmap.design")

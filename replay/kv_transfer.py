@@ -60,6 +60,10 @@ class KVTransferConfig:
         default=None,
         metadata={"help": "s per transferred token (None: bytes / link rate, layer-wise rules)"},
     )
+    bandwidth_scale: float = field(
+        default=1.0,
+        metadata={"help": "factor on every machine's KV link bandwidth (sensitivity: 0.5)"},
+    )
     uncached_only: bool = field(
         default=False,
         metadata={
@@ -81,6 +85,9 @@ class KVTransferConfig:
         v = self.handover_s
         need(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
              and v >= 0, f"{k}.handover_s", f"must be a finite number >= 0, got {v!r}")  # fmt: skip
+        v = self.bandwidth_scale
+        need(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+             and v > 0, f"{k}.bandwidth_scale", f"must be a finite number > 0, got {v!r}")  # fmt: skip
         v = self.per_token_s
         need(v is None or (isinstance(v, int | float) and not isinstance(v, bool)
              and math.isfinite(v) and v >= 0), f"{k}.per_token_s",
@@ -108,7 +115,8 @@ class KVLinks:
         num_layers: int,
         config: KVTransferConfig,
     ):
-        self.bw = list(bandwidths)
+        scale = float(config.bandwidth_scale)
+        self.bw = [b * scale for b in bandwidths] if scale != 1.0 else list(bandwidths)
         self.exposed = [config.exposed_s if config.exposed_s is not None else e for e in exposed]
         self.tx_free = [0.0] * len(bandwidths)
         self.rx_free = [0.0] * len(bandwidths)

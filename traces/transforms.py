@@ -3,7 +3,7 @@
 All take a trace table and return a new table (the input is never modified); the random
 one (:func:`resample`) takes a ``seed`` and uses ``numpy.random.default_rng(seed)``, so the
 same arguments give byte-identical output. They compose; :func:`prepare` chains them in the
-order window -> scale_rate -> resample -> limit_context and reports what it did.
+order window -> scale_rate -> resample -> scale_tokens -> limit_context and reports what it did.
 
 Rates are mean rates as :func:`traces.stats.mean_rate` defines them: requests / (last
 arrival - first arrival).
@@ -87,6 +87,35 @@ def scale_rate(df: pd.DataFrame, target_rate: float) -> pd.DataFrame:
         raise TraceError("scale_rate: needs at least 2 requests spread over a non-zero time span")
     out = t.copy()
     out["arrival_s"] = out["arrival_s"] * (current / float(target_rate))
+    return out
+
+
+def scale_tokens(df: pd.DataFrame, prompt: float = 1.0, output: float = 1.0) -> pd.DataFrame:
+    """Multiply every prompt length by ``prompt`` and every output length by ``output``.
+
+    Lengths are rounded half to even (numpy) and kept >= 1; arrivals and ids are unchanged, so a
+    trace keeps its timing and gets a new token distribution (the robustness study's x0.5 / x2).
+    Block hashes (prefix reuse) describe the original prompts: a table with a ``block_hashes``
+    column and ``prompt != 1`` is refused.
+
+    Args:
+        df: trace table.
+        prompt: factor on ``prompt_tokens`` (> 0).
+        output: factor on ``output_tokens`` (> 0).
+    """
+    _positive("prompt", prompt)
+    _positive("output", output)
+    t = check_table(df)
+    if prompt != 1.0 and BLOCK_HASHES in t.columns:
+        raise TraceError(
+            "scale_tokens: the trace has prefix block hashes, which a scaled prompt would not "
+            "match; scale the output only"
+        )
+    out = t.copy()
+    for col, f in (("prompt_tokens", prompt), ("output_tokens", output)):
+        if f != 1.0:
+            v = np.rint(out[col].to_numpy(np.float64) * float(f)).astype(np.int64)
+            out[col] = np.maximum(v, 1)
     return out
 
 
@@ -239,11 +268,14 @@ def prepare(
     resample_requests: int | None = None,
     arrival: Literal["poisson", "gamma"] = "poisson",
     cv: float = 1.0,
+    prompt_scale: float = 1.0,
+    output_scale: float = 1.0,
     max_context: int | None = None,
     context_policy: Literal["reject", "clip"] = "reject",
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict]:
-    """Load a trace and apply window -> scale_rate -> resample -> limit_context, in that order.
+    """Load a trace and apply window -> scale_rate -> resample -> scale_tokens ->
+    limit_context, in that order.
 
     Each step runs only if its parameters are set. The result is deterministic in its
     arguments (``seed`` drives the only random step, ``resample``).
@@ -266,6 +298,8 @@ def prepare(
         resample_requests: number of re-sampled requests (instead of a duration).
         arrival: re-sampling arrival process: ``"poisson"`` or ``"gamma"``.
         cv: gamma inter-arrival coefficient of variation (burstiness; 1.0 = Poisson).
+        prompt_scale, output_scale: factors on every prompt / output length
+            (:func:`scale_tokens`; 1.0: unchanged). The context window applies after them.
         max_context: model context window in tokens (prompt + output); None: no limit.
         context_policy: over-long requests are dropped (``"reject"``) or clipped
             (``"clip"``: output first, then the prompt to ``max_context - 1``).
@@ -330,6 +364,11 @@ def prepare(
         )
     elif resample_duration_s is not None or resample_requests is not None:
         raise TraceError("prepare: resample_duration_s/resample_requests need resample_rate")
+    if prompt_scale != 1.0 or output_scale != 1.0:
+        t = scale_tokens(t, prompt_scale, output_scale)
+        steps.append(
+            {"name": "scale_tokens", "prompt": float(prompt_scale), "output": float(output_scale)}
+        )
     if max_context is not None:
         before = t["prompt_tokens"].to_numpy(np.int64) + t["output_tokens"].to_numpy(np.int64)
         t, n = limit_context(t, max_context, context_policy)
@@ -388,6 +427,8 @@ class TraceConfig:
     resample_requests: int | None = _h(None, "re-sampled trace length in requests (or duration)")
     arrival: str = _h("poisson", "re-sampled arrival process: 'poisson' or 'gamma'")
     cv: float = _h(1.0, "coefficient of variation of gamma inter-arrivals (1 = Poisson)")
+    prompt_scale: float = _h(1.0, "factor on every prompt length (after re-sampling; 1: as is)")
+    output_scale: float = _h(1.0, "factor on every output length (after re-sampling; 1: as is)")
     max_context: int | None = _h(None, "prompt+output token limit (None: the model's context)")
     context_policy: str = _h("clip", "requests over max_context: 'clip' or 'reject' (dropped)")
     seed: int = _h(0, "seed of every random transform (>= 0)")
@@ -408,7 +449,8 @@ class TraceConfig:
             p = os.fspath(self.path)
             need(not os.path.isdir(p), "path", f"'{p}' is a directory, not a trace file")
             need(os.path.isfile(p), "path", f"no such file '{p}'")
-        for k in ("scale_to_rate", "resample_rate", "resample_duration_s"):
+        for k in ("scale_to_rate", "resample_rate", "resample_duration_s", "prompt_scale",
+                  "output_scale"):  # fmt: skip
             v = getattr(self, k)
             ok = v is None or (_real(v) and math.isfinite(v) and v > 0)
             need(ok, k, f"must be > 0 and finite, got {v!r}")
@@ -456,6 +498,8 @@ class TraceConfig:
             resample_requests=self.resample_requests,
             arrival=self.arrival,  # type: ignore[arg-type]
             cv=self.cv,
+            prompt_scale=self.prompt_scale,
+            output_scale=self.output_scale,
             max_context=self.max_context if self.max_context is not None else max_context,
             context_policy=self.context_policy,  # type: ignore[arg-type]
             seed=self.seed,

@@ -51,6 +51,7 @@ def _context(c: dict, evaluator=None):
         cache_enabled=c["cache"].enabled,
         retry_errors=c["cache"].retry_errors,
         evaluator=evaluator,
+        batch_configs=c["study"].batch_configs,
     )
 
 
@@ -243,7 +244,14 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     from experiments.apps._cli import Interrupted
     from experiments.cache import write_json_atomic
     from experiments.errors import ExperimentError
-    from experiments.study import assemble, check_backend, latency_rows, plan, run_tasks
+    from experiments.study import (
+        OPTIONAL_TABLES,
+        assemble,
+        check_backend,
+        latency_rows,
+        plan,
+        run_tasks,
+    )
     from experiments.validate import study_config
 
     c = study_config(cfg)
@@ -274,8 +282,7 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     if prof["source"] != "reference":  # a measured (or CPU smoke) table never slips in unseen
         tables = prof.get("tables") or [prof["source"]]
         print(
-            f"profiles: {len(tables)} measured table(s) from {prof['source']}: "
-            f"{', '.join(tables)}",
+            f"profiles: {len(tables)} measured table(s) from {prof['source']}: {', '.join(tables)}",
             flush=True,
         )
     try:
@@ -299,6 +306,9 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     files = {}
     for tname in ("budget", "iso_throughput", "heatmap", "points"):
         files[tname] = _write_csv(pd.DataFrame(tables[tname]), out / f"{tname}.csv")
+    for tname in OPTIONAL_TABLES:
+        if tables[tname]:
+            files[tname] = _write_csv(pd.DataFrame(tables[tname]), out / f"{tname}.csv")
     files["latency"] = _write_csv(
         pd.DataFrame(latency_rows(results, tasks)), out / "latency_quantiles.csv"
     )

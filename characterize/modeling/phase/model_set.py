@@ -9,6 +9,7 @@ from functools import cache, partial
 
 import pandas as pd
 
+from characterize.modeling.phase.adjust import AdjustedSet, PhaseAdjust
 from characterize.modeling.phase.errors import PhaseModelError
 from characterize.modeling.phase.fit import fit_phase_model
 from characterize.modeling.phase.model import PhaseModel
@@ -171,12 +172,14 @@ def fit_all(
 
 
 @cache
-def _source_set(source: str) -> PhaseModelSet:
-    """The fits of one profile source, its own reference (cached in-process per source)."""
+def _source_set(source: str, decode_terms: tuple[str, ...] | None = None) -> PhaseModelSet:
+    """The fits of one profile source, its own reference (cached in-process per source and
+    decode terms; None: every term)."""
+    opts = {} if decode_terms is None else {"decode_terms": decode_terms}
     if source == "reference":
-        return fit_all(reference_profiles(), source="reference", reference=None)
+        return fit_all(reference_profiles(), source="reference", reference=None, **opts)
     table, files = read_profile_source(source)
-    return fit_all(machine_profiles(table), source=source, reference=None, tables=files)
+    return fit_all(machine_profiles(table), source=source, reference=None, tables=files, **opts)
 
 
 def load_phase_models(
@@ -184,6 +187,7 @@ def load_phase_models(
     reference: str | None = "reference",
     reference_gpu: str = REFERENCE_GPU,
     reference_tp: int = REFERENCE_TP,
+    adjust: PhaseAdjust | None = None,
 ) -> PhaseModelSet:
     """Fit all PhaseModels of a profile source (each on first use; cached in-process).
 
@@ -194,7 +198,17 @@ def load_phase_models(
     paper's reference profiles; ``reference=None`` takes it from ``source`` itself.
 
     The fits model whole TP instances: rows a CSV holds as one-GPU TP-shard measurements (the
-    suite's profiler) get the DGX all-reduce time first (:func:`machine_profiles`)."""
+    suite's profiler) get the DGX all-reduce time first (:func:`machine_profiles`).
+
+    ``adjust``: a modelling assumption other than the plain fit
+    (:class:`~characterize.modeling.phase.adjust.PhaseAdjust`); the set's models carry it, its
+    slowdown reference does not (:class:`~characterize.modeling.phase.adjust.AdjustedSet`)."""
+    if adjust is not None and not adjust.is_identity:
+        plain = load_phase_models(source, reference, reference_gpu, reference_tp)
+        if adjust.decode_batch_sq:
+            return AdjustedSet(plain, adjust, plain)
+        refit = _source_set(str(source), adjust.decode_terms)
+        return AdjustedSet(refit, adjust, plain)
     base = _source_set(str(source))
     ref = None if reference is None or str(reference) == str(source) else str(reference)
     if (
