@@ -101,10 +101,6 @@ def profiles_identity(profiles: schemas.ProfilesConf | str) -> dict:
         "tp": int(profiles.slo_reference_tp),
     }
     adjust = profiles.adjust
-    if isinstance(adjust, dict):
-        from characterize.modeling.phase.adjust import PhaseAdjust
-
-        adjust = PhaseAdjust(**adjust)
     if not adjust.is_identity:  # the plain fit keeps the keys it had
         out["adjust"] = asdict(adjust)
     return out

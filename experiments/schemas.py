@@ -89,6 +89,10 @@ class ProfilesConf:
         },
     )
 
+    def __post_init__(self) -> None:
+        if isinstance(self.adjust, dict):  # built from a plain dict (checks its values)
+            self.adjust = PhaseAdjust(**self.adjust)
+
 
 @dataclass
 class PathsConf:

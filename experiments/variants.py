@@ -50,12 +50,12 @@ def _rebuild(obj, changes: list[tuple[list[str], Any]], key: str):
     d = asdict(obj)
     for path, value in changes:
         _set_dotted(d, path, value, f"{key}.{'.'.join(path)}")
-    kwargs = {}
-    for f in fields(obj):
-        cur = getattr(obj, f.name)
-        v = d[f.name]
-        kwargs[f.name] = type(cur)(**v) if is_dataclass(cur) and isinstance(v, dict) else v
     try:
+        kwargs = {}
+        for f in fields(obj):
+            cur = getattr(obj, f.name)
+            v = d[f.name]
+            kwargs[f.name] = type(cur)(**v) if is_dataclass(cur) and isinstance(v, dict) else v
         return type(obj)(**kwargs)
     except (ReplayError, TraceError, SpecError, TypeError) as e:
         raise ExperimentError(f"{key}: {str(e).splitlines()[0]}") from None
