@@ -93,7 +93,9 @@ def test_variants_hold_the_configuration_and_re_search_the_rate(tmp_path):
     ratios = pd.DataFrame(t["variant_ratios"])
     assert set(ratios["vs"]) <= {"baseline-a100", "baseline-h100"} and len(ratios)
     for _, r in ratios.iterrows():
-        num = rows[(rows.variant == r.variant) & (rows.trace == r.trace) & (rows.design == r.design)]
+        num = rows[
+            (rows.variant == r.variant) & (rows.trace == r.trace) & (rows.design == r.design)
+        ]
         den = rows[(rows.variant == r.variant) & (rows.trace == r.trace) & (rows.design == r.vs)]
         assert r["ratio"] == pytest.approx(num["max_rate"].iloc[0] / den["max_rate"].iloc[0])
         d0 = budget[(r.trace, r.design)]["max_rate"] / budget[(r.trace, r.vs)]["max_rate"]
@@ -119,7 +121,7 @@ def test_mismatch_load_and_batch_tasks(tmp_path):
         assert r["max_rate"] <= r["own_rate"] * 1.0001
     load = pd.DataFrame(t["load"])
     assert set(load["design"]) == set(budget_d for _, budget_d in budget)
-    for (tr, d), g in load.groupby(["trace", "design"]):
+    for _, g in load.groupby(["trace", "design"]):
         assert g["rate"].is_monotonic_increasing
         assert g["load_factor"].min() < 0.6 and g["load_factor"].max() > 1.4
         met = g.sort_values("rate")["slo_met"].tolist()
@@ -127,7 +129,7 @@ def test_mismatch_load_and_batch_tasks(tmp_path):
         assert (g.loc[g["load_factor"] <= 1.0, "slo_met"]).all()
         assert g["slo_attainment"].between(0, 1).all()
     batch = pd.DataFrame(t["batch"])
-    for (tr, d), g in batch.groupby(["trace", "design"]):
+    for _, g in batch.groupby(["trace", "design"]):
         assert g["slo_config"].sum() == 1  # the SLO search's configuration is among them
         assert g["best_requests_per_dollar"].sum() == 1 and g["best_rps_per_kw"].sum() == 1
         best = g.loc[g["best_requests_per_dollar"]].iloc[0]
