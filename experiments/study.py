@@ -918,6 +918,11 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                             if task.kind == "fixed"
                             else {}
                         ),
+                        **(
+                            _variant_metrics(res, best, m)
+                            if lab.get("variant") or lab.get("mismatch")
+                            else {}
+                        ),
                     }
                 )
         elif task.kind == "load":
@@ -996,6 +1001,39 @@ def slo_attainment(result: dict) -> float | None:
     return good / thr if thr and good is not None else None
 
 
+def _prefix_columns(r: dict) -> dict:
+    """A point result's prefix-cache counters as ``prefix_<key>`` columns (scalars only)."""
+    pc = r.get("prefix_cache") or {}
+    return {
+        f"prefix_{k}": v
+        for k, v in pc.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) or v is None
+    }
+
+
+def _variant_metrics(res: dict, best, m: dict) -> dict:
+    """Latencies and prefix-cache counters of a variant at its max rate, and (a fixed
+    configuration) at the default's max rate: the same offered load as the default."""
+    out = {
+        "ttft_p50_s": (m.get("ttft_s") or {}).get("p50"),
+        "ttft_p99_s": (m.get("ttft_s") or {}).get("p99"),
+        **_prefix_columns(m),
+    }
+    src = res.get("source_rate")
+    if best and src is not None:
+        a = _row_metrics(res["points"], best, src)
+        out.update(
+            {
+                "at_source_rate_slo_met": a.get("slo_met") if a else None,
+                "at_source_rate_ttft_p50_s": (a.get("ttft_s") or {}).get("p50"),
+                "at_source_rate_ttft_p99_s": (a.get("ttft_s") or {}).get("p99"),
+                "at_source_rate_throughput_rps": a.get("throughput_rps"),
+                **{f"at_source_rate_{k}": v for k, v in _prefix_columns(a).items()},
+            }
+        )
+    return out
+
+
 def _load_row(p: dict, max_rate: float, pools: list[Pool]) -> dict:
     r = p["result"]
     c = list(p["counts"])
@@ -1066,7 +1104,7 @@ def _add_own_rate(rows: list[dict], budget_rows: list[dict]) -> None:
 
 def variant_ratios(variant_rows: list[dict], budget_rows: list[dict], st) -> list[dict]:
     """The headline ratios under each variant: every Splitwise design's max rate over each
-    headline baseline's, beside the same ratio with the default settings (the study's own
+    baseline design's (the headline ones first), beside the same ratio with the default settings (the study's own
     search at ``variant_budget``) and their relative change."""
     own = {
         (b["trace"], b["design"]): b["max_rate"]
@@ -1075,12 +1113,15 @@ def variant_ratios(variant_rows: list[dict], budget_rows: list[dict], st) -> lis
     }
     rate = {(r["variant"], r["trace"], r["design"]): r["max_rate"] for r in variant_rows}
     meta = {r["variant"]: (r["group"], r["variant_label"]) for r in variant_rows}
+    # the headline baselines first, then any other baseline design of the study
+    others = sorted({r["design"] for r in variant_rows if r["kind"] == "baseline"})
+    baselines = [*HEADLINE_BASELINES, *(b for b in others if b not in HEADLINE_BASELINES)]
     out = []
     for v in dict.fromkeys(r["variant"] for r in variant_rows):
         for r in variant_rows:
             if r["variant"] != v or r["kind"] != "splitwise":
                 continue
-            for bl in HEADLINE_BASELINES:
+            for bl in baselines:
                 if (v, r["trace"], bl) not in rate:
                     continue
                 num, den = r["max_rate"], rate[(v, r["trace"], bl)]

@@ -3,18 +3,15 @@
 Defaults (issue 11's CPU facts): 4 layers, 512 wide, 8 heads, 2 KV heads, float32, a 32000-token
 vocabulary, 4096-token context. Weights are drawn with ``torch.manual_seed(seed)``; the folder
 holds transformers' ``config.json`` and ``model.safetensors`` (``save_pretrained``) and a
-``splitbench-model.json`` stamp with the settings; a folder whose stamp matches is reused.
-torch and transformers are imported only when a folder is built.
+``splitbench-model.json`` stamp with the settings; a folder whose stamp matches is reused
+(:func:`characterize.measure.vllm_server.build_model_dir` builds it). torch and transformers
+are imported only when a folder is built.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-
-STAMP = "splitbench-model.json"
 
 
 @dataclass(frozen=True)
@@ -41,36 +38,19 @@ class TinyLlama:
 
 
 def build_model_dir(path: str | Path, spec: TinyLlama = TinyLlama()) -> Path:
-    """Build (or reuse) the model folder at ``path``; returns it."""
-    path = Path(path)
-    stamp = {"spec": asdict(spec), "format": 1}
-    try:
-        if json.loads((path / STAMP).read_text()) == stamp:
-            return path
-    except (OSError, ValueError):
-        pass
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """Build (or reuse) the model folder at ``path`` (the one builder,
+    :func:`characterize.measure.vllm_server.build_model_dir`, with this spec); returns it."""
+    from characterize.measure.vllm_server import build_model_dir as build
 
-    cfg = LlamaConfig(
-        vocab_size=spec.vocab_size,
+    return build(
+        path,
+        seed=spec.seed,
+        dtype=spec.dtype,
         hidden_size=spec.hidden_size,
         intermediate_size=spec.ffn_size,
         num_hidden_layers=spec.num_layers,
         num_attention_heads=spec.num_heads,
         num_key_value_heads=spec.num_kv_heads,
+        vocab_size=spec.vocab_size,
         max_position_embeddings=spec.max_context_tokens,
-        torch_dtype=spec.dtype,
-        tie_word_embeddings=False,
-        bos_token_id=1,
-        eos_token_id=2,
     )
-    torch.manual_seed(spec.seed)
-    model = LlamaForCausalLM(cfg).to(getattr(torch, spec.dtype))
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    (tmp / STAMP).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    return path
