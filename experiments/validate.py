@@ -222,7 +222,7 @@ def study_config(cfg: DictConfig) -> dict:
         _need(b.power or b.cost, f"study.budgets[{i}]", "limit power, cost or both")
     names = [v.name for v in st.variants]
     for i, v in enumerate(st.variants):
-        _need(names.count(v.name) == 1, f"study.variants[{i}].name", f"'{v.name}' is used twice")
+        _need(v.name not in names[:i], f"study.variants[{i}].name", f"'{v.name}' is used twice")
     if st.variants or st.mismatch or st.load_factors or st.batch_overload:
         _one_of(st.variant_budget, tuple(b.name for b in st.budgets), "study.variant_budget")
     for i, f in enumerate(st.load_factors):

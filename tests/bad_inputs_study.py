@@ -79,4 +79,64 @@ CASES = [
         "argv": ["splitbench-study", *POINT, "point.machines=1", "paths.cache_dir={tmp}/afile"],
         "expect": "afile",
     },
+    {
+        "id": "study-variant-unknown-key",
+        "argv": [
+            "splitbench-study",
+            "experiment=sensitivity",
+            "search=quick",
+            "study.variants=[{name: v, set: {scheduler.nope: 1}}]",
+        ],
+        "expect": "study.variants[0].set.scheduler.nope: unknown key 'nope'",
+    },
+    {
+        "id": "study-variant-bad-value",
+        "argv": [
+            "splitbench-study",
+            "experiment=sensitivity",
+            "search=quick",
+            "study.variants=[{name: v, set: {profiles.adjust.decode_context: roofline}}]",
+        ],
+        "expect": "profiles.adjust.decode_context: unknown value 'roofline'",
+    },
+    {
+        "id": "study-variant-twice",
+        "argv": [
+            "splitbench-study",
+            "experiment=sensitivity",
+            "search=quick",
+            "study.variants=[{name: v, set: {seed: 1}}, {name: v, set: {seed: 2}}]",
+        ],
+        "expect": "study.variants[1].name: 'v' is used twice",
+    },
+    {
+        "id": "study-load-factor-zero",
+        "argv": [
+            "splitbench-study",
+            "experiment=robustness",
+            "search=quick",
+            "study.load_factors=[0.0]",
+        ],
+        "expect": "study.load_factors[0]: must be > 0",
+    },
+    {
+        "id": "replay-adjust-bad-scale",
+        "argv": [
+            "splitbench-replay",
+            "design=baseline-h100",
+            "design.machines=1",
+            "profiles.adjust.overhead_scale=0",
+        ],
+        "expect": "profiles.adjust.overhead_scale: must be a finite number > 0",
+    },
+    {
+        "id": "replay-prompt-scale-negative",
+        "argv": [
+            "splitbench-replay",
+            "design=baseline-h100",
+            "design.machines=1",
+            "trace.prompt_scale=-1",
+        ],
+        "expect": "trace.prompt_scale: must be > 0",
+    },
 ]
