@@ -629,6 +629,21 @@ def _row_metrics(points: list[dict], counts, rate) -> dict:
     return {}
 
 
+def _prefix_columns(result: dict) -> dict:
+    """Prefix-cache and extrapolation columns of a point result (none where the point ran
+    without prefix caching and inside the measured range: those rows keep their columns)."""
+    out = {}
+    pc = result.get("prefix_cache")
+    if pc:
+        out["prefix_hit_rate"] = pc.get("block_hit_rate")
+        out["prefix_request_hit_rate"] = pc.get("request_hit_rate")
+        out["prefix_tokens_saved"] = pc.get("saved_tokens")
+        out["prefix_saved_fraction"] = pc.get("saved_fraction")
+    if result.get("extrapolated"):
+        out["extrapolated"] = "; ".join(result["extrapolated"])
+    return out
+
+
 def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
     """Study tables (plain lists of dicts) from task results."""
     design_display = {k: (d.display or k) for k, d in cfg["designs"].items()}
@@ -659,6 +674,7 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                     **{f"slowdown_{k}": v for k, v in (r.get("slowdown") or {}).items()},
                     "trace_requests": r.get("trace_requests"),
                     **{f"context_{k}": v for k, v in (r.get("context") or {}).items()},
+                    **_prefix_columns(r),
                 }
             )
         base = {
@@ -686,6 +702,7 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                         "configs_on_frontier": res["candidates"],
                         "simulations": len(res["points"]),
                         "failed_points": sum(bool(p["result"].get("error")) for p in res["points"]),
+                        **_prefix_columns(m),
                     }
                 )
         elif task.kind == "throughput":
