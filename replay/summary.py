@@ -23,6 +23,12 @@ requests that hit against those that missed (``ttft_s_hit`` / ``ttft_s_miss``). 
 TTFT and throughput against caching off is a comparison of two replays (the study
 ``mooncake-prefix``). With every prefix-caching option off, ``prefix_cache`` and those options
 are left out of summary.json, so results without the feature are byte-identical to before it.
+
+Extrapolation: ``extrapolated`` lists what the run asked of its phase models beyond their
+measured range (a prompt longer than the longest measured, a context per request longer than
+measured, ...: ``PhaseModel.range_notes``), each with what the model then assumes (the fitted
+quadratic attention term continued; decode linear per context token). Left out of summary.json
+when empty.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ class ReplaySummary:
     trace: dict = field(default_factory=dict)
     display: dict = field(default_factory=dict)
     prefix_cache: dict | None = None  # None: prefix caching off (left out of summary.json)
+    extrapolated: list = field(default_factory=list)  # phase-model range notes (empty: left out)
 
     @property
     def slo_met(self) -> bool:
@@ -105,6 +112,8 @@ class ReplaySummary:
         d = jsonable(self)
         if d.get("prefix_cache") is None:
             d.pop("prefix_cache", None)
+        if not d.get("extrapolated"):
+            d.pop("extrapolated", None)
         return d
 
 
@@ -237,10 +246,12 @@ def build_summary(
     trace_info: dict | None = None,
     display: dict | None = None,
     prefix_cache: dict | None = None,
+    extrapolated: list | None = None,
 ) -> ReplaySummary:
     """The one summary of a replay (see the module doc). ``engine``: utilization,
     pool_changes, decode_linearization_max_rel_error, max_decode_batch. ``prefix_cache``: the
-    engine's cache records (``replay.simulate``), None when caching is off."""
+    engine's cache records (``replay.simulate``), None when caching is off. ``extrapolated``: the
+    notes of phase-model queries beyond the measured range (``replay.simulate._range_notes``)."""
     it = iterations
     gv, gw = span_gaps(
         it["first_s"], it["increment_s"], it["iterations"], it["batch_size"], it["first_excluded"]
@@ -263,6 +274,7 @@ def build_summary(
         trace=dict(trace_info or {}),
         display=dict(display or {}),
         prefix_cache=None if prefix_cache is None else cache_summary(prefix_cache, requests),
+        extrapolated=list(extrapolated or []),
     )
 
 
@@ -354,6 +366,8 @@ def format_summary(summary: ReplaySummary | dict) -> str:
             f"{pc.get('transfer_saved_tokens'):,} tokens"
             + (" (uncached only)" if pc.get("transfer_uncached_only") else "")
         )
+    for note in summary.get("extrapolated") or []:
+        lines.append(f"extrapolated {note}")
     kv = summary.get("kv_transfer_s", {})
     lines.append(
         f"kv transfer mean {f(kv.get('mean'), 4)} s, P99 {f(kv.get('p99'), 4)} s   "
