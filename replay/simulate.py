@@ -263,7 +263,7 @@ def simulate(
     )  # fmt: skip
     prog, bar = _progress_fn(progress, cl.n)
     # the phase models' once-only hot-path warnings depend on what ran before in the process;
-    # the run's own, exact notes (_range_notes) are reported instead, in the summary and warned
+    # the run's own, exact notes (_range_notes) are reported instead: in the summary, and warned
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExtrapolationWarning)
         try:
@@ -304,8 +304,9 @@ def simulate(
         prefix_cache=_cache_counts(cl),
         extrapolated=notes,
     )
-    for note in notes:
-        warnings.warn(note, ExtrapolationWarning, stacklevel=2)
+    if notes:  # one warning per run (a study runs many); every note is in the summary
+        more = f" (and {len(notes) - 1} more: summary 'extrapolated')" if len(notes) > 1 else ""
+        warnings.warn(notes[0] + more, ExtrapolationWarning, stacklevel=2)
     # runtime numbers vary run to run: kept out of summary.json (byte-identical files)
     result.runtime = {
         "simulate_cpu_s": sim_cpu,
