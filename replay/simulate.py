@@ -350,11 +350,14 @@ def _range_notes(result, pms, fused: bool, ref_pm, ref_coef) -> list[str]:
             continue
         on = np.isin(machine, idx)
         pre = on & (pt > 0)
+        dec = np.flatnonzero(on & (pt == 0))
+        slow = dec[np.argmax(last[dec])] if dec.size else -1  # the first slowest decode span
         found = check(
             int(top(pt + bb if fused else pt, pre)),
             int(top(p, started & np.isin(pm_of, idx))),
-            float(top(last, on & (pt == 0))),
+            float(last[slow]) if slow >= 0 else 0.0,
             int(top(ctx, decoded & np.isin(tm_of, idx))),
+            int(bb[slow]) if slow >= 0 else 0,
         )
         notes += [n for n in found if n not in notes]
     check = getattr(ref_pm, "range_notes", None)
@@ -362,7 +365,7 @@ def _range_notes(result, pms, fused: bool, ref_pm, ref_coef) -> list[str]:
     if check is not None and done.any():
         a, b, c, q = ref_coef[:4]
         longest, prompt = int(ctx[done].max()), int(p[done].max())
-        found = check(prompt, prompt, a + b + q + c * longest, longest)
+        found = check(prompt, prompt, a + b + q + c * longest, longest, 1)
         notes += [f"slowdown reference: {n}" for n in found if n not in notes]
     return notes
 

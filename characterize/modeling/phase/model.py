@@ -206,18 +206,26 @@ class PhaseModel:
         prompt_tokens: int = 0,
         decode_step_s: float = 0.0,
         request_context: int = 0,
+        decode_step_batch: int = 0,
     ) -> list[str]:
         """Notes (the warnings' texts) for a run's largest queries, exact and stateless (no
         warning, no once-only state): the largest prefill iteration's tokens, the longest single
-        prompt, the slowest decode step (s) and the longest context any request decoded with.
-        The simulator reports these in its summary (``replay.simulate``)."""
+        prompt, the slowest decode step (s; ``decode_step_batch``: its batch size, which names
+        the step with the total context it implies) and the longest context any request decoded
+        with. The simulator reports these in its summary (``replay.simulate``)."""
         notes = []
         if prefill_batch_tokens > self.max_prefill_tokens:
             notes.append(self._msg_prefill(int(prefill_batch_tokens)))
         if 0 < self.max_prompt_tokens < prompt_tokens:
             notes.append(self._msg_prompt(f"a prompt of {int(prompt_tokens)} tokens"))
         if decode_step_s > self._decode_box_s:
-            notes.append(self._msg_decode(f"a {decode_step_s:.4g} s step"))
+            b = int(decode_step_batch)
+            if b > 0 and self._d2 > 0:
+                c = (decode_step_s - self._d0 - self._d1 * b - self._d3 * b * b) / self._d2
+                what = f"batch {b} with {max(round(c), 0)} context tokens ({decode_step_s:.4g} s)"
+            else:
+                what = f"a {decode_step_s:.4g} s step"
+            notes.append(self._msg_decode(what))
         if 0 < self.max_request_context < request_context:
             notes.append(self._msg_context(f"a request at {int(request_context)} context tokens"))
         return notes
