@@ -264,7 +264,9 @@ def evaluate_point(point: dict) -> dict:
 
 def summarize(res, info: dict, point: dict) -> dict:
     """The cached result of a point, read from the replay's one summary (SLO verdict with the
-    point's SLO, throughput, cost, power, context policy counts, latency quantiles)."""
+    point's SLO, throughput, cost, power, context policy counts, latency quantiles; with prefix
+    caching on, ``prefix_cache``: :data:`PREFIX_CACHE_KEYS` of the summary's block; where the
+    phase model was queried beyond its measured range, ``extrapolated``: the notes)."""
     from common.jsonsafe import jsonable
     from replay.metrics import weighted_percentiles
 
@@ -306,4 +308,18 @@ def summarize(res, info: dict, point: dict) -> dict:
         pct = weighted_percentiles(vals, w, qs)
         q[key] = [pct[f"p{x:g}"] for x in qs]
     out["quantiles"] = q
+    # present only where the feature ran, so results of points without it keep their content
+    pc = s.prefix_cache
+    if pc is not None:
+        out["prefix_cache"] = {k: pc.get(k) for k in PREFIX_CACHE_KEYS}
+    if getattr(s, "extrapolated", None):
+        out["extrapolated"] = list(s.extrapolated)
     return jsonable(out)
+
+
+#: the prefix-cache figures a point result keeps (replay.summary.cache_summary's names)
+PREFIX_CACHE_KEYS = (
+    "block_hit_rate", "request_hit_rate", "saved_tokens", "saved_fraction",
+    "prefill_prompt_tokens", "transfer_saved_tokens", "cache_aware_routing",
+    "transfer_uncached_only", "ttft_s_hit", "ttft_s_miss",
+)  # fmt: skip

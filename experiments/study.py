@@ -847,6 +847,21 @@ def _row_metrics(points: list[dict], counts, rate) -> dict:
     return {}
 
 
+def _prefix_columns(result: dict) -> dict:
+    """Prefix-cache and extrapolation columns of a point result (none where the point ran
+    without prefix caching and inside the measured range: those rows keep their columns)."""
+    out = {}
+    pc = result.get("prefix_cache")
+    if pc:
+        out["prefix_hit_rate"] = pc.get("block_hit_rate")
+        out["prefix_request_hit_rate"] = pc.get("request_hit_rate")
+        out["prefix_tokens_saved"] = pc.get("saved_tokens")
+        out["prefix_saved_fraction"] = pc.get("saved_fraction")
+    if result.get("extrapolated"):
+        out["extrapolated"] = "; ".join(result["extrapolated"])
+    return out
+
+
 def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
     """Study tables (plain lists of dicts) from task results."""
     design_display = {k: (d.display or k) for k, d in cfg["designs"].items()}
@@ -879,6 +894,7 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                     **{f"slowdown_{k}": v for k, v in (r.get("slowdown") or {}).items()},
                     "trace_requests": r.get("trace_requests"),
                     **{f"context_{k}": v for k, v in (r.get("context") or {}).items()},
+                    **_prefix_columns(r),
                 }
             )
         base = {
@@ -923,6 +939,7 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                             if lab.get("variant") or lab.get("mismatch")
                             else {}
                         ),
+                        **_prefix_columns(m),
                     }
                 )
         elif task.kind == "load":
@@ -1001,23 +1018,12 @@ def slo_attainment(result: dict) -> float | None:
     return good / thr if thr and good is not None else None
 
 
-def _prefix_columns(r: dict) -> dict:
-    """A point result's prefix-cache counters as ``prefix_<key>`` columns (scalars only)."""
-    pc = r.get("prefix_cache") or {}
-    return {
-        f"prefix_{k}": v
-        for k, v in pc.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) or v is None
-    }
-
-
 def _variant_metrics(res: dict, best, m: dict) -> dict:
     """Latencies and prefix-cache counters of a variant at its max rate, and (a fixed
     configuration) at the default's max rate: the same offered load as the default."""
     out = {
         "ttft_p50_s": (m.get("ttft_s") or {}).get("p50"),
         "ttft_p99_s": (m.get("ttft_s") or {}).get("p99"),
-        **_prefix_columns(m),
     }
     src = res.get("source_rate")
     if best and src is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from characterize.modeling.phase.errors import ExtrapolationWarning
 from characterize.modeling.specs import SpecError, load_machine, load_model
 from common.atomic import write_json_atomic, write_parquet_atomic
 from replay.designs import Design
@@ -260,13 +262,18 @@ def simulate(
         design.mixed_pool, hashes, block_tokens, policies,
     )  # fmt: skip
     prog, bar = _progress_fn(progress, cl.n)
-    try:
-        cl.run(prog)
-    finally:
-        if bar is not None:
-            bar.close()
-    sim_cpu = time.process_time() - cpu0
-    result, ref = _build_result(cl, ref_pm, ref_coef)
+    # the phase models' once-only hot-path warnings depend on what ran before in the process;
+    # the run's own, exact notes (_range_notes) are reported instead: in the summary, and warned
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        try:
+            cl.run(prog)
+        finally:
+            if bar is not None:
+                bar.close()
+        sim_cpu = time.process_time() - cpu0
+        result, ref = _build_result(cl, ref_pm, ref_coef)
+    notes = _range_notes(result, pms, scheduler.mixed_batch == "fused", ref_pm, ref_coef)
     result.summary = build_summary(
         requests=result.requests,
         iterations=result.iterations,
@@ -295,7 +302,11 @@ def simulate(
         trace_info=trace_info,
         display=display,
         prefix_cache=_cache_counts(cl),
+        extrapolated=notes,
     )
+    if notes:  # one warning per run (a study runs many); every note is in the summary
+        more = f" (and {len(notes) - 1} more: summary 'extrapolated')" if len(notes) > 1 else ""
+        warnings.warn(notes[0] + more, ExtrapolationWarning, stacklevel=2)
     # runtime numbers vary run to run: kept out of summary.json (byte-identical files)
     result.runtime = {
         "simulate_cpu_s": sim_cpu,
@@ -303,6 +314,60 @@ def simulate(
         "wall_s": time.perf_counter() - wall0,
     }
     return result
+
+
+def _range_notes(result, pms, fused: bool, ref_pm, ref_coef) -> list[str]:
+    """What the run asked of its phase models beyond their measured range, exactly, from its
+    records (``PhaseModel.range_notes``; models without it are not checked), per distinct model
+    over the instances it prices: the largest prefill iteration's tokens (with a fused mixed
+    batch's decode tokens), the longest prompt that started a prefill (its whole context, cached
+    prefix included; recomputes after preemption are not checked), the slowest decode step of a
+    decode span, the longest context a request decoded with (prompt + output - 1); and for the
+    slowdown reference (each completed request alone): its longest prompt and context. Stable order."""
+    it, req = result.iterations, result.requests
+    machine = it["machine"].to_numpy()
+    pt = it["prefill_tokens"].to_numpy()
+    bb = it["batch_size"].to_numpy()
+    nn = it["iterations"].to_numpy()
+    last = it["first_s"].to_numpy() + it["increment_s"].to_numpy() * (nn - 1)
+    p = req["prompt_tokens"].to_numpy(dtype=np.int64)
+    ctx = p + req["output_tokens"].to_numpy(dtype=np.int64) - 1
+    pm_of = req["prompt_machine"].to_numpy()
+    tm_of = req["token_machine"].to_numpy()
+    started = req["queue_s"].notna().to_numpy()
+    decoded = req["e2e_s"].notna().to_numpy() & (ctx >= p)  # output >= 2: a decode step ran
+
+    def top(x, sel):
+        return x[sel].max().item() if sel.any() else 0
+
+    groups: dict[int, tuple] = {}
+    for i, pm in enumerate(pms):
+        groups.setdefault(id(pm), (pm, []))[1].append(i)
+    notes: list[str] = []
+    for pm, idx in groups.values():
+        check = getattr(pm, "range_notes", None)
+        if check is None:
+            continue
+        on = np.isin(machine, idx)
+        pre = on & (pt > 0)
+        dec = np.flatnonzero(on & (pt == 0))
+        slow = dec[np.argmax(last[dec])] if dec.size else -1  # the first slowest decode span
+        found = check(
+            int(top(pt + bb if fused else pt, pre)),
+            int(top(p, started & np.isin(pm_of, idx))),
+            float(last[slow]) if slow >= 0 else 0.0,
+            int(top(ctx, decoded & np.isin(tm_of, idx))),
+            int(bb[slow]) if slow >= 0 else 0,
+        )
+        notes += [n for n in found if n not in notes]
+    check = getattr(ref_pm, "range_notes", None)
+    done = req["e2e_s"].notna().to_numpy()  # the requests whose slowdown is computed
+    if check is not None and done.any():
+        a, b, c, q = ref_coef[:4]
+        longest, prompt = int(ctx[done].max()), int(p[done].max())
+        found = check(prompt, prompt, a + b + q + c * longest, longest, 1)
+        notes += [f"slowdown reference: {n}" for n in found if n not in notes]
+    return notes
 
 
 def _cache_counts(cl) -> dict | None:

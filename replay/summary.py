@@ -23,6 +23,12 @@ requests that hit against those that missed (``ttft_s_hit`` / ``ttft_s_miss``). 
 TTFT and throughput against caching off is a comparison of two replays (the study
 ``mooncake-prefix``). With every prefix-caching option off, ``prefix_cache`` and those options
 are left out of summary.json, so results without the feature are byte-identical to before it.
+
+Extrapolation: ``extrapolated`` lists what the run asked of its phase models beyond their
+measured range (a prompt longer than the longest measured, a context per request longer than
+measured, ...: ``PhaseModel.range_notes``), each with what the model then assumes (the fitted
+quadratic attention term continued; decode linear per context token). Left out of summary.json
+when empty.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ class ReplaySummary:
     trace: dict = field(default_factory=dict)
     display: dict = field(default_factory=dict)
     prefix_cache: dict | None = None  # None: prefix caching off (left out of summary.json)
+    extrapolated: list = field(default_factory=list)  # phase-model range notes (empty: left out)
 
     @property
     def slo_met(self) -> bool:
@@ -105,6 +112,8 @@ class ReplaySummary:
         d = jsonable(self)
         if d.get("prefix_cache") is None:
             d.pop("prefix_cache", None)
+        if not d.get("extrapolated"):
+            d.pop("extrapolated", None)
         return d
 
 
@@ -174,25 +183,48 @@ def cache_summary(counts: dict, requests: pd.DataFrame) -> dict:
 
 
 def energy_joules(iterations: pd.DataFrame, power_models: list, end_s: float) -> float:
-    """Energy of a run, J: each instance's spans at its phase power, the rest idle."""
+    """Energy of a run, J: each instance's spans at its phase power, the rest idle.
+
+    Per instance, the busy time of each prefill size (prompt tokens) and of each decode batch
+    size is summed (numpy sums of that group's spans in record order) and priced at the phase
+    power; groups come from one stable sort of the spans (not a mask per group and machine).
+    """
     total = 0.0
-    machine = iterations["machine"].to_numpy() if len(iterations) else np.zeros(0, np.int64)
-    nn_all = iterations["iterations"].to_numpy() if len(iterations) else np.zeros(0, np.int64)
+    if not len(iterations):
+        return sum(pm.idle_power_w * max(end_s, 0.0) for pm in power_models) + 0.0
+    machine = iterations["machine"].to_numpy()
+    nn = iterations["iterations"].to_numpy()
+    d0 = iterations["first_s"].to_numpy()
+    inc = iterations["increment_s"].to_numpy()
+    bb = iterations["batch_size"].to_numpy()
+    pt = iterations["prefill_tokens"].to_numpy()
+    dur = nn * d0 + inc * nn * (nn - 1) / 2.0
+    is_dec = pt <= 0
+    key = np.where(is_dec, bb, pt)
+    order = np.lexsort((key, is_dec, machine))  # stable: record order within a group
+    m_s, d_s, k_s, dur_s = machine[order], is_dec[order], key[order], dur[order]
+    n = len(order)
+    cut = np.flatnonzero((m_s[1:] != m_s[:-1]) | (d_s[1:] != d_s[:-1]) | (k_s[1:] != k_s[:-1]))
+    starts = np.concatenate(([0], cut + 1)).tolist()
+    ends = starts[1:] + [n]
+    g_m, g_d, g_k = m_s[starts].tolist(), d_s[starts].tolist(), k_s[starts].tolist()
+    by_m = np.argsort(machine, kind="stable")  # each instance's spans in record order
+    dur_m = dur[by_m]
+    ids = np.arange(len(power_models))
+    m_first = np.searchsorted(machine[by_m], ids, "left").tolist()
+    m_last = np.searchsorted(machine[by_m], ids, "right").tolist()
+    gi = 0
+    ng = len(starts)
     for idx, pm in enumerate(power_models):
-        sel = machine == idx
-        nn = nn_all[sel]
-        d0 = iterations["first_s"].to_numpy()[sel] if len(iterations) else np.zeros(0)
-        inc = iterations["increment_s"].to_numpy()[sel] if len(iterations) else np.zeros(0)
-        bb = iterations["batch_size"].to_numpy()[sel] if len(iterations) else np.zeros(0, int)
-        pt = iterations["prefill_tokens"].to_numpy()[sel] if len(iterations) else np.zeros(0, int)
-        dur = nn * d0 + inc * nn * (nn - 1) / 2.0
         e = 0.0
-        is_pre = pt > 0
-        for tok in np.unique(pt[is_pre]):
-            e += pm.prefill_power(int(tok)) * float(dur[is_pre & (pt == tok)].sum())
-        for b in np.unique(bb[~is_pre]):
-            e += pm.decode_power(int(b)) * float(dur[~is_pre & (bb == b)].sum())
-        e += pm.idle_power_w * max(end_s - float(dur.sum()), 0.0)
+        pp, dp = pm.prefill_power, pm.decode_power
+        while gi < ng and g_m[gi] == idx:
+            a, b = starts[gi], ends[gi]
+            s = float(dur_s[a]) if b - a == 1 else float(dur_s[a:b].sum())
+            e += (dp(int(g_k[gi])) if g_d[gi] else pp(int(g_k[gi]))) * s
+            gi += 1
+        busy = float(dur_m[m_first[idx] : m_last[idx]].sum())
+        e += pm.idle_power_w * max(end_s - busy, 0.0)
         total += e
     return total
 
@@ -214,10 +246,12 @@ def build_summary(
     trace_info: dict | None = None,
     display: dict | None = None,
     prefix_cache: dict | None = None,
+    extrapolated: list | None = None,
 ) -> ReplaySummary:
     """The one summary of a replay (see the module doc). ``engine``: utilization,
     pool_changes, decode_linearization_max_rel_error, max_decode_batch. ``prefix_cache``: the
-    engine's cache records (``replay.simulate``), None when caching is off."""
+    engine's cache records (``replay.simulate``), None when caching is off. ``extrapolated``: the
+    notes of phase-model queries beyond the measured range (``replay.simulate._range_notes``)."""
     it = iterations
     gv, gw = span_gaps(
         it["first_s"], it["increment_s"], it["iterations"], it["batch_size"], it["first_excluded"]
@@ -240,6 +274,7 @@ def build_summary(
         trace=dict(trace_info or {}),
         display=dict(display or {}),
         prefix_cache=None if prefix_cache is None else cache_summary(prefix_cache, requests),
+        extrapolated=list(extrapolated or []),
     )
 
 
@@ -331,6 +366,8 @@ def format_summary(summary: ReplaySummary | dict) -> str:
             f"{pc.get('transfer_saved_tokens'):,} tokens"
             + (" (uncached only)" if pc.get("transfer_uncached_only") else "")
         )
+    for note in summary.get("extrapolated") or []:
+        lines.append(f"extrapolated {note}")
     kv = summary.get("kv_transfer_s", {})
     lines.append(
         f"kv transfer mean {f(kv.get('mean'), 4)} s, P99 {f(kv.get('p99'), 4)} s   "

@@ -278,12 +278,53 @@ def test_extrapolation_warns_once_per_model(ref):
         pm.prefill_time([40_000])
         pm.prefill_time([50_000])
     kinds = [str(w.message) for w in rec if issubclass(w.category, ExtrapolationWarning)]
-    assert len(kinds) == 2
+    assert len(kinds) == 3  # once per kind: decode box, prefill batch tokens, prompt length
     assert "decode of batch 300" in kinds[0] and "prefill of 40000" in kinds[1]
+    assert "longest measured prompt" in kinds[2]
     # another model instance warns on its own
     other = fit_phase_model(ref, "llama2-70b", "h100-80gb", 8)
     with pytest.warns(ExtrapolationWarning, match="tp=8"):
         other.decode_time(1000, 10**6)
+
+
+def test_one_prompt_longer_than_measured_warns(ref):
+    pm = fit_phase_model(ref, "llama2-70b", "h100-80gb", 8)
+    top = pm.max_prompt_tokens
+    assert top == int(ref[(ref.model == "llama2-70b") & (ref.phase == "prefill")]
+                      .tokens_per_request.max())  # fmt: skip
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        pm.prefill_time([top])  # the longest measured prompt itself: silent
+        pm.prefill_time([top // 2] * 4)
+        assert not rec
+        # one prompt past the longest measured, the batch's tokens inside the measured range
+        assert top + 1000 < pm.max_prefill_tokens
+        pm.prefill_time([top + 1000])
+        pm.prefill_time([top + 2000])  # once per model instance
+    msgs = [str(w.message) for w in rec if issubclass(w.category, ExtrapolationWarning)]
+    assert len(msgs) == 1 and "beyond the longest measured prompt" in msgs[0]
+    # cached suffix sums (sum p^2 - s^2 over the suffix) of a long context also count
+    other = fit_phase_model(ref, "llama2-70b", "h100-80gb", 8)
+    p, s = 3 * top, 3 * top // 2  # a suffix x warns once x * (2p - x) > top^2
+    with pytest.warns(ExtrapolationWarning, match="longest measured prompt"):
+        other.prefill_time_sums(1, p - s, p * p - s * s)
+
+
+def test_batch_one_long_context_decode_warns(ref):
+    pm = fit_phase_model(ref, "llama2-70b", "h100-80gb", 8)
+    # inside the (max batch, max total context) box: the step-time check passes it
+    assert pm._decode_raw(1, 100_000) < pm._decode_box_s
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        pm.decode_time(8, 8 * pm.max_request_context)  # at the longest measured context
+        assert not rec
+        pm.decode_time(1, 100_000)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, ExtrapolationWarning)]
+    assert len(msgs) == 1 and "longest measured context per request" in msgs[0]
+    # the stateless notes say the same for a run's largest queries
+    notes = pm.range_notes(request_context=100_000, prompt_tokens=pm.max_prompt_tokens + 1)
+    assert len(notes) == 2 and "100000 context tokens" in notes[1]
+    assert pm.range_notes(100, 100, 0.001, 100) == []
 
 
 # ----------------------------------------------------------------------------- calibration

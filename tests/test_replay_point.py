@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from experiments import runner
 
 POINT_KEYS = {
@@ -84,3 +86,39 @@ def test_code_version_hashes_every_file_of_the_packages(tmp_path, monkeypatch):
     assert runner.code_version.__wrapped__() == v1  # caches do not count
     Path(root / "traces" / "mod.py").write_text("x = 2\n")
     assert runner.code_version.__wrapped__() != v1
+
+
+def _mooncake_point(caching: bool) -> dict:
+    p = _point({"name": "paper"})
+    p["model"] = {"name": "llama3.1-70b", "tp": 8}
+    p["trace"] = {"name": "mooncake-conversation", "end_s": 40.0}
+    p["scheduler"] = {"prefix_caching": caching, "cache_aware_routing": caching}
+    return p
+
+
+@pytest.mark.filterwarnings("ignore::characterize.modeling.phase.errors.ExtrapolationWarning")
+def test_prefix_cached_point_reports_hit_rate_and_extrapolation():
+    from characterize.modeling.phase.model_set import _source_set
+    from experiments.study import _prefix_columns
+
+    keys = _source_set("reference").keys()
+    on = runner.evaluate_point(_mooncake_point(True))
+    # the borrowed fit (Llama-3.1-70B on Llama-2-70B's profiles) leaves the shared set's keys
+    assert _source_set("reference").keys() == keys
+    assert set(on) == POINT_KEYS | {"prefix_cache", "extrapolated"}
+    pc = on["prefix_cache"]
+    assert set(pc) == set(runner.PREFIX_CACHE_KEYS)
+    assert pc["block_hit_rate"] > 0 and pc["saved_tokens"] > 0 and pc["cache_aware_routing"]
+    # Llama-3.1-70B's long prompts and contexts on Llama-2-70B's fit (measured to 8k): noted
+    notes = on["extrapolated"]
+    assert any("beyond the longest measured prompt" in n for n in notes)
+    assert any("longest measured context per request" in n for n in notes)
+    cols = _prefix_columns(on)
+    assert cols["prefix_hit_rate"] == pc["block_hit_rate"] > 0
+    assert cols["prefix_tokens_saved"] == pc["saved_tokens"]
+    assert "longest measured prompt" in cols["extrapolated"]
+    # caching off: no prefix-cache block, the same extrapolation notes (same trace, same model)
+    off = runner.evaluate_point(_mooncake_point(False))
+    assert "prefix_cache" not in off and off["extrapolated"]
+    assert "prefix_hit_rate" not in _prefix_columns(off)
+    assert _prefix_columns({"throughput_rps": 1.0}) == {}

@@ -11,7 +11,14 @@ import pytest
 from _replay_designs import named_design as make_design
 
 from characterize.modeling.specs import load_machine, load_model
-from replay import KVTransferConfig, LinearPhaseModel, ReplayError, SchedulerConfig, simulate
+from replay import (
+    KVTransferConfig,
+    LinearPhaseModel,
+    ReplayError,
+    SchedulerConfig,
+    baseline,
+    simulate,
+)
 
 H100 = LinearPhaseModel(
     gpu="h100-80gb",
@@ -192,3 +199,33 @@ def test_prefix_caching_is_deterministic():
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     assert 0 < a["prefix_cache"]["block_hit_rate"] < 1
     assert a["requests"]["completed"] == 300
+
+
+def test_extrapolation_notes_are_in_the_summary_and_deterministic():
+    import warnings
+
+    from characterize.modeling.phase_model import ExtrapolationWarning, load_phase_models
+    from replay.summary import format_summary
+
+    pms = load_phase_models("reference")
+    pm = pms.get("llama2-70b", "h100-80gb", 8)
+    long = pm.max_prompt_tokens + 3000  # one prompt longer than measured; fits the KV memory
+    t = pd.DataFrame({"request_id": [0, 1], "arrival_s": [0.0, 1.0],
+                      "prompt_tokens": [500, long], "output_tokens": [4, 4]})  # fmt: skip
+    d = baseline("dgx-h100", 1, "llama2-70b")
+    cfg = SchedulerConfig(enforce_max_context=False)
+    runs = []
+    for _ in range(2):  # the phase model's once-only warning state does not leak into results
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            runs.append(simulate(t, d, cfg, phase_models=pms))
+        assert any(issubclass(w.category, ExtrapolationWarning) for w in rec)
+    a, b = (r.summary.to_dict() for r in runs)
+    assert a == b
+    notes = a["extrapolated"]
+    assert any(f"a prompt of {long} tokens" in n and "llama2-70b, h100" in n for n in notes)
+    assert any(n.startswith("slowdown reference: ") for n in notes)
+    assert "extrapolated PhaseModel(llama2-70b, h100-80gb" in format_summary(a)
+    # inside the measured range: no key in summary.json
+    short = simulate(t.assign(prompt_tokens=[500, 600]), d, cfg, phase_models=pms)
+    assert "extrapolated" not in short.summary.to_dict() and not short.summary.extrapolated

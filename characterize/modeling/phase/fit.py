@@ -160,6 +160,8 @@ def fit_phase_model(
         max_prefill_tokens=int((kept_p["batch_size"] * kept_p["tokens_per_request"]).max()),
         max_decode_batch=int(kept_d["batch_size"].max()),
         max_decode_context=int((kept_d["batch_size"] * kept_d["tokens_per_request"]).max()),
+        max_prompt_tokens=int(kept_p["tokens_per_request"].max()),
+        max_request_context=int(kept_d["tokens_per_request"].max()),
         source=source,
         report_builder=build_report,
     )

@@ -43,6 +43,7 @@ class PhaseModelSet:
         (:meth:`reference_model`); ``tables``: the profile files this set was fitted from."""
         self._models = {(m.model, m.gpu, m.tp): m for m in models}
         self._pending = dict(pending or {})
+        self._aliased: dict[tuple[str, str, int], PhaseModel] = {}
         self.source = source
         self.reference = reference
         self.reference_gpu = str(reference_gpu)
@@ -112,11 +113,15 @@ class PhaseModelSet:
         A model whose spec borrows another's profiles (``profile_model``) gets that model's
         fit, relabelled: ``source`` says "(profiles of <other>)" wherever it is shown."""
         key = (model, gpu, int(tp))
+        if key in self._aliased:
+            return self._aliased[key]
         if key not in self and (akey := self._alias(key)) is not None:
             base = self._fitted(akey)
-            self._models[key] = replace(
+            # kept apart from the set's own fits: keys() and error_table() stay the source's
+            self._aliased[key] = replace(
                 base, model=model, source=f"{base.source} (profiles of {akey[0]})"
             )
+            return self._aliased[key]
         try:
             return self._fitted(key)
         except KeyError:
