@@ -611,7 +611,13 @@ def check_backend(backend: str, key: str = "search.backend") -> None:
 
 
 def _indexed(ctx: StudyContext, i: int, task: Task) -> tuple[int, dict]:
-    """``(i, run_task(...))`` in a worker: Ctrl-C is the study process's to handle."""
+    """``(i, run_task(...))`` in a worker: Ctrl-C is the study process's to handle, and the
+    phase model's extrapolation warnings are not printed (each point's result lists them:
+    ``extrapolated``, shown in points.csv and the report)."""
+    import warnings
+
+    from characterize.modeling.phase.errors import ExtrapolationWarning
+
     if ctx.main_pid and os.getpid() != ctx.main_pid:
         import signal
 
@@ -619,7 +625,9 @@ def _indexed(ctx: StudyContext, i: int, task: Task) -> tuple[int, dict]:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         except ValueError:  # not the worker's main thread
             pass
-    return i, run_task(ctx, task)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        return i, run_task(ctx, task)
 
 
 def _joblib_results(ctx, tasks, n_jobs):
