@@ -688,23 +688,14 @@ def _submitit_results(ctx, tasks, n_jobs, folder: Path):
             j.cancel(check=False)
 
 
-def run_tasks(
-    ctx: StudyContext,
-    tasks: list[Task],
-    n_jobs: int,
-    report: bool = False,
-    backend: str = "joblib",
-    progress: bool | None = None,
-    work_dir: Path | None = None,
-) -> list[dict]:
-    """Run the searches on ``backend`` (``n_jobs`` at once; joblib with one job or one task runs
-    in this process); returns their results in task order. Two waves: the searches, then the
-    tasks that start from a search's best configuration (:data:`DEPENDENT_KINDS`), which get
-    that result instead of asking the cache again. Options as in :func:`_run_wave`."""
+def run_tasks(ctx: StudyContext, tasks: list[Task], n_jobs: int, **opts) -> list[dict]:
+    """Run the searches (``n_jobs`` at once; ``opts``: ``report``, ``backend``, ``progress``,
+    ``work_dir`` as in :func:`_run_wave`); returns their results in task order. Two waves: the
+    searches, then the tasks that start from a search's best configuration
+    (:data:`DEPENDENT_KINDS`), which get that result instead of asking the cache again."""
     first = [i for i, t in enumerate(tasks) if t.kind not in DEPENDENT_KINDS]
     second = [i for i, t in enumerate(tasks) if t.kind in DEPENDENT_KINDS]
     out: list[dict | None] = [None] * len(tasks)
-    opts = dict(report=report, backend=backend, progress=progress, work_dir=work_dir)
     results = _run_wave(ctx, [tasks[i] for i in first], n_jobs, **opts)
     for i, res in zip(first, results, strict=True):
         out[i] = res
