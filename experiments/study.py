@@ -82,6 +82,11 @@ class Task:
     factors: tuple[float, ...] | None = None  # load: rates as factors of the max rate
     overload: float | None = None  # batch: offered rate / SLO max rate
     source_result: dict | None = field(default=None, repr=False)  # set by run_tasks
+    # fixed (mismatch): the served trace's own budget task; where its best configuration is the
+    # source's, its max rate is the answer (one owner: the same configuration on the same trace
+    # is not searched twice, which at finite trace lengths could disagree)
+    peer: Task | None = field(default=None, repr=False)
+    peer_result: dict | None = field(default=None, repr=False)  # set by run_tasks
 
     def signature(self) -> str:
         return json.dumps(
@@ -250,8 +255,12 @@ def run_task(ctx: StudyContext, task: Task) -> dict:
         if best is None or src_rate is None:
             out.update(best=None, rate=None)
         elif task.kind == "fixed":
-            rate, points = max_rate_of(ev, tuple(best), grid, src_rate)
-            out.update(best=best, rate=rate)
+            peer = task.peer_result or (run_task(ctx, task.peer) if task.peer else None)
+            if peer is not None and peer.get("best") and list(peer["best"]) == list(best):
+                out.update(best=best, rate=peer.get("rate"), same_as_own=True)
+            else:
+                rate, points = max_rate_of(ev, tuple(best), grid, src_rate)
+                out.update(best=best, rate=rate)
         elif task.kind == "load":
             log = SearchLog(ev)
             rates = sorted({grid.rates[grid.index_near(f * src_rate)] for f in task.factors})
@@ -557,7 +566,15 @@ def _plan_dependent(cfg: dict, base: dict[tuple[str, str], Task], add) -> None:
             for other in st.traces:
                 if other != tk:
                     add(
-                        Task("fixed", other, cfg["traces"][other], dk, design, source=src),
+                        Task(
+                            "fixed",
+                            other,
+                            cfg["traces"][other],
+                            dk,
+                            design,
+                            source=src,
+                            peer=base.get((other, dk)),
+                        ),  # fmt: skip
                         {"budget": st.variant_budget, "mismatch": f"{tk}->{other}"},
                     )
         if st.load_factors:
@@ -705,6 +722,9 @@ def run_tasks(ctx: StudyContext, tasks: list[Task], n_jobs: int, **opts) -> list
             src = done.get(id(tasks[i].source))
             if src is not None:
                 tasks[i].source_result = {"best": src.get("best"), "rate": src.get("rate")}
+            peer = done.get(id(tasks[i].peer)) if tasks[i].peer is not None else None
+            if peer is not None:
+                tasks[i].peer_result = {"best": peer.get("best"), "rate": peer.get("rate")}
         results = _run_wave(ctx, [tasks[i] for i in second], n_jobs, **opts)
         for i, res in zip(second, results, strict=True):
             out[i] = res
@@ -929,7 +949,11 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                         "simulations": len(res["points"]),
                         "failed_points": sum(bool(p["result"].get("error")) for p in res["points"]),
                         **(
-                            {"source_trace": res["source_trace"], "source_rate": res["source_rate"]}
+                            {
+                                "source_trace": res["source_trace"],
+                                "source_rate": res["source_rate"],
+                                "same_configuration": bool(res.get("same_as_own")),
+                            }
                             if task.kind == "fixed"
                             else {}
                         ),

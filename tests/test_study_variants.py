@@ -117,8 +117,18 @@ def test_mismatch_load_and_batch_tasks(tmp_path):
         assert r["trace"] == dst and r["source_trace"] == src and src != dst
         assert r["own_rate"] == budget[(dst, r["design"])]["max_rate"]
         assert r["source_rate"] == budget[(src, r["design"])]["max_rate"]
-        # a configuration found for another trace is never better than the trace's own best
+        # a configuration found for another trace is never better than the trace's own best;
+        # the same configuration takes the trace's own answer (not searched twice)
         assert r["max_rate"] <= r["own_rate"] * 1.0001
+        own = budget[(dst, r["design"])]
+        same = [r["prompt_machines"], r["token_machines"], r["machines"]] == [
+            own["prompt_machines"],
+            own["token_machines"],
+            own["machines"],
+        ] or (r["kind"] == "baseline" and r["machines"] == own["machines"])
+        assert r["same_configuration"] == same
+        if same:
+            assert r["max_rate"] == r["own_rate"] and r["simulations"] == 0
     load = pd.DataFrame(t["load"])
     assert set(load["design"]) == set(budget_d for _, budget_d in budget)
     for _, g in load.groupby(["trace", "design"]):
