@@ -84,9 +84,7 @@ def evaluator(point: dict) -> dict:
 def _study(root, experiment: str, extra: list[str] = ()):
     over = [f"experiment={experiment}", *SMALL, *extra]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "study", overrides=[*over, f"paths.root={root}", "study.report=false"]
-        )
+        cfg = compose("study", overrides=[*over, f"paths.root={root}", "study.report=false"])
     d = study_app.run(cfg, evaluator=evaluator)["dir"]
     hyd = d / "hydra" / "2026-01-01_00-00-00" / ".hydra"
     hyd.mkdir(parents=True, exist_ok=True)
@@ -253,7 +251,7 @@ def test_mismatch_batch_load_and_scheduler_tables_are_the_studys(studies, report
         assert row in md, row
 
     batch = _read(dirs["robustness"], "batch")
-    for (tr, des), g in batch.groupby(["trace", "design"]):
+    for _key, g in batch.groupby(["trace", "design"]):
         best = g.loc[g["requests_per_dollar"].idxmax()]
         kw = g.loc[g["rps_per_kw"].idxmax()]
         row = (f"| {best['trace_display']} | {best['design_display']} | {vs.config_text(best)} | "
@@ -263,11 +261,15 @@ def test_mismatch_batch_load_and_scheduler_tables_are_the_studys(studies, report
 
     # load: the first rate whose attainment is below 0.9, from load.csv
     load = _read(dirs["robustness"], "load")
-    t = pd.read_csv(report["out"] / "figures" / f"{_slug(report, dirs['robustness'])}_load_table.csv")
+    t = pd.read_csv(
+        report["out"] / "figures" / f"{_slug(report, dirs['robustness'])}_load_table.csv"
+    )
     assert len(t) == load.groupby(["trace", "design"]).ngroups
     drops = 0
     for _, r in t.iterrows():
-        g = load[(load["trace"] == r["trace"]) & (load["design"] == r["design"])].sort_values("rate")
+        g = load[(load["trace"] == r["trace"]) & (load["design"] == r["design"])].sort_values(
+            "rate"
+        )
         below = g[g["slo_attainment"] < 0.9]
         if below.empty:
             assert pd.isna(r["first_rate_below"])
