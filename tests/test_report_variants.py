@@ -236,6 +236,16 @@ def test_tornado_bars_span_each_groups_variants(studies, report):
         assert b["lo"] == pytest.approx(min(0.0, r["min"] / r["ratio_seed0"] - 1), abs=1e-5)
         assert b["hi"] == pytest.approx(max(0.0, r["max"] / r["ratio_seed0"] - 1), abs=1e-5)
     assert "Grey band: the spread of the same ratio over the re-sampling seeds" in report["md"]
+    # the tables: every variant's ratio and its change; every design's max rate under it
+    sec = report["md"].split("### Sensitivity: how far")[1].split("\n### ")[0]
+    for _, r in vr.iterrows():
+        assert f"{r['ratio']:.2f}x ({vs.pct(r['change'])})" in sec
+    v = _read(dirs["sensitivity"], "variants")
+    assert len(v) == 14 * 3 * 2
+    for _, r in v.iterrows():
+        tail = "(n/a)" if not r["applies"] else f"({vs.pct(r['change'])})"
+        assert f"| {r['group']} | {r['variant_label']} |" in sec
+        assert f"{r['max_rate']:.2f} {tail}" in sec
 
 
 def test_mismatch_batch_load_and_scheduler_tables_are_the_studys(studies, report):

@@ -71,6 +71,17 @@ def config_text(r) -> str:
     return "-" if pd.isna(r.get("machines")) else f"{int(r['machines'])}"
 
 
+def rate_cell(r) -> str:
+    """A variant's max rate and its change; ``none``: no rate of the search grid met the SLO."""
+    if pd.isna(r.get("max_rate")):
+        return "none"
+    return f"{num(r['max_rate'])} ({pct(r['change'])})"
+
+
+#: the note under every table that can show ``none``
+NONE_NOTE = "`none`: no rate of the search grid meets the SLO (no ratio then: `-`)."
+
+
 def _truthy(v) -> bool:
     return str(v).strip().lower() in ("true", "1", "1.0")
 
@@ -154,11 +165,12 @@ def variant_rate_table(s: dict, groups) -> tuple[list[str], list[list[str]], pd.
             elif "applies" in r.index and not _truthy(r["applies"]):
                 cells.append(f"{num(r['max_rate'])} (n/a)")
             else:
-                cells.append(f"{num(r['max_rate'])} ({pct(r['change'])})")
+                cells.append(rate_cell(r))
         rows.append(cells)
-    keep = [c for c in ("trace", "trace_display", "design", "design_display", "variant", "group",
-                        "variant_label", "applies", "prompt_machines", "token_machines",
-                        "machines", "max_rate", "own_rate", "change") if c in v.columns]  # fmt: skip
+    cols = ("trace", "trace_display", "design", "design_display", "variant", "group",
+            "variant_label", "applies", "prompt_machines", "token_machines", "machines",
+            "max_rate", "own_rate", "change")  # fmt: skip
+    keep = [c for c in cols if c in v.columns]
     return header, rows, v[keep]
 
 
@@ -191,6 +203,36 @@ def variant_ratio_table(s: dict, groups) -> tuple[list[str], list[list[str]], pd
     return header, rows, t
 
 
+def variant_rate_rows(s: dict, groups) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per trace, the max rate table turned round (a row per variant, a column per design):
+    [(trace display, header, rows)], for studies with many variants."""
+    v = s["variants"]
+    v = v[v["group"].astype(str).isin(list(groups))]
+    out = []
+    for _tr, g in v.groupby("trace", sort=False):
+        designs = list(dict.fromkeys(g["design"]))
+        first = {d: g[g["design"] == d].iloc[0] for d in designs}
+        header = ["group", "variant"] + [
+            f"{first[d]['design_display']} ({config_text(first[d])})" for d in designs
+        ]
+        rows = [["default", "(the study's own search)"]
+                + [num(first[d]["own_rate"]) for d in designs]]  # fmt: skip
+        for _v, gv in g.groupby("variant", sort=False):
+            by = {r["design"]: r for _, r in gv.iterrows()}
+            cells = [str(gv["group"].iloc[0]), str(gv["variant_label"].iloc[0])]
+            for d in designs:
+                r = by.get(d)
+                if r is None:
+                    cells.append("-")
+                elif "applies" in r.index and not _truthy(r["applies"]):
+                    cells.append(f"{num(r['max_rate'])} (n/a)")
+                else:
+                    cells.append(rate_cell(r))
+            rows.append(cells)
+        out.append((str(g["trace_display"].iloc[0]), header, rows))
+    return out
+
+
 def _variant_block(
     figs: Figures, s: dict, groups, tag: str, what: str, ratios: bool = True
 ) -> list[str]:
@@ -202,7 +244,7 @@ def _variant_block(
         md += [
             f"Max rate under the SLO (req/s) of each design {what}: {_held_text(s)}; change: "
             "over the default max rate; `n/a`: the variant does not change this design (the "
-            "default holds). " + made_by(s, "variants"),
+            "default holds); " + NONE_NOTE + " " + made_by(s, "variants"),
             "",
             md_rows(h1, r1, [False, False, False] + [True] * (len(h1) - 3)),
             "",
@@ -634,7 +676,8 @@ def sensitivity_section(figs: Figures, s: dict, studies: list[dict]) -> list[str
                     f"**{disp} trace.** Per headline comparison (Splitwise design / baseline at "
                     "the same budget), a bar per assumption group from its lowest to its highest "
                     "ratio over the group's variants, as the change from the default ratio (the "
-                    "vertical line; the default lies inside every bar); widest on top." + band,
+                    "vertical line; the default lies inside every bar); widest on top; a variant "
+                    "under which a design meets the SLO at no rate has no ratio and no bar." + band,
                     "",
                     f"![tornado {disp}]({fig})",
                     "",
@@ -665,7 +708,17 @@ def sensitivity_section(figs: Figures, s: dict, studies: list[dict]) -> list[str
             md_rows(header, rows, [False, False] + [True] * len(keys)),
             "",
         ]
-    md += _variant_block(figs, s, groups, "sensitivity", "under each assumption", ratios=False)
+    _, _, data = variant_rate_table(s, groups)
+    if not data.empty:
+        figs.csv(data, f"{name}_sensitivity_rates")
+    for disp, header, rows in variant_rate_rows(s, groups):
+        md += [
+            f"**{disp} trace: each design's max rate under the SLO (req/s, change from the "
+            "default; `n/a`: the variant does not change this design)**. " + NONE_NOTE,
+            "",
+            md_rows(header, rows, [False, False] + [True] * (len(header) - 2)),
+            "",
+        ]
     return md
 
 
@@ -814,7 +867,14 @@ def seeds_section(figs: Figures, s: dict) -> list[str]:
             "Each design's max rate under the SLO (req/s) over the same seeds:",
             "",
             md_rows(
-                ["trace", "design", "config", "seeds", "seed 0", "median [min, max]"],
+                [
+                    "trace",
+                    "design",
+                    "config",
+                    "seeds",
+                    f"seed {int(iv['seed0'].iloc[0])}",
+                    "median [min, max]",
+                ],
                 rows,
                 [False, False, False, True, True, True],
             ),  # fmt: skip
