@@ -324,3 +324,21 @@ def test_sections_are_deterministic(studies, report):
     a = {p.name: p.read_bytes() for p in (report["out"] / "figures").iterdir()}
     b = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
+
+
+def test_an_optional_table_without_a_column_is_one_line_error(studies, tmp_path):
+    import shutil
+
+    from experiments.errors import ExperimentError
+
+    _, dirs = studies
+    d = tmp_path / "robustness"
+    shutil.copytree(dirs["robustness"], d)
+    load = pd.read_csv(d / "load.csv").drop(columns=["slo_attainment"])
+    load.to_csv(d / "load.csv", index=False)
+    with pytest.raises(ExperimentError, match=r"load\.csv: missing column 'slo_attainment'"):
+        load_inputs([d])
+    (d / "load.csv").unlink()  # an absent optional table is no error: no load section
+    (s,), _ = load_inputs([d])
+    assert s["load"].empty and vs.load_section(Figures(tmp_path / "out"), s) == []
+    assert not s["mismatch"].empty
