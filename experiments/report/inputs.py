@@ -38,6 +38,23 @@ TABLE_COLUMNS = {
     "latency_quantiles": ("trace", "budgets", "rate", "best_rate", "metric", "quantile",
                           "value_s"),
 }  # fmt: skip
+#: the tables only some studies have (issue 13: variants, trace mismatch, load curves, batch
+#: jobs; experiments.study.OPTIONAL_TABLES), read when present, empty otherwise
+OPTIONAL_STUDY_TABLES = ("variants", "variant_ratios", "mismatch", "load", "batch")
+#: the columns the report reads from each optional table (when the table is not empty)
+OPTIONAL_COLUMNS = {
+    "variants": ("trace", "trace_display", "design", "design_display", "kind", "variant",
+                 "group", "variant_label", "max_rate", "own_rate", "change"),
+    "variant_ratios": ("variant", "group", "variant_label", "trace", "trace_display", "design",
+                       "design_display", "vs", "ratio", "default_ratio", "change"),
+    "mismatch": ("trace", "trace_display", "design", "design_display", "mismatch",
+                 "source_trace", "max_rate", "own_rate", "change"),
+    "load": ("trace", "trace_display", "design", "design_display", "rate", "load_factor",
+             "slo_met", "slo_attainment", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s"),
+    "batch": ("trace", "trace_display", "design", "design_display", "offered_rate",
+              "throughput_rps", "cost_per_hour", "power_w", "requests_per_dollar", "rps_per_kw",
+              "slo_config", "best_requests_per_dollar", "best_rps_per_kw"),
+}  # fmt: skip
 #: the counters of a ``context`` block (requests and tokens changed by the context policy)
 CONTEXT_COUNTS = ("clipped", "clipped_tokens", "rejected", "rejected_tokens")
 #: overrides that say where things go, not what was computed (left out of labels)
@@ -144,8 +161,8 @@ def _load_study(sj: Path) -> dict:
         raise ExperimentError(f"{sj}: not a splitbench study (no '{missing[0]}' section)")
     if not meta["study"].get("name"):
         raise ExperimentError(f"{sj}: not a splitbench study (no study.name)")
-    tables = {k: read_csv(s / f"{k}.csv") for k in STUDY_TABLES}
-    for k, need in TABLE_COLUMNS.items():
+    tables = {k: read_csv(s / f"{k}.csv") for k in (*STUDY_TABLES, *OPTIONAL_STUDY_TABLES)}
+    for k, need in {**TABLE_COLUMNS, **OPTIONAL_COLUMNS}.items():
         t = tables[k]
         lack = [c for c in need if not t.empty and c not in t.columns]
         if lack:
@@ -200,6 +217,18 @@ def _config_keys(text: str) -> dict[str, str]:
     return {k: v for k, v in flat.items() if not k.startswith(_PLACE_KEYS)}
 
 
+def _named_by(override: str, name: str) -> bool:
+    """Whether the study's name already says what ``override`` sets: its experiment or study
+    name, or a model the name spells (``experiment=seeds model=bloom-176b`` makes
+    ``seeds-bloom-176b``)."""
+    key, _, value = override.partition("=")
+    if key in ("experiment", "study.name"):
+        return name == value or name.startswith(f"{value}-")
+    if key == "model":
+        return bool(value) and (name == value or name.endswith(f"-{value}") or f"-{value}-" in name)
+    return False
+
+
 def _label_studies(studies: list[dict]) -> None:
     """Give each study ``label`` (what sets it apart from the others it is shown with: its name,
     the overrides the others do not share, else the config keys that differ) and ``slug`` (a
@@ -216,11 +245,7 @@ def _label_studies(studies: list[dict]) -> None:
             diff_cfg[i] = [f"{k}={json.loads(f[k]) if k in f else 'unset'}" for k in differing]
     shared = common if len(studies) > 1 else set()
     owns = [
-        [
-            o
-            for o in s["overrides"]
-            if o not in shared and o not in (f"experiment={name}", f"study.name={name}")
-        ]
+        [o for o in s["overrides"] if o not in shared and not _named_by(o, name)]
         for s, name in zip(studies, names, strict=True)
     ]
     for i, s in enumerate(studies):
