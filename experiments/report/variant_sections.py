@@ -416,9 +416,10 @@ def load_section(figs: Figures, s: dict) -> list[str]:
         + (", ".join(f"{f:g}" for f in factors) + "x" if factors else "multiples of")
         + " its max rate under the SLO (rates snapped to the search grid) and past saturation. "
         "SLO attainment: the share of steady-state completions within the SLO's per-request "
-        "slowdown limits (goodput / throughput); the study's SLO itself judges percentiles of "
-        "the slowdowns, so a point can miss it with most requests within the limits. "
-        + made_by(s, "load"),
+        "slowdown limits at its highest percentile (goodput / throughput); the study's SLO "
+        "itself judges percentiles of the slowdowns, so a point can miss it with most requests "
+        "within the limits: the second row, the worst slowdown percentile over its limit (the "
+        "SLO holds up to 1), shows the binding one. " + made_by(s, "load"),
         "",
     ]
     rows = []
@@ -465,9 +466,10 @@ def load_section(figs: Figures, s: dict) -> list[str]:
     fig = vf.fig_load(figs, load, name)
     if fig:
         md += [
-            "SLO attainment and P99 latencies against load (rate / the design's max rate under "
-            f"the SLO; dashed: 1, the max rate; dotted: attainment {lv:g}; x: the point misses "
-            "the SLO). TBT token-weighted.",
+            "SLO attainment, the worst slowdown over its limit and P99 latencies against load "
+            "(rate / the design's max rate under the SLO; dashed: 1, the max rate; dotted: "
+            f"attainment {lv:g} and the SLO's edge at 1; x: the point misses the SLO). TBT "
+            "token-weighted.",
             "",
             f"![load curves]({fig})",
             "",
