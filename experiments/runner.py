@@ -132,14 +132,17 @@ def trace_point(
     duration_s: float | None = None,
     seed: int | None = None,
 ) -> dict:
-    """The trace part of a point; ``rate`` turns on re-sampling at that rate for duration_s."""
+    """The trace part of a point; ``rate`` turns on re-sampling at that rate for duration_s
+    (``trace.rate_method: scale``: the whole trace, its time compressed to that mean rate)."""
     out = asdict(t)
     out.pop("display", None)
     if t.path is not None:
         st = os.stat(t.path)
         out["path"] = os.path.abspath(t.path)
         out["sha256"] = _file_digest(out["path"], st.st_mtime, st.st_size)
-    if rate is not None:
+    if rate is not None and t.rate_method == "scale":  # the whole trace, re-timed to the rate
+        out["scale_to_rate"] = float(rate)
+    elif rate is not None:
         out["resample_rate"] = float(rate)
         if duration_s is not None:
             out["resample_duration_s"] = float(duration_s)

@@ -25,6 +25,8 @@ from traces.schema import BLOCK_HASHES, BLOCK_TOKENS, COLUMNS, check_table
 from traces.stats import mean_rate
 
 ARRIVALS = ("poisson", "gamma")
+#: how a study point sets a trace's rate (TraceConfig.rate_method)
+RATE_METHODS = ("resample", "scale")
 CONTEXT_POLICIES = ("reject", "clip")
 
 
@@ -425,6 +427,12 @@ class TraceConfig:
     resample_rate: float | None = _h(None, "re-sample arrivals at this rate, req/s (paper method)")
     resample_duration_s: float | None = _h(None, "re-sampled trace length, s")
     resample_requests: int | None = _h(None, "re-sampled trace length in requests (or duration)")
+    rate_method: str = _h(
+        "resample",
+        "how a study point sets the rate: 'resample' (the paper's: Poisson arrivals, requests "
+        "drawn with replacement) or 'scale' (the trace's own order and gaps, time compressed "
+        "to the rate: keeps conversations and their prefix reuse)",
+    )
     arrival: str = _h("poisson", "re-sampled arrival process: 'poisson' or 'gamma'")
     cv: float = _h(1.0, "coefficient of variation of gamma inter-arrivals (1 = Poisson)")
     prompt_scale: float = _h(1.0, "factor on every prompt length (after re-sampling; 1: as is)")
@@ -465,6 +473,8 @@ class TraceConfig:
             need(
                 v is None or (_integer(v) and v >= lo), k, f"must be an integer >= {lo}, got {v!r}"
             )
+        need(self.rate_method in RATE_METHODS, "rate_method",
+             f"unknown value '{self.rate_method}' (known: {', '.join(RATE_METHODS)})")  # fmt: skip
         need(self.arrival in ARRIVALS, "arrival",
              f"unknown value '{self.arrival}' (known: {', '.join(ARRIVALS)})")  # fmt: skip
         need(_real(self.cv) and math.isfinite(self.cv) and self.cv > 0, "cv",
