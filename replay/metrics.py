@@ -77,8 +77,9 @@ def weighted_percentiles(values, weights=None, qs=PERCENTILES) -> dict[str, floa
     for q in qs:
         i = int(np.searchsorted(cum, q / 100.0 * total - 1e-9 * total, side="left"))
         out[f"p{q:g}"] = float(uniq[min(i, uniq.size - 1)])
-    # exactly rounded (math.fsum): BLAS's dot product rounds by the arrays' memory alignment,
-    # so the same sample could give another last digit in another process
+    # exactly rounded (math.fsum): BLAS's dot product splits the sum over its threads, so the
+    # same sample gave another last digit in a study worker (one BLAS thread) than in the replay
+    # app (one per core)
     out["mean"] = math.fsum((uniq * wsum).tolist()) / math.fsum(wsum.tolist())
     return out
 

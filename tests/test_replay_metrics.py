@@ -178,3 +178,25 @@ def test_reference_phase_models_integration(reference_models, name, kw, tmp_path
     back = pd.read_parquet(out / "requests.parquet")
     assert list(back.columns) == REQUEST_COLUMNS and len(back) == n
     assert json.loads((out / "summary.json").read_text())["design"]["name"] == name
+
+
+
+def test_weighted_mean_does_not_depend_on_blas_threads():
+    """The same sample gives the same mean, to the last digit, whatever the BLAS thread count
+    (a study worker runs with one; the replay app with one per core). np.dot did not."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from replay.metrics import weighted_percentiles as wp; "
+        "r = np.random.default_rng(3); v = r.random(50_000) * 1e3; w = r.random(50_000); "
+        "print(repr(wp(v, w)['mean']))"
+    )
+    out = set()
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        out.add(p.stdout.strip())
+    assert len(out) == 1, out
