@@ -342,3 +342,25 @@ def test_an_optional_table_without_a_column_is_one_line_error(studies, tmp_path)
     (s,), _ = load_inputs([d])
     assert s["load"].empty and vs.load_section(Figures(tmp_path / "out"), s) == []
     assert not s["mismatch"].empty
+
+
+def test_extrapolation_section_counts_points_by_kind():
+    import pandas as pd
+
+    from experiments.report.markdown import extrapolation_section
+
+    dec = "PhaseModel(m, g, tp=8): decode of batch 99 with 131025 context tokens is beyond"
+    pre = "PhaseModel(m, g, tp=8): prefill of 40000 batch tokens is beyond the fitted range"
+    pts = pd.DataFrame(
+        {"status": ["ok", "ok", "ok", "failed"], "extrapolated": [dec, f"{dec}; {pre}", None, None]}
+    )
+    md = "\n".join(extrapolation_section({"points": pts, "meta": {}}))
+    assert "2 of 3 simulated points" in md
+    assert "| decode step | 2 |" in md and "| prefill batch | 1 |" in md
+    assert "single prompt" not in md
+    old = "\n".join(
+        extrapolation_section({"points": pts[["status"]], "meta": {"code_version": "v"}})
+    )
+    assert "no extrapolation notes" in old and "`v`" in old
+    none = pd.DataFrame({"status": ["ok"], "extrapolated": [None]})
+    assert "None of the 1 points" in "\n".join(extrapolation_section({"points": none, "meta": {}}))
