@@ -364,3 +364,37 @@ def test_extrapolation_section_counts_points_by_kind():
     assert "no extrapolation notes" in old and "`v`" in old
     none = pd.DataFrame({"status": ["ok"], "extrapolated": [None]})
     assert "None of the 1 points" in "\n".join(extrapolation_section({"points": none, "meta": {}}))
+
+
+def test_prefix_section_reads_the_variants_at_the_same_load(tmp_path):
+    import pandas as pd
+
+    from experiments.report.plotting import Figures
+    from experiments.report.variant_sections import prefix_section
+
+    budget = pd.DataFrame([{"trace": "t", "design": "hh", "budget": "iso-power", "max_rate": 10.0,
+                            "throughput_rps": 9.5}])  # fmt: skip
+    variants = pd.DataFrame(
+        [
+            {"trace": "t", "design": "hh", "design_display": "HH", "group": "prefix caching",
+             "variant": "pc", "variant_label": "prefix caching", "applies": True,
+             "prompt_machines": 2, "token_machines": 3, "machines": 5, "max_rate": 11.0,
+             "change": 0.1, "at_source_rate_prefix_hit_rate": 0.25,
+             "at_source_rate_prefix_saved_fraction": 0.2, "at_source_rate_ttft_p50_s": 0.4,
+             "at_source_rate_ttft_p99_s": 3.0, "at_source_rate_throughput_rps": 9.6},
+        ]
+    )  # fmt: skip
+    lq = pd.DataFrame(
+        [{"trace": "t", "design": "hh", "metric": "ttft_s", "rate": 10.0, "quantile": q,
+          "value_s": v} for q, v in ((0.5, 0.5), (0.99, 4.0))]
+    )  # fmt: skip
+    s = {"variants": variants, "budget": budget, "latency_quantiles": lq, "slug": "x",
+         "meta": {"study": {"variant_budget": "iso-power", "name": "x"}},
+         "overrides": ["experiment=mooncake-prefix"], "label": "x"}  # fmt: skip
+    md = "\n".join(prefix_section(Figures(tmp_path, ["png"], 72), s))
+    assert (
+        "| HH | 2P + 3T | no prefix cache (default) | 10.00 | - | - | 0.500 | 4.00 | 9.50 |" in md
+    )
+    assert "| HH | 2P + 3T | prefix caching | 11.00 (+10.0%) | 25.0% | 20.0% | 0.400 | 3.00 |" in md
+    assert (tmp_path / "figures" / "x_prefix_cache.csv").exists()
+    assert "Made by `splitbench-study experiment=mooncake-prefix`" in md

@@ -23,6 +23,7 @@ from experiments.report.plotting import Figures, hue_order
 SEED_GROUPS = ("seed",)
 TOKEN_GROUPS = ("prompt length", "output length")
 SCHEDULER_GROUPS = ("mixed pool", "routing")
+PREFIX_GROUPS = ("prefix caching",)
 #: the headline baselines (experiments.study.HEADLINE_BASELINES)
 BASELINES = ("baseline-a100", "baseline-h100")
 _BASELINE_DISPLAY = {"baseline-a100": "Baseline-A100", "baseline-h100": "Baseline-H100"}
@@ -128,7 +129,7 @@ def variant_groups(s: dict) -> list[str]:
 
 
 def sensitivity_groups(s: dict) -> list[str]:
-    skip = (*SEED_GROUPS, *TOKEN_GROUPS, *SCHEDULER_GROUPS)
+    skip = (*SEED_GROUPS, *TOKEN_GROUPS, *SCHEDULER_GROUPS, *PREFIX_GROUPS)
     return [g for g in variant_groups(s) if g not in skip]
 
 
@@ -924,6 +925,74 @@ def headline_section(figs: Figures, studies: list[dict]) -> list[str]:
     return md
 
 
+def prefix_section(figs: Figures, s: dict) -> list[str]:
+    """Prefix caching (issue 14): per design and variant, the max rate under the SLO at the
+    default's configuration and, at the default's max rate (the same offered load), the block
+    hit rate, the share of prompt tokens not recomputed, TTFT and throughput."""
+    v = s["variants"]
+    if v.empty or not any(g in PREFIX_GROUPS for g in variant_groups(s)):
+        return []
+    v = v[v["group"].astype(str).isin(PREFIX_GROUPS)]
+    b = s["budget"]
+    b = b[b["budget"].astype(str) == str(s["meta"]["study"].get("variant_budget", "iso-power"))]
+    rows, data = [], []
+    for _, r in b.iterrows():  # the default first: no cache (the study's own search)
+        data.append({"trace": r["trace"], "design": r["design"], "variant": "default",
+                     "max_rate": r["max_rate"]})  # fmt: skip
+    lq = s.get("latency_quantiles", pd.DataFrame())
+
+    def ttft(tr, des, rate, q):  # the default's TTFT quantile at its max rate (seconds)
+        if lq.empty or rate is None:
+            return None
+        m = lq[(lq["trace"] == tr) & (lq["design"] == des) & (lq["metric"] == "ttft_s")]
+        m = m[(m["rate"] == rate) & ((m["quantile"] - q).abs() < 1e-9)]
+        return float(m["value_s"].iloc[0]) if len(m) else None
+
+    for (tr, des), g in v.groupby(["trace", "design"], sort=False):
+        d0 = b[(b["trace"] == tr) & (b["design"] == des)]
+        own = float(d0["max_rate"].iloc[0]) if len(d0) else None
+        thr = d0["throughput_rps"].iloc[0] if len(d0) else None
+        name = str(g["design_display"].iloc[0])
+        cfg = config_text(g.iloc[0])
+        rows.append([name, cfg, "no prefix cache (default)", num(own), "-", "-",
+                     num(ttft(tr, des, own, 0.5), ".3f"), num(ttft(tr, des, own, 0.99), ".2f"),
+                     num(thr)])  # fmt: skip
+        for _, r in g.iterrows():
+            if not _truthy(r.get("applies", True)):
+                continue
+            rows.append(
+                [
+                    name,
+                    cfg,
+                    str(r["variant_label"]),
+                    rate_cell(r),
+                    num(r.get("at_source_rate_prefix_hit_rate"), ".1%"),
+                    num(r.get("at_source_rate_prefix_saved_fraction"), ".1%"),
+                    num(r.get("at_source_rate_ttft_p50_s"), ".3f"),
+                    num(r.get("at_source_rate_ttft_p99_s"), ".2f"),
+                    num(r.get("at_source_rate_throughput_rps"), ".2f"),
+                ]
+            )
+            data.append({k: r.get(k) for k in v.columns if k in r})
+    figs.csv(pd.DataFrame(data), f"{s['slug']}_prefix_cache")
+    header = ["design", "configuration", "setting", "max rate (req/s, change)",
+              "block hit rate", "prompt tokens saved", "TTFT P50 (s)", "TTFT P99 (s)",
+              "throughput (req/s)"]  # fmt: skip
+    return [
+        "### Prefix caching: hit rate, prefill tokens saved, TTFT and throughput",
+        "",
+        "Each design at the configuration of the study's own search (no prefix cache); each "
+        "setting re-searches the max rate under the SLO there. Hit rate, prompt tokens saved "
+        "(not recomputed), TTFT and throughput are at the default's max rate: the same offered "
+        "load. The cache: LRU per instance, in the KV memory running requests leave free, "
+        "512-token blocks; cache-aware routing sends a request to the prompt instance with the "
+        "least pending prompt tokens less its cached prefix. " + made_by(s, "variants"),
+        "",
+        md_rows(header, rows, [False, False, False] + [True] * 6),
+        "",
+    ]
+
+
 def study_extra_sections(figs: Figures, s: dict, studies: list[dict]) -> list[str]:
     """Every dependent-study section study ``s`` has tables for."""
     md: list[str] = []
@@ -932,6 +1001,7 @@ def study_extra_sections(figs: Figures, s: dict, studies: list[dict]) -> list[st
     md += load_section(figs, s)
     md += batch_section(figs, s)
     md += scheduler_section(figs, s)
+    md += prefix_section(figs, s)
     md += sensitivity_section(figs, s, studies)
     md += seeds_section(figs, s)
     return md
