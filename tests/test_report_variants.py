@@ -398,3 +398,28 @@ def test_prefix_section_reads_the_variants_at_the_same_load(tmp_path):
     assert "| HH | 2P + 3T | prefix caching | 11.00 (+10.0%) | 25.0% | 20.0% | 0.400 | 3.00 |" in md
     assert (tmp_path / "figures" / "x_prefix_cache.csv").exists()
     assert "Made by `splitbench-study experiment=mooncake-prefix`" in md
+
+
+def test_compare_names_a_study_whose_rows_repeat_another():
+    import pandas as pd
+
+    from experiments.report.markdown import compare_section
+    from experiments.report.plotting import Figures
+
+    def study(label, rates):
+        b = pd.DataFrame(
+            [{"trace": "t", "trace_display": "T", "budget": "iso-power", "design": d,
+              "design_display": d, "max_rate": r} for d, r in rates.items()]
+        )  # fmt: skip
+        return {"label": label, "budget": b}
+
+    full = study("full", {"A": 1.0, "B": 2.0, "C": 3.0})
+    sub = study("sub", {"A": 1.0, "B": 2.0})  # its rows all stand in `full`
+    other = study("other", {"A": 1.5, "B": 2.0})
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        md = "\n".join(compare_section(Figures(Path(d), ["png"], 60), [full, sub, other]))
+    assert "`sub` (= `full`)" in md
+    assert "| T | iso-power | A | 1.00 | 1.50 |" in md  # `sub` is not a column
