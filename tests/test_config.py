@@ -89,7 +89,9 @@ def test_every_experiment_composes_and_validates(hydra_ctx, experiment):
     cfg = compose("study", overrides=[f"experiment={experiment}"])
     c = study_config(cfg)
     assert c["study"].designs and c["study"].traces and c["study"].budgets
-    assert c["study"].name == experiment
+    # the per-model studies carry the model in their name (one folder per model)
+    per_model = experiment in ("robustness", "scheduler", "sensitivity", "seeds")
+    assert c["study"].name == (f"{experiment}-{c['model'].name}" if per_model else experiment)
 
 
 @pytest.mark.parametrize("search", options("search"))
