@@ -79,6 +79,16 @@ def rate_cell(r) -> str:
     return f"{num(r['max_rate'])} ({pct(r['change'])})"
 
 
+def variant_cell(r) -> str:
+    """A variant's max-rate cell: ``-`` (no row), ``(n/a)`` after the rate where the variant
+    does not change the design, else the rate and its change (:func:`rate_cell`)."""
+    if r is None:
+        return "-"
+    if "applies" in r.index and not _truthy(r["applies"]):
+        return f"{num(r['max_rate'])} (n/a)"
+    return rate_cell(r)
+
+
 #: the note under every table that can show ``none``
 NONE_NOTE = "`none`: no rate of the search grid meets the SLO (no ratio then: `-`)."
 
@@ -159,14 +169,7 @@ def variant_rate_table(s: dict, groups) -> tuple[list[str], list[list[str]], pd.
         cells = [str(first["trace_display"]), str(first["design_display"]), config_text(first),
                  num(first["own_rate"])]  # fmt: skip
         by = {r["variant"]: r for _, r in g.iterrows()}
-        for x in variants:
-            r = by.get(x)
-            if r is None:
-                cells.append("-")
-            elif "applies" in r.index and not _truthy(r["applies"]):
-                cells.append(f"{num(r['max_rate'])} (n/a)")
-            else:
-                cells.append(rate_cell(r))
+        cells += [variant_cell(by.get(x)) for x in variants]
         rows.append(cells)
     cols = ("trace", "trace_display", "design", "design_display", "variant", "group",
             "variant_label", "applies", "prompt_machines", "token_machines", "machines",
@@ -221,14 +224,7 @@ def variant_rate_rows(s: dict, groups) -> list[tuple[str, list[str], list[list[s
         for _v, gv in g.groupby("variant", sort=False):
             by = {r["design"]: r for _, r in gv.iterrows()}
             cells = [str(gv["group"].iloc[0]), str(gv["variant_label"].iloc[0])]
-            for d in designs:
-                r = by.get(d)
-                if r is None:
-                    cells.append("-")
-                elif "applies" in r.index and not _truthy(r["applies"]):
-                    cells.append(f"{num(r['max_rate'])} (n/a)")
-                else:
-                    cells.append(rate_cell(r))
+            cells += [variant_cell(by.get(d)) for d in designs]
             rows.append(cells)
         out.append((str(g["trace_display"].iloc[0]), header, rows))
     return out
