@@ -9,7 +9,7 @@ dataclass, so a bad key or value fails with one line naming ``study.variants[i].
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from experiments import schemas
@@ -41,24 +41,15 @@ def _set_dotted(d: dict, path: list[str], value: Any, key: str) -> None:
 
 
 def _rebuild(obj, changes: list[tuple[list[str], Any]], key: str):
-    """``obj`` (a dataclass, nested dataclasses as dicts) with ``changes`` set, rebuilt so its
-    checks run; nested dataclass fields are rebuilt from their dicts."""
-    from characterize.modeling.specs import SpecError
-    from replay.errors import ReplayError
-    from traces.errors import TraceError
+    """``obj`` (a config dataclass) with ``changes`` set, rebuilt by
+    :func:`experiments.validate.to_object` so its checks run (nested dataclasses are rebuilt
+    from their dicts by their parents' ``__post_init__``); errors name ``key``."""
+    from experiments.validate import to_object
 
     d = asdict(obj)
     for path, value in changes:
         _set_dotted(d, path, value, f"{key}.{'.'.join(path)}")
-    try:
-        kwargs = {}
-        for f in fields(obj):
-            cur = getattr(obj, f.name)
-            v = d[f.name]
-            kwargs[f.name] = type(cur)(**v) if is_dataclass(cur) and isinstance(v, dict) else v
-        return type(obj)(**kwargs)
-    except (ReplayError, TraceError, SpecError, TypeError) as e:
-        raise ExperimentError(f"{key}: {str(e).splitlines()[0]}") from None
+    return to_object(d, key, type(obj))
 
 
 def applies(variant: schemas.VariantConf, design: schemas.DesignConf) -> bool:
