@@ -58,6 +58,7 @@ from collections import deque
 from heapq import heapify, heappop, heappush
 
 from replay.errors import ReplayError
+from replay.prefix_cache import BlockHashError
 from replay.spans import boundary_at_or_after
 
 INF = float("inf")
@@ -217,7 +218,7 @@ class Machine:
             used = self.C + self.rc_tokens
         pc = self.pc
         room = (self.cap - used) // pc.block_tokens
-        if room < len(pc._lru):  # evict (the cache's own method)
+        if room < len(pc._blocks):  # evict (the cache's own method)
             pc.resize(room)
         else:  # growing or unchanged: nothing to evict (inlined: once per wake-up)
             pc.capacity = room
@@ -277,7 +278,7 @@ class Machine:
             p = ptok[r]
             self.p_load -= p
             if self.pc is not None and cl.hashes[r]:
-                self.pc.insert(cl.hashes[r])
+                self._cache_insert(r)
             cl.t_first[r] = T
             gen[r] = 1
             t_last[r] = T
@@ -333,10 +334,16 @@ class Machine:
         self.sg_req.append(r)
         self.sg_s0.append(cl.jseg[r])
         self.sg_s1.append(self.nspans - 1)
-        if cl.tx_uncached and self.home == TOKEN:  # the context's KV is free now: cached
-            h = cl.hashes[r]
-            if h:
-                self.pc.insert(h)
+        if cl.tx_uncached and self.home == TOKEN and cl.hashes[r]:  # its KV is free now: cached
+            self._cache_insert(r)
+
+    def _cache_insert(self, r):
+        """Cache request r's prompt blocks here (replay.prefix_cache), naming r on bad ids."""
+        cl = self.cl
+        try:
+            self.pc.insert(cl.hashes[r])
+        except BlockHashError as e:
+            raise ReplayError(f"request {cl.rid[r]}: {e}") from None
 
     def _admit(self, T):
         cl = self.cl

@@ -9,25 +9,39 @@ Capacity is counted in blocks: the KV memory that the instance's running request
 It shrinks and grows as they allocate and free (:meth:`PrefixCache.resize`), evicting the least
 recently used blocks. Blocks of one chain are touched tail first, so the head of a chain is the
 most recently used and eviction takes chains from their tails (as vLLM frees a request's blocks
-in reverse order): an eviction never leaves a cached block whose predecessor is gone, unless the
-predecessor was shared with another chain and evicted by it (then :meth:`match` stops there).
+in reverse order): a block is never less recent than a block after it in any chain, so an
+eviction never leaves a cached block whose predecessor is gone (the cached blocks of a chain are
+always a leading run).
 
 Modelling choice (disclosed where the figures are shown): the cache holds prefix KV only in
 free memory; a running request that hit the cache allocates its whole context as before (no
 sharing of blocks between the cache and running requests), which is conservative on memory.
 
-Speed: an ``OrderedDict`` keyed by hash; every operation is O(blocks touched). (Plain loops
-over ``in`` / ``move_to_end`` / ``popitem`` measured faster here than ``map``/``takewhile``
-tricks and than ``OrderedDict.update``.) The simulator's hot path uses :meth:`peek` at batch
-formation, :meth:`record` for the counters and :meth:`insert` when the prefill ends (which
-touches the whole chain), so a prompt costs about one pass over its blocks at each step.
+Structure (exact LRU at a fraction of the per-block work): the blocks inserted together form a
+*segment* ``[chain, lo, hi]`` whose cached blocks are ``chain[lo:hi]``; segments are kept oldest
+first, and inside one the tail is least recent. ``_blocks`` maps each cached hash to its
+segment (membership is one dict lookup). An insert makes one new segment (``dict.update``, no
+per-block Python loop for the new blocks); the prompt's cached leading blocks leave the heads of
+their old segments (``lo`` moves up); eviction deletes from the oldest segment's tail. This is
+the same cache, block for block and in the same LRU order, as a per-block ``OrderedDict`` touched
+tail first (tests/test_prefix_cache.py checks it against one on random prefix trees), on one
+condition the trace layer states and the cache checks as it goes: a block id names its whole
+prefix (equal ids sit at equal positions after equal predecessors, as Mooncake's ``hash_ids``
+do). An insert that finds otherwise raises :class:`BlockHashError` (the replay names the
+request). Measured on the Mooncake conversation case (benchmarks/replay_speed.py): see the
+README's speed paragraph.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 
-__all__ = ["PrefixCache"]
+__all__ = ["BlockHashError", "PrefixCache"]
+
+
+class BlockHashError(ValueError):
+    """Block ids that do not name their prefix (the same id at two positions, or after two
+    different predecessors): the replay reports it as a ReplayError naming the request."""
 
 
 class PrefixCache:
@@ -44,8 +58,8 @@ class PrefixCache:
     """
 
     __slots__ = (
-        "block_tokens", "capacity", "_lru", "lookups", "hits", "lookup_blocks", "hit_blocks",
-        "saved_tokens", "inserted_blocks", "evicted_blocks",
+        "block_tokens", "capacity", "_blocks", "_segs", "lookups", "hits", "lookup_blocks",
+        "hit_blocks", "saved_tokens", "inserted_blocks", "evicted_blocks",
     )  # fmt: skip
 
     def __init__(self, block_tokens: int, capacity_blocks: int):
@@ -55,7 +69,8 @@ class PrefixCache:
             raise ValueError(f"capacity_blocks must be >= 0 (got {capacity_blocks})")
         self.block_tokens = int(block_tokens)
         self.capacity = int(capacity_blocks)
-        self._lru: OrderedDict = OrderedDict()  # hash -> None; first = least recently used
+        self._blocks: dict = {}  # cached hash -> its segment [chain, lo, hi]
+        self._segs: deque = deque()  # segments, least recently inserted first
         self.lookups = 0
         self.hits = 0
         self.lookup_blocks = 0
@@ -66,18 +81,18 @@ class PrefixCache:
 
     # ---- queries ------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._lru)
+        return len(self._blocks)
 
     def __contains__(self, h) -> bool:
-        return h in self._lru
+        return h in self._blocks
 
     def peek(self, hashes) -> int:
         """Leading cached blocks of ``hashes``, without touching them or counting a lookup
         (routing decisions, batch formation)."""
-        lru = self._lru
+        blocks = self._blocks
         n = 0
         for h in hashes:
-            if h not in lru:
+            if h not in blocks:
                 break
             n += 1
         return n
@@ -91,16 +106,9 @@ class PrefixCache:
         computed, as vLLM does on a full hit; the last block may be partial). Without it the
         saved tokens are ``blocks * block_tokens``. :meth:`saved` gives the same figure.
         """
-        lru = self._lru
-        n = 0
-        for h in hashes:
-            if h not in lru:
-                break
-            n += 1
+        n = self.peek(hashes)
         if n:
-            mte = lru.move_to_end
-            for h in hashes[n - 1 :: -1]:  # tail first: the chain's head ends most recent
-                mte(h)
+            self._touch(hashes[:n])
         self.record(len(hashes), n, prompt_tokens)
         return n
 
@@ -131,31 +139,62 @@ class PrefixCache:
 
         Only the first ``capacity`` blocks of a chain longer than the cache are kept (a block
         is of no use without its predecessors). Evicts least recently used blocks to fit.
+        Raises :class:`BlockHashError` when the ids do not name their prefix (module doc).
         """
         cap = self.capacity
         if cap <= 0:
             return 0
-        lru = self._lru
-        m = len(hashes)
-        if m > cap:
-            m = cap
-        mte = lru.move_to_end
-        before = len(lru)
-        for h in hashes[m - 1 :: -1]:  # tail first: the chain's head ends most recent
-            if h in lru:
-                mte(h)
-            else:
-                lru[h] = None
-        n = len(lru)
-        added = n - before
+        if len(hashes) > cap:
+            hashes = hashes[:cap]
+        added = self._touch(hashes)
         self.inserted_blocks += added
-        over = n - cap
+        over = len(self._blocks) - cap
         if over > 0:
-            pop = lru.popitem
-            for _ in range(over):
-                pop(False)
-            self.evicted_blocks += over
+            self._evict(over)
         return added
+
+    def _touch(self, chain) -> int:
+        """Make ``chain`` the most recent segment; returns the blocks that were not cached."""
+        blocks = self._blocks
+        get = blocks.get
+        j = 0  # the chain's cached blocks: a leading run, each the head of its old segment
+        for h in chain:
+            seg = get(h)
+            if seg is None:
+                break
+            if seg[1] != j or seg[0][j] != h:
+                raise BlockHashError(_mismatch(h, j, seg))
+            seg[1] = j + 1
+            j += 1
+        before = len(blocks)
+        seg = [chain, 0, len(chain)]
+        blocks.update(dict.fromkeys(chain, seg))
+        self._segs.append(seg)
+        added = len(blocks) - before
+        if added != len(chain) - j:  # a block after the leading run was cached, or repeated
+            raise BlockHashError(
+                f"block ids {_show(chain)} repeat an id, or hold a cached id after an uncached "
+                "one: block ids must name their whole prefix (trace column block_hashes)"
+            )
+        return added
+
+    def _evict(self, over: int) -> None:
+        """Drop the ``over`` least recently used blocks (oldest segment, tail first)."""
+        self.evicted_blocks += over
+        blocks = self._blocks
+        segs = self._segs
+        while over:
+            seg = segs[0]
+            chain, lo, hi = seg
+            if hi - lo > over:
+                lo = hi - over
+                seg[2] = lo
+                over = 0
+            else:
+                over -= hi - lo
+                segs.popleft()
+            for h in chain[lo:hi]:
+                del blocks[h]
 
     def resize(self, capacity_blocks: int) -> int:
         """Set the capacity (clipped at 0), evicting least recently used blocks; returns the
@@ -164,19 +203,16 @@ class PrefixCache:
         if cap < 0:
             cap = 0
         self.capacity = cap
-        lru = self._lru
-        over = len(lru) - cap
+        over = len(self._blocks) - cap
         if over <= 0:
             return 0
-        pop = lru.popitem
-        for _ in range(over):
-            pop(False)
-        self.evicted_blocks += over
+        self._evict(over)
         return over
 
     def clear(self) -> None:
         """Drop every block (counters kept)."""
-        self._lru.clear()
+        self._blocks.clear()
+        self._segs.clear()
 
     # ---- reporting ----------------------------------------------------------------------
     @property
@@ -189,7 +225,7 @@ class PrefixCache:
         return {
             "block_tokens": self.block_tokens,
             "capacity_blocks": self.capacity,
-            "cached_blocks": len(self._lru),
+            "cached_blocks": len(self._blocks),
             "lookups": self.lookups,
             "hits": self.hits,
             "lookup_blocks": self.lookup_blocks,
@@ -201,4 +237,22 @@ class PrefixCache:
 
     def order(self) -> list:
         """Cached hashes from least to most recently used (tests, debugging)."""
-        return list(self._lru)
+        out: list = []
+        for chain, lo, hi in self._segs:
+            out.extend(reversed(chain[lo:hi]))
+        return out
+
+
+def _show(chain) -> str:
+    ids = list(chain)
+    return str(ids) if len(ids) <= 6 else f"[{', '.join(map(str, ids[:6]))}, ... ({len(ids)} ids)]"
+
+
+def _mismatch(h, j: int, seg) -> str:
+    chain, lo = seg[0], seg[1]
+    where = next((i for i in range(lo, seg[2]) if chain[i] == h), lo)
+    return (
+        f"block id {h!r} at position {j} of a prompt is cached at position {where} of an earlier "
+        f"one (after {_show(chain[:where])}): block ids must name their whole prefix "
+        "(trace column block_hashes)"
+    )

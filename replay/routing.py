@@ -108,7 +108,7 @@ def _cache_pick(pool, hashes, p, with_decode):
     cap = p - 1  # saved tokens: at most prompt - 1 (PrefixCache.saved, inlined)
     for m in pool:
         v = m.p_load + m.d_load if with_decode else m.p_load
-        lru = m.pc._lru  # PrefixCache.peek, inlined: once per machine per arrival
+        lru = m.pc._blocks  # PrefixCache.peek, inlined: once per machine per arrival
         k = 0
         for h in hashes:
             if h not in lru:

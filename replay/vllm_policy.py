@@ -255,7 +255,7 @@ class VLLMMachine(Machine):
                 self.part = -1
             p = ptok[r]
             if self.pc is not None and cl.hashes[r]:  # the prompt's blocks are cached now
-                self.pc.insert(cl.hashes[r])
+                self._cache_insert(r)
             if cl.recompute[r]:
                 cl.recompute[r] = False
                 g = gen[r] + 1

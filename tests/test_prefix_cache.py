@@ -1,10 +1,14 @@
-"""replay.prefix_cache.PrefixCache: hand-computed LRU sequences."""
+"""replay.prefix_cache.PrefixCache: hand-computed LRU sequences, and the same cache as a per-block
+OrderedDict LRU on random prefix trees."""
 
 import math
+from collections import OrderedDict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from replay.prefix_cache import PrefixCache
+from replay.prefix_cache import BlockHashError, PrefixCache
 
 
 def test_match_counts_leading_blocks_only():
@@ -114,3 +118,99 @@ def test_peek_then_record_counts_as_match_without_touching():
     assert c.record(4, 0) == 0 and c.lookups == 2 and c.hits == 1
     assert c.insert([1, 2, 3]) == 1  # a list works too; 3 added, the chain moves up
     assert c.order() == [7, 3, 2, 1]
+
+
+class _OrderedDictLRU:
+    """The reference: one OrderedDict entry per block, a chain touched tail first."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.lru = OrderedDict()
+        self.evicted = 0
+
+    def leading(self, hashes):
+        n = 0
+        for h in hashes:
+            if h not in self.lru:
+                break
+            n += 1
+        return n
+
+    def touch(self, hashes):
+        for h in reversed(hashes):
+            if h in self.lru:
+                self.lru.move_to_end(h)
+            else:
+                self.lru[h] = None
+
+    def evict_to(self, cap):
+        while len(self.lru) > cap:
+            self.lru.popitem(last=False)
+            self.evicted += 1
+
+    def insert(self, hashes):
+        if self.capacity <= 0:
+            return 0
+        before = len(self.lru)
+        self.touch(list(hashes)[: self.capacity])
+        added = len(self.lru) - before
+        self.evict_to(self.capacity)
+        return added
+
+    def match(self, hashes):
+        n = self.leading(hashes)
+        self.touch(list(hashes)[:n])
+        return n
+
+    def resize(self, cap):
+        self.capacity = max(cap, 0)
+        before = self.evicted
+        self.evict_to(self.capacity)
+        return self.evicted - before
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_same_cache_as_a_per_block_ordered_dict_on_prefix_trees(data):
+    """Segments give the very cache of a per-block OrderedDict LRU (module doc): random prompts
+    that extend random prefixes of earlier ones (ids name their prefix), random inserts,
+    matches, peeks and resizes."""
+    cap = data.draw(st.integers(0, 12))
+    seg, ref = PrefixCache(16, cap), _OrderedDictLRU(cap)
+    chains = [()]
+    next_id = 0
+    for _ in range(data.draw(st.integers(1, 40))):
+        op = data.draw(st.sampled_from(["new", "insert", "match", "peek", "resize"]))
+        if op == "resize":
+            c = data.draw(st.integers(-1, 14))
+            assert seg.resize(c) == ref.resize(c)
+        else:
+            base = data.draw(st.sampled_from(chains))
+            cut = data.draw(st.integers(0, len(base)))
+            grow = data.draw(st.integers(0 if op != "new" else 1, 5))
+            chain = base[:cut] + tuple(range(next_id, next_id + grow))
+            next_id += grow
+            chains.append(chain)
+            if op == "match":
+                assert seg.match(chain) == ref.match(chain)
+            elif op == "peek":
+                assert seg.peek(chain) == ref.leading(chain)
+            else:
+                assert seg.insert(chain) == ref.insert(chain)
+        assert seg.order() == list(ref.lru)
+        assert len(seg) == len(ref.lru) and seg.evicted_blocks == ref.evicted
+        assert all(h in seg for h in ref.lru)
+
+
+def test_ids_that_do_not_name_their_prefix_are_refused():
+    c = PrefixCache(16, 10)
+    c.insert((1, 2, 3))
+    with pytest.raises(BlockHashError, match="block id 2 at position 0 .* cached at position 1"):
+        c.insert((2, 5))  # id 2 after no predecessor here, after 1 before
+    c = PrefixCache(16, 10)
+    with pytest.raises(BlockHashError, match="repeat an id"):
+        c.insert((4, 4))
+    c = PrefixCache(16, 10)
+    c.insert((1, 2))
+    with pytest.raises(BlockHashError, match="cached id after an uncached one"):
+        c.insert((7, 2))  # 2 is cached, 7 (its predecessor here) is not

@@ -179,6 +179,16 @@ def test_prefix_caching_needs_block_hashes_and_valid_options():
         SchedulerConfig(prefix_caching="yes")
 
 
+@pytest.mark.parametrize("policy", ["reference", "vllm"])
+def test_block_ids_that_do_not_name_their_prefix_stop_the_replay(policy):
+    # request 1 starts with id 2, which request 0 holds after id 1: not a prefix id
+    rows = [(0.0, 1024, 1, (1, 2)), (10.0, 1024, 1, (2, 3))]
+    d = make_design("baseline-h100", "llama2-70b", machines=1)
+    sched = SchedulerConfig(prefix_caching=True, machine_policy=policy)
+    with pytest.raises(ReplayError, match=r"^request 1: block id 2 at position 0 of a prompt"):
+        simulate(trace(rows), d, sched, phase_models=PMS)
+
+
 def test_prefix_caching_is_deterministic():
     rng = np.random.default_rng(3)
     rows = []

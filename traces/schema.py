@@ -7,7 +7,9 @@ non-decreasing, finite, >= 0), ``prompt_tokens`` (int64 >= 1), ``output_tokens``
 
 Optional column ``block_hashes`` (object dtype: one tuple of ints per request): the ids of
 the prompt's KV blocks in order (Mooncake's ``hash_ids``; equal ids = a reusable prefix
-block). The block size in tokens is stated with the trace, in ``df.attrs["block_tokens"]``
+block). An id names its whole prefix: equal ids sit at equal positions after equal
+predecessors (the replay's prefix cache relies on it and stops with the request named where a
+trace breaks it). The block size in tokens is stated with the trace, in ``df.attrs["block_tokens"]``
 (:data:`BLOCK_TOKENS`); where it is known a request has at most ``ceil(prompt_tokens /
 block_tokens)`` blocks. A table has the column for every request or not at all.
 
