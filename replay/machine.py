@@ -36,7 +36,7 @@ request attends to in the next iteration (one token more than stored, conservati
 
 Prefix caching (``SchedulerConfig.prefix_caching``; :mod:`replay.prefix_cache`): each machine
 keeps an LRU cache of prefix-KV blocks (``self.pc``) in the KV memory its running activity leaves
-free, refitted after every wake-up (:meth:`Machine._fit_cache`). A prompt joining a prefill batch
+free, refitted at the end of every wake-up (:meth:`Machine.wake`). A prompt joining a prefill batch
 computes only its uncached suffix x = p - s (s: the leading cached blocks' tokens, at most p - 1):
 ``tokens += x`` (the linear and hinge terms of the prefill fit, and the batch token limit) and
 ``tokens_sq += p^2 - s^2`` (its queries attend over the whole context); it allocates its whole
@@ -75,8 +75,7 @@ class Machine:
         "idx", "spec", "home", "role", "cl", "a", "b", "c", "q", "pf", "cap", "wm", "maxb",
         "queue", "wait", "incoming", "done", "fresh", "rc", "rc_tokens", "pbatch", "ptoks",
         "p_load", "d_load", "kind", "t0", "d0", "inc", "B", "C", "it", "wake_n", "wake_t", "ver",
-        "sp_t0", "sp_n", "sp_d0", "sp_inc", "sp_b", "sp_k0", "sp_ptok", "sp_role",
-        "sg_req", "sg_s0", "sg_s1", "nspans", "role_since", "pool_time", "pool_busy",
+        "sp_f", "sp_i", "sg", "nspans", "role_since", "pool_time", "pool_busy",
         "max_c", "max_b", "busy_mark", "fused", "pc", "kvu",
     )  # fmt: skip
 
@@ -113,17 +112,9 @@ class Machine:
         self.wake_n = 0
         self.wake_t = INF
         self.ver = 0
-        self.sp_t0 = array("d")
-        self.sp_n = array("q")
-        self.sp_d0 = array("d")
-        self.sp_inc = array("d")
-        self.sp_b = array("q")
-        self.sp_k0 = array("q")
-        self.sp_ptok = array("q")
-        self.sp_role = array("b")
-        self.sg_req = array("q")
-        self.sg_s0 = array("q")
-        self.sg_s1 = array("q")
+        self.sp_f = array("d")  # per span: start, first iteration, increment (replay.spans)
+        self.sp_i = array("q")  # per span: iterations, batch, first excluded, prefill tokens, role
+        self.sg = array("q")  # per request segment: request, first span, last span
         self.nspans = 0
         self.role_since = 0.0
         self.pool_time = [0.0, 0.0, 0.0]
@@ -202,26 +193,22 @@ class Machine:
         if self.wait:
             self._admit(T)
         self._start(T)
-        if self.pc is not None:
-            self._fit_cache()
+        pc = self.pc
+        if pc is not None:  # the cache gets the KV memory the running activity leaves
+            kind = self.kind
+            if kind == DECODE:
+                used = self.C + self.wake_n * self.B  # the span's last iteration
+            elif kind == PREFILL:
+                used = self.kvu
+            else:
+                used = self.C + self.rc_tokens
+            room = (self.cap - used) // pc.block_tokens
+            if room < len(pc._blocks):  # evict (the cache's own method)
+                pc.resize(room)
+            else:  # growing or unchanged: nothing to evict
+                pc.capacity = room
         if self.role == MIXED and self.home != MIXED:
             self._maybe_return(T)
-
-    def _fit_cache(self):
-        """The prefix cache gets the KV memory the running activity leaves (module doc)."""
-        kind = self.kind
-        if kind == DECODE:
-            used = self.C + self.wake_n * self.B  # the span's last iteration
-        elif kind == PREFILL:
-            used = self.kvu
-        else:
-            used = self.C + self.rc_tokens
-        pc = self.pc
-        room = (self.cap - used) // pc.block_tokens
-        if room < len(pc._blocks):  # evict (the cache's own method)
-            pc.resize(room)
-        else:  # growing or unchanged: nothing to evict (inlined: once per wake-up)
-            pc.capacity = room
 
     def _record(self, n, d0, inc, B, ptok, T):
         """Close a span of n iterations (first duration d0, increment inc) ending at T."""
@@ -237,14 +224,8 @@ class Machine:
                 cl.gap_req.append(r)
                 cl.gap_val.append(first_end - t_last[r])
             fresh.clear()
-        self.sp_t0.append(t0)
-        self.sp_n.append(n)
-        self.sp_d0.append(d0)
-        self.sp_inc.append(inc)
-        self.sp_b.append(B)
-        self.sp_k0.append(k0)
-        self.sp_ptok.append(ptok)
-        self.sp_role.append(self.role)
+        self.sp_f.extend((t0, d0, inc))
+        self.sp_i.extend((n, B, k0, ptok, self.role))
         self.nspans += 1
         start = t0 if t0 > self.busy_mark else self.busy_mark
         self.pool_busy[self.role] += T - start
@@ -331,9 +312,7 @@ class Machine:
         self.B -= 1
         self.d_load -= p
         cl.completed += 1
-        self.sg_req.append(r)
-        self.sg_s0.append(cl.jseg[r])
-        self.sg_s1.append(self.nspans - 1)
+        self.sg.extend((r, cl.jseg[r], self.nspans - 1))
         if cl.tx_uncached and self.home == TOKEN and cl.hashes[r]:  # its KV is free now: cached
             self._cache_insert(r)
 
@@ -392,9 +371,7 @@ class Machine:
         if r in self.fresh:
             self.fresh.remove(r)
         if cl.jseg[r] <= self.nspans - 1:
-            self.sg_req.append(r)
-            self.sg_s0.append(cl.jseg[r])
-            self.sg_s1.append(self.nspans - 1)
+            self.sg.extend((r, cl.jseg[r], self.nspans - 1))
         cl.recompute[r] = True
         self.wait.appendleft(r)
 

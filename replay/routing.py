@@ -106,6 +106,7 @@ def _cache_pick(pool, hashes, p, with_decode):
     best = None
     bv = 0
     cap = p - 1  # saved tokens: at most prompt - 1 (PrefixCache.saved, inlined)
+    bt = pool[0].pc.block_tokens  # one block size for the cluster
     for m in pool:
         v = m.p_load + m.d_load if with_decode else m.p_load
         lru = m.pc._blocks  # PrefixCache.peek, inlined: once per machine per arrival
@@ -115,7 +116,7 @@ def _cache_pick(pool, hashes, p, with_decode):
                 break
             k += 1
         if k:
-            k *= m.pc.block_tokens
+            k *= bt
             v -= k if k < cap else cap
         if best is None or v < bv:
             best = m

@@ -65,40 +65,39 @@ def range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 def span_tables(machines, n_requests: int, role_names) -> tuple[pd.DataFrame, np.ndarray]:
     """(iteration table, largest span gap per request; -inf where none) of the machines'
-    span records."""
-    frames = []
+    span records (``sp_f``: start, first iteration, increment; ``sp_i``: iterations, batch size,
+    requests excluded from the first gap, prefill tokens, role; ``sg``: request, first and last
+    span of each request segment; one row of each per span or segment, machine after machine)."""
     tbt_max = np.full(n_requests, -np.inf)
+    fs, ints, idx = [], [], []
     for m in machines:
-        has = m.nspans > 0
-        t0 = np.frombuffer(m.sp_t0, dtype=float) if has else np.zeros(0)
-        nn = np.frombuffer(m.sp_n, dtype=np.int64) if has else np.zeros(0, np.int64)
-        d0 = np.frombuffer(m.sp_d0, dtype=float) if has else np.zeros(0)
-        inc = np.frombuffer(m.sp_inc, dtype=float) if has else np.zeros(0)
-        bb = np.frombuffer(m.sp_b, dtype=np.int64) if has else np.zeros(0, np.int64)
-        k0 = np.frombuffer(m.sp_k0, dtype=np.int64) if has else np.zeros(0, np.int64)
-        pt = np.frombuffer(m.sp_ptok, dtype=np.int64) if has else np.zeros(0, np.int64)
-        role = np.frombuffer(m.sp_role, dtype=np.int8) if has else np.zeros(0, np.int8)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "machine": np.full(nn.size, m.idx, dtype=np.int64),
-                    "role": pd.Categorical.from_codes(role, role_names),
-                    "start_s": t0,
-                    "iterations": nn,
-                    "first_s": d0,
-                    "increment_s": inc,
-                    "batch_size": bb,
-                    "first_excluded": k0,
-                    "prefill_tokens": pt,
-                }
-            )
-        )
-        if len(m.sg_req):  # largest gap of each request segment (range max over its spans)
+        f = np.frombuffer(m.sp_f, dtype=float).reshape(-1, 3) if m.nspans else np.zeros((0, 3))
+        i = np.frombuffer(m.sp_i, dtype=np.int64).reshape(-1, 5) if m.nspans else np.zeros((0, 5), np.int64)  # fmt: skip
+        fs.append(f)
+        ints.append(i)
+        idx.append(np.full(len(f), m.idx, dtype=np.int64))
+        if len(m.sg):  # largest gap of each request segment (range max over its spans)
+            d0, inc, nn = f[:, 1], f[:, 2], i[:, 0]
             smax = np.maximum(d0, d0 + np.maximum(nn - 1, 0) * inc)
-            req = np.frombuffer(m.sg_req, dtype=np.int64)
-            s0 = np.frombuffer(m.sg_s0, dtype=np.int64)
-            s1 = np.frombuffer(m.sg_s1, dtype=np.int64)
+            sg = np.frombuffer(m.sg, dtype=np.int64).reshape(-1, 3)
+            req, s0, s1 = sg[:, 0], sg[:, 1], sg[:, 2]
             ok = s1 >= s0
             np.maximum.at(tbt_max, req[ok], range_max(smax, s0[ok], s1[ok]))
-    iterations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not fs:
+        return pd.DataFrame(), tbt_max
+    f = np.concatenate(fs)
+    i = np.concatenate(ints)
+    iterations = pd.DataFrame(
+        {
+            "machine": np.concatenate(idx),
+            "role": pd.Categorical.from_codes(i[:, 4].astype(np.int8), role_names),
+            "start_s": f[:, 0],
+            "iterations": i[:, 0],
+            "first_s": f[:, 1],
+            "increment_s": f[:, 2],
+            "batch_size": i[:, 1],
+            "first_excluded": i[:, 2],
+            "prefill_tokens": i[:, 3],
+        }
+    )
     return iterations, tbt_max

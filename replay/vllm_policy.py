@@ -304,9 +304,7 @@ class VLLMMachine(Machine):
             self.B -= 1
             self.used -= (p + g - 2) // self.bs + 1
             if cl.jseg[r] <= self.nspans - 1:
-                self.sg_req.append(r)
-                self.sg_s0.append(cl.jseg[r])
-                self.sg_s1.append(self.nspans - 1)
+                self.sg.extend((r, cl.jseg[r], self.nspans - 1))
             cl.recompute[r] = True
         self.queue.appendleft(r)
         return r
