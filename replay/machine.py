@@ -53,13 +53,15 @@ registers here; the event loop and routing do not change. :mod:`replay.vllm_poli
 
 from __future__ import annotations
 
-from array import array
 from collections import deque
 from heapq import heapify, heappop, heappush
 
 from replay.errors import ReplayError
 from replay.prefix_cache import BlockHashError
-from replay.spans import boundary_at_or_after
+from replay.spans import SEGMENT, SPAN, boundary_at_or_after
+
+pack_span = SPAN.pack  # a span record (replay.spans.SPAN)
+pack_segment = SEGMENT.pack  # a request segment record (replay.spans.SEGMENT)
 
 INF = float("inf")
 IDLE, PREFILL, DECODE = 0, 1, 2
@@ -75,7 +77,7 @@ class Machine:
         "idx", "spec", "home", "role", "cl", "a", "b", "c", "q", "pf", "cap", "wm", "maxb",
         "queue", "wait", "incoming", "done", "fresh", "rc", "rc_tokens", "pbatch", "ptoks",
         "p_load", "d_load", "kind", "t0", "d0", "inc", "B", "C", "it", "wake_n", "wake_t", "ver",
-        "sp_f", "sp_i", "sg", "nspans", "role_since", "pool_time", "pool_busy",
+        "spans", "segs", "nspans", "role_since", "pool_time", "pool_busy",
         "max_c", "max_b", "busy_mark", "fused", "pc", "kvu",
     )  # fmt: skip
 
@@ -112,9 +114,8 @@ class Machine:
         self.wake_n = 0
         self.wake_t = INF
         self.ver = 0
-        self.sp_f = array("d")  # per span: start, first iteration, increment (replay.spans)
-        self.sp_i = array("q")  # per span: iterations, batch, first excluded, prefill tokens, role
-        self.sg = array("q")  # per request segment: request, first span, last span
+        self.spans = bytearray()  # one SPAN record per span (replay.spans)
+        self.segs = bytearray()  # one SEGMENT record per request segment (replay.spans)
         self.nspans = 0
         self.role_since = 0.0
         self.pool_time = [0.0, 0.0, 0.0]
@@ -224,8 +225,7 @@ class Machine:
                 cl.gap_req.append(r)
                 cl.gap_val.append(first_end - t_last[r])
             fresh.clear()
-        self.sp_f.extend((t0, d0, inc))
-        self.sp_i.extend((n, B, k0, ptok, self.role))
+        self.spans += pack_span(t0, d0, inc, n, B, k0, ptok, self.role)
         self.nspans += 1
         start = t0 if t0 > self.busy_mark else self.busy_mark
         self.pool_busy[self.role] += T - start
@@ -312,7 +312,7 @@ class Machine:
         self.B -= 1
         self.d_load -= p
         cl.completed += 1
-        self.sg.extend((r, cl.jseg[r], self.nspans - 1))
+        self.segs += pack_segment(r, cl.jseg[r], self.nspans - 1)
         if cl.tx_uncached and self.home == TOKEN and cl.hashes[r]:  # its KV is free now: cached
             self._cache_insert(r)
 
@@ -371,7 +371,7 @@ class Machine:
         if r in self.fresh:
             self.fresh.remove(r)
         if cl.jseg[r] <= self.nspans - 1:
-            self.sg.extend((r, cl.jseg[r], self.nspans - 1))
+            self.segs += pack_segment(r, cl.jseg[r], self.nspans - 1)
         cl.recompute[r] = True
         self.wait.appendleft(r)
 

@@ -60,15 +60,30 @@ def weighted_percentiles(values, weights=None, qs=PERCENTILES) -> dict[str, floa
     NaN values are ignored. An empty sample gives NaN.
     """
     v = np.asarray(values, dtype=float)
-    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=float)
     keep = ~np.isnan(v)
-    v, w = v[keep], w[keep]
+    v = v[keep]
     out = {f"p{q:g}": math.nan for q in qs}
     out["mean"] = math.nan
     if v.size == 0:
         return out
-    uniq, inv = np.unique(v, return_inverse=True)
-    wsum = np.bincount(inv, weights=w, minlength=uniq.size)
+    # the net weight of each distinct value; whole-number weights (counts, batch sizes) sum
+    # exactly in any order, so they take the cheaper sort (the same sums as the bincount)
+    if weights is None:
+        uniq, counts = np.unique(v, return_counts=True)
+        wsum = counts.astype(float)
+        whole = True
+    else:
+        w = np.asarray(weights, dtype=float)[keep]
+        whole = bool(np.all(w == np.trunc(w))) and float(np.abs(w).sum()) < 2.0**53
+        if whole:
+            order = np.argsort(v)
+            vs = v[order]
+            first = np.flatnonzero(np.concatenate(([True], vs[1:] != vs[:-1])))
+            uniq = vs[first]
+            wsum = np.add.reduceat(w[order], first)
+        else:
+            uniq, inv = np.unique(v, return_inverse=True)
+            wsum = np.bincount(inv, weights=w, minlength=uniq.size)
     wsum = np.maximum(wsum, 0.0)
     total = wsum.sum()
     if total <= 0:
@@ -79,8 +94,9 @@ def weighted_percentiles(values, weights=None, qs=PERCENTILES) -> dict[str, floa
         out[f"p{q:g}"] = float(uniq[min(i, uniq.size - 1)])
     # exactly rounded (math.fsum): BLAS's dot product splits the sum over its threads, so the
     # same sample gave another last digit in a study worker (one BLAS thread) than in the replay
-    # app (one per core)
-    out["mean"] = math.fsum((uniq * wsum).tolist()) / math.fsum(wsum.tolist())
+    # app (one per core); a total of whole numbers below 2**53 is exact as it is
+    den = float(total) if whole else math.fsum(wsum.tolist())
+    out["mean"] = math.fsum((uniq * wsum).tolist()) / den
     return out
 
 
@@ -107,17 +123,23 @@ def span_gaps(first_s, increment_s, iterations, batch_size, first_excluded):
     return vals, w
 
 
-def reference_alone(prompt_tokens, output_tokens, prefill_time_sums, decode_coef):
+def reference_alone(prompt_tokens, output_tokens, phase_model, decode_coef):
     """(ttft_ref, tbt_ref, e2e_ref) arrays (s) of each request alone on the reference machine.
 
-    ``prefill_time_sums`` is the reference PhaseModel's method; ``decode_coef`` its decode
-    coefficients (a, b, c, q): decode_time(B, C) = a + b*B + c*C + q*B^2 (see
-    replay.phase.decode_coefficients).
+    ``phase_model`` is the reference phase model (its ``prefill_time_sums``, or its
+    ``prefill_times_alone`` where it has that vectorized form of the same arithmetic);
+    ``decode_coef`` its decode coefficients (a, b, c, q): decode_time(B, C) = a + b*B + c*C +
+    q*B^2 (see replay.phase.decode_coefficients).
     """
     p = np.asarray(prompt_tokens, dtype=np.int64)
     o = np.asarray(output_tokens, dtype=np.int64)
     uniq, inv = np.unique(p, return_inverse=True)
-    pre = np.array([prefill_time_sums(1, int(x), int(x) * int(x)) for x in uniq], dtype=float)
+    alone = getattr(phase_model, "prefill_times_alone", None)
+    if alone is not None:
+        pre = np.asarray(alone(uniq), dtype=float)
+    else:
+        f = phase_model.prefill_time_sums
+        pre = np.array([f(1, int(x), int(x) * int(x)) for x in uniq], dtype=float)
     ttft = pre[inv] if p.size else np.zeros(0)
     a, b, c, q = decode_coef
     m = (o - 1).astype(float)

@@ -437,7 +437,7 @@ def _build_result(cl, ref_pm, ref_coef) -> tuple[ReplayResult, tuple]:
         }
     )[REQUEST_COLUMNS]
 
-    ref = reference_alone(ptok, otok, ref_pm.prefill_time_sums, ref_coef[:4])
+    ref = reference_alone(ptok, otok, ref_pm, ref_coef[:4])
     pool_changes = pd.DataFrame(
         cl.role_changes or None, columns=["time_s", "machine", "role"]
     ).astype({"time_s": float, "machine": np.int64, "role": np.int64})

@@ -63,7 +63,16 @@ from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush
 
 from replay.errors import ReplayError, need
-from replay.machine import DECODE, IDLE, INF, MACHINE_POLICIES, MIXED, PREFILL, Machine
+from replay.machine import (
+    DECODE,
+    IDLE,
+    INF,
+    MACHINE_POLICIES,
+    MIXED,
+    PREFILL,
+    Machine,
+    pack_segment,
+)
 
 
 def _f(default, help: str):  # noqa: A002 - "help" is the documented name
@@ -304,7 +313,7 @@ class VLLMMachine(Machine):
             self.B -= 1
             self.used -= (p + g - 2) // self.bs + 1
             if cl.jseg[r] <= self.nspans - 1:
-                self.sg.extend((r, cl.jseg[r], self.nspans - 1))
+                self.segs += pack_segment(r, cl.jseg[r], self.nspans - 1)
             cl.recompute[r] = True
         self.queue.appendleft(r)
         return r

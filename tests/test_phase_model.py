@@ -171,6 +171,18 @@ def test_prefill_hinges_few_and_linear_beyond_range(models):
             assert ts[2] > ts[1] > ts[0]
 
 
+def test_prefill_times_alone_is_prefill_time_sums_exactly(models):
+    """The vectorized single-prompt prefill (the replay's slowdown reference) gives the very
+    floats of the scalar hot-path method, across every hinge and the floor."""
+    lengths = np.unique(np.concatenate([np.arange(1, 70_000, 37), [1, 2, 512, 126_195]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        for pm in _all(models):
+            fast = pm.prefill_times_alone(lengths)
+            slow = [pm.prefill_time_sums(1, int(x), int(x) * int(x)) for x in lengths]
+            assert fast.tolist() == slow
+
+
 def test_thin_group_says_so(ref):
     rows = ref[(ref.model == "llama2-70b") & (ref.gpu == "a100-80gb") & (ref.tp == 8)]
     thin = pd.concat([rows[rows.phase == "prefill"].head(4), rows[rows.phase == "decode"]])

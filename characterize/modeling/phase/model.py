@@ -7,6 +7,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from characterize.modeling.phase.errors import ExtrapolationWarning
 from characterize.modeling.phase.power import _PowerCurve
 
@@ -112,6 +114,17 @@ class PhaseModel:
                 break
             t += slope * (tokens - knee)
         return t if t > self._floor else self._floor
+
+    def prefill_times_alone(self, prompt_tokens) -> np.ndarray:
+        """Seconds of a prefill of each prompt alone: ``prefill_time_sums(1, L, L*L)`` for an
+        array of lengths L, with the same floating-point operations in the same order
+        (identical values; no range warnings: the replay reports its range notes itself)."""
+        p = np.asarray(prompt_tokens, dtype=np.int64)
+        tokens = p.astype(float)
+        t = self._c0 + self._cn * 1 + self._c1 * tokens + self._c2 * (p * p).astype(float)
+        for knee, slope in self._hinges:  # ascending knees, as prefill_time_sums adds them
+            t = np.where(tokens > knee, t + slope * (tokens - knee), t)
+        return np.where(t > self._floor, t, self._floor)
 
     def decode_time(self, batch_size: int, total_context_tokens: int) -> float:
         """Seconds for one decode step of ``batch_size`` requests holding
