@@ -47,6 +47,7 @@ class Cluster(Routing):
         n = len(arrival)
         self.n = n
         self.cfg = cfg
+        self.jsq = cfg.policy == "jsq"  # (read on every arrival)
         self.split = split
         self.mixed_pool = bool(mixed_pool)
         self.rid = rid

@@ -25,6 +25,8 @@ as a weighted sum of scores). The token machine is chosen as before.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from replay.machine import MIXED, PREFILL, PROMPT, TOKEN
 
 
@@ -40,10 +42,9 @@ class Routing:
         self.token_pool = [m for m in ms if m.role == TOKEN]
 
     def _pick(self, pool, which, key):
-        policy = self.cfg.policy
-        if policy == "jsq":
+        if self.jsq:
             return min(pool, key=key)
-        if policy == "round-robin":
+        if self.cfg.policy == "round-robin":
             i = self.rr[which]
             self.rr[which] = i + 1
             return pool[i % len(pool)]
@@ -75,7 +76,11 @@ class Routing:
             if pm.role == MIXED:
                 tm = pm
             else:
-                tm = self._pick(self.token_capable, 1, _d_load)
+                tm = (
+                    min(self.token_capable, key=_d_load)
+                    if self.jsq
+                    else self._pick(self.token_capable, 1, _d_load)
+                )
                 if (
                     self.mixed_pool
                     and tm.role == TOKEN
@@ -124,12 +129,8 @@ def _cache_pick(pool, hashes, p, with_decode):
     return best
 
 
-def _p_load(m):
-    return m.p_load
-
-
-def _d_load(m):
-    return m.d_load
+_p_load = attrgetter("p_load")  # (C-level keys for min: no Python frame per machine)
+_d_load = attrgetter("d_load")
 
 
 def _load(m):
