@@ -571,7 +571,9 @@ def test_ctrl_c_during_a_study_is_one_line_and_exit_130(tmp_path):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
     n = len(list(cache.rglob("*.json")))
-    (line,) = err.strip().splitlines()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # (shown whole when it is not one line)
+    line = lines[0]
     m = re.fullmatch(r"interrupted: (\d+) points cached, rerun to resume", line)
     assert m and 1 <= int(m.group(1)) <= n, line
     assert not (tmp_path / "results" / "study" / "tiny" / "study.json").exists()
