@@ -213,6 +213,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", nargs="+", choices=sorted(CASES), help="run only these cases")
     ap.add_argument("--repeat", type=int, default=3, help="replays per case; the fastest counts")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error(f"--repeat: must be at least 1, got {args.repeat}")
     if args.case:
         print(json.dumps(run_case(args.case, args.repeat)), flush=True)
         return 0

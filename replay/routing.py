@@ -76,11 +76,7 @@ class Routing:
             if pm.role == MIXED:
                 tm = pm
             else:
-                tm = (
-                    min(self.token_capable, key=_d_load)
-                    if self.jsq
-                    else self._pick(self.token_capable, 1, _d_load)
-                )
+                tm = self._pick(self.token_capable, 1, _d_load)
                 if (
                     self.mixed_pool
                     and tm.role == TOKEN

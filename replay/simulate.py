@@ -263,13 +263,13 @@ def simulate(
         design.mixed_pool, hashes, block_tokens, policies,
     )  # fmt: skip
     prog, bar = _progress_fn(progress, cl.n)
-    # the phase models' once-only hot-path warnings depend on what ran before in the process;
-    # the run's own, exact notes (_range_notes) are reported instead: in the summary, and warned
     # the event loop makes and drops many small containers but no reference cycles: the cyclic
     # collector is paused while it runs (on the Mooncake benchmark case it ran 5-6 times a
     # replay, once up to 25 ms, traversing the run's growing tables)
     gc_on = gc.isenabled()
     gc.disable()
+    # the phase models' once-only hot-path warnings depend on what ran before in the process;
+    # the run's own, exact notes (_range_notes) are reported instead: in the summary, and warned
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExtrapolationWarning)
         try:
