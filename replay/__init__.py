@@ -14,6 +14,10 @@ engine (event_loop, routing, machine: the paper's machine policy ``reference``, 
 vLLM V1's chunked-prefill policy ``vllm``, chosen per design with ``design.machine_policy``).
 """
 
+from replay import _core
+
+_core.install()  # the compiled core or the Python source (replay/_core.py), before the engine loads
+
 from replay.designs import Design, DesignConfig, baseline, make_design, splitwise
 from replay.errors import DesignError, ReplayError
 from replay.kv_transfer import KVTransferConfig
@@ -23,7 +27,10 @@ from replay.simulate import ReplayResult, simulate
 from replay.slo import SLO
 from replay.summary import ReplaySummary, format_summary
 
+core_status = _core.status  # which build of the engine runs: {"core": ..., "why": ...}
+
 __all__ = [
+    "core_status",
     "SLO",
     "Design",
     "DesignConfig",

@@ -104,7 +104,6 @@ class Cluster(Routing):
         nxt = arr[0]
         step = max(1, n // 100)
         mark = step if progress is not None else n + 1
-        arrive = self._arrive
         now = 0.0
         while True:
             if heap and heap[0][0] < nxt:
@@ -116,7 +115,7 @@ class Cluster(Routing):
                 break
             else:
                 now = nxt
-                arrive(i, nxt)
+                self._arrive(i, nxt)
                 i += 1
                 nxt = arr[i]
                 if i >= mark:

@@ -59,14 +59,12 @@ from heapq import heapify, heappop, heappush
 from replay.errors import ReplayError
 from replay.prefix_cache import BlockHashError
 from replay.spans import SEGMENT, SPAN, boundary_at_or_after
+from replay.states import DECODE, IDLE, MIXED, PREFILL, PROMPT, TOKEN
 
 pack_span = SPAN.pack  # a span record (replay.spans.SPAN)
 pack_segment = SEGMENT.pack  # a request segment record (replay.spans.SEGMENT)
 
 INF = float("inf")
-IDLE, PREFILL, DECODE = 0, 1, 2
-PROMPT, TOKEN, MIXED = 0, 1, 2
-ROLE_NAMES = ("prompt", "token", "mixed")
 
 
 class Machine:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from replay.machine import MIXED, PREFILL, PROMPT, TOKEN
+from replay.states import MIXED, PREFILL, PROMPT, TOKEN
 
 
 class Routing:
@@ -83,7 +83,7 @@ class Routing:
                     and tm.d_load + p > cfg.token_kv_threshold_fraction * tm.cap
                     and len(self.prompt_pool) > 1
                 ):
-                    m = min((x for x in self.prompt_pool if x is not pm), key=_p_load)
+                    m = min([x for x in self.prompt_pool if x is not pm], key=_p_load)
                     m.set_role(MIXED, now)
                     tm = m
         else:

@@ -31,12 +31,12 @@ from replay.designs import Design
 from replay.errors import ReplayError, need
 from replay.event_loop import Cluster
 from replay.kv_transfer import KVLinks
-from replay.machine import MIXED, PROMPT, ROLE_NAMES, TOKEN
 from replay.metrics import REQUEST_COLUMNS, reference_alone, span_gaps
 from replay.phase import decode_coefficients
 from replay.scheduler import SchedulerConfig
 from replay.slo import SLO
 from replay.spans import span_tables
+from replay.states import MIXED, PROMPT, ROLE_NAMES, TOKEN
 from replay.summary import ReplaySummary, build_summary, format_summary
 from replay.vllm_policy import check_role
 

@@ -63,16 +63,8 @@ from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush
 
 from replay.errors import ReplayError, need
-from replay.machine import (
-    DECODE,
-    IDLE,
-    INF,
-    MACHINE_POLICIES,
-    MIXED,
-    PREFILL,
-    Machine,
-    pack_segment,
-)
+from replay.machine import INF, MACHINE_POLICIES, Machine, pack_segment
+from replay.states import DECODE, IDLE, MIXED, PREFILL
 
 
 def _f(default, help: str):  # noqa: A002 - "help" is the documented name
