@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint bench clean vllm vllm-model vllm-server validate
+.PHONY: run test lint bench core clean vllm vllm-model vllm-server validate
 
 $(VENV)/.base: pyproject.toml
 	@echo "make: creating $(VENV) and installing splitbench with numpy, pandas, hydra, joblib,"
@@ -73,7 +73,13 @@ VALIDATE_ARGS ?=
 validate: $(VENV)/.vllm
 	$(VENV)/bin/splitbench-validate report_dir=results/reference/validation $(VALIDATE_ARGS)
 
-bench: $(VENV)/.base
+# The compiled core (replay/_core.py): `pip install -e` builds it; after an edit of one of its
+# modules the Python source runs until this rebuilds it (cythonize skips what is up to date).
+core: $(VENV)/.dev
+	PYTHONWARNINGS=ignore $(PY) setup.py -q build_ext --inplace
+	$(PY) -c "import replay; print('replay core:', replay.core_status())"
+
+bench: core
 	$(PY) benchmarks/replay_speed.py
 
 clean:

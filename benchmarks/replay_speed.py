@@ -28,6 +28,11 @@ every replay's), sim_cpu_s (event loop only), requests_per_cpu_s, peak_rss_mb an
 arrays included) and retained_kb_per_request (tracemalloc, a second replay: the memory a finished
 result plus the engine state still hold, per request). The last line compares overloaded and normal
 speed (code-130 / code-70 requests per CPU second).
+
+``core`` says which build of the engine ran (replay/_core.py): ``compiled`` (the Cython build of
+the engine's hot modules, what ``pip install -e .`` makes where a C compiler is there) or
+``source`` (SPLITBENCH_PURE_PYTHON=1, no build, or a source edited since the build: ``make
+core``). Both give the same replay byte for byte; run both to compare them.
 """
 
 from __future__ import annotations
@@ -137,7 +142,7 @@ def _phase_models(model: str):
 
 
 def run_case(name: str, repeat: int = 3) -> dict:
-    from replay import KVTransferConfig, SchedulerConfig, baseline, simulate, splitwise
+    from replay import KVTransferConfig, SchedulerConfig, baseline, core_status, simulate, splitwise
 
     trace_name, rate, model, kind, specs, sizes = CASES[name]
     design_name = f"{kind} {'/'.join(specs)}"
@@ -184,6 +189,7 @@ def run_case(name: str, repeat: int = 3) -> dict:
     del kept
     return {
         "case": name,
+        "core": core_status()["core"],
         "design": f"{design_name} {sizes}",
         "model": model,
         "requests": n,

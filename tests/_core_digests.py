@@ -1,0 +1,87 @@
+"""Test helper (run as a script): replays that cover the engine's paths, one sha256 each, as
+JSON on stdout: ``{"core": ..., "digests": {case: sha256}}``. tests/test_core.py runs it once
+on the compiled core and once on the Python source (SPLITBENCH_PURE_PYTHON=1) and compares."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _replay_designs import named_design  # noqa: E402
+
+import replay  # noqa: E402
+import traces  # noqa: E402
+from replay import KVTransferConfig, LinearPhaseModel, SchedulerConfig, simulate  # noqa: E402
+from traces import transforms  # noqa: E402
+
+H100 = LinearPhaseModel(
+    gpu="h100-80gb",
+    prefill_base_s=0.02,
+    prefill_per_request_s=0.001,
+    prefill_per_token_s=6e-5,
+    prefill_per_token_sq_s=2e-9,
+    decode_base_s=0.025,
+    decode_per_request_s=2e-4,
+    decode_per_context_token_s=3e-8,
+)
+PMS = {"h100-80gb": H100, "a100-80gb": H100}
+
+
+def digest(res) -> str:
+    h = hashlib.sha256()
+    for df in (res.requests, res.iterations, res.request_gaps, res.pool_changes):
+        h.update(df.to_csv().encode())
+    h.update(json.dumps(res.summary.to_dict(), sort_keys=True, default=repr).encode())
+    return h.hexdigest()
+
+
+def cases():
+    moon = traces.load("mooncake-conversation", sort=True).iloc[:1500].reset_index(drop=True)
+    code = transforms.resample(traces.load("azure-code-2023", sort=True), 60.0, duration_s=60.0,
+                               seed=3)  # fmt: skip
+    cache = dict(prefix_caching=True, cache_aware_routing=True)
+    mixed = dict(prompt_queue_threshold_tokens=4096, token_kv_threshold_fraction=0.3)
+    yield "moon-split-cache-uncached-mixed", moon, named_design(
+        "splitwise-hh", "llama3.1-70b", 3, 2, mixed_pool=True
+    ), SchedulerConfig(**cache, **mixed, kv_transfer=KVTransferConfig(uncached_only=True))
+    yield "moon-split-nocache-rr", moon, named_design(
+        "splitwise-hh", "llama3.1-70b", 3, 2
+    ), SchedulerConfig(policy="round-robin")
+    yield "moon-base-vllm-cache", moon, named_design(
+        "baseline-h100", "llama3.1-70b", machines=3
+    ), SchedulerConfig(**cache, machine_policy="vllm")
+    yield "moon-base-ref-cache", moon, named_design(
+        "baseline-h100", "llama3.1-70b", machines=3
+    ), SchedulerConfig(**cache)
+    # tight KV memory: preemptions and recomputes, a random cluster policy
+    yield "code-split-preempt-random", code, named_design(
+        "splitwise-hh", "bloom-176b", 2, 1, kv_reserve_fraction=0.45
+    ), SchedulerConfig(policy="random", max_preemptions=2, kv_watermark_fraction=0.0)
+    yield "code-base-sequential-mixed", code, named_design(
+        "baseline-h100", "bloom-176b", machines=2
+    ), SchedulerConfig(mixed_batch="sequential")
+
+
+def main() -> int:
+    out = {}
+    for name, tr, design, sched in cases():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = simulate(tr, design, sched, phase_models=PMS, seed=7)
+        out[name] = digest(res)
+        if "-v" in sys.argv:
+            s = res.summary
+            print(name, s.requests, "preemptions", getattr(s, "preemptions", None),
+                  len(res.pool_changes), s.prefix_cache and s.prefix_cache["hit_blocks"],
+                  file=sys.stderr)
+    print(json.dumps({"core": replay.core_status()["core"], "digests": out}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
