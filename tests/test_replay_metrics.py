@@ -3,23 +3,52 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from _replay_designs import named_design as make_design
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common.jsonsafe import dumps
 from replay import LinearPhaseModel, SchedulerConfig, format_summary, simulate
 from replay.metrics import (
     REQUEST_COLUMNS,
+    exact_sum,
     reference_alone,
     request_summary,
     span_gaps,
     weighted_percentiles,
 )
 from replay.phase import decode_coefficients
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), max_size=60))
+def test_exact_sum_is_fsum_to_the_last_bit(xs):
+    # all magnitudes and signs, subnormals, cancellation (fsum: one rounding of the exact sum)
+    try:
+        want = math.fsum(xs)
+    except OverflowError:
+        return  # the exact sum is beyond a double: fsum raises, and so may exact_sum
+    assert exact_sum(np.array(xs, dtype=float)).hex() == want.hex()
+
+
+def test_exact_sum_on_large_and_special_arrays():
+    rng = np.random.default_rng(5)
+    for x in (
+        rng.random(200_000) * 0.05,  # replay-like gap values
+        np.concatenate([rng.random(5000) * 1e300, -rng.random(5000) * 1e300, rng.random(50) * 5e-324]),
+        np.round(rng.standard_normal(100_000) * 1e6) * 0.001,
+        np.zeros(3),
+        np.zeros(0),
+    ):
+        assert exact_sum(x).hex() == math.fsum(x.tolist()).hex()
+    assert math.isnan(exact_sum([1.0, math.nan]))  # non-finite: fsum's own answer
+    assert exact_sum([math.inf, 1.0]) == math.inf
 
 
 def test_weighted_percentiles_inverted_cdf_and_cancelling_weights():
