@@ -406,6 +406,7 @@ class Machine:
                     r = queue[0]
                     p = ptok[r]
                     x = p  # tokens computed: the prompt less its cached prefix
+                    k = 0  # its leading cached blocks
                     if pc is not None:
                         h = cl.hashes[r]
                         k = pc.peek(h) if h else 0

@@ -4,13 +4,15 @@
 # tests/test_core.py compares both builds' replays byte for byte).
 cimport cython
 
+from replay.kv_transfer cimport KVLinks
 from replay.machine cimport Machine
 
 
 cdef class Routing:
     # the cluster's state (replay.event_loop.Cluster sets it; declared here, on the base)
     cdef public object cfg, rid, pm_of, tm_of, t_start, t_first, t_done, t_last, kvx, npre
-    cdef public object gen, jit, jseg, recompute, rejected, gap_req, gap_val, seq, links
+    cdef public object gen, jit, jseg, recompute, rejected, gap_req, gap_val, seq
+    cdef public KVLinks links
     cdef public object rng, max_tokens
     cdef public list arrival, ptok, otok, heap, role_changes, machines, rr, hashes, cached
     cdef public list prompt_capable, token_capable, prompt_pool, token_pool
