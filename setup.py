@@ -11,7 +11,9 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
-CORE_MODULES = ("spans", "kv_transfer", "prefix_cache", "routing", "machine", "event_loop")  # replay/_core.py
+CORE_MODULES = (
+    "spans", "kv_transfer", "prefix_cache", "routing", "machine", "vllm_policy", "event_loop",
+)  # replay/_core.py
 BUILD_RECORD = "_core_build.json"
 # -ffp-contract=off: no fused multiply-add, so C rounds each operation as CPython does
 CFLAGS = ["-O2", "-ffp-contract=off"]

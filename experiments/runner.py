@@ -12,6 +12,7 @@ digest when it is a file), simulator seed and :func:`code_version`. The cache ke
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import os
 from dataclasses import asdict
 from functools import cache
@@ -26,6 +27,8 @@ QUANTILE_LEVELS = tuple(round(0.02 * i, 2) for i in range(50)) + (0.99, 0.995, 0
 _ROOT = Path(__file__).resolve().parent.parent
 #: what a point's result depends on: whole packages (every file, data included) and this module
 _CODE_PACKAGES = ("common", "traces", "replay", "characterize/modeling")
+_EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)  # compiled modules
+_CORE_BUILD_RECORD = "_core_build.json"  # replay/_core.py's BUILD_RECORD (not imported: no replay here)
 
 
 @cache
@@ -33,12 +36,17 @@ def code_version() -> str:
     """Package version + digest of everything that can change a point: every file of the
     packages common/, traces/ (data included), replay/, characterize/modeling/ (specs and
     reference data included), and this module (summarize() shapes the cached results).
-    A new or changed file anywhere in those packages invalidates cached points."""
+    A new or changed file anywhere in those packages invalidates cached points. Build outputs
+    do not count: bytecode, and the compiled core's extensions and build record
+    (replay/_core.py: it gives the same results as the source, byte for byte, and its bytes
+    differ from compiler to compiler)."""
     h = hashlib.sha256()
     files = [p for pkg in _CODE_PACKAGES for p in (_ROOT / pkg).rglob("*")]
     files.append(Path(__file__).resolve())
     for p in sorted(set(files)):
         if not p.is_file() or "__pycache__" in p.parts or p.suffix in (".pyc", ".pyo"):
+            continue
+        if p.name == _CORE_BUILD_RECORD or p.name.endswith(_EXTENSION_SUFFIXES):
             continue
         h.update(p.relative_to(_ROOT).as_posix().encode())
         h.update(b"\0")

@@ -37,7 +37,9 @@ from pathlib import Path
 __all__ = ["CORE_MODULES", "ENV", "choose", "status"]
 
 #: the modules compiled by setup.py (names inside the replay package), in build order
-CORE_MODULES = ("spans", "kv_transfer", "prefix_cache", "routing", "machine", "event_loop")
+CORE_MODULES = (
+    "spans", "kv_transfer", "prefix_cache", "routing", "machine", "vllm_policy", "event_loop",
+)
 #: set (to anything but 0) to run the Python source even where the compiled core is built
 ENV = "SPLITBENCH_PURE_PYTHON"
 #: what setup.py writes beside the extensions: {module: sha256 of the source it compiled}

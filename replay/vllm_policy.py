@@ -383,6 +383,7 @@ class VLLMMachine(Machine):
                 p = ptok[r]
                 total = p + (gen[r] if recompute[r] else 0)
                 s = 0  # tokens already computed: the cached prefix (prefix caching)
+                k = 0  # its leading cached blocks
                 if pc is not None:
                     h = cl.hashes[r]
                     k = pc.peek(h) if h else 0

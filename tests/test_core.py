@@ -111,3 +111,22 @@ def test_pure_python_switch_loads_every_core_module_from_its_source():
     status, mods = json.loads(out.stdout)
     assert status == {"core": "source", "why": f"{_core.ENV} is set"}
     assert all(f.endswith(f"replay/{m}.py") for m, f in mods.items()), mods
+
+
+def test_the_build_hook_and_the_cache_key_name_the_same_modules_and_record():
+    # setup.py and experiments/runner.py cannot import replay (numpy, pandas at import): their
+    # copies of the names must stay equal to replay/_core.py's
+    import ast
+
+    from experiments import runner
+
+    consts = {}
+    for node in ast.parse((ROOT / "setup.py").read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                consts[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    assert consts["CORE_MODULES"] == _core.CORE_MODULES
+    assert consts["BUILD_RECORD"] == _core.BUILD_RECORD == runner._CORE_BUILD_RECORD
+    assert all((ROOT / "replay" / f"{m}.pxd").exists() for m in _core.CORE_MODULES)

@@ -3,6 +3,7 @@ covers whole packages."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import shutil
 from pathlib import Path
 
@@ -84,6 +85,10 @@ def test_code_version_hashes_every_file_of_the_packages(tmp_path, monkeypatch):
     (root / "replay" / "__pycache__").mkdir()
     (root / "replay" / "__pycache__" / "mod.cpython.pyc").write_bytes(b"\0")
     assert runner.code_version.__wrapped__() == v1  # caches do not count
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (root / "replay" / f"mod{suffix}").write_bytes(b"\x7fELF")
+    (root / "replay" / "_core_build.json").write_text("{}")
+    assert runner.code_version.__wrapped__() == v1  # nor the compiled core's build outputs
     Path(root / "traces" / "mod.py").write_text("x = 2\n")
     assert runner.code_version.__wrapped__() != v1
 
