@@ -1,13 +1,13 @@
 """The compiled core: which build of the engine's hot modules a replay runs.
 
-The engine's hot modules (:data:`CORE_MODULES`: the event loop, routing, the reference machine,
-the prefix cache, the span solver) are plain Python, and that source is the reference. Where
+The engine's hot modules (:data:`CORE_MODULES`: the event loop, routing, both machine policies,
+the prefix cache, the KV links, the span solver) are plain Python, and that source is the reference. Where
 Cython and a C compiler were there at install, ``setup.py`` also compiles each one from the same
 file, with the types its ``.pxd`` beside it declares (C attributes, typed locals, C calls
 between the engine's methods). Both builds run the same statements on the same IEEE doubles
 (compiled with ``-ffp-contract=off``: no fused multiply-add) and Python's integer semantics, so
 they give the same replay byte for byte (tests/test_core.py checks it on every machine policy
-and with prefix caching). The compiled one is ~1.5-2x faster (``benchmarks/replay_speed.py``
+and with prefix caching). The compiled one is about 2x faster (``benchmarks/replay_speed.py``
 prints which build ran, as ``core``).
 
 The build records the sha256 of each source it compiled (``_core_build.json``). When
