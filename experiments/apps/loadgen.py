@@ -16,8 +16,13 @@ design + profiles + scheduler simulation and a pure function of its config (cach
 identical); a load run has none of those, talks to a network endpoint, and its numbers are
 measurements. They share the trace and paths groups and the output format.
 
-An unreachable endpoint or a wrong model name is one line before the run (exit 2); failed
-requests are records; Ctrl-C stops sending and keeps what was measured.
+An unreachable endpoint, a server that is not OpenAI-compatible or a wrong model name is one
+line before the run (exit 2); failed requests (HTTP errors, dropped or malformed streams,
+timeouts) are records with a status and a reason. The records so far reach the run dir every
+``client.checkpoint_s`` seconds during the run (atomically: a crash or a kill keeps what
+finished). Ctrl-C at any moment (probe, warm-up, run) cancels what is in flight, keeps what was
+measured (the tables and summary of the requests sent) and exits 130 with one line saying it was
+interrupted. A file that cannot be written (a full disk) is one line naming it, exit 2.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.apps._cli import launch
+from experiments.apps._cli import Interrupted, launch
 from experiments.errors import ExperimentError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -196,6 +201,16 @@ def client_options(cfg: DictConfig):
     )
 
 
+def _written(path: Path, write) -> None:
+    """Run ``write()`` (which writes ``path`` atomically); an OSError (a full disk has no file
+    name) becomes one line naming ``path``."""
+    try:
+        write()
+    except OSError as e:
+        reason = (e.strerror or str(e) or type(e).__name__).strip().splitlines()[0]
+        raise ExperimentError(f"{path}: cannot write: {reason}") from None
+
+
 def _run_dir(run_dir) -> Path:
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
@@ -241,7 +256,9 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     def started(state):
         meta["model"] = state.model
-        write_json_atomic(run_dir / "loadgen.json", meta)
+        _written(
+            run_dir / "loadgen.json", lambda: write_json_atomic(run_dir / "loadgen.json", meta)
+        )
         n = len(state.records)
         print(
             f"loadgen: {n} requests over {state.records[-1].arrival_s if n else 0:.1f} s to "
@@ -250,9 +267,12 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             flush=True,
         )
 
-    def checkpoint(state):
-        write_parquet_atomic(records.request_table(state.records), run_dir / "requests.parquet")
-        write_parquet_atomic(records.token_table(state.records), run_dir / "tokens.parquet")
+    def checkpoint(state):  # every client.checkpoint_s during the run (a copy), and at the end
+        req, tok = records.request_table(state.records), records.token_table(state.records)
+        for name, df in (("requests.parquet", req), ("tokens.parquet", tok)):
+            _written(
+                run_dir / name, lambda df=df, name=name: write_parquet_atomic(df, run_dir / name)
+            )
 
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     w0 = time.perf_counter()
@@ -270,6 +290,11 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         )
     except client.LoadgenError as e:
         raise ExperimentError(str(e)) from None
+    if not state.started:  # Ctrl-C during the probe or the warm-up: nothing of the trace sent
+        raise Interrupted(
+            f"interrupted during the {state.phase} of {opts.base_url}: no request of the trace "
+            "was sent, nothing measured"
+        )
     wall = time.perf_counter() - w0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
@@ -290,19 +315,29 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         "trace": str(cfg.trace.get("display") or cfg.trace.get("name") or ""),
     }
     summary["source"] = "measured: splitbench-loadgen against a real endpoint"
-    write_json_atomic(run_dir / "summary.json", summary)
+    _written(run_dir / "summary.json", lambda: write_json_atomic(run_dir / "summary.json", summary))
     from replay.summary import format_summary
 
     print(format_summary(summary))
     lg = summary["loadgen"]
-    print(
-        f"client      {lg['status']['ok']} ok, {lg['short']} short, {lg['failed']} failed, "
-        f"{lg['status']['interrupted']} interrupted, {lg['status']['not_sent']} not sent; "
-        f"lag max {lg['lag_s']['max']:.3f} s; CPU {lg['cpu_ms_per_request']:.2f} ms/request"
-        if not math.isnan(lg["cpu_ms_per_request"])
-        else "client      no request sent"
-    )
+    st = lg["status"]
+    if math.isnan(lg["cpu_ms_per_request"]):
+        line = "no request sent"
+    else:
+        flying = f", {st['in_flight']} in flight" if st["in_flight"] else ""
+        line = (
+            f"{st['ok']} ok, {lg['short']} short, {lg['failed']} failed, {st['interrupted']} "
+            f"interrupted, {st['not_sent']} not sent{flying}; lag max {lg['lag_s']['max']:.3f} "
+            f"s; CPU {lg['cpu_ms_per_request']:.2f} ms/request"
+        )
+    print(f"client      {line}")
     print(f"wrote {run_dir / 'requests.parquet'}, tokens.parquet and summary.json")
+    if state.stopped_by == "interrupt":
+        raise Interrupted(
+            f"interrupted: {st['ok'] + st['short']} requests finished, {lg['failed']} failed, "
+            f"{st['interrupted']} cut in flight, {st['not_sent']} not sent; the partial results "
+            f"are in {run_dir}"
+        )
     return summary
 
 
