@@ -9,9 +9,11 @@ Quick use::
 
 Never imports torch, transformers, seaborn, hydra or omegaconf. The named designs live in
 experiments/conf/design/*.yaml. Modules: scheduler (options), designs (nodes and instances),
-kv_transfer, slo, metrics (definitions), summary (the one summary), simulate (wiring), and the
-engine (event_loop, routing, machine: the paper's machine policy ``reference``, vllm_policy:
-vLLM V1's chunked-prefill policy ``vllm``, chosen per design with ``design.machine_policy``).
+kv_transfer, serving (what a served deployment adds to the engine's iterations), slo, metrics
+(definitions), summary (the one summary), simulate (wiring), and the engine (event_loop,
+routing, machine: the paper's machine policy ``reference``, vllm_policy: vLLM V1's scheduler
+``vllm``, also as vLLM's disaggregated serving on a Splitwise design; chosen per design with
+``design.machine_policy``).
 """
 
 from replay import _core
@@ -23,6 +25,7 @@ from replay.errors import DesignError, ReplayError
 from replay.kv_transfer import KVTransferConfig
 from replay.phase import LinearPhaseModel
 from replay.scheduler import SchedulerConfig
+from replay.serving import ServingConfig
 from replay.simulate import ReplayResult, simulate
 from replay.slo import SLO
 from replay.summary import ReplaySummary, format_summary
@@ -43,6 +46,7 @@ __all__ = [
     "ReplayError",
     "ReplayResult",
     "SchedulerConfig",
+    "ServingConfig",
     "format_summary",
     "make_design",
     "simulate",

@@ -47,8 +47,9 @@ class DesignConfig:
     mixed_pool: bool = _f(True, "splitwise: let machines move through the mixed pool under load")
     machine_policy: str | None = _f(
         None,
-        "machine-level policy of the machines that run both phases (a baseline's); null: "
-        "scheduler.machine_policy. 'vllm': vLLM V1 chunked prefill (replay.vllm_policy)",
+        "machine-level policy of every machine of this design (every pool); null: "
+        "scheduler.machine_policy. 'vllm': vLLM V1's scheduler (replay.vllm_policy; on a "
+        "Splitwise design, vLLM's disaggregated serving)",
     )
 
     def __post_init__(self) -> None:
@@ -116,7 +117,7 @@ class Design:
     kv_reserve_fraction: float = 0.1
     mixed_pool: bool = True
     display: str = ""
-    machine_policy: str | None = None  # machines that run both phases; None: the scheduler's
+    machine_policy: str | None = None  # every machine's policy; None: the scheduler's
 
     @property
     def is_split(self) -> bool:
@@ -220,9 +221,6 @@ def _check_policy(policy, kind: str) -> None:
     known = tuple(MACHINE_POLICIES)
     need(policy in known, "design.machine_policy",
          f"unknown value '{policy}' (known: {', '.join(known)})", DesignError)  # fmt: skip
-    need(kind == "baseline" or policy == "reference", "design.machine_policy",
-         f"'{policy}' runs machines that serve both phases: baseline designs only (a Splitwise "
-         "design's machines move between pools and use 'reference')", DesignError)  # fmt: skip
 
 
 def instance_kv_capacity(spec, model, tp: int, reserve_fraction: float) -> int:
@@ -271,10 +269,13 @@ def splitwise(
     *,
     name: str = "splitwise",
     mixed_pool: bool = True,
+    machine_policy: str | None = None,
     **kw,
 ) -> Design:
-    """A Splitwise design (kw: tp, kv_reserve_fraction)."""
+    """A Splitwise design (kw: tp, kv_reserve_fraction); ``machine_policy="vllm"``: vLLM's
+    disaggregated serving (replay.vllm_policy)."""
     cfg = DesignConfig(name, kind="splitwise", prompt_machine=prompt_machine,
                        token_machine=token_machine, prompt_machines=prompt_machines,
-                       token_machines=token_machines, mixed_pool=mixed_pool)  # fmt: skip
+                       token_machines=token_machines, mixed_pool=mixed_pool,
+                       machine_policy=machine_policy)  # fmt: skip
     return make_design(cfg, model, **kw)

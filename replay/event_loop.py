@@ -42,6 +42,8 @@ class Cluster(Routing):
         hashes=None,
         block_tokens=0,
         policies=None,
+        reach=None,
+        decode_leg=(0.0, 0.0),
     ):
         rid, arrival, ptok, otok = trace_arrays
         n = len(arrival)
@@ -68,6 +70,15 @@ class Cluster(Routing):
         self.jseg = [0] * n
         self.recompute = [False] * n
         self.rejected = [False] * n
+        # arrivals at the scheduler (replay.serving): (time, request) in time order; without an
+        # arrival delay the trace's own arrivals, in its order
+        if reach is None:
+            self.reach = arrival
+            self.order = list(range(n))
+        else:
+            self.order = sorted(range(n), key=reach.__getitem__)  # stable: ties keep trace order
+            self.reach = [reach[r] for r in self.order]
+        self.leg0, self.leg1 = decode_leg  # disaggregated: the proxy's decode leg (s, s/token)
         self.gap_req = array("q")
         self.gap_val = array("d")
         self.heap = []
@@ -98,7 +109,8 @@ class Cluster(Routing):
     def run(self, progress=None):
         """Run to completion; ``progress(done_arrivals, total)`` is called every ~1%."""
         heap = self.heap
-        arr = list(self.arrival) + [INF]
+        arr = list(self.reach) + [INF]
+        order = self.order
         n = self.n
         i = 0
         nxt = arr[0]
@@ -115,7 +127,7 @@ class Cluster(Routing):
                 break
             else:
                 now = nxt
-                self._arrive(i, nxt)
+                self._arrive(order[i], nxt)
                 i += 1
                 nxt = arr[i]
                 if i >= mark:

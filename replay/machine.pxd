@@ -11,10 +11,10 @@ cdef class Machine:
     cdef public list done, fresh, rc, pbatch, pool_time, pool_busy
     cdef public Routing cl
     cdef public PrefixCache pc
-    cdef public double a, b, c, q, t0, d0, inc, wake_t, role_since, busy_mark
+    cdef public double a, b, c, q, t0, d0, inc, wake_t, role_since, busy_mark, o0, o1
     cdef public Py_ssize_t cap, wm, maxb, rc_tokens, ptoks, p_load, d_load, B, C, it, wake_n
     cdef public Py_ssize_t ver, nspans, max_c, max_b, kvu
-    cdef public bint fused
+    cdef public bint fused, ovh
 
     cpdef schedule(self, double t)
     @cython.locals(n=Py_ssize_t, kind=Py_ssize_t)

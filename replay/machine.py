@@ -76,7 +76,7 @@ class Machine:
         "queue", "wait", "incoming", "done", "fresh", "rc", "rc_tokens", "pbatch", "ptoks",
         "p_load", "d_load", "kind", "t0", "d0", "inc", "B", "C", "it", "wake_n", "wake_t", "ver",
         "spans", "segs", "nspans", "role_since", "pool_time", "pool_busy",
-        "max_c", "max_b", "busy_mark", "fused", "pc", "kvu",
+        "max_c", "max_b", "busy_mark", "fused", "pc", "kvu", "ovh", "o0", "o1",
     )  # fmt: skip
 
     def __init__(self, cl, idx, spec_name, role, coef, prefill_sums, cap, wm, maxb):
@@ -123,6 +123,11 @@ class Machine:
         self.busy_mark = 0.0  # busy time before this instant is already credited to a pool
         self.pc = None  # replay.prefix_cache.PrefixCache when prefix caching is on (Cluster)
         self.kvu = 0  # KV tokens the running activity uses (prefix caching: the cache's room)
+        # served per-iteration overhead (replay.serving): o0 + o1 x requests, added to an
+        # iteration with prefill work (decode steps have it folded into a and b: simulate)
+        self.o0 = 0.0
+        self.o1 = 0.0
+        self.ovh = False
 
     # ---- scheduling helpers -------------------------------------------------------------
     def schedule(self, t):
@@ -448,6 +453,9 @@ class Machine:
                     dur = self.pf(n, tok + B, sq + B) + self.c * self.C
                 else:
                     dur = self.pf(n, tok, sq) + self.a + (self.b + self.q * B) * B + self.c * self.C
+                if self.ovh:  # served overhead (replay.serving): n prompts and B decodes (the
+                    # sequential decode step has its share in a and b already)
+                    dur += self.o0 + self.o1 * (n + B if self.fused else n)
                 self.kind = PREFILL
                 self.t0 = T
                 self.schedule(T + dur)

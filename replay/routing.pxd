@@ -18,7 +18,8 @@ cdef class Routing:
     cdef public list prompt_capable, token_capable, prompt_pool, token_pool
     cdef public bint jsq, split, mixed_pool, cache_route, tx_uncached
     cdef public Py_ssize_t n, completed, preemptions, n_rejected, tx_saved
-    cdef public double end_time
+    cdef public double end_time, leg0, leg1
+    cdef public list order, reach
 
     cpdef repool(self)
     cpdef Machine _pick(self, list pool, Py_ssize_t which, key)

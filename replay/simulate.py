@@ -34,11 +34,11 @@ from replay.kv_transfer import KVLinks
 from replay.metrics import REQUEST_COLUMNS, reference_alone, span_gaps
 from replay.phase import decode_coefficients
 from replay.scheduler import SchedulerConfig
+from replay.serving import DISAGGREGATED, ServingConfig
 from replay.slo import SLO
 from replay.spans import span_tables
 from replay.states import MIXED, PROMPT, ROLE_NAMES, TOKEN
 from replay.summary import ReplaySummary, build_summary, format_summary
-from replay.vllm_policy import check_role
 
 TRACE_COLUMNS = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
 BLOCK_HASHES = "block_hashes"  # optional trace column (traces.schema), read with prefix caching
@@ -192,6 +192,7 @@ def simulate(
     steady_trim: float = 0.1,
     trace_info: dict | None = None,
     display: dict | None = None,
+    serving: ServingConfig | None = None,
 ) -> ReplayResult:
     """Replay ``trace`` (contract 1) through ``design``; returns a :class:`ReplayResult`.
 
@@ -204,9 +205,11 @@ def simulate(
     ``reference_model(model)``.
     ``trace_info``: the trace's prepare() info (its ``context`` counts reach the summary).
     ``seed``: only the ``random`` policy draws random numbers.
+    ``serving``: the serving component (:mod:`replay.serving`; None: every term zero).
     Raises :class:`ReplayError` / :class:`DesignError` (one line) before simulating.
     """
     scheduler = scheduler or SchedulerConfig()
+    serving = serving or ServingConfig()
     slo = slo or SLO()
     need(isinstance(seed, int | np.integer) and seed >= 0, "seed", f"must be an integer >= 0, got {seed!r}")  # fmt: skip
     design.validate()
@@ -224,6 +227,18 @@ def simulate(
     lin_err = 0.0
     coef_cache: dict = {}
     maxb = scheduler.max_batch_size or (1 << 62)
+    policy = design.machine_policy or scheduler.machine_policy  # every pool's (and role's)
+    bs = scheduler.vllm.block_size
+    blocks = scheduler.vllm.num_gpu_blocks  # the deployment's KV blocks: overrides the spec's
+    disagg = design.is_split and policy == "vllm"  # vLLM's disaggregated serving
+    if serving.disaggregated and design.is_split and not disagg:
+        k = next(k for k in DISAGGREGATED if getattr(serving, k))
+        raise ReplayError(
+            f"serving.{k}: the disaggregated serving terms model vLLM's disaggregated serving: "
+            f"they need design.machine_policy (or scheduler.machine_policy) vllm on a Splitwise "
+            f"design, got '{policy}'"
+        )
+    ov0, ov1 = serving.iteration_s, serving.iteration_s_per_request
     policies = []
     for inst in design.instances():
         spec = load_machine(inst.spec)
@@ -233,17 +248,15 @@ def simulate(
             coef_cache[key] = decode_coefficients(pm, max_context=model.max_context_tokens)
         a, b, c, q, err = coef_cache[key]
         lin_err = max(lin_err, err)
-        cap = inst.kv_capacity_tokens
+        if ov0 or ov1:  # the served overhead of a decode step: delta0 + delta1 x B
+            a, b = a + ov0, b + ov1
+        cap = inst.kv_capacity_tokens if blocks is None else blocks * bs
         if design.is_split:
             role = PROMPT if inst.prompt_pool else TOKEN
         else:
             role = MIXED
-        policy = scheduler.machine_policy
-        if role == MIXED and design.machine_policy is not None:
-            policy = design.machine_policy
-        check_role(policy, role, "scheduler.machine_policy")
         if policy == "vllm":  # whole blocks: a request fits when its blocks do
-            cap = cap // scheduler.vllm.block_size * scheduler.vllm.block_size
+            cap = cap // bs * bs
         policies.append(policy)
         wm = int(scheduler.kv_watermark_fraction * cap)
         machines_cfg.append((inst.spec, role, (a, b, c, q), pm.prefill_time_sums, cap, wm, maxb))
@@ -258,10 +271,25 @@ def simulate(
     if scheduler.enforce_max_context:
         max_tokens = min(max_tokens, model.max_context_tokens)
     links = KVLinks(bws, exposed, model.kv_bytes_per_token, model.num_layers, scheduler.kv_transfer)
+    reach = None  # arrivals at the scheduler (replay.serving): the trace's unless delayed
+    if (
+        serving.arrival_s
+        or serving.arrival_s_per_token
+        or (disagg and (serving.prefill_leg_s or serving.prefill_leg_s_per_token))
+    ):
+        reach = [
+            t + serving.arrival_delay(p, disagg) for t, p in zip(arrays[1], arrays[2], strict=True)
+        ]
+    leg = (serving.decode_leg_s, serving.decode_leg_s_per_token) if disagg else (0.0, 0.0)
     cl = Cluster(
         arrays, machines_cfg, links, scheduler, design.is_split, seed, max_tokens,
-        design.mixed_pool, hashes, block_tokens, policies,
+        design.mixed_pool, hashes, block_tokens, policies, reach, leg,
     )  # fmt: skip
+    if ov0 or ov1 or (disagg and (serving.kv_load_s or serving.kv_load_s_per_token)):
+        for m in cl.machines:  # prefill iterations' served overhead, decode instances' KV load
+            m.o0, m.o1, m.ovh = float(ov0), float(ov1), bool(ov0 or ov1)
+            if disagg:
+                m.kl0, m.kl1 = float(serving.kv_load_s), float(serving.kv_load_s_per_token)
     prog, bar = _progress_fn(progress, cl.n)
     # the event loop makes and drops many small containers but no reference cycles: the cyclic
     # collector is paused while it runs (on the Mooncake benchmark case it ran 5-6 times a
@@ -280,7 +308,7 @@ def simulate(
             if bar is not None:
                 bar.close()
         sim_cpu = time.process_time() - cpu0
-        result, ref = _build_result(cl, ref_pm, ref_coef)
+        result, ref = _build_result(cl, ref_pm, ref_coef, serving.delivery_s)
     notes = _range_notes(result, pms, scheduler.mixed_batch == "fused", ref_pm, ref_coef)
     result.summary = build_summary(
         requests=result.requests,
@@ -311,6 +339,7 @@ def simulate(
         display=display,
         prefix_cache=_cache_counts(cl),
         extrapolated=notes,
+        serving=None if serving.is_zero else serving.to_dict(),
     )
     if notes:  # one warning per run (a study runs many); every note is in the summary
         more = f" (and {len(notes) - 1} more: summary 'extrapolated')" if len(notes) > 1 else ""
@@ -397,8 +426,10 @@ def _cache_counts(cl) -> dict | None:
     }
 
 
-def _build_result(cl, ref_pm, ref_coef) -> tuple[ReplayResult, tuple]:
-    """The engine's records as tables (summary still unset), and the reference-alone times."""
+def _build_result(cl, ref_pm, ref_coef, delivery_s=0.0) -> tuple[ReplayResult, tuple]:
+    """The engine's records as tables (summary still unset), and the reference-alone times.
+    ``delivery_s``: the serving component's delivery offset (every token reaches the client
+    that much after the engine's output: TTFT and E2E shift, gaps do not)."""
     n = cl.n
     arrival = np.asarray(cl.arrival, dtype=float)
     ptok = np.asarray(cl.ptok, dtype=np.int64)
@@ -406,6 +437,9 @@ def _build_result(cl, ref_pm, ref_coef) -> tuple[ReplayResult, tuple]:
     t_start = np.asarray(cl.t_start, dtype=float)
     t_first = np.asarray(cl.t_first, dtype=float)
     t_done = np.asarray(cl.t_done, dtype=float)
+    if delivery_s:
+        t_first = t_first + delivery_s
+        t_done = t_done + delivery_s
     rejected = np.asarray(cl.rejected, dtype=bool)
     e2e = t_done - arrival
     ttft = t_first - arrival

@@ -24,6 +24,9 @@ TTFT and throughput against caching off is a comparison of two replays (the stud
 ``mooncake-prefix``). With every prefix-caching option off, ``prefix_cache`` and those options
 are left out of summary.json, so results without the feature are byte-identical to before it.
 
+Serving component (:mod:`replay.serving`): ``serving`` holds its terms when any is set (left out
+of summary.json while every term is zero, as is ``scheduler.vllm.num_gpu_blocks`` while null).
+
 Extrapolation: ``extrapolated`` lists what the run asked of its phase models beyond their
 measured range (a prompt longer than the longest measured, a context per request longer than
 measured, ...: ``PhaseModel.range_notes``), each with what the model then assumes (the fitted
@@ -90,6 +93,7 @@ class ReplaySummary:
     display: dict = field(default_factory=dict)
     prefix_cache: dict | None = None  # None: prefix caching off (left out of summary.json)
     extrapolated: list = field(default_factory=list)  # phase-model range notes (empty: left out)
+    serving: dict | None = None  # the serving component's terms (None: all zero, left out)
 
     @property
     def slo_met(self) -> bool:
@@ -114,6 +118,8 @@ class ReplaySummary:
             d.pop("prefix_cache", None)
         if not d.get("extrapolated"):
             d.pop("extrapolated", None)
+        if d.get("serving") is None:
+            d.pop("serving", None)
         return d
 
 
@@ -140,6 +146,9 @@ def scheduler_dict(scheduler) -> dict:
     from dataclasses import asdict
 
     d = asdict(scheduler)
+    v = d.get("vllm")
+    if isinstance(v, dict) and v.get("num_gpu_blocks") is None:  # the spec's capacity: as before
+        v.pop("num_gpu_blocks", None)
     if not any(d.get(k) for k in CACHE_OPTIONS):
         kv = d.get("kv_transfer") or {}
         if not any(kv.get(k) for k in CACHE_TRANSFER_OPTIONS):
@@ -247,6 +256,7 @@ def build_summary(
     display: dict | None = None,
     prefix_cache: dict | None = None,
     extrapolated: list | None = None,
+    serving: dict | None = None,
 ) -> ReplaySummary:
     """The one summary of a replay (see the module doc). ``engine``: utilization,
     pool_changes, decode_linearization_max_rel_error, max_decode_batch. ``prefix_cache``: the
@@ -275,6 +285,7 @@ def build_summary(
         display=dict(display or {}),
         prefix_cache=None if prefix_cache is None else cache_summary(prefix_cache, requests),
         extrapolated=list(extrapolated or []),
+        serving=serving,
     )
 
 

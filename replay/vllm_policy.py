@@ -53,8 +53,32 @@ holds only the blocks that running requests leave free (resized after every step
 that hit it still allocates its whole context (no block sharing: conservative on memory, as
 :mod:`replay.prefix_cache` states). A preempted request's computed blocks are not kept.
 
-Where it applies: machines that run both phases from the start (every machine of a baseline
-design). Splitwise pools, whose machines move through the mixed pool, use ``reference``.
+Where it applies: every machine of a design whose policy it is (``design.machine_policy``,
+else ``scheduler.machine_policy``): a baseline's machines, and the prompt, token and mixed roles
+of a Splitwise design, which it runs as vLLM's disaggregated serving does (each real instance
+runs its own V1 scheduler; the proxy sends the request to the prefill instance with
+``max_tokens=1``, then the whole request to the decode instance):
+
+- a *prompt* role schedules prompts as above; when a prompt's prefill ends, the request
+  finishes there (its one sampled token is the proxy's and is dropped; its blocks are freed)
+  and is handed over: it reaches the decode instance when the KV link (``scheduler.kv_transfer``,
+  the pure hop) and the proxy's decode leg (``serving.decode_leg_s`` + per token) are both done;
+  ``kv_transfer_s`` is that wait;
+- a *token* role queues the hand-over FCFS with its own arrivals (vLLM's waiting queue) and
+  schedules it as a prefill whose first ``block_size * floor((L - 1) / block_size)`` tokens are
+  computed already (the connector injects whole blocks) and whose tail (1 to ``block_size``
+  tokens, at least the last prompt token) is recomputed, priced by this instance's phase model
+  like any chunk, plus the KV load (``serving.kv_load_s`` + ``kv_load_s_per_token`` x injected
+  tokens) added to that iteration's duration: the decodes running here stall for both. The
+  tail's end is the request's first token (the client's first token comes from the decode
+  instance), then ``o - 1`` decode steps: ``o`` steps on the decode instance, as the real
+  deployment makes. A request with one output token is handed over too (the proxy asks the
+  decode instance for it). The decode instance allocates the whole prompt's blocks;
+- a *mixed* role (the mixed pool) serves its own requests co-located, and hand-overs as above.
+
+The paper's policy keeps the paper's protocol instead (:mod:`replay.machine`: the prompt
+machine's token is the first token, the token machine makes ``o - 1`` steps, and a one-token
+request ends at the prompt machine).
 """
 
 from __future__ import annotations
@@ -82,6 +106,12 @@ class VLLMConfig:
     )
     max_num_seqs: int = _f(256, "most requests running at once (decoding or prefilling)")
     block_size: int = _f(16, "tokens per KV block (a request holds ceil(tokens / block_size))")
+    num_gpu_blocks: int | None = _f(
+        None,
+        "KV blocks of every instance (a deployment's own num_gpu_blocks, as its engine logs it), "
+        "overriding the capacity derived from the GPU spec: num_gpu_blocks x block_size tokens, "
+        "for either machine policy; null: from the spec",
+    )
 
     def __post_init__(self) -> None:
         k = "scheduler.vllm"
@@ -89,6 +119,9 @@ class VLLMConfig:
             v = getattr(self, name)
             ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
             need(ok, f"{k}.{name}", f"must be an integer >= 1, got {v!r}")
+        v = self.num_gpu_blocks
+        ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+        need(ok, f"{k}.num_gpu_blocks", f"must be an integer >= 1 or null, got {v!r}")
         need(
             self.max_num_batched_tokens >= self.max_num_seqs,
             f"{k}.max_num_batched_tokens",
@@ -104,7 +137,7 @@ class VLLMMachine(Machine):
 
     __slots__ = (
         "run", "part", "pdone", "pn", "pblk", "hist", "bs", "nblocks", "used", "budget", "maxseqs",
-        "pieces", "preempted_step",
+        "pieces", "preempted_step", "split", "kl0", "kl1",
     )  # fmt: skip
 
     def __init__(self, cl, idx, spec_name, role, coef, prefill_sums, cap, wm, maxb):
@@ -123,6 +156,11 @@ class VLLMMachine(Machine):
         self.hist = [0] * v.block_size  # decodes by (prompt + gen - join iteration) % block_size
         self.pieces = []  # (request, tokens, computed before, total) of the running iteration
         self.preempted_step = False
+        # disaggregated serving (a Splitwise design): prompt roles hand requests over, token
+        # roles take them as a tail prefill plus a KV load of kl0 + kl1 x injected tokens
+        self.split = bool(cl.split)
+        self.kl0 = 0.0
+        self.kl1 = 0.0
 
     # ---- events -------------------------------------------------------------------------
     def notify(self, t, now):
@@ -136,6 +174,22 @@ class VLLMMachine(Machine):
             if t < self.wake_t:
                 self.schedule(t)
         elif kind == DECODE and len(self.queue) == 1:
+            n = self.boundary_at_or_after(t)
+            if n < self.wake_n:
+                self.wake_n = n
+                self.schedule(self.t0 + n * self.d0 + self.inc * n * (n - 1) * 0.5)
+
+    def receive(self, t, now):
+        """A hand-over is ready here at t >= now (it joins the waiting queue at the first wake-up
+        at or after t): an idle machine wakes then; a decode span with nothing waiting is cut at
+        its first iteration boundary at or after t."""
+        kind = self.kind
+        if kind == IDLE:
+            if t < now:
+                t = now
+            if t < self.wake_t:
+                self.schedule(t)
+        elif kind == DECODE and not self.queue:
             n = self.boundary_at_or_after(t)
             if n < self.wake_n:
                 self.wake_n = n
@@ -175,11 +229,17 @@ class VLLMMachine(Machine):
             it = self.it
             while done and done[0][0] <= it:
                 self._complete(heappop(done)[2], T)
+        inc = self.incoming
+        if inc:  # hand-overs ready here join the waiting queue (in the order they are ready)
+            while inc and inc[0][0] <= T:
+                self.queue.append(heappop(inc)[2])
         self._start(T)
         pc = self.pc
         if pc is not None:  # the cache gets the blocks the running requests leave free
             used = self.used + (self._cum(self.wake_n) if self.kind == DECODE else 0)
             pc.resize((self.nblocks - used) * self.bs // pc.block_tokens)
+        if self.role == MIXED and self.home != MIXED:
+            self._maybe_return(T)
 
     # ---- block arithmetic ---------------------------------------------------------------
     def _cum(self, n):
@@ -263,6 +323,14 @@ class VLLMMachine(Machine):
                 gen[r] = g
                 cl.gap_req.append(r)
                 cl.gap_val.append(T - t_last[r])
+            elif self.split and cl.pm_of[r] != self.idx:  # a hand-over's tail: the first token
+                g = 1
+                gen[r] = 1
+                cl.t_first[r] = T
+            elif self.split and cl.tm_of[r] != self.idx:  # prefilled here, decoded elsewhere
+                self.p_load -= p
+                self._hand_over(r, T, p)
+                continue
             else:
                 g = 1
                 gen[r] = 1
@@ -274,6 +342,24 @@ class VLLMMachine(Machine):
             else:
                 self._join(r)
         self.pieces = []
+
+    def _hand_over(self, r, T, p):
+        """Request r's prefill (prompt p) ended here at T and its decode instance is another
+        (vLLM's disaggregated serving): the prefill request finishes here (its one token is the
+        proxy's, not the client's) and frees its blocks; the request reaches the decode instance
+        when the KV link's hop and the proxy's decode leg (replay.serving) are both done."""
+        cl = self.cl
+        self.used -= (p - 1) // self.bs + 1
+        del self.run[r]
+        tm = cl.tm_of[r]
+        ready = cl.links.transfer(self.idx, tm, p, cl.t_start[r], T)
+        leg = T + cl.leg0 + cl.leg1 * p
+        if leg > ready:
+            ready = leg
+        cl.kvx[r] = ready - T
+        m = cl.machines[tm]
+        heappush(m.incoming, (ready, next(cl.seq), r))
+        m.receive(ready, T)
 
     def _preempt(self, T):
         """Preempt the most recently admitted running request (vLLM: ``running.pop()``)."""
@@ -339,6 +425,10 @@ class VLLMMachine(Machine):
                     self.t0 = T
                     self.d0 = d0
                     self.inc = inc
+                    if self.incoming and not queue:  # to the boundary where a hand-over is ready
+                        k = self.boundary_at_or_after(self.incoming[0][0])
+                        if k < n:
+                            n = k
                     self.wake_n = n
                     self.schedule(T + n * d0 + inc * n * (n - 1) * 0.5)
                     return
@@ -371,6 +461,8 @@ class VLLMMachine(Machine):
                 budget -= x
                 tok += x
                 sq += (o + x) * (o + x) - o * o
+        nload = 0  # hand-overs admitted this iteration that load KV, and the tokens loaded
+        loaded = 0
         if not self.preempted_step:
             ptok = cl.ptok
             gen = cl.gen
@@ -378,13 +470,21 @@ class VLLMMachine(Machine):
             t_start = cl.t_start
             run = self.run
             pc = self.pc
+            split = self.split
+            me = self.idx
+            pm_of = cl.pm_of
             while queue and budget > 0 and len(run) < self.maxseqs:
                 r = queue[0]
                 p = ptok[r]
                 total = p + (gen[r] if recompute[r] else 0)
                 s = 0  # tokens already computed: the cached prefix (prefix caching)
                 k = 0  # its leading cached blocks
-                if pc is not None:
+                h = None
+                ho = split and pm_of[r] != me and not recompute[r]
+                if ho:  # a hand-over (disaggregated serving): the connector injects the whole
+                    # blocks of the first p - 1 tokens; the tail is recomputed here
+                    s = (p - 1) // bs * bs
+                elif pc is not None:
                     h = cl.hashes[r]
                     k = pc.peek(h) if h else 0
                     if k:
@@ -400,10 +500,13 @@ class VLLMMachine(Machine):
                 run[r] = None
                 if t_start[r] != t_start[r]:  # NaN: first scheduled now
                     t_start[r] = T
-                if pc is not None and h:  # counted now, touched by the insert at its end
+                if h:  # counted now, touched by the insert at its end (prefix caching)
                     pc.record(len(h), k, p)
                     if not recompute[r]:
                         cl.cached[r] = s
+                elif ho and s:  # a hand-over's KV load: work of this iteration
+                    nload += 1
+                    loaded += s
                 pieces.append((r, x, s, total))
                 budget -= x
                 tok += x
@@ -417,6 +520,8 @@ class VLLMMachine(Machine):
         if not pieces and not B:
             if queue and not self.run:  # cannot happen: requests are checked at arrival
                 raise ReplayError(f"request {cl.rid[queue[0]]}: KV does not fit machine {self.idx}")
+            if self.incoming:  # idle until the next hand-over is ready
+                self.schedule(self.incoming[0][0])
             return  # idle: nothing runs or waits that could run
         if B:
             kv = self.C + tok
@@ -434,6 +539,10 @@ class VLLMMachine(Machine):
             dur = self.pf(n, tok + B, sq + B) + self.c * self.C
         else:
             dur = self.pf(n, tok, sq) + self.a + (self.b + self.q * B) * B + self.c * self.C
+        if n and self.ovh:  # served overhead (replay.serving; a decode step's is in a and b)
+            dur += self.o0 + self.o1 * (n + B if self.fused else n)
+        if nload:  # the hand-overs' KV load stalls the iteration (replay.serving)
+            dur += self.kl0 * nload + self.kl1 * loaded
         self.kind = PREFILL
         self.t0 = T
         self.schedule(T + dur)
@@ -468,18 +577,5 @@ class VLLMMachine(Machine):
 
 
 MACHINE_POLICIES["vllm"] = VLLMMachine
-#: roles (pools) a policy can run: vllm only on machines that run both phases from the start
-POLICY_ROLES = {"vllm": (MIXED,)}
 
-
-def check_role(policy: str, role: int, where: str) -> None:
-    """One-line ReplayError when ``policy`` cannot run a machine of pool ``role``."""
-    roles = POLICY_ROLES.get(policy)
-    if roles is not None and role not in roles:
-        raise ReplayError(
-            f"{where}: the '{policy}' policy runs machines that serve both phases (baseline "
-            "designs); a Splitwise design's prompt and token pools use 'reference'"
-        )
-
-
-__all__ = ["VLLMConfig", "VLLMMachine", "check_role"]
+__all__ = ["VLLMConfig", "VLLMMachine"]

@@ -1,0 +1,143 @@
+"""The serving component: what a served request pays beyond the engine's iterations.
+
+The phase model (:mod:`characterize.modeling.phase_model`) prices one engine iteration alone.
+A deployment behind an HTTP API server (and, disaggregated, behind a proxy) adds latency and
+per-iteration work that the phase model does not see. :class:`ServingConfig` (the config group
+``serving``) names each term explicitly; every term is zero by default, and with every term
+zero a replay is byte-identical to one without this component (the GPU studies, whose phase
+models are engine-only, do not change unless a user sets a term). docs/serving.md says how each
+term is measured by a probe on the served path.
+
+Terms (seconds; L = the request's prompt tokens, B = the requests of one iteration):
+
+- ``arrival_s + arrival_s_per_token * L``: **arrival delay**, from the client's send to the
+  request's arrival at the engine's scheduler (HTTP, the API server, the prompt's token ids
+  through its IPC). Latency, not engine time: the request reaches the scheduler this much later
+  (requests are routed and queued in order of that time, so a per-token term may reorder
+  arrivals that are close).
+- ``delivery_s``: **delivery offset**, from the engine's output of a token to the client's
+  receipt of it (output processing, the stream's chunk). It shifts the first token, and with it
+  every later token of the stream by the same constant: TTFT and E2E grow by ``delivery_s``, TBT
+  does not change. The per-request client-visible latency of a lone request is
+  ``alpha(L) = alpha0 + alpha1 * L`` with ``alpha0 = arrival_s + delivery_s`` and
+  ``alpha1 = arrival_s_per_token`` (the prompt-proportional part is before the scheduler).
+- ``iteration_s + iteration_s_per_request * B``: **served per-iteration overhead**
+  (delta(B) = delta0 + delta1 * B: IPC, output processing and streaming sharing the engine's
+  CPU), added to the duration of EVERY iteration by every machine policy (``reference`` and
+  ``vllm``, prefill, mixed and decode iterations): it occupies the engine, so it moves capacity.
+  B counts the requests the iteration serves: its decodes plus its prefill pieces (prompts).
+- Disaggregated path (a Splitwise design run with the ``vllm`` policy, which models vLLM's
+  disaggregated serving: replay.vllm_policy):
+  - ``prefill_leg_s + prefill_leg_s_per_token * L``: the proxy's leg to the prefill instance,
+    added to the arrival delay (latency);
+  - ``decode_leg_s + decode_leg_s_per_token * L``: from the end of the prefill instance's step
+    to the request's arrival at the decode instance's scheduler (the prefill response back to
+    the proxy, the decode request through the decode instance's API server; latency). The KV
+    link (``scheduler.kv_transfer``) runs in parallel from the same instant and should carry
+    only the pure hop (``handover_s`` = the hop latency, ``per_token_s`` = 0 or the link's
+    rate); the request enters the decode instance's queue when both are done;
+  - ``kv_load_s + kv_load_s_per_token * injected``: **work on the decode instance**: the KV load
+    of the injected (whole-block) prompt tokens, added to the duration of the iteration that
+    schedules the request's tail, so it stalls the decodes running there. The tail (the prompt
+    tokens after the last whole block, ``L - block_size * floor((L - 1) / block_size)``, 1 to
+    block_size tokens: at least the last token is recomputed to sample from) is recomputed in
+    that iteration as a prefill chunk priced by the decode instance's phase model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from replay.errors import need
+
+
+def _f(default, help: str):  # noqa: A002 - "help" is the documented name
+    return field(default=default, metadata={"help": help})
+
+
+#: the terms of the disaggregated path (they need the vllm policy on a Splitwise design)
+DISAGGREGATED = (
+    "prefill_leg_s", "prefill_leg_s_per_token", "decode_leg_s", "decode_leg_s_per_token",
+    "kv_load_s", "kv_load_s_per_token",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """The serving component's terms (the ``serving`` config group; seconds, zeros by default)."""
+
+    arrival_s: float = _f(
+        0.0, "fixed delay from the client's send to the engine's scheduler, s (part of alpha0)"
+    )
+    arrival_s_per_token: float = _f(
+        0.0, "arrival delay per prompt token, s (alpha1: request body, token ids through IPC)"
+    )
+    delivery_s: float = _f(
+        0.0,
+        "delay from the engine's output of a token to the client, s (the rest of alpha0; shifts "
+        "TTFT and E2E, not TBT)",
+    )
+    iteration_s: float = _f(
+        0.0, "served overhead added to every iteration's duration, s (delta0; engine time)"
+    )
+    iteration_s_per_request: float = _f(
+        0.0, "served overhead per request in the iteration, s (delta1; decodes + prefill pieces)"
+    )
+    prefill_leg_s: float = _f(
+        0.0, "disaggregated: the proxy's leg to the prefill instance, s (added to the arrival)"
+    )
+    prefill_leg_s_per_token: float = _f(0.0, "disaggregated: prefill leg per prompt token, s")
+    decode_leg_s: float = _f(
+        0.0,
+        "disaggregated: prefill instance's step end -> the decode instance's scheduler, s "
+        "(latency; the KV link runs in parallel)",
+    )
+    decode_leg_s_per_token: float = _f(0.0, "disaggregated: decode leg per prompt token, s")
+    kv_load_s: float = _f(
+        0.0, "disaggregated: decode-instance work per hand-over (KV load), s (stalls its decodes)"
+    )
+    kv_load_s_per_token: float = _f(
+        0.0, "disaggregated: decode-instance work per injected (KV-loaded) prompt token, s"
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            need(ok and v >= 0, f"serving.{f.name}", f"must be a finite number >= 0, got {v!r}")
+
+    @property
+    def is_zero(self) -> bool:
+        """Every term zero: the replay is exactly the engine-only one."""
+        return not any(getattr(self, f.name) for f in fields(self))
+
+    @property
+    def disaggregated(self) -> bool:
+        """Some term of the disaggregated path is set."""
+        return any(getattr(self, k) for k in DISAGGREGATED)
+
+    @property
+    def has_iteration_overhead(self) -> bool:
+        return bool(self.iteration_s or self.iteration_s_per_request)
+
+    def arrival_delay(self, prompt_tokens: int, split: bool = False) -> float:
+        """Seconds from the client's send to the (prefill) scheduler for a prompt of L tokens;
+        ``split``: through the proxy's prefill leg too."""
+        d = self.arrival_s + self.arrival_s_per_token * prompt_tokens
+        if split:
+            d += self.prefill_leg_s + self.prefill_leg_s_per_token * prompt_tokens
+        return d
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tail_tokens(prompt_tokens: int, block_size: int) -> int:
+    """Prompt tokens a decode instance recomputes after a hand-over: those after the last whole
+    block of the first L - 1 tokens (1..block_size; the KV connector injects whole blocks and
+    the last prompt token is always computed, to sample the first output token from)."""
+    return prompt_tokens - (prompt_tokens - 1) // block_size * block_size
+
+
+__all__ = ["DISAGGREGATED", "ServingConfig", "tail_tokens"]
