@@ -373,11 +373,16 @@ def _cmd_plot(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``splitbench-profiles``; returns the exit status."""
+    from common.entry import interrupted, interruptible
+
     args = _parser().parse_args(argv)
     handlers = {"fit": _cmd_fit, "plot": _cmd_plot, "import-reference": _cmd_import,
                 "derive": _cmd_derive}  # fmt: skip
     try:
-        return handlers[args.command](args)
+        with interruptible():  # Ctrl-C: one line, exit 130 (common.entry guards the start-up)
+            return handlers[args.command](args)
+    except KeyboardInterrupt:
+        return interrupted()
     except (ProfileError, SpecError, NetworkError, OSError) as e:
         print(f"error: {error_line(e)}", file=sys.stderr)
         return 2

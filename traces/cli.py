@@ -228,11 +228,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad input)."""
+    """Entry point; returns the exit status (0 ok, 2 bad input, 130 Ctrl-C: one line
+    ``interrupted``, no partial output file; before this runs :mod:`common.entry` guards it)."""
+    from common.entry import interrupted, interruptible
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return _run(args)
+        with interruptible():
+            return _run(args)
+    except KeyboardInterrupt:
+        return interrupted()
     except (TraceError, _UsageError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -135,17 +135,20 @@ def guarded(
 ) -> Callable[[DictConfig], object]:
     """Wrap an app task so user errors (and file errors naming a path) become one line and exit
     status 2, and Ctrl-C one line and exit status 130 (``interrupted``: the line to print unless
-    the task raises :class:`Interrupted` with its own).
+    the task raises :class:`Interrupted` with its own). Ctrl-C before and after the task
+    (start-up, Hydra's bookkeeping) is :mod:`common.entry`'s: ``interrupted``, exit 130 at once.
 
     Inside a multirun job a failure is printed as one line, recorded in the job folder
     (``job.json``, :mod:`experiments.sweep`) and RETURNED as a :class:`FailedJob`, so the other
     jobs of the sweep still run; a job that succeeds records its headline metrics."""
+    from common.entry import interruptible
     from experiments import sweep
 
     def wrapper(cfg: DictConfig):
         job = sweep.hydra_job()
         try:
-            ret = task(cfg)
+            with interruptible():  # the task's work: Ctrl-C is a KeyboardInterrupt for it
+                ret = task(cfg)
         except (KeyboardInterrupt, Interrupted) as e:
             msg = str(e) if isinstance(e, Interrupted) else interrupted
             print(
