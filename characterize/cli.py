@@ -14,6 +14,11 @@ Commands:
 - ``derive --to GPU --model M [--from GPU] [--tp 8] [--source ..] --out FILE``: write the
   profile table derived for a GPU nobody profiled (:mod:`characterize.modeling.derive`);
   ``derive --check`` prints the held-out A100->H100 and H100->A100 derivation errors.
+- ``compose --model M --gpu G [--tp 8] [--engine vllm|sglang|trtllm] [--engine-version V]
+  [--dtype bf16|fp8] --out FILE``: write the profile table composed from AIConfigurator's
+  measured operator latencies (the ``aic`` extra; :mod:`characterize.modeling.compose`);
+  ``compose --list`` what the package has, ``compose --held-out`` the fitted engine overhead's
+  held-out error against measured serving.
 
 Bad input: one line ``error: ...`` on stderr, exit status 2.
 """
@@ -61,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     im = sub.add_parser("import-reference", help="write the converted reference table")
     im.add_argument("out", help="output CSV path")
     _add_derive_parser(sub)
+    from characterize.modeling.compose.cli import add_parser as _add_compose_parser
+
+    _add_compose_parser(sub)
     return p
 
 
@@ -284,6 +292,12 @@ def _cmd_derive(args) -> int:
     return 0
 
 
+def _cmd_compose(args) -> int:
+    from characterize.modeling.compose.cli import run
+
+    return run(args)
+
+
 def plot_phase_models(profiles, models, out_dir: Path) -> list[Path]:
     """One PNG per (model, gpu, tp): measured points vs the fitted curves.
 
@@ -377,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     handlers = {"fit": _cmd_fit, "plot": _cmd_plot, "import-reference": _cmd_import,
-                "derive": _cmd_derive}  # fmt: skip
+                "derive": _cmd_derive, "compose": _cmd_compose}  # fmt: skip
     try:
         with interruptible():  # Ctrl-C: one line, exit 130 (common.entry guards the start-up)
             return handlers[args.command](args)
