@@ -8,6 +8,7 @@ import hashlib
 import json
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -16,7 +17,13 @@ from _replay_designs import named_design  # noqa: E402
 
 import replay  # noqa: E402
 import traces  # noqa: E402
-from replay import KVTransferConfig, LinearPhaseModel, SchedulerConfig, simulate  # noqa: E402
+from replay import (  # noqa: E402
+    KVTransferConfig,
+    LinearPhaseModel,
+    SchedulerConfig,
+    ServingConfig,
+    simulate,
+)
 from traces import transforms  # noqa: E402
 
 H100 = LinearPhaseModel(
@@ -65,14 +72,34 @@ def cases():
     yield "code-base-sequential-mixed", code, named_design(
         "baseline-h100", "bloom-176b", machines=2
     ), SchedulerConfig(mixed_batch="sequential")
+    # vLLM's disaggregated serving (the vllm policy on a Splitwise design) with every serving
+    # term set: hand-overs, the mixed pool, prefix caching; tight KV blocks and preemptions
+    vsplit = named_design("splitwise-hh", "llama3.1-70b", 3, 2, mixed_pool=True)
+    vsplit = replace(vsplit, machine_policy="vllm")
+    yield "moon-split-vllm-serving-cache", moon, vsplit, SchedulerConfig(
+        **cache, **mixed, machine_policy="vllm"
+    ), SERVING
+    yield "code-split-vllm-blocks-random", code, named_design(
+        "splitwise-hh", "bloom-176b", 2, 1
+    ), SchedulerConfig(policy="random", machine_policy="vllm",
+                       vllm={"num_gpu_blocks": 2000}), SERVING  # fmt: skip
+
+
+#: every term of the serving component (replay.serving) set
+SERVING = ServingConfig(
+    arrival_s=0.01, arrival_s_per_token=2e-5, delivery_s=0.003, iteration_s=0.002,
+    iteration_s_per_request=1e-4, prefill_leg_s=0.004, prefill_leg_s_per_token=1e-6,
+    decode_leg_s=0.006, decode_leg_s_per_token=1e-6, kv_load_s=0.001, kv_load_s_per_token=2e-6,
+)  # fmt: skip
 
 
 def main() -> int:
     out = {}
-    for name, tr, design, sched in cases():
+    for name, tr, design, sched, *serving in cases():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = simulate(tr, design, sched, phase_models=PMS, seed=7)
+            res = simulate(tr, design, sched, phase_models=PMS, seed=7,
+                           serving=serving[0] if serving else None)  # fmt: skip
         out[name] = digest(res)
         if "-v" in sys.argv:
             s = res.summary

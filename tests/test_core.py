@@ -38,11 +38,12 @@ def _digests(pure: bool) -> dict:
     reason=f"the compiled core is not built here: {_core.choose()[1]}",
 )
 def test_compiled_core_replays_match_the_source_byte_for_byte():
-    # six replays: prefix caching with cache-aware routing, uncached-only transfers and the
-    # mixed pool; round-robin and random routing; the vllm policy; preemptions; sequential mixed
+    # eight replays: prefix caching with cache-aware routing, uncached-only transfers and the
+    # mixed pool; round-robin and random routing; the vllm policy; preemptions; sequential mixed;
+    # the vllm policy on Splitwise designs with every serving term (replay.serving) set
     compiled, source = _digests(pure=False), _digests(pure=True)
     assert compiled["core"] == "compiled" and source["core"] == "source"
-    assert len(compiled["digests"]) == 6
+    assert len(compiled["digests"]) == 8
     assert compiled["digests"] == source["digests"]
 
 

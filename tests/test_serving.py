@@ -1,0 +1,326 @@
+"""replay: the serving component (replay/serving.py) against hand-computed single requests, the
+vllm policy as vLLM's disaggregated serving (decode-instance steps, one-token requests, the
+tail recompute of L mod block size, the KV load stalling running decodes), the deployment's
+KV block count, and the config checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from replay import (
+    LinearPhaseModel,
+    ReplayError,
+    SchedulerConfig,
+    ServingConfig,
+    baseline,
+    simulate,
+    splitwise,
+)
+from replay.serving import tail_tokens
+
+PM = LinearPhaseModel(
+    gpu="h100-80gb",
+    prefill_base_s=0.02,
+    prefill_per_request_s=0.001,
+    prefill_per_token_s=6e-5,
+    prefill_per_token_sq_s=2e-9,
+    decode_base_s=0.025,
+    decode_per_request_s=2e-4,
+    decode_per_context_token_s=3e-8,
+)
+PMS = {"h100-80gb": PM, "a100-80gb": PM}
+C_ = PM.decode_per_context_token_s
+BS = 16
+
+
+def trace(rows):
+    """rows: (arrival_s, prompt_tokens, output_tokens)."""
+    df = pd.DataFrame(rows, columns=["arrival_s", "prompt_tokens", "output_tokens"])
+    df.insert(0, "request_id", np.arange(len(df)))
+    return df
+
+
+def sched(policy="reference", **kw):
+    return SchedulerConfig(machine_policy=policy, enforce_max_context=False,
+                           vllm={"block_size": BS, **kw.pop("vllm", {})}, **kw)  # fmt: skip
+
+
+def split_vllm(**kw):
+    return splitwise("dgx-h100", "dgx-h100", 1, 1, "llama2-70b", machine_policy="vllm",
+                     mixed_pool=False, **kw)  # fmt: skip
+
+
+NO_LINK = {"kv_transfer": {"enabled": False}}
+
+
+def decodes(p, o, over=0.0):
+    """Decode steps of one request alone after its first token (o - 1 steps)."""
+    return sum(PM.decode_time(1, p + g) + over for g in range(1, o))
+
+
+# ---------------------------------------------------------------------------- alpha: latency
+@pytest.mark.parametrize("policy", ["reference", "vllm"])
+@pytest.mark.parametrize("p", [50, 1000])
+def test_alpha_is_an_arrival_delay_and_a_delivery_offset(policy, p):
+    sv = ServingConfig(arrival_s=0.03, arrival_s_per_token=2e-4, delivery_s=0.05)
+    o = 4
+    d = baseline("dgx-h100", 1, "llama2-70b", machine_policy=policy)
+    r = simulate(trace([(1.0, p, o)]), d, sched(), PMS, serving=sv).requests.iloc[0]
+    alpha = 0.03 + 2e-4 * p + 0.05  # alpha0 + alpha1 x L for a lone request
+    assert r.ttft_s == pytest.approx(alpha + PM.prefill_time([p]), rel=1e-12)
+    assert r.e2e_s == pytest.approx(r.ttft_s + decodes(p, o), rel=1e-12)
+    # latency, not engine time: the gaps between tokens do not change
+    assert r.tbt_max_s == pytest.approx(PM.decode_time(1, p + o - 1), rel=1e-12)
+    assert r.queue_s == pytest.approx(0.03 + 2e-4 * p, rel=1e-12)  # from the client's send
+
+
+def test_per_token_arrival_delay_reorders_close_arrivals():
+    # the long prompt is sent first but reaches the scheduler after the short one
+    sv = ServingConfig(arrival_s_per_token=1e-5)
+    d = baseline("dgx-h100", 1, "llama2-70b")
+    r = simulate(trace([(0.0, 1000, 1), (0.001, 10, 1)]), d, sched(), PMS, serving=sv).requests
+    short_end = 0.001 + 1e-4 + PM.prefill_time([10])
+    assert r.ttft_s[1] == pytest.approx(short_end - 0.001, rel=1e-12)
+    assert short_end > 0.01  # the long one waits for it
+    assert r.ttft_s[0] == pytest.approx(short_end + PM.prefill_time([1000]), rel=1e-12)
+
+
+# ----------------------------------------------------------------------- delta: engine time
+@pytest.mark.parametrize("policy", ["reference", "vllm"])
+def test_delta_is_added_to_every_iteration(policy):
+    d0, d1 = 0.004, 0.001
+    sv = ServingConfig(iteration_s=d0, iteration_s_per_request=d1)
+    p, o = 300, 5
+    d = baseline("dgx-h100", 1, "llama2-70b", machine_policy=policy)
+    res = simulate(trace([(0.0, p, o)]), d, sched(), PMS, serving=sv)
+    r = res.requests.iloc[0]
+    ttft = PM.prefill_time([p]) + d0 + d1
+    assert r.ttft_s == pytest.approx(ttft, rel=1e-12)
+    assert r.e2e_s == pytest.approx(ttft + decodes(p, o, d0 + d1), rel=1e-12)
+    # two requests together: a prefill of 2 prompts, then decode steps of B = 2
+    res = simulate(trace([(0.0, p, 3), (0.0, p, 3)]), d, sched(), PMS, serving=sv)
+    it = res.iterations
+    assert it.first_s[0] == pytest.approx(PM.prefill_time([p, p]) + d0 + 2 * d1, rel=1e-12)
+    dec = it[it.prefill_tokens == 0].iloc[0]
+    assert dec.batch_size == 2
+    assert dec.first_s == pytest.approx(PM.decode_time(2, 2 * p + 2) + d0 + 2 * d1, rel=1e-12)
+
+
+def test_delta_on_a_mixed_iteration_counts_prompts_and_decodes():
+    # a prompt arriving while another request decodes: one fused iteration of 1 prompt + 1 decode
+    d0, d1 = 0.004, 0.001
+    sv = ServingConfig(iteration_s=d0, iteration_s_per_request=d1)
+    d = baseline("dgx-h100", 1, "llama2-70b")
+    res = simulate(trace([(0.0, 200, 20), (0.1, 300, 2)]), d, sched(), PMS, serving=sv)
+    mixed = res.iterations[(res.iterations.prefill_tokens == 300)].iloc[0]
+    assert mixed.batch_size == 1
+    g = res.iterations[(res.iterations.start_s < mixed.start_s)
+                       & (res.iterations.prefill_tokens == 0)]["iterations"].sum()  # fmt: skip
+    ctx = 200 + 1 + g
+    want = PM.prefill_time_sums(1, 300 + 1, 300 * 300 + 1) + C_ * ctx + d0 + 2 * d1
+    assert mixed.first_s == pytest.approx(want, rel=1e-12)
+
+
+# ------------------------------------------------------- the disaggregated path (vllm policy)
+@pytest.mark.parametrize("o", [1, 2, 6])
+def test_split_request_makes_o_decode_instance_steps(o):
+    p = 100
+    res = simulate(trace([(0.0, p, o)]), split_vllm(), sched(**NO_LINK), PMS)
+    r = res.requests.iloc[0]
+    on_decode = res.iterations[res.iterations.machine == 1]
+    # the tail prefill (its first token: the client's) + o - 1 decode steps, as vLLM's proxy
+    # asks the decode instance for all o tokens; o = 1 is handed over too
+    assert on_decode["iterations"].sum() == o
+    assert on_decode.prefill_tokens.iloc[0] == tail_tokens(p, BS) == 4
+    assert r.prompt_machine == 0 and r.token_machine == 1
+    t_prefill = PM.prefill_time([p])
+    tail = PM.prefill_time_sums(1, 4, p * p - 96 * 96)
+    assert r.ttft_s == pytest.approx(t_prefill + tail, rel=1e-12)
+    assert r.e2e_s == pytest.approx(t_prefill + tail + decodes(p, o), rel=1e-12)
+    # the paper's protocol (reference policy): the prompt machine's token is the first, o - 1
+    # steps on the token machine, a one-token request ends at the prompt machine
+    d = splitwise("dgx-h100", "dgx-h100", 1, 1, "llama2-70b", mixed_pool=False)
+    ref = simulate(trace([(0.0, p, o)]), d, sched(**NO_LINK), PMS)
+    assert ref.iterations[ref.iterations.machine == 1]["iterations"].sum() == o - 1
+
+
+@pytest.mark.parametrize("p", [1, 15, 16, 17, 100, 112, 113, 128, 129, 1000])
+def test_handover_priced_from_prompt_length_modulo_block_size(p):
+    sv = ServingConfig(kv_load_s=0.002, kv_load_s_per_token=1e-5)
+    res = simulate(trace([(0.0, p, 2)]), split_vllm(), sched(**NO_LINK), PMS, serving=sv)
+    injected = (p - 1) // BS * BS  # whole blocks of the first p - 1 tokens
+    tail = p - injected
+    assert tail == tail_tokens(p, BS) and 1 <= tail <= BS
+    row = res.iterations[res.iterations.machine == 1].iloc[0]
+    assert row.prefill_tokens == tail
+    load = 0.002 + 1e-5 * injected if injected else 0.0  # nothing injected: nothing loaded
+    want = PM.prefill_time_sums(1, tail, p * p - injected * injected) + load
+    assert row.first_s == pytest.approx(want, rel=1e-12)
+
+
+def test_handover_stall_is_a_tbt_gap_on_the_running_decode():
+    # A decodes on the decode instance when B's hand-over arrives: B's tail and KV load run in
+    # one iteration with A's decode, and A sees that iteration as one long gap
+    kl = 1e-4
+    sv = ServingConfig(kv_load_s_per_token=kl, decode_leg_s=0.01)
+    rows = [(0.0, 100, 60), (0.2, 1000, 2)]
+    res = simulate(trace(rows), split_vllm(), sched(**NO_LINK), PMS, serving=sv)
+    it = res.iterations
+    dec = it[it.machine == 1]
+    stall = dec[dec.prefill_tokens == 8].iloc[0]  # 1000 - 62 x 16 = 8 tokens recomputed
+    assert stall.batch_size == 1
+    before = dec[(dec.start_s < stall.start_s) & (dec.prefill_tokens == 0)]["iterations"].sum()
+    ctx = 100 + 1 + before  # A's context: prompt, first token, decode steps so far
+    want = (PM.prefill_time_sums(1, 8 + 1, 1000**2 - 992**2 + 1) + C_ * ctx) + kl * 992
+    assert stall.first_s == pytest.approx(want, rel=1e-12)
+    a, b = res.requests.iloc[0], res.requests.iloc[1]
+    assert a.tbt_max_s == pytest.approx(want, rel=1e-12)
+    assert a.tbt_max_s > 3 * PM.decode_time(1, 160)
+    # B: prefilled alone on the prompt instance, ready 10 ms later (the decode leg), taken at
+    # the decode instance's next iteration boundary, first token at the stall's end
+    ready = 0.2 + PM.prefill_time([1000]) + 0.01
+    assert b.kv_transfer_s == pytest.approx(0.01, rel=1e-9)
+    assert ready <= stall.start_s < ready + PM.decode_time(1, 200)
+    assert b.ttft_s == pytest.approx(stall.start_s + want - 0.2, rel=1e-12)
+    # A's own hand-over loaded its 96 injected tokens the same way
+    assert dec.first_s.iloc[0] == pytest.approx(
+        PM.prefill_time_sums(1, 4, 100**2 - 96**2) + kl * 96, rel=1e-12
+    )
+    # without the KV load the iteration is the tail's price alone: A sees no long gap
+    res0 = simulate(trace(rows), split_vllm(), sched(**NO_LINK), PMS,
+                    serving=ServingConfig(decode_leg_s=0.01))  # fmt: skip
+    it0 = res0.iterations[res0.iterations.machine == 1]
+    s0 = it0[it0.prefill_tokens == 8].iloc[0]
+    ctx0 = 101 + it0[(it0.start_s < s0.start_s) & (it0.prefill_tokens == 0)]["iterations"].sum()
+    want0 = PM.prefill_time_sums(1, 8 + 1, 1000**2 - 992**2 + 1) + C_ * ctx0
+    assert s0.first_s == pytest.approx(want0, rel=1e-12)
+    assert res0.requests.tbt_max_s[0] < PM.decode_time(2, 2000)
+
+
+def test_split_legs_and_link_hop():
+    # prefill leg before the prefill instance, decode leg in parallel with the link's hop
+    sv = ServingConfig(prefill_leg_s=0.02, prefill_leg_s_per_token=1e-5, decode_leg_s=0.03,
+                       decode_leg_s_per_token=1e-5, delivery_s=0.004)  # fmt: skip
+    p, o = 200, 3
+    for hop, wait in ((0.001, 0.03 + 1e-5 * p), (0.5, 0.5)):
+        kv = {"kv_transfer": {"handover_s": hop, "per_token_s": 0.0}}
+        r = simulate(trace([(0.0, p, o)]), split_vllm(), sched(**kv), PMS,
+                     serving=sv).requests.iloc[0]  # fmt: skip
+        assert r.kv_transfer_s == pytest.approx(wait, rel=1e-9)
+        tail = PM.prefill_time_sums(1, 200 - 192, p * p - 192 * 192)
+        ttft = 0.02 + 1e-5 * p + PM.prefill_time([p]) + wait + tail + 0.004
+        assert r.ttft_s == pytest.approx(ttft, rel=1e-12)
+        assert r.e2e_s == pytest.approx(ttft + decodes(p, o), rel=1e-12)
+
+
+def test_disaggregated_terms_need_the_vllm_split_path():
+    d = splitwise("dgx-h100", "dgx-h100", 1, 1, "llama2-70b")
+    with pytest.raises(ReplayError, match=r"^serving.kv_load_s_per_token: the disaggregated "
+                       r"serving terms .* got 'reference'$"):  # fmt: skip
+        simulate(trace([(0.0, 10, 2)]), d, sched(), PMS,
+                 serving=ServingConfig(kv_load_s_per_token=1e-6))  # fmt: skip
+    # a baseline has no hand-over: the terms do not apply, and nothing changes
+    b = baseline("dgx-h100", 1, "llama2-70b")
+    plain = simulate(trace([(0.0, 10, 2)]), b, sched(), PMS).requests
+    got = simulate(trace([(0.0, 10, 2)]), b, sched(), PMS,
+                   serving=ServingConfig(decode_leg_s=1.0, kv_load_s=1.0)).requests  # fmt: skip
+    pd.testing.assert_frame_equal(plain, got)
+
+
+def test_split_vllm_with_mixed_pool_and_preemption_completes_every_request():
+    rng = np.random.default_rng(5)
+    n = 300
+    rows = list(zip(np.sort(rng.uniform(0, 20, n)), rng.integers(10, 3000, n),
+                    rng.integers(1, 200, n), strict=True))  # fmt: skip
+    d = splitwise("dgx-h100", "dgx-h100", 2, 1, "llama2-70b", machine_policy="vllm")
+    sv = ServingConfig(iteration_s=1e-3, decode_leg_s=0.01, kv_load_s_per_token=1e-6)
+    s = sched(prompt_queue_threshold_tokens=2000, token_kv_threshold_fraction=0.05,
+              vllm={"num_gpu_blocks": 1500})  # fmt: skip
+    res = simulate(trace(rows), d, s, PMS, serving=sv)
+    assert res.summary.requests["completed"] == n
+    assert res.summary.preemptions > 0 and len(res.pool_changes) > 0
+    r = res.requests
+    assert (r.e2e_s >= r.ttft_s).all() and (r.ttft_s > 0).all()
+    v, w = res.tbt_gaps()
+    assert w.sum() == pytest.approx((r.output_tokens - 1).sum())
+
+
+# ------------------------------------------------------------------- zeros, KV blocks, checks
+@pytest.mark.parametrize("policy", ["reference", "vllm"])
+def test_zero_terms_give_the_same_bytes(tmp_path, policy):
+    rng = np.random.default_rng(1)
+    n = 150
+    rows = list(zip(np.sort(rng.uniform(0, 10, n)), rng.integers(10, 4000, n),
+                    rng.integers(1, 60, n), strict=True))  # fmt: skip
+    for name, d in (("b", baseline("dgx-h100", 1, "llama2-70b")),
+                    ("s", splitwise("dgx-h100", "dgx-h100", 1, 1, "llama2-70b"))):  # fmt: skip
+        if policy == "vllm" and name == "s":
+            continue  # (the vllm split path is new: nothing to be identical to)
+        a = simulate(trace(rows), d, sched(policy), PMS).write(tmp_path / f"{name}a")
+        b = simulate(trace(rows), d, sched(policy), PMS, serving=ServingConfig()).write(
+            tmp_path / f"{name}b"
+        )
+        for f in sorted(a.iterdir()):
+            assert f.read_bytes() == (b / f.name).read_bytes(), f.name
+        text = (a / "summary.json").read_text()
+        assert '"serving"' not in text and "num_gpu_blocks" not in text
+
+
+def test_serving_terms_are_in_the_summary_when_set():
+    d = baseline("dgx-h100", 1, "llama2-70b")
+    s = simulate(trace([(0.0, 10, 2)]), d, sched(), PMS, serving=ServingConfig(delivery_s=0.1))
+    assert s.summary.to_dict()["serving"]["delivery_s"] == 0.1
+
+
+@pytest.mark.parametrize("policy", ["reference", "vllm"])
+def test_kv_block_count_overrides_the_spec_capacity(policy):
+    # 10 blocks of 16 tokens: prompt + output above 160 tokens fits nowhere (rejected)
+    d = baseline("dgx-h100", 1, "llama2-70b")
+    rows = [(0.0, 150, 10), (0.0, 150, 11)]
+    res = simulate(trace(rows), d, sched(policy, vllm={"num_gpu_blocks": 10}), PMS)
+    assert res.requests.e2e_s.notna().tolist() == [True, False]
+    assert res.summary.scheduler["vllm"]["num_gpu_blocks"] == 10
+    spec = simulate(trace(rows), d, sched(policy), PMS)  # the spec's 80 GB: both fit
+    assert spec.requests.e2e_s.notna().all()
+    # two requests that fit alone but not together: one waits (or is preempted)
+    two = simulate(trace([(0.0, 100, 30), (0.0, 100, 30)]), d,
+                   sched(policy, vllm={"num_gpu_blocks": 10}), PMS)  # fmt: skip
+    both = simulate(trace([(0.0, 100, 30), (0.0, 100, 30)]), d, sched(policy), PMS)
+    assert two.requests.e2e_s.max() > both.requests.e2e_s.max() + PM.decode_time(1, 100) * 20
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"delivery_s": -1.0}, r"^serving.delivery_s: must be a finite number >= 0, got -1.0$"),
+        ({"iteration_s": math.nan}, r"^serving.iteration_s: must be a finite number >= 0"),
+        ({"arrival_s_per_token": math.inf}, r"^serving.arrival_s_per_token: must be a finite"),
+        ({"kv_load_s": True}, r"^serving.kv_load_s: must be a finite number >= 0, got True$"),
+        ({"decode_leg_s": "1"}, r"^serving.decode_leg_s: must be a finite number >= 0, got '1'$"),
+    ],
+)
+def test_bad_serving_values_raise_one_line(kw, match):
+    with pytest.raises(ReplayError, match=match) as e:
+        ServingConfig(**kw)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_block_count_raises_one_line():
+    with pytest.raises(ReplayError, match=r"^scheduler.vllm.num_gpu_blocks: must be an integer "
+                       r">= 1 or null, got 0$"):  # fmt: skip
+        SchedulerConfig(vllm={"num_gpu_blocks": 0})
+
+
+def test_serving_config_is_frozen_and_documented():
+    sv = ServingConfig()
+    assert sv.is_zero and not sv.disaggregated
+    with pytest.raises(AttributeError):
+        sv.delivery_s = 1.0  # type: ignore[misc]
+    from dataclasses import fields
+
+    assert all(f.metadata.get("help") for f in fields(ServingConfig))
+    assert ServingConfig(arrival_s=0.1, arrival_s_per_token=0.01).arrival_delay(10) == 0.2
