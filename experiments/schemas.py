@@ -25,6 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from characterize.modeling.phase.adjust import PhaseAdjust
+from experiments.errors import ExperimentError
 from replay.designs import DesignConfig
 from replay.scheduler import SchedulerConfig
 from replay.slo import SLO
@@ -67,13 +68,30 @@ SloConf = SLO
 
 @dataclass
 class ProfilesConf:
+    set: str = _f(
+        "paper",
+        "profile set: 'paper' (the Splitwise paper's DGX data; 'reference' is its old name) or "
+        "'aic' (tables composed from AIConfigurator's measured operator latencies: engine, "
+        "engine_version, dtype); every GPU a design needs: measured, else composed, else derived "
+        "(characterize.modeling.profile_sets)",
+    )
+    engine: str = _f("", "aic set: the engine (vllm, sglang, trtllm)")
+    engine_version: str = _f("latest", "aic set: the engine version ('latest': the newest composed)")
+    dtype: str = _f("bf16", "aic set: the weights' dtype of the composed tables (bf16, fp8)")
+    composed_dir: str = _f(
+        "", "aic sets: folder of composed tables ('': characterize/modeling/data/composed)"
+    )
     source: str = _f(
         "reference",
-        "'reference' (paper DGX data), a profile CSV, or a folder (every table under it merged)",
+        "'reference' (paper DGX data), a profile CSV, or a folder (every table under it merged); "
+        "an aic set: resolved by the study from engine, engine_version and dtype",
     )
     display: str = _f("", "name shown in the report")
     slo_reference_source: str = _f(
-        "reference", "profiles of the slowdown reference machine ('reference', a CSV or a folder)"
+        "reference",
+        "profiles of the slowdown reference machine: 'reference' (the paper's DGX-A100 "
+        "latencies: fixed per-request targets for every set), 'set' (the study's own profile "
+        "set: its A100 of the same engine), a CSV or a folder",
     )
     slo_reference_gpu: str = _f("a100-80gb", "profile gpu key of the slowdown reference")
     slo_reference_tp: int = _f(8, "tensor parallelism of the slowdown reference")
@@ -92,6 +110,56 @@ class ProfilesConf:
     def __post_init__(self) -> None:
         if isinstance(self.adjust, dict):  # built from a plain dict (checks its values)
             self.adjust = PhaseAdjust(**self.adjust)
+        check_set(self, "profiles", self.composed_dir)
+
+
+def check_set(p, key: str, composed_dir: str = "") -> None:
+    """One line naming ``<key>.<field>`` for an unknown set, or an aic engine, version or dtype
+    without composed tables (listing those that exist)."""
+    from characterize.modeling.profile_sets import (
+        ALIASES,
+        COMPOSED_DIR,
+        SETS,
+        ProfileSetError,
+        check_aic,
+    )
+
+    if ALIASES.get(p.set, p.set) not in SETS:
+        raise ExperimentError(f"{key}.set: unknown set '{p.set}' (known: {', '.join(SETS)})")
+    if ALIASES.get(p.set, p.set) == "aic":
+        try:
+            check_aic(p.engine, p.engine_version, p.dtype, composed_dir or COMPOSED_DIR, key=key)
+        except ProfileSetError as e:
+            raise ExperimentError(str(e)) from None
+
+
+@dataclass
+class ProfileSetConf:
+    """A profile set a study compares beside its own (``profiles``), with the designs it runs."""
+
+    name: str = _f(MISSING, "short key of the set (a value of the tables' profile_set column)")
+    set: str = _f("aic", "'aic' or 'paper' (as profiles.set)")
+    engine: str = _f("", "aic: the engine (vllm, sglang, trtllm)")
+    engine_version: str = _f("latest", "aic: the engine version ('latest': the newest composed)")
+    dtype: str = _f("bf16", "aic: the weights' dtype of the composed tables")
+    model: str = _f("", "model spec the set runs ('': the study's model)")
+    slo_reference: str = _f(
+        "set",
+        "slowdown reference: 'set' (this set's own A100, tp of profiles.slo_reference_tp) or "
+        "'reference' (the paper's DGX-A100: fixed per-request targets, the same for every set)",
+    )
+    designs: list[str] = _f([], "keys of `designs` run on this set")
+
+    def __post_init__(self) -> None:
+        if self.slo_reference not in ("set", "reference"):
+            raise ExperimentError(
+                f"study.profile_sets.{self.name}.slo_reference: unknown value "
+                f"'{self.slo_reference}' (known: set, reference)"
+            )
+        if self.set not in ("aic", "paper"):  # engines are checked by the study's plan
+            raise ExperimentError(
+                f"study.profile_sets.{self.name}.set: unknown set '{self.set}' (known: aic, paper)"
+            )
 
 
 @dataclass
@@ -177,7 +245,14 @@ class StudySpec:
     iso_throughput_rates: dict[str, float] = _f(
         {}, "trace key -> target rate (req/s): cost and power each design needs"
     )
-    h200_designs: list[str] = _f([], "designs run only when measured H200 profiles exist")
+    h200_designs: list[str] = _f(
+        [],
+        "designs appended to `designs` that take no part in variants (the name is historical: "
+        "any GPU; each GPU's profile comes from the profile set: measured, composed or derived)",
+    )
+    profile_sets: list[ProfileSetConf] = _f(
+        [], "further profile sets, each run with its own designs beside the study's own set"
+    )
     heatmap: bool = _f(False, "compute the provisioning heatmap (grid over machine counts)")
     report: bool = _f(True, "write the report when the study finishes")
     variants: list[VariantConf] = _f(
@@ -199,6 +274,15 @@ class StudySpec:
         None, "batch jobs: offered rate = this x the design's SLO max rate (saturation)"
     )
     batch_configs: int = _f(5, "batch jobs: evenly spaced frontier configurations tried")
+
+    def __post_init__(self) -> None:
+        self.profile_sets = [
+            ProfileSetConf(**p) if isinstance(p, dict) else p for p in self.profile_sets
+        ]
+        names = [p.name for p in self.profile_sets]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise ExperimentError(f"study.profile_sets[{i}].name: '{n}' is used twice")
 
 
 @dataclass

@@ -33,8 +33,6 @@ from experiments.provision import (
     power_of,
 )
 
-H200_GPU = "h200-141gb"
-
 
 @dataclass
 class StudyContext:
@@ -74,7 +72,8 @@ class Task:
     budget: dict | None = None  # {"power_w", "cost_per_hour"}
     rate: float | None = None
     grid: tuple[int, int] | None = None  # heatmap (prompt_max, token_max)
-    profiles: dict | None = None  # overrides the context's (H200 designs, variants)
+    profiles: dict | None = None  # overrides the context's (a GPU the base lacks, variants, sets)
+    model: schemas.ModelConf | None = None  # overrides the context's (profile sets)
     labels: list[dict] = field(default_factory=list)  # which study rows this task answers
     scheduler: schemas.SchedulerConf | None = None  # overrides the context's (variants)
     seed: int | None = None  # overrides search.seed for the simulator and the re-sampling
@@ -105,6 +104,7 @@ class Task:
                 self.source.signature() if self.source is not None else None,
                 self.factors,
                 self.overload,
+                *([self.model.name] if self.model is not None else []),
             ],
             sort_keys=True,
             default=str,
@@ -156,9 +156,11 @@ def _evaluator(ctx: StudyContext, task: Task, cache: PointCache):
     scheduler = task.scheduler or ctx.scheduler
     seed = ctx.search.seed if task.seed is None else task.seed
 
+    model = task.model or ctx.model
+
     def evaluate(counts, rate):
         point = runner.make_point(
-            model=ctx.model,
+            model=model,
             design=runner.design_point(task.design, counts),
             trace=runner.trace_point(
                 task.trace,
@@ -301,84 +303,203 @@ def batch_configs(pools: list[Pool], budget: dict, best, n: int) -> list[tuple[i
     return sorted(set(pick), key=lambda c: order.get(c, -1))
 
 
-def measured_h200_profiles(measured_dir: str, model: str) -> list[str] | None:
-    """The measured profile tables under ``measured_dir`` with H200 rows of ``model``
-    (contract 2; every table found recursively), or None when there is none.
+@dataclass
+class SetRun:
+    """One profile set of a study: the designs it runs, its model and, per design, the
+    profiles its points name (None: the study context's). ``own``: the study's own set
+    (``profiles``); the others come from ``study.profile_sets``."""
 
-    Profiles of different engines are not interchangeable: when some tables were measured by
-    the suite's own engine (``splitbench-native``), only those are taken. A table that is a
-    profile table but invalid is an error (one line naming it), not skipped.
-    """
-    from characterize.modeling.profiles import ProfileError, find_profile_tables, read_profiles
+    name: str
+    text: str  # the set as the report names it (profile_sets.SetSpec.label)
+    model: schemas.ModelConf
+    designs: list[str]
+    profiles: dict[str, dict | None]
+    kinds: dict[str, dict[str, str]]  # design -> {profile gpu: reference|measured|composed|derived}
+    slo_reference: str  # how the slowdown reference was chosen (the report says it)
+    own: bool = True
+    labelled: bool = False  # rows carry the profile_set columns (studies with several sets)
+    displays: dict[str, str] = field(default_factory=dict)  # design -> display in this set
 
-    try:
-        tables = find_profile_tables(measured_dir)
-    except ProfileError:
-        return None
-    found: list[tuple[bool, str]] = []
-    for path in tables:
-        df = read_profiles(path)
-        rows = df[(df["gpu"] == H200_GPU) & (df["model"] == model)]
-        if len(rows):
-            native = rows["source"].str.contains("splitbench-native", regex=False).all()
-            found.append((bool(native), str(path)))
-    if any(native for native, _ in found):
-        found = [f for f in found if f[0]]
-    return [path for _, path in found] or None
+    base_source: str = "reference"  # the set's resolved base (the designs it covers run on it)
+
+    def label(self, dk: str) -> dict:
+        """The profile-set columns of design ``dk``'s rows (none in a study of one set)."""
+        if not self.labelled:
+            return {}
+        prof = self.profiles.get(dk)
+        return {
+            "profile_set": self.name,
+            "profile_set_text": self.text,
+            "model": self.model.name,
+            "profile_kinds": "; ".join(f"{g}: {k}" for g, k in self.kinds.get(dk, {}).items()),
+            "slo_reference": self.slo_reference,
+            "profiles_path": prof["source"] if prof else self.base_source,
+        }
+
+    def on(self, dk: str) -> dict:
+        """The Task fields that put design ``dk`` on this set."""
+        out: dict = {"profiles": self.profiles.get(dk)}
+        if not self.own:
+            out["model"] = self.model
+        return out
+
+    def design(self, cfg: dict, dk: str):
+        d = cfg["designs"][dk]
+        shown = self.displays.get(dk)
+        return replace(d, display=shown) if shown and shown != d.display else d
 
 
-def h200_profile_set(measured, base_source: str, out_dir: str) -> str:
-    """A profile CSV = the base set (e.g. the reference DGX profiles, which also hold the
-    slowdown reference machine) plus the H200 rows of ``measured``: the measured tables (a path
-    or a list of paths; a point in two tables is an error naming both), or a derived profile
-    table (a DataFrame from characterize.modeling.derive, its ``source`` saying "derived
-    from ..."); written once, named by content. Prints what it merged."""
-    import hashlib
+def design_gpus(d: schemas.DesignConf) -> list[str]:
+    """The profile gpu keys of a design's machines (machine specs' ``profile_gpu``)."""
+    from characterize.modeling.specs import load_machine
 
-    import pandas as pd
+    specs = [d.machine] if d.kind == "baseline" else [d.prompt_machine, d.token_machine]
+    return [load_machine(s).profile_gpu for s in specs]
 
-    from characterize.modeling.profiles import (
-        KEY_COLUMNS,
-        ProfileError,
-        read_profile_source,
-        read_profiles,
-        write_profiles,
+
+def _set_spec(p: schemas.ProfilesConf, **over):
+    from characterize.modeling.profile_sets import COMPOSED_DIR, SetSpec
+
+    return SetSpec(
+        set=over.get("set", p.set),
+        engine=over.get("engine", p.engine),
+        engine_version=over.get("engine_version", p.engine_version),
+        dtype=over.get("dtype", p.dtype),
+        base=p.source if over.get("set", p.set) != "aic" else "",
+        measured_dir=p.measured_dir,
+        composed_dir=p.composed_dir or str(COMPOSED_DIR),
     )
 
-    derived = isinstance(measured, pd.DataFrame)
-    paths = [] if derived else [measured] if isinstance(measured, str) else list(measured)
-    base = read_profile_source(base_source)[0]
-    frames = [measured[measured["gpu"] == H200_GPU]] if derived else []
-    seen: dict[tuple, str] = {}
-    for path in paths:
-        df = read_profiles(path)
-        df = df[df["gpu"] == H200_GPU]
-        for key in df[KEY_COLUMNS].itertuples(index=False, name=None):
-            if key in seen:
-                raise ProfileError(
-                    f"{path}: measures the same H200 point as {seen[key]} "
-                    f"({', '.join(map(str, key))}): keep one table under profiles.measured_dir"
+
+def _resolve_run(cfg, name, spec, profiles, model, designs, ref_mode, own, notes) -> SetRun:
+    """Resolve one set: its base (with the slowdown reference GPU when the SLO is relative to
+    the set), then each design's GPUs on it (measured, else composed, else derived)."""
+    from characterize.modeling.profile_sets import resolve
+    from experiments import runner
+
+    out_dir, root = cfg["paths"].cache_dir, cfg["paths"].root
+    tp = model.tp
+    if spec.kind == "aic" or ref_mode == "set":
+        ref_gpu = [profiles.slo_reference_gpu] if ref_mode == "set" else []
+        base = resolve(spec, model.name, tp, ref_gpu, out_dir)
+        ref_kind = {g: src.kind for g, src in base.gpus.items()}
+        spec = replace(spec, base=base.path)
+        ref_src = base.path if ref_mode == "set" else profiles.slo_reference_source
+        profiles = replace(profiles, source=base.path, slo_reference_source=ref_src)
+    ref_text = (
+        f"the set's own {profiles.slo_reference_gpu} tp{profiles.slo_reference_tp} "
+        f"({ref_kind.get(profiles.slo_reference_gpu, '?')})"
+        if ref_mode == "set"
+        else f"{profiles.slo_reference_gpu} tp{profiles.slo_reference_tp} of "
+        f"'{profiles.slo_reference_source}'"
+        + (" (the paper's DGX-A100: fixed per-request targets)"
+           if profiles.slo_reference_source == "reference" else "")
+    )  # fmt: skip
+    run = SetRun(name, spec.label(), model, list(designs), {}, {}, ref_text, own)
+    run.base_source = profiles.source
+    added: dict[tuple[str, str], list[str]] = {}  # (gpu, kind) -> designs
+    sources: dict[tuple[str, str], object] = {}
+    for dk in designs:
+        pset = resolve(spec, model.name, tp, design_gpus(cfg["designs"][dk]), out_dir, quiet=True)
+        run.kinds[dk] = pset.kinds()
+        if pset.path != profiles.source or not own:
+            run.profiles[dk] = runner.profiles_identity(replace(profiles, source=pset.path))
+        else:
+            run.profiles[dk] = None
+        for gpu, src in pset.gpus.items():
+            if src.kind in ("measured", "derived") and _row_gpu_added(spec, src):
+                added.setdefault((gpu, src.kind), []).append(dk)
+                sources[(gpu, src.kind)] = src
+        if any(k == "derived" for k in run.kinds[dk].values()):
+            d = cfg["designs"][dk]
+            if "derived" not in (d.display or dk):
+                run.displays[dk] = f"{d.display or dk} (derived)"
+    if own:  # every table and figure shows them as derived
+        for dk, shown in run.displays.items():
+            cfg["designs"][dk] = replace(cfg["designs"][dk], display=shown)
+        cfg["profiles"] = profiles
+    for (gpu, kind), dks in added.items():
+        notes.append(_added_note(gpu, kind, dks, sources[(gpu, kind)], spec, profiles, model, root))
+    return run
+
+
+def _row_gpu_added(spec, src) -> bool:
+    """Whether a GPU's rows were added to the set's base (not base rows of that kind)."""
+    return src.kind == "derived" or (spec.kind == "aic" or spec.base == "reference")
+
+
+def _added_note(gpu, kind, designs, src, spec, profiles, model, root) -> str:
+    """The note the report prints for a GPU whose rows the set's base lacked."""
+    import re
+
+    g = gpu.split("-")[0].upper()
+    if kind == "measured":
+        return (
+            f"{g} designs use the measured {g} rows of "
+            f"{', '.join(_shown(p, root) for p in src.tables)} "
+            f"(with the `{spec.label()}` profiles for the other machines and the slowdown "
+            "reference); another engine than the set's may have measured them: compare with care"
+        )
+    m = re.search(r"\((\S+) -> ", src.source)
+    frm = m.group(1).split("-")[0].upper() if m else "closest"
+    shown = _shown(profiles.measured_dir, root)
+    composed = ", and no composed one" if spec.kind == "aic" else ""
+    return (
+        f"{g} designs ({', '.join(designs)}) run on DERIVED profiles, not measurements: no "
+        f"measured {g} profile of {model.name} under {shown}{composed}, so "
+        f"characterize.modeling.derive scaled the {frm} {spec.label()} profile by the {g} spec "
+        f"at the efficiencies the {frm} achieved (held-out error of that method, A100<->H100 "
+        "on the reference data: decode MAPE 2.6-12.1%, prefill 9.7-30.0%; "
+        f"`splitbench-profiles derive --check`); measured {g} profiles replace them automatically"
+    )
+
+
+def profile_runs(cfg: dict, notes: list[str]) -> list[SetRun]:
+    """The study's profile sets, resolved: its own (``profiles``: ``study.designs`` and
+    ``study.h200_designs``) and each of ``study.profile_sets``. Each GPU a design needs comes
+    from the set (characterize.modeling.profile_sets: measured, else composed, else derived);
+    a design whose GPUs the set's base covers keeps the base's profiles (and cache keys).
+    ``cfg["profiles"]`` becomes the own set's resolved base."""
+    st: schemas.StudySpec = cfg["study"]
+    p = cfg["profiles"]
+    designs = list(dict.fromkeys([*st.designs, *st.h200_designs]))
+    labelled = bool(st.profile_sets)
+    ref_mode = "set" if p.slo_reference_source == "set" else "fixed"
+    spec = _set_spec(p)
+    name = spec.kind if spec.kind == "paper" else f"{p.engine}-{p.dtype}"
+    own = _resolve_run(cfg, name, spec, p, cfg["model"], designs, ref_mode, True, notes)
+    own.labelled = labelled
+    runs = [own]
+    for i, ps in enumerate(st.profile_sets):
+        for j, d in enumerate(ps.designs):
+            if d not in cfg["designs"]:
+                raise ExperimentError(
+                    f"study.profile_sets[{i}].designs[{j}]: unknown value '{d}' "
+                    f"(known: {', '.join(cfg['designs'])})"
                 )
-            seen[key] = path
-        frames.append(df)
-    merged = pd.concat([base[base["gpu"] != H200_GPU], *frames], ignore_index=True)
-    if derived:
-        print(
-            f"H200 profiles: {len(frames[0])} DERIVED rows (no measured H200 table) merged with "
-            f"the '{base_source}' profiles: {frames[0]['source'].iloc[0]}"
-        )
-    else:
-        print(
-            f"H200 profiles: merged {len(paths)} measured table(s) ({sum(map(len, frames))} "
-            f"rows) with the '{base_source}' profiles: {', '.join(paths)}"
-        )
-    text = merged.to_csv(index=False, lineterminator="\n")
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    path = Path(out_dir) / "profiles" / f"with-h200-{digest}.csv"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_profiles(merged, path)
-    return str(path)
+        schemas.check_set(ps, f"study.profile_sets[{i}]", p.composed_dir)
+        model = replace(cfg["model"], name=ps.model or cfg["model"].name, display="")
+        spec = _set_spec(p, set=ps.set, engine=ps.engine, engine_version=ps.engine_version,
+                         dtype=ps.dtype)  # fmt: skip
+        if spec.kind == "paper":
+            spec = replace(spec, base="reference")
+        base = replace(p, set=ps.set, engine=ps.engine, engine_version=ps.engine_version,
+                       dtype=ps.dtype, source="reference",
+                       slo_reference_source="reference")  # fmt: skip
+        mode = "set" if ps.slo_reference == "set" else "fixed"
+        run = _resolve_run(cfg, ps.name, spec, base, model, ps.designs, mode, False, notes)
+        run.labelled = True
+        runs.append(run)
+    for run in runs:
+        if run.labelled:
+            kinds = "; ".join(
+                f"{g}: {k}" for g, k in sorted({x for d in run.kinds.values() for x in d.items()})
+            )
+            notes.append(
+                f"profile set '{run.name}' = {run.text}, {run.model.name}: {kinds}; slowdown "
+                f"reference: {run.slo_reference}"
+            )
+    return runs
 
 
 def _shown(path: str, root: str) -> str:
@@ -389,56 +510,12 @@ def _shown(path: str, root: str) -> str:
 
 def plan(cfg: dict) -> tuple[list[Task], list[str]]:
     """The study's tasks (deduplicated) and notes for the report."""
-    from experiments import runner
-
     st: schemas.StudySpec = cfg["study"]
     notes: list[str] = []
-    designs = list(st.designs)
-    h200_profiles = None
-    if st.h200_designs:
-        path = measured_h200_profiles(cfg["profiles"].measured_dir, cfg["model"].name)
-        shown = _shown(cfg["profiles"].measured_dir, cfg["paths"].root)
-        if path is None:
-            # issue 15: no measured H200 profile -> derive one from the H200 spec and the
-            # efficiencies the base profiles achieved on the closest measured GPU (the H100)
-            from characterize.modeling.derive import derived_profile_table
-
-            derived = derived_profile_table(
-                cfg["model"].name, H200_GPU, cfg["model"].tp, source=cfg["profiles"].source
-            )
-            merged = h200_profile_set(derived, cfg["profiles"].source, cfg["paths"].cache_dir)
-            h200_profiles = runner.profiles_identity(replace(cfg["profiles"], source=merged))
-            designs += [d for d in st.h200_designs if d not in designs]
-            for d in st.h200_designs:  # every table and figure shows them as derived
-                dc = cfg["designs"][d]
-                if "derived" not in (dc.display or d):
-                    cfg["designs"][d] = replace(dc, display=f"{dc.display or d} (derived)")
-            notes.append(
-                f"H200 designs ({', '.join(st.h200_designs)}) run on DERIVED profiles, not "
-                f"measurements: no measured H200 profile of {cfg['model'].name} under {shown}, so "
-                "characterize.modeling.derive scaled the H100 reference profile by the H200 spec "
-                "at the efficiencies the H100 achieved (held-out error of that method, A100<->H100 "
-                "on the reference data: decode MAPE 2.6-12.1%, prefill 9.7-30.0%; "
-                "`splitbench-profiles derive --check`); measured H200 profiles replace them "
-                "automatically"
-            )
-        else:
-            merged = h200_profile_set(path, cfg["profiles"].source, cfg["paths"].cache_dir)
-            h200_profiles = runner.profiles_identity(replace(cfg["profiles"], source=merged))
-            designs += [d for d in st.h200_designs if d not in designs]
-            notes.append(
-                "H200 designs use the measured H200 rows of "
-                f"{', '.join(_shown(p, cfg['paths'].root) for p in path)} "
-                f"(with the `{cfg['profiles'].source}` profiles for the other machines and the "
-                "slowdown reference); another engine than the reference DGX profiles may have "
-                "measured them: compare with care"
-            )
+    runs = profile_runs(cfg, notes)
     tasks: dict[str, Task] = {}
 
     def add(task: Task, label: dict) -> Task:
-        d = cfg["designs"][task.design_key]
-        if h200_profiles and "h200" in f"{d.machine}{d.prompt_machine}{d.token_machine}":
-            task.profiles = h200_profiles
         if task.kind == "budget":
             # tasks with the same affordable frontier are the same search
             pools = pools_of(task.design, cfg["search"])
@@ -453,6 +530,7 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
                     asdict(task.design),
                     asdict(task.scheduler) if task.scheduler is not None else None,
                     task.seed,
+                    *([task.model.name] if task.model is not None else []),
                 ],
                 sort_keys=True,
                 default=str,
@@ -467,32 +545,28 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
     base: dict[tuple[str, str], Task] = {}  # (trace, design) -> its variant_budget task
 
     for tk in st.traces:
-        for dk in designs:
-            for b in st.budgets:
-                t = add(
-                    Task(
-                        "budget", tk, cfg["traces"][tk], dk, cfg["designs"][dk], budget=budget_of(b)
-                    ),
-                    {
-                        "budget": b.name,
-                        "budget_w": budget_of(b)["power_w"],
-                        "budget_cost": budget_of(b)["cost_per_hour"],
-                    },
-                )
-                if b.name == st.variant_budget:
-                    base[(tk, dk)] = t
-            if tk in st.iso_throughput_rates:
-                add(
-                    Task(
-                        "throughput",
-                        tk,
-                        cfg["traces"][tk],
-                        dk,
-                        cfg["designs"][dk],
-                        rate=float(st.iso_throughput_rates[tk]),
-                    ),
-                    {"budget": "iso-throughput"},
-                )
+        for run in runs:
+            for dk in run.designs:
+                on = run.on(dk)
+                for b in st.budgets:
+                    t = add(
+                        Task("budget", tk, cfg["traces"][tk], dk, run.design(cfg, dk),
+                             budget=budget_of(b), **on),
+                        {
+                            "budget": b.name,
+                            "budget_w": budget_of(b)["power_w"],
+                            "budget_cost": budget_of(b)["cost_per_hour"],
+                            **run.label(dk),
+                        },
+                    )  # fmt: skip
+                    if b.name == st.variant_budget and run.own:
+                        base[(tk, dk)] = t
+                if tk in st.iso_throughput_rates:
+                    add(
+                        Task("throughput", tk, cfg["traces"][tk], dk, run.design(cfg, dk),
+                             rate=float(st.iso_throughput_rates[tk]), **on),
+                        {"budget": "iso-throughput", **run.label(dk)},
+                    )  # fmt: skip
     if st.heatmap:
         h = cfg["heatmap"]
         add(
@@ -504,6 +578,7 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
                 cfg["designs"][h.design],
                 rate=h.rate,
                 grid=(h.prompt_max, h.token_max),
+                **runs[0].on(h.design),
             ),
             {"budget": "heatmap"},
         )
@@ -516,8 +591,9 @@ def plan(cfg: dict) -> tuple[list[Task], list[str]]:
 def _plan_dependent(cfg: dict, base: dict[tuple[str, str], Task], add) -> None:
     """The tasks that start from a budget task's best configuration: variants (each design at
     its ``variant_budget`` configuration under changed settings, or re-provisioned), mismatch
-    (served another trace), load curves and batch jobs. Only the study's own designs (not the
-    H200 ones) take part."""
+    (served another trace), load curves and batch jobs. Only ``study.designs`` of the study's
+    own profile set take part (not ``h200_designs``, not ``profile_sets``); each keeps its
+    budget task's profiles."""
     from experiments import runner
     from experiments.variants import Settings, applies, apply_variant
 
@@ -537,9 +613,12 @@ def _plan_dependent(cfg: dict, base: dict[tuple[str, str], Task], add) -> None:
         plain = Settings(cfg["scheduler"], cfg["profiles"], cfg["traces"][tk], design, search.seed)
         for i, v in enumerate(st.variants):
             got = apply_variant(v, plain, f"study.variants[{i}]")
-            prof = (
-                runner.profiles_identity(got.profiles) if got.profiles != plain.profiles else None
-            )
+            prof = None
+            if got.profiles != plain.profiles:  # on the design's own set (a GPU the base lacks)
+                gp = got.profiles
+                if src.profiles:
+                    gp = replace(gp, source=src.profiles["source"])
+                prof = runner.profiles_identity(gp)
             kind = "budget" if st.reprovision else "fixed"
             add(
                 Task(
@@ -573,6 +652,7 @@ def _plan_dependent(cfg: dict, base: dict[tuple[str, str], Task], add) -> None:
                             dk,
                             design,
                             source=src,
+                            profiles=src.profiles,
                             peer=base.get((other, dk)),
                         ),  # fmt: skip
                         {"budget": st.variant_budget, "mismatch": f"{tk}->{other}"},
@@ -586,6 +666,7 @@ def _plan_dependent(cfg: dict, base: dict[tuple[str, str], Task], add) -> None:
                     dk,
                     design,
                     source=src,
+                    profiles=src.profiles,
                     factors=tuple(float(f) for f in st.load_factors),
                 ),  # fmt: skip
                 {"budget": st.variant_budget, "load": True},
@@ -599,6 +680,7 @@ def _plan_dependent(cfg: dict, base: dict[tuple[str, str], Task], add) -> None:
                     dk,
                     design,
                     source=src,
+                    profiles=src.profiles,
                     overload=float(st.batch_overload),
                 ),  # fmt: skip
                 {"budget": st.variant_budget, "batch": True},
@@ -856,6 +938,8 @@ def _label_text(lab: dict) -> str:
     for k in ("load", "batch"):
         if lab.get(k):
             return f"{lab['budget']} {k}"
+    if lab.get("profile_set"):
+        return f"{lab['budget']} {lab['profile_set']}"
     return lab["budget"]
 
 
@@ -898,6 +982,7 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
                     "labels": "+".join(sorted({_label_text(lab) for lab in task.labels})),
                     "trace": task.trace_key,
                     "design": task.design_key,
+                    **{k: task.labels[0][k] for k in SET_COLUMNS[:1] if k in task.labels[0]},
                     "prompt_machines": c[0] if len(c) == 2 else None,
                     "token_machines": c[1] if len(c) == 2 else None,
                     "machines": c[0] if len(c) == 1 else sum(c),
@@ -920,8 +1005,9 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
             "trace": task.trace_key,
             "trace_display": trace_display[task.trace_key],
             "design": task.design_key,
-            "design_display": design_display[task.design_key],
+            "design_display": task.design.display or design_display[task.design_key],
             "kind": task.design.kind,
+            **{k: task.labels[0][k] for k in SET_COLUMNS if task.labels and k in task.labels[0]},
         }
         if task.kind in ("budget", "fixed"):
             best = res["best"]
@@ -992,24 +1078,35 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
         elif task.kind == "heatmap":
             for cell in res["cells"]:
                 heat_rows.append({**base, "rate": res["rate"], **cell})
-    order = {k: i for i, k in enumerate([*cfg["study"].designs, *cfg["study"].h200_designs])}
-    t_order = {k: i for i, k in enumerate(cfg["study"].traces)}
-    b_order = {b.name: i for i, b in enumerate(cfg["study"].budgets)}
+    st = cfg["study"]
+    order = {
+        k: i
+        for i, k in enumerate(
+            dict.fromkeys(
+                [*st.designs, *st.h200_designs, *(d for p in st.profile_sets for d in p.designs)]
+            )
+        )
+    }
+    t_order = {k: i for i, k in enumerate(st.traces)}
+    b_order = {b.name: i for i, b in enumerate(st.budgets)}
+    s_order = {p.name: i for i, p in enumerate(st.profile_sets, start=1)}  # own set: 0
 
     def sort_key(r):
         return (
             t_order.get(r["trace"], 99),
             b_order.get(r.get("budget"), 99),
+            s_order.get(r.get("profile_set"), 0),
             str(r.get("objective", "")),
             order.get(r["design"], 99),
         )
 
     budget_rows.sort(key=sort_key)
     thr_rows.sort(key=sort_key)
-    _add_ratios(budget_rows, key="max_rate", group=("trace", "budget"))
-    _add_ratios(budget_rows, key="throughput_rps", group=("trace", "budget"))
-    _add_ratios(thr_rows, key="cost_per_hour", group=("trace", "objective"))
-    _add_ratios(thr_rows, key="power_w", group=("trace", "objective"))
+    sets = ("profile_set",) if st.profile_sets else ()  # ratios within one set
+    _add_ratios(budget_rows, key="max_rate", group=("trace", "budget", *sets))
+    _add_ratios(budget_rows, key="throughput_rps", group=("trace", "budget", *sets))
+    _add_ratios(thr_rows, key="cost_per_hour", group=("trace", "objective", *sets))
+    _add_ratios(thr_rows, key="power_w", group=("trace", "objective", *sets))
     for rows in (variant_rows, mismatch_rows, load_rows, batch_rows):
         rows.sort(key=sort_key)
     _add_own_rate(mismatch_rows, budget_rows)
@@ -1028,6 +1125,10 @@ def assemble(cfg: dict, tasks: list[Task], results: list[dict]) -> dict:
     }
 
 
+#: the columns that name a row's profile set (studies with ``study.profile_sets`` only)
+SET_COLUMNS = (
+    "profile_set", "profile_set_text", "model", "profile_kinds", "slo_reference", "profiles_path"
+)  # fmt: skip
 #: the study tables that only some studies fill (written when not empty)
 OPTIONAL_TABLES = ("variants", "variant_ratios", "mismatch", "load", "batch")
 #: the headline comparisons: Splitwise designs against these baselines

@@ -107,6 +107,8 @@ def check_profiles(p: schemas.ProfilesConf, key: str = "profiles") -> None:
     from characterize.modeling.profiles import ProfileError, read_profile_source
 
     for field, src in (("source", p.source), ("slo_reference_source", p.slo_reference_source)):
+        if (field == "source" and p.set == "aic") or src == "set":
+            continue  # resolved by the study (characterize.modeling.profile_sets)
         _need(
             src == "reference" or os.path.exists(src),
             f"{key}.{field}",

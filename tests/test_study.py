@@ -245,8 +245,11 @@ def test_h200_designs_join_with_measured_profiles(tmp_path):
 
 def test_measured_h200_profiles_picks_the_study_model_and_native_engine(tmp_path):
     """One file per (model, engine) under results/profiles: take the study model's, native first."""
+    from characterize.modeling.profile_sets import measured_tables
     from characterize.modeling.profiles import reference_profiles, write_profiles
-    from experiments.study import measured_h200_profiles
+
+    def measured_h200_profiles(folder, model):
+        return measured_tables(folder, model, "h200-141gb")
 
     ref = reference_profiles()
     h200 = ref[(ref["gpu"] == "h100-80gb") & (ref["tp"] == 8)].assign(gpu="h200-141gb")
@@ -270,20 +273,26 @@ def test_h200_profile_set_merges_measured_tables_and_prints_them(tmp_path, capsy
         reference_profiles,
         write_profiles,
     )
-    from experiments.study import h200_profile_set
+    from characterize.modeling.profile_sets import SetSpec, resolve
 
     ref = reference_profiles()
     h200 = ref[(ref["gpu"] == "h100-80gb") & (ref["tp"] == 8)].assign(gpu="h200-141gb")
-    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    write_profiles(h200[h200["model"] == "llama2-70b"], a)
-    write_profiles(h200[h200["model"] == "bloom-176b"], b)
-    merged = read_profiles(h200_profile_set([str(a), str(b)], "reference", str(tmp_path)))
+    root = tmp_path / "measured"
+    a, b = root / "a.csv", root / "b.csv"
+    write_profiles(h200[h200["model"] == "llama2-70b"].assign(source="h200 run a"), a)
+    write_profiles(h200[h200["model"] == "bloom-176b"].assign(source="h200 run b"), b)
+    spec = SetSpec(measured_dir=str(root))
+    got = resolve(spec, "llama2-70b", 8, ["a100-80gb", "h200-141gb"], str(tmp_path))
+    merged = read_profiles(got.path)
     out = capsys.readouterr().out
-    assert f"merged 2 measured table(s) ({len(h200)} rows) with the 'reference' profiles" in out
-    assert f"{a}, {b}" in out
-    assert len(merged) == len(ref) + len(h200)  # the reference rows keep the DGX-A100 reference
-    with pytest.raises(ProfileError, match="measures the same H200 point as"):
-        h200_profile_set([str(a), str(a)], "reference", str(tmp_path))
+    llama = int((h200["model"] == "llama2-70b").sum())
+    assert f"merged 1 measured table(s) ({llama} rows) with the 'paper' profiles" in out
+    assert str(a) in out and str(b) not in out  # the study model's table only
+    assert got.kinds() == {"a100-80gb": "reference", "h200-141gb": "measured"}
+    assert len(merged) == len(ref) + llama  # the reference rows keep the DGX-A100 reference
+    write_profiles(h200[h200["model"] == "llama2-70b"].assign(source="h200 run c"), root / "c.csv")
+    with pytest.raises(ProfileError, match="measures the same h200-141gb point as"):
+        resolve(spec, "llama2-70b", 8, ["h200-141gb"], str(tmp_path))
 
 
 # --- failed points, Ctrl-C, backends, sweeps ---------------------------------------------------

@@ -17,6 +17,7 @@ from common.units import w_to_kw
 from experiments.errors import ExperimentError
 from experiments.report import study_figures as sf
 from experiments.report import variant_sections as vs
+from experiments.report.engines_section import engines_section, own_rows
 from experiments.report.inputs import inputs_slug, load_inputs, run_context, study_context
 from experiments.report.phase_figures import phase_figures
 from experiments.report.plotting import Figures, atomic_csv
@@ -301,7 +302,7 @@ def study_section(figs: Figures, s: dict) -> list[str]:
         md.append(f"- Note: {n}")
     md.append("")
     md += _failures(s["points"])
-    b = s["budget"]
+    b = own_rows(s["budget"])  # other profile sets: engines_section
     if not b.empty:
         md += ["### Iso-power and iso-cost", ""]
         md += headline(b) + [""]
@@ -735,6 +736,7 @@ def write_report(
         md += compare_section(figs, studies)
     for s in studies:
         md += study_section(figs, s)
+        md += engines_section(figs, s)
         md += vs.study_extra_sections(figs, s, studies)
     if studies:
         md += reject_section(studies)
