@@ -50,6 +50,7 @@ class StudyContext:
     progress_file: str | None = None  # one line appended per point looked at (progress bar)
     main_pid: int = 0  # the study's process (workers elsewhere ignore Ctrl-C: it stops here)
     batch_configs: int = 5  # study.batch_configs
+    serving: object = None  # replay.serving.ServingConfig (None: every term zero)
 
 
 #: tasks that start from another (budget) task's best configuration
@@ -170,6 +171,7 @@ def _evaluator(ctx: StudyContext, task: Task, cache: PointCache):
             ),
             scheduler=scheduler,
             slo=ctx.slo,
+            serving=ctx.serving,
             profiles=profiles,
             seed=seed,
         )
@@ -382,7 +384,7 @@ def _resolve_run(cfg, name, spec, profiles, model, designs, ref_mode, own, notes
     if spec.kind == "aic" or ref_mode == "set":
         ref_gpu = [profiles.slo_reference_gpu] if ref_mode == "set" else []
         base = resolve(spec, model.name, tp, ref_gpu, out_dir)
-        ref_kind = {g: src.kind for g, src in base.gpus.items()}
+        ref_kind = base.kind_texts()
         spec = replace(spec, base=base.path)
         ref_src = base.path if ref_mode == "set" else profiles.slo_reference_source
         profiles = replace(profiles, source=base.path, slo_reference_source=ref_src)
@@ -401,7 +403,7 @@ def _resolve_run(cfg, name, spec, profiles, model, designs, ref_mode, own, notes
     sources: dict[tuple[str, str], object] = {}
     for dk in designs:
         pset = resolve(spec, model.name, tp, design_gpus(cfg["designs"][dk]), out_dir, quiet=True)
-        run.kinds[dk] = pset.kinds()
+        run.kinds[dk] = pset.kind_texts()
         if pset.path != profiles.source or not own:
             run.profiles[dk] = runner.profiles_identity(replace(profiles, source=pset.path))
         else:

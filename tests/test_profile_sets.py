@@ -67,7 +67,9 @@ def test_catalog_latest_version_and_one_line_errors_listing_what_exists(composed
          "(have: sglang, vllm)"),
         (("vllm", "0.9", "bf16"), "profiles.engine_version: no composed vllm version '0.9'",
          "(have: 0.10.0, 0.11.0)"),
-        (("vllm", "latest", "nvfp4"), "profiles.dtype: no composed vllm-0.11.0 tables in dtype",
+        (("vllm", "latest", "nvfp4"), "profiles.dtype: no composed vllm tables in dtype 'nvfp4'",
+         "(have: bf16, fp8)"),
+        (("vllm", "0.11.0", "fp8"), "profiles.dtype: no composed vllm-0.11.0 tables in dtype",
          "(have: bf16)"),
     ]  # fmt: skip
     for args, start, listing in cases:
@@ -110,7 +112,11 @@ def test_each_gpu_measured_else_composed_else_derived(composed, tmp_path, capsys
     # the paper set: base rows are the reference, then measured (any engine), then derived
     paper = SetSpec(measured_dir=str(measured / "vllm"))
     got = resolve(paper, "llama2-70b", 8, ["a100-80gb", "h200-141gb", "b200-180gb"], tmp_path)
-    assert got.kinds() == {"a100-80gb": "reference", "h200-141gb": "measured", "b200-180gb": "derived"}
+    assert got.kinds() == {
+        "a100-80gb": "reference",
+        "h200-141gb": "measured",
+        "b200-180gb": "derived",
+    }
     assert got.path.endswith(".csv") and "with-h200-b200-" in got.path
     # a GPU the base covers keeps the base itself (the points' cache keys do not change)
     assert resolve(paper, "llama2-70b", 8, ["a100-80gb", "h100-80gb"], tmp_path).path == "reference"
@@ -165,7 +171,7 @@ def test_bad_engine_version_dtype_is_one_line(composed, tmp_path):
     for over, msg in [
         ("profiles.engine=tgi", "profiles.engine: no composed profiles for engine 'tgi'"),
         ("profiles.engine_version=9", "profiles.engine_version: no composed vllm version '9'"),
-        ("profiles.dtype=int4", "profiles.dtype: no composed vllm-0.11.0 tables in dtype 'int4'"),
+        ("profiles.dtype=int4", "profiles.dtype: no composed vllm tables in dtype 'int4'"),
         ("profiles.set=nope", "profiles.set: unknown set 'nope' (known: paper, aic)"),
     ]:
         with pytest.raises(ExperimentError) as e:
@@ -220,6 +226,49 @@ def test_study_with_profile_sets_reports_them_side_by_side(composed, tmp_path):
     assert vllm.loc[("iso-power", "baseline-h200"), "profile_kinds"] == "h200-141gb: composed"
     text = out["report"].read_text()
     assert "## Does phase splitting pay with today's engines?" in text
-    assert "| vllm | aic vllm 0.11.0 bf16 | llama2-70b | a100-80gb: composed, h100-80gb: composed" in text
+    assert (
+        "| vllm | aic vllm 0.11.0 bf16 | llama2-70b | a100-80gb: composed, h100-80gb: composed"
+        in text
+    )
     assert "arXiv 2601.06288" in text and "### Which designs win" in text
     assert "### What changed" in text and "| vllm | llama2-70b | h200-141gb | composed |" in text
+
+
+def test_latest_takes_each_gpu_from_the_newest_version_that_has_it(composed, tmp_path):
+    """AIConfigurator measured older GPUs with older engine versions: a GPU the newest version
+    lacks comes from the newest one that has it, and the set says so."""
+    from characterize.modeling.profile_sets import composed_tables
+
+    a100 = _llama("a100-80gb", 0.5)
+    write_profiles(a100, composed / "vllm-0.9.0" / "a100-80gb" / "llama2-70b-bf16-tp8.csv")
+    (composed / "vllm-0.11.0" / "a100-80gb" / "llama2-70b-bf16-tp8.csv").unlink()
+    got = composed_tables("vllm", "latest", "bf16", "llama2-70b", 8, composed)
+    assert {g: v for g, (v, _) in got.items()} == {
+        "a100-80gb": "0.9.0",
+        "h100-80gb": "0.11.0",
+        "h200-141gb": "0.11.0",
+    }
+    assert composed_tables("vllm", "0.11.0", "bf16", "llama2-70b", 8, composed).keys() == {
+        "h100-80gb",
+        "h200-141gb",
+    }
+    # a model spec of its own per dtype (<model>-<dtype>) finds the dtype's tables
+    assert composed_tables("vllm", "latest", "fp8", "llama2-70b-fp8", 8, composed).keys() == {
+        "h100-80gb"
+    }
+    a100 = a100.assign(source=COMPOSED.format("a100-80gb, vllm 0.9.0"))
+    write_profiles(a100, composed / "vllm-0.9.0" / "a100-80gb" / "llama2-70b-bf16-tp8.csv")
+    spec = SetSpec(set="aic", engine="vllm", composed_dir=str(composed))
+    got = resolve(spec, "llama2-70b", 8, ["a100-80gb", "h100-80gb"], tmp_path)
+    assert got.kind_texts() == {"a100-80gb": "composed (vllm 0.9.0)", "h100-80gb": "composed"}
+
+
+def test_the_packaged_composed_tables_resolve_for_every_engine(tmp_path):
+    """The committed tables (H5's composition): each engine's latest set covers H100 and H200."""
+    cat = composed_catalog()
+    if not cat:
+        pytest.skip("no composed tables in this checkout")
+    for engine in sorted(cat):
+        spec = SetSpec(set="aic", engine=engine)
+        got = resolve(spec, "llama2-70b", 8, ["h100-80gb", "h200-141gb"], tmp_path, quiet=True)
+        assert got.kinds() == {"h100-80gb": "composed", "h200-141gb": "composed"}, engine

@@ -100,7 +100,8 @@ def _listing(items) -> str:
 def check_aic(
     engine: str, version: str, dtype: str, root: str | Path = COMPOSED_DIR, key: str = "profiles"
 ) -> str:
-    """The engine version an aic set uses (``latest``: the newest composed one); a one-line
+    """The engine version an aic set uses (``latest``: the newest composed one; a GPU it lacks
+    comes from the newest version that has it, see :func:`composed_tables`); a one-line
     :class:`ProfileSetError` naming the key and listing what exists for a bad engine, version
     or dtype."""
     cat = composed_catalog(root)
@@ -110,7 +111,8 @@ def check_aic(
             f"(have: {_listing(cat)})"
         )
     versions = cat[engine]
-    if version in ("latest", "", None):
+    latest = version in ("latest", "", None)
+    if latest:
         version = max(versions, key=_version_key)
     if version not in versions:
         raise ProfileSetError(
@@ -118,12 +120,34 @@ def check_aic(
             f"(have: {_listing(versions)})"
         )
     dtypes = {k[2] for k in versions[version]}
+    if latest:
+        dtypes = {k[2] for v in versions.values() for k in v}
     if dtype not in dtypes:
         raise ProfileSetError(
-            f"{key}.dtype: no composed {engine}-{version} tables in dtype '{dtype}' "
+            f"{key}.dtype: no composed {engine if latest else f'{engine}-{version}'} tables in "
+            f"dtype '{dtype}' "
             f"(have: {_listing(dtypes)})"
         )
     return version
+
+
+def composed_tables(
+    engine: str, version: str, dtype: str, model: str, tp: int, root: str | Path = COMPOSED_DIR
+) -> dict[str, tuple[str, str]]:
+    """``{gpu: (version, path)}``: the composed tables of (model, dtype, tp). ``latest``: per GPU
+    the newest version that has one (AIConfigurator measured older GPUs with older engine
+    versions: vLLM's A100 data is 0.14.0, its H100/H200/B200 data 0.24.0); a named version:
+    that version's tables only. ``model`` is the table's model or ``<model>-<dtype>`` (a spec
+    of its own, e.g. llama3.1-70b-fp8)."""
+    cat = composed_catalog(root).get(engine, {})
+    names = _model_names(model)
+    chosen = cat if version in ("latest", "", None) else {version: cat.get(version, {})}
+    out: dict[str, tuple[str, str]] = {}
+    for v in sorted(chosen, key=_version_key, reverse=True):
+        for (gpu, m, d, t), path in sorted(chosen[v].items()):
+            if d == dtype and t == int(tp) and (m in names or f"{m}-{d}" in names):
+                out.setdefault(gpu, (v, path))
+    return out
 
 
 @dataclass(frozen=True)
@@ -176,6 +200,21 @@ class ProfileSet:
 
     def kinds(self) -> dict[str, str]:
         return {g: s.kind for g, s in self.gpus.items()}
+
+    def kind_texts(self) -> dict[str, str]:
+        """Each GPU's kind, with the engine version where a composed table is of another version
+        than the set's (``composed (vllm-0.14.0)``)."""
+        parts = self.label.split()
+        out = {}
+        for g, src in self.gpus.items():
+            m = (
+                re.search(rf"\b{re.escape(parts[1])} ([\w.]+)", src.source)
+                if parts[0] == "aic"
+                else None
+            )
+            other = src.kind == "composed" and m and m.group(1) != parts[2]
+            out[g] = f"{src.kind} ({parts[1]} {m.group(1)})" if other else src.kind
+        return out
 
     def note(self) -> str:
         """One line: the set and each GPU's kind."""
@@ -288,19 +327,17 @@ def _base(spec: SetSpec, model: str, tp: int, out_dir: str | Path):
     if spec.base and Path(spec.base).is_file():
         return read_profiles(spec.base), spec.base, [spec.base]
     version = check_aic(spec.engine, spec.engine_version, spec.dtype, spec.composed_dir)
-    tables = composed_catalog(spec.composed_dir)[spec.engine][version]
-    mine = {
-        k: p
-        for k, p in tables.items()
-        if k[1] in _model_names(model) and k[2] == spec.dtype and k[3] == int(tp)
-    }
+    mine = composed_tables(
+        spec.engine, spec.engine_version, spec.dtype, model, tp, spec.composed_dir
+    )
     if not mine:
-        have = {f"{m}-{d}-tp{t}" for (_, m, d, t) in tables}
+        tables = composed_catalog(spec.composed_dir)[spec.engine]
+        have = {f"{m}-{d}-tp{t}" for v in tables.values() for (_, m, d, t) in v}
         raise ProfileSetError(
-            f"profiles: no composed {spec.engine}-{version} table of {model} in {spec.dtype} at "
+            f"profiles: no composed {spec.engine} table of {model} in {spec.dtype} at "
             f"tp{tp} (have: {_listing(have)})"
         )
-    files = [mine[k] for k in sorted(mine)]
+    files = [mine[g][1] for g in sorted(mine)]
     df = pd.concat([read_profiles(p) for p in files], ignore_index=True)
     path = _write_named(df, out_dir, f"aic-{spec.engine}-{version}-{spec.dtype}-{model}-tp{tp}")
     return df, path, files

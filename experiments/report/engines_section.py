@@ -250,8 +250,8 @@ def engines_section(figs: Figures, s: dict) -> list[str]:
             f"({CONTEXT} tokens of context each), a 2,048-token prefill, the prefill's tokens/s over "
             "the batch-64 decode step's (how much faster a prompt machine turns tokens out than a "
             "token machine), and the KV tokens an instance holds (memory: GPU memory less the "
-            f"{reserve:.0%} reserve and the model spec's weights, bf16 in the spec even where the "
-            f"set's dtype is fp8). Data: `figures/{name}_phase_facts.csv`.",
+            f"{reserve:.0%} reserve and the model spec's weights: 1 byte each in the fp8 spec, "
+            f"KV in bf16). Data: `figures/{name}_phase_facts.csv`.",
             "",
             md_rows(
                 [
