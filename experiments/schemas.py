@@ -26,6 +26,7 @@ from omegaconf import MISSING, OmegaConf
 
 from characterize.modeling.phase.adjust import PhaseAdjust
 from experiments.errors import ExperimentError
+from experiments.validation.config import ValidateConfig
 from replay.designs import DesignConfig
 from replay.scheduler import SchedulerConfig
 from replay.slo import SLO
@@ -346,6 +347,13 @@ class ReportApp:
     dpi: int = _f(110, "PNG resolution")
 
 
+@dataclass
+class ValidateApp(ValidateConfig):
+    """splitbench-validate: its sections are experiments.validation.config's dataclasses."""
+
+    paths: PathsConf = field(default_factory=PathsConf)
+
+
 def _original_root() -> str:
     """The directory the user launched from (Hydra's original cwd when inside an app)."""
     env = os.environ.get("SPLITBENCH_ROOT")
@@ -375,6 +383,7 @@ def register() -> None:
     cs.store(name="replay_schema", node=ReplayApp)
     cs.store(name="study_schema", node=StudyApp)
     cs.store(name="report_schema", node=ReportApp)
+    cs.store(name="validate_schema", node=ValidateApp)
     for group, node in [
         ("model", ModelConf),
         ("gpu", GpuConf),

@@ -20,7 +20,8 @@ import pytest
 
 from experiments.validation import compare as cmp
 from experiments.validation.calibrate import fit_line, summarize
-from experiments.validation.deploy import Deployment, DeploymentConfig, InstanceConfig
+from experiments.validation.config import DeployConfig, InstanceConfig
+from experiments.validation.deploy import Deployment
 from experiments.validation.errors import StepError
 from experiments.validation.procs import ServerProcess, Supervisor, free_port, port_free
 from experiments.validation.proxy import decode_body, make_app, prefill_body
@@ -100,6 +101,10 @@ def _model_dir(tmp_path) -> str:
     return str(d)
 
 
+def _dep(design, tmp_path, cfg, sup) -> Deployment:
+    return Deployment(design, _model_dir(tmp_path), cfg, tmp_path / "dep", sup)
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -141,10 +146,9 @@ def test_port_in_use_is_one_line_naming_the_step(tmp_path, fake_python):
         s.listen(1)
         port = s.getsockname()[1]
         assert not port_free(port)
-        cfg = DeploymentConfig(design="baseline", model_dir=_model_dir(tmp_path),
-                               colocated=InstanceConfig(port=port), python=fake_python)  # fmt: skip
+        cfg = DeployConfig(colocated=InstanceConfig(port=port), python=fake_python)
         with Supervisor() as sup, pytest.raises(StepError) as e:
-            Deployment(cfg, tmp_path / "dep", sup).start("deploy-baseline")
+            _dep("baseline", tmp_path, cfg, sup).start("deploy-baseline")
         assert str(e.value) == (
             f"step deploy-baseline: colocated: port {port} on 127.0.0.1 is already in use"
         )
@@ -153,11 +157,10 @@ def test_port_in_use_is_one_line_naming_the_step(tmp_path, fake_python):
 
 def test_server_dying_at_start_names_its_last_log_line(tmp_path, fake_python, monkeypatch):
     monkeypatch.setenv("FAKE_FAIL_AT_START", "ValueError: connector Bogus is not registered")
-    cfg = DeploymentConfig(design="baseline", model_dir=_model_dir(tmp_path),
-                           colocated=InstanceConfig(port=free_port()), python=fake_python,
-                           health_timeout_s=20)  # fmt: skip
+    cfg = DeployConfig(colocated=InstanceConfig(port=free_port()), python=fake_python,
+                       health_timeout_s=20)  # fmt: skip
     with Supervisor() as sup, pytest.raises(StepError) as e:
-        Deployment(cfg, tmp_path / "dep", sup).start("deploy-baseline")
+        _dep("baseline", tmp_path, cfg, sup).start("deploy-baseline")
     msg = str(e.value)
     assert msg.startswith("step deploy-baseline: colocated (pid ")
     assert "exited with code 3" in msg and "connector Bogus is not registered" in msg
@@ -167,11 +170,10 @@ def test_server_dying_at_start_names_its_last_log_line(tmp_path, fake_python, mo
 def test_dead_server_mid_run_interrupts_and_nothing_is_left(tmp_path, fake_python, monkeypatch):
     monkeypatch.setenv("FAKE_DIE_AFTER_S", "1.5")
     port = free_port()
-    cfg = DeploymentConfig(design="baseline", model_dir=_model_dir(tmp_path),
-                           colocated=InstanceConfig(port=port), python=fake_python,
-                           health_timeout_s=20)  # fmt: skip
+    cfg = DeployConfig(colocated=InstanceConfig(port=port), python=fake_python,
+                       health_timeout_s=20)  # fmt: skip
     with Supervisor(poll_s=0.1) as sup:
-        dep = Deployment(cfg, tmp_path / "dep", sup)
+        dep = _dep("baseline", tmp_path, cfg, sup)
         dep.start("deploy-baseline")
         srv = dep.servers["colocated"]
         child = _child_pid(srv.log)
@@ -258,8 +260,9 @@ def test_steps_reuse_rerun_and_keep_finished_output(tmp_path):
     def interrupted(d: Path):
         raise KeyboardInterrupt
 
-    with pytest.raises(StepError, match="step d: interrupted"):
+    with pytest.raises(KeyboardInterrupt):  # passes through: the app says so, exit 130
         s3.run("d", {}, interrupted)
+    assert not (tmp_path / "d" / "step.json").exists()
 
 
 # ---------------------------------------------------------------- proxy
@@ -489,7 +492,7 @@ def _app(tmp_path, *args, env=None):
 APP_ARGS = [
     "designs=[splitwise]", "repeats=1", "profile.mode=skip", "model.build=false",
     "loads=[{name: smoke, rate: 1.0, duration_s: 3}]", "calibrate.lengths=[40,80]",
-    "calibrate.repeats=1", "deploy.health_timeout_s=20",
+    "calibrate.repeats=1", "deploy.health_timeout_s=20", "preflight.on_busy=flag",
 ]  # fmt: skip
 
 
@@ -498,7 +501,8 @@ def _ports():
             f"deploy.proxy_port={free_port()}"]  # fmt: skip
 
 
-def test_app_port_in_use_keeps_finished_steps(tmp_path, fake_python):
+def test_app_port_in_use_is_found_before_anything_starts(tmp_path, fake_python):
+    """Issue 25: ports are checked before any step runs or any server starts."""
     model = _model_dir(tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -508,14 +512,9 @@ def test_app_port_in_use_keeps_finished_steps(tmp_path, fake_python):
                  f"model.dir={model}", f"deploy.python={fake_python}", "hydra.run.dir=out")  # fmt: skip
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert lines == [
-        f"error: step deploy-splitwise: decode: port {port} on 127.0.0.1 is already in use"
-    ]
-    assert (tmp_path / "out" / "model" / "step.json").is_file()
-    assert (tmp_path / "out" / "trace-smoke" / "trace.csv").is_file()
-    assert not (tmp_path / "out" / "calibrate-splitwise" / "step.json").exists()
-    # the prefill server started before the decode port was found taken: stopped again
-    assert (tmp_path / "out" / "deploy-splitwise" / "logs" / "prefill.log").exists()
+    assert lines == [f"error: deploy.decode.port: port {port} on 127.0.0.1 is already in use"]
+    assert not (tmp_path / "out" / "model").exists()
+    assert not (tmp_path / "out" / "deploy-splitwise").exists()
     assert _ps_args(str(tmp_path)) == []
 
 
@@ -576,9 +575,8 @@ def test_run_metrics_nan_safe_on_empty_run(tmp_path):
 
 
 def test_injected_tokens_are_read_from_the_decode_log(tmp_path):
-    cfg = DeploymentConfig(design="splitwise", model_dir=_model_dir(tmp_path))
     with Supervisor() as sup:
-        dep = Deployment(cfg, tmp_path / "dep", sup)
+        dep = _dep("splitwise", tmp_path, DeployConfig(), sup)
         assert dep.injected_tokens() == []
         log = tmp_path / "decode.log"
         log.write_text(
@@ -593,16 +591,16 @@ def test_injected_tokens_are_read_from_the_decode_log(tmp_path):
 def _default_cfg(*overrides):
     from hydra import compose, initialize_config_dir
 
-    from experiments.apps.validate import check_config
+    from experiments.apps.validate import load_config
     from experiments.schemas import CONF_DIR, register
 
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return check_config(compose("validate", overrides=list(overrides)))
+        return load_config(compose("validate", overrides=list(overrides)))
 
 
 def test_sim_overrides_follow_the_deployment():
-    from experiments.apps.validate import sim_overrides
+    from experiments.validation.simargs import sim_overrides
 
     c = _default_cfg("deploy.colocated.max_num_seqs=7")
     b = sim_overrides(c, "baseline", "p.csv")
@@ -618,7 +616,7 @@ def test_sim_overrides_follow_the_deployment():
 
 
 def test_handover_overrides_and_decode_step(tmp_path):
-    from experiments.apps.validate import decode_step_s, handover_overrides
+    from experiments.validation.simargs import decode_step_s, handover_overrides
 
     cal = {"handover_fit": {"a": 0.2, "b": 1e-4}}
     assert handover_overrides(cal, 0.05) == [
@@ -701,8 +699,7 @@ def test_deployment_turns_prefix_caching_off_unless_asked():
     from experiments.validation.deploy import vllm_argv
 
     inst = InstanceConfig(port=8100, cpus="0")
-    off = vllm_argv(DeploymentConfig(design="baseline", model_dir="m"), inst, None)
-    on = vllm_argv(DeploymentConfig(design="baseline", model_dir="m", prefix_caching=True), inst,
-                   None)  # fmt: skip
+    off = vllm_argv(DeployConfig(), "m", inst, None)
+    on = vllm_argv(DeployConfig(prefix_caching=True), "m", inst, None)
     assert "--no-enable-prefix-caching" in off and "--no-enable-prefix-caching" not in on
-    assert _default_cfg()["deploy"]["prefix_caching"] is False
+    assert _default_cfg().deploy.prefix_caching is False

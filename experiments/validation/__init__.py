@@ -1,17 +1,25 @@
-"""splitbench-validate: the simulator against a real vLLM deployment (issue 12).
+"""splitbench-validate: the simulator against a real vLLM deployment (issues 12, 22).
 
 Modules:
+- :mod:`.config`: the typed config (the Hydra schema's dataclasses), every check one line;
+- :mod:`.pipeline`: the steps of a run, in order (the app is only its door);
 - :mod:`.errors`: :class:`StepError`, the one-line error of a validation step;
 - :mod:`.procs`: server processes in their own process groups (health wait, shutdown, no
   orphans), port checks, core binding;
-- :mod:`.model_dir`: the tiny random-weight Llama model directory (built from a config);
+- :mod:`.preflight`: the machine's load (refuse or flag a busy one), ports, engine run-delay;
+- :mod:`.engine_metrics`: the engines' prefix-cache counters (must stay at zero);
+- :mod:`.model_dir`: the served model folder, built from the model spec;
 - :mod:`.deploy`: the co-located (one vLLM) and disaggregated (prefill + decode + proxy)
   deployments;
 - :mod:`.proxy`: the disaggregated-prefill proxy (an aiohttp service);
 - :mod:`.calibrate`: the KV-transfer calibration (time = a + b * tokens, through the proxy);
+- :mod:`.simargs`: the simulator as the deployment (replay overrides, calibrated hand-over);
 - :mod:`.compare`: sim vs real on any two contract-4 run directories (error table, CDFs);
+- :mod:`.judge`: paired bootstrap errors, capacity, R*, the rate ladder (errors.csv,
+  capacity.csv);
 - :mod:`.workload`: the scaled trace of one load level (read by sim and load generator);
-- :mod:`.steps`: the cached steps of a validation run directory.
+- :mod:`.steps`: the cached steps of a validation run directory;
+- :mod:`.report`: report.md, its CSVs and figures.
 
-Nothing here imports torch or vllm at module level; Hydra stays in experiments/apps/validate.py.
+Nothing here imports torch or vllm at module level, nor Hydra/omegaconf, nor the apps layer.
 """

@@ -33,64 +33,31 @@ Connectors (both checked here with vLLM 0.32 CPU, 2 cores):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 
+from experiments.validation.config import (
+    ConnectorConfig,
+    DeployConfig,
+    InstanceConfig,
+    parse_cpus,
+)
 from experiments.validation.errors import StepError
-from experiments.validation.procs import HOST, ServerProcess, Supervisor, parse_cpus
+from experiments.validation.procs import HOST, ServerProcess, Supervisor
 
 DESIGNS = ("baseline", "splitwise")
 CONNECTORS_BY_PARAMS = ("NixlConnector", "P2pNcclConnector", "LMCacheConnectorV1")
+#: each instance's connector role: the prefill instance only stores, the decode one only loads
+ROLES = {"prefill": "kv_producer", "decode": "kv_consumer"}
 
 
-@dataclass(frozen=True)
-class InstanceConfig:
-    """One vLLM server. ``cpus``: cores its OpenMP threads are bound to (CPU) or CUDA device
-    ids (GPU); ``kvcache_gib``: its KV cache (CPU; on a GPU ``gpu_memory_utilization``)."""
-
-    port: int
-    cpus: str = "0"
-    kvcache_gib: float = 1.0
-    gpu_memory_utilization: float = 0.8
-    max_num_seqs: int = 32
-    max_num_batched_tokens: int | None = None
-    extra_args: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ConnectorConfig:
-    name: str = "ExampleConnector"
-    role: str = "kv_both"
-    storage_dir: str | None = None  # ExampleConnector's shared_storage_path (default: run dir)
-    buffer_device: str | None = None  # NixlConnector: "cpu" for the host-buffer path
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DeploymentConfig:
-    design: str
-    model_dir: str
-    colocated: InstanceConfig = InstanceConfig(port=8100, cpus="0")
-    prefill: InstanceConfig = InstanceConfig(port=8100, cpus="0")
-    decode: InstanceConfig = InstanceConfig(port=8200, cpus="1")
-    proxy_port: int = 8300
-    proxy_cpus: str | None = None
-    connector: ConnectorConfig = ConnectorConfig()
-    max_model_len: int = 4096
-    dtype: str = "float32"
-    device: str = "cpu"
-    health_timeout_s: float = 240.0
-    python: str | None = None  # the interpreter with vLLM (None: this one)
-    # vLLM caches prompt blocks by default: repeats of one trace (same token ids) would then hit
-    # the cache from the first repeat on; off, as in the profile and the simulator
-    prefix_caching: bool = False
-
-
-def kv_transfer_config(c: ConnectorConfig, storage: Path) -> dict:
-    """The ``--kv-transfer-config`` JSON of both instances of a disaggregated deployment."""
-    cfg: dict = {"kv_connector": c.name, "kv_role": c.role}
+def kv_transfer_config(c: ConnectorConfig, storage: Path, role: str) -> dict:
+    """The ``--kv-transfer-config`` JSON of one instance (``role``: kv_producer for the prefill
+    instance, kv_consumer for the decode instance) of a disaggregated deployment."""
+    cfg: dict = {"kv_connector": c.name, "kv_role": role}
     extra = dict(c.extra)
     if c.name in ("ExampleConnector", "SharedStorageConnector"):
         extra.setdefault("shared_storage_path", str(storage))
@@ -101,13 +68,22 @@ def kv_transfer_config(c: ConnectorConfig, storage: Path) -> dict:
     return cfg
 
 
-def vllm_argv(cfg: DeploymentConfig, inst: InstanceConfig, kv: dict | None) -> list[str]:
+def vllm_argv(
+    cfg: DeployConfig, model_dir: str, inst: InstanceConfig, kv: dict | None, whole_prompts=False
+) -> list[str]:
+    """One vLLM server's command. ``whole_prompts`` (the prefill instance of a disaggregated
+    deployment): chunked prefill off and a step budget of at least ``max_model_len``, so that a
+    prompt is always computed in one step. ExampleConnector stores a prompt's KV when the
+    request is first scheduled, from the blocks allocated for that step only, under the key of
+    all its whole blocks: a chunked prompt (612 tokens sharing a step's budget with another) left
+    a file of 256 tokens under a 512-token key, and the decode instance's load failed in
+    ``inject_kv_into_layer`` (shape [256, ...] into [512, ...])."""
     argv = [
         cfg.python or sys.executable,
         "-m",
         "vllm.entrypoints.openai.api_server",
         "--model",
-        str(cfg.model_dir),
+        str(model_dir),
         "--skip-tokenizer-init",
         "--max-model-len",
         str(cfg.max_model_len),
@@ -121,8 +97,12 @@ def vllm_argv(cfg: DeploymentConfig, inst: InstanceConfig, kv: dict | None) -> l
         "--max-num-seqs",
         str(inst.max_num_seqs),
     ]
-    if inst.max_num_batched_tokens:
-        argv += ["--max-num-batched-tokens", str(inst.max_num_batched_tokens)]
+    mbt = inst.max_num_batched_tokens
+    if whole_prompts:
+        mbt = max(mbt or 0, cfg.max_model_len)
+        argv.append("--no-enable-chunked-prefill")
+    if mbt:
+        argv += ["--max-num-batched-tokens", str(mbt)]
     if cfg.device != "cpu":
         argv += ["--gpu-memory-utilization", str(inst.gpu_memory_utilization)]
     if not cfg.prefix_caching:
@@ -132,7 +112,7 @@ def vllm_argv(cfg: DeploymentConfig, inst: InstanceConfig, kv: dict | None) -> l
     return argv + list(inst.extra_args)
 
 
-def vllm_env(cfg: DeploymentConfig, inst: InstanceConfig) -> dict[str, str]:
+def vllm_env(cfg: DeployConfig, inst: InstanceConfig) -> dict[str, str]:
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
     if cfg.device == "cpu":
         env["VLLM_CPU_OMP_THREADS_BIND"] = inst.cpus
@@ -155,25 +135,35 @@ def connector_env(c: ConnectorConfig, inst: InstanceConfig) -> dict[str, str]:
 
 
 class Deployment:
-    """Start / stop one deployment under a :class:`Supervisor` (which owns the processes).
+    """Start / stop one deployment of ``design`` serving ``model_dir`` under a
+    :class:`Supervisor` (which owns the processes).
 
     ``url``: the base URL a client sends requests to; ``instances``: name -> base URL of each
-    vLLM server; ``info()``: commands, ports, pids and start-up seconds (for the run dir)."""
+    vLLM server; ``info()``: commands, ports, pids and start-up seconds (for the run dir).
+    ``storage``: the connector's folder, a fresh one under ``connector.storage_dir`` (default:
+    ``<run_dir>/kv-storage``) for every start, removed at :meth:`stop`: no stored KV of another
+    deployment, model shape or run is ever found."""
 
-    def __init__(self, cfg: DeploymentConfig, run_dir: str | Path, supervisor: Supervisor):
-        if cfg.design not in DESIGNS:
-            raise StepError("deploy", f"design: unknown kind '{cfg.design}' (known: baseline, "
+    def __init__(
+        self, design: str, model_dir: str, cfg: DeployConfig, run_dir: str | Path,
+        supervisor: Supervisor,
+    ):  # fmt: skip
+        if design not in DESIGNS:
+            raise StepError("deploy", f"design: unknown kind '{design}' (known: baseline, "
                             "splitwise)")  # fmt: skip
+        self.design = design
+        self.model_dir = str(model_dir)
         self.cfg = cfg
         self.dir = Path(run_dir)
         self.sup = supervisor
         self.servers: dict[str, ServerProcess] = {}
         self.startup_s: dict[str, float] = {}
-        self.storage = Path(cfg.connector.storage_dir or self.dir / "kv-storage")
+        root = Path(cfg.connector.storage_dir or self.dir / "kv-storage")
+        self.storage = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self):x}"
 
     @property
     def url(self) -> str:
-        if self.cfg.design == "baseline":
+        if self.design == "baseline":
             return f"http://{HOST}:{self.cfg.colocated.port}"
         return f"http://{HOST}:{self.cfg.proxy_port}"
 
@@ -181,12 +171,16 @@ class Deployment:
     def instances(self) -> dict[str, str]:
         return {n: f"http://{HOST}:{s.port}" for n, s in self.servers.items() if n != "proxy"}
 
+    def groups(self) -> dict[str, int]:
+        """name -> process-group id of every started server (for run-delay records)."""
+        return {n: s.pid for n, s in self.servers.items() if s.pid is not None}
+
     def _server(self, name: str, inst: InstanceConfig, kv: dict | None) -> ServerProcess:
         cfg = self.cfg
         cpus = parse_cpus(inst.cpus) if cfg.device == "cpu" else None
         return ServerProcess(
             name=name,
-            argv=vllm_argv(cfg, inst, kv),
+            argv=vllm_argv(cfg, self.model_dir, inst, kv, whole_prompts=name == "prefill"),
             log=self.dir / "logs" / f"{name}.log",
             health_url=f"http://{HOST}:{inst.port}/health",
             port=inst.port,
@@ -194,19 +188,22 @@ class Deployment:
             cpus=cpus,
         )
 
+    def kv_configs(self) -> dict[str, dict]:
+        return {n: kv_transfer_config(self.cfg.connector, self.storage, r)
+                for n, r in ROLES.items()}  # fmt: skip
+
     def start(self, step: str = "deploy") -> dict:
         cfg = self.cfg
-        if not Path(cfg.model_dir, "config.json").is_file():
-            raise StepError(step, f"model_dir: no config.json in {cfg.model_dir}")
-        if cfg.design == "baseline":
+        if not Path(self.model_dir, "config.json").is_file():
+            raise StepError(step, f"model_dir: no config.json in {self.model_dir}")
+        if self.design == "baseline":
             plan = [("colocated", cfg.colocated, None)]
         else:
             if cfg.prefill.port == cfg.decode.port:
                 raise StepError(step, f"prefill and decode share port {cfg.prefill.port}")
-            shutil.rmtree(self.storage, ignore_errors=True)
             self.storage.mkdir(parents=True, exist_ok=True)
-            kv = kv_transfer_config(cfg.connector, self.storage)
-            plan = [("prefill", cfg.prefill, kv), ("decode", cfg.decode, kv)]
+            kv = self.kv_configs()
+            plan = [("prefill", cfg.prefill, kv["prefill"]), ("decode", cfg.decode, kv["decode"])]
         # start every vLLM server first, then wait for all: their ~45 s start-ups overlap
         for name, inst, kv in plan:
             s = self._server(name, inst, kv)
@@ -215,7 +212,7 @@ class Deployment:
             s.start(step)
         for name, _, _ in plan:
             self.startup_s[name] = self.servers[name].wait_healthy(step, cfg.health_timeout_s)
-        if cfg.design == "splitwise":
+        if self.design == "splitwise":
             by_params = cfg.connector.name in CONNECTORS_BY_PARAMS
             argv = [
                 sys.executable, "-m", "experiments.validation.proxy",
@@ -235,9 +232,17 @@ class Deployment:
             self.startup_s["proxy"] = self.sup.start(p, step, 60.0)
         return self.info()
 
+    def stop(self) -> None:
+        """Stop every server (reverse order) and remove the connector's folder."""
+        for s in reversed(list(self.servers.values())):
+            s.stop()
+            if s in self.sup.servers:
+                self.sup.servers.remove(s)
+        shutil.rmtree(self.storage, ignore_errors=True)
+
     def info(self) -> dict:
         return {
-            "design": self.cfg.design,
+            "design": self.design,
             "url": self.url,
             "servers": {
                 n: {
@@ -250,11 +255,7 @@ class Deployment:
                 }
                 for n, s in self.servers.items()
             },
-            "connector": (
-                kv_transfer_config(self.cfg.connector, self.storage)
-                if self.cfg.design == "splitwise"
-                else None
-            ),
+            "connector": self.kv_configs() if self.design == "splitwise" else None,
         }
 
     def injected_tokens(self) -> list[int]:

@@ -1,6 +1,7 @@
 """Server processes of a deployment: each in its own process group, health-checked, shut down.
 
-- :func:`port_free` / :func:`check_port` / :func:`free_port`: 127.0.0.1 ports only.
+- :func:`port_free` / :func:`check_port` / :func:`free_port`: 127.0.0.1 ports only;
+- :func:`log_note`: a log file's last line for a one-line error (or that it is empty).
 - :class:`ServerProcess`: one server command started in a new session (its own process group:
   vLLM's engine-core and worker children are in it too), output to a log file, parent-death
   signal set so that it is terminated if this process dies without cleaning up. ``stop`` sends
@@ -25,7 +26,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,25 +63,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def parse_cpus(spec: str | int | Sequence[int] | None) -> list[int] | None:
-    """``"0"``, ``"0-1"``, ``"0,2"``, ``1`` or ``[0, 1]`` -> sorted core ids; None -> None."""
-    if spec is None or spec == "":
-        return None
-    if isinstance(spec, int):
-        return [spec]
-    if not isinstance(spec, str):
-        return sorted({int(c) for c in spec})
-    cores: set[int] = set()
-    for part in spec.split(","):
-        part = part.strip()
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            cores.update(range(int(lo), int(hi) + 1))
-        elif part:
-            cores.add(int(part))
-    return sorted(cores)
-
-
 def _child_setup(cpus: list[int] | None):
     """preexec_fn: die with the parent (PR_SET_PDEATHSIG) and run on ``cpus``."""
 
@@ -112,11 +93,10 @@ def _last_line(path: Path, limit: int = 200) -> str:
     return lines[-1][:limit] if lines else ""
 
 
-def log_contains(path: Path, needle: str) -> bool:
-    try:
-        return needle in Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
+def log_note(path: Path) -> str:
+    """``log: <path>: <its last line>``, or ``log: <path> is empty`` (one line for errors)."""
+    last = _last_line(path)
+    return f"log: {path}: {last}" if last else f"log: {path} is empty"
 
 
 @dataclass
@@ -178,7 +158,8 @@ class ServerProcess:
         polls = max(1, int(timeout_s / poll_s) + 1)
         for _ in range(polls):
             if self.returncode() is not None:
-                raise StepError(step, self.died_message() + f" (log: {self.log})")
+                where = f"log: {self.log}" if _last_line(self.log) else log_note(self.log)
+                raise StepError(step, f"{self.died_message()} ({where})")
             try:
                 with urllib.request.urlopen(self.health_url, timeout=2.0) as r:  # noqa: S310
                     if r.status == 200:
@@ -191,7 +172,7 @@ class ServerProcess:
         raise StepError(
             step,
             f"{self.name} (port {self.port}) not healthy after {timeout_s:g} s "
-            f"(log: {self.log}: {_last_line(self.log)})",
+            f"({log_note(self.log)})",
         )
 
     def stop(self, timeout_s: float = 15.0) -> None:

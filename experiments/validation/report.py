@@ -140,7 +140,7 @@ def write_report(c: dict, loads, steps, run_dir: Path, out_dir: Path | None, arg
 
     dirs = [run_dir] + ([out_dir] if out_dir is not None else [])
     parts, figs = [], []
-    for design in c["designs"]:
+    for design in c.designs:
         for ld in loads:
             name = f"compare-{design}-{ld.name}"
             f = steps.path(name) / "errors.csv"
@@ -162,23 +162,23 @@ def write_report(c: dict, loads, steps, run_dir: Path, out_dir: Path | None, arg
     ver = versions()
     L = ["# Validation: the simulator against real vLLM", ""]
     L += ["## What was run", "",
-          f"- Model: `{c['model']['name']}` (random weights built from a transformers config, "
-          f"{c['deploy']['dtype']}), device `{c['deploy']['device']}`, vLLM {ver.get('vllm') or ver.get('vllm_gpu')}.",  # noqa: E501
+          f"- Model: `{c.model.name}` (its spec's shape, "
+          f"{c.deploy.dtype}), device `{c.deploy.device}`, vLLM {ver.get('vllm') or ver.get('vllm_gpu')}.",  # noqa: E501
           "- Designs: `baseline` = one co-located vLLM instance (cores "
-          f"{c['deploy']['colocated']['cpus']}); `splitwise` = a prefill (cores "
-          f"{c['deploy']['prefill']['cpus']}) and a decode instance (cores "
-          f"{c['deploy']['decode']['cpus']}) joined by `{c['deploy']['connector']['name']}` "
+          f"{c.deploy.colocated.cpus}); `splitwise` = a prefill (cores "
+          f"{c.deploy.prefill.cpus}) and a decode instance (cores "
+          f"{c.deploy.decode.cpus}) joined by `{c.deploy.connector.name}` "
           "behind the proxy (prefill leg `max_tokens=1`, then the decode leg, streamed).",
-          f"- Each real run repeated {c['repeats']} times against one running deployment; "
+          f"- Each real run repeated {c.repeats} times against one running deployment; "
           "noise = the repeats' relative half-range max|real_i - mean| / mean.",
           "- Fit on profiles, compare on replays: the simulator takes the phase model fitted on "
           "`splitbench-characterize engine=vllm` (vLLM's own engine iterations) and the KV "
           "hand-over calibrated on separate one-at-a-time requests; nothing is fitted on the "
           "replays compared.",
           "- Token scaling: `tokens = max(1, round(tokens x scale))` (prompt "
-          f"{c['load_defaults']['prompt_scale']}, output {c['load_defaults']['output_scale']}), "
-          f"capped at {c['load_defaults']['max_prompt_tokens']} / "
-          f"{c['load_defaults']['max_output_tokens']}, clipped to {c['deploy']['max_model_len']}"
+          f"{c.load_defaults.prompt_scale}, output {c.load_defaults.output_scale}), "
+          f"capped at {c.load_defaults.max_prompt_tokens} / "
+          f"{c.load_defaults.max_output_tokens}, clipped to {c.deploy.max_model_len}"
           "; rate scaling: the trace's (prompt, output) pairs re-sampled with Poisson arrivals "
           "at the load's rate (the tiny model on one core serves about 1 req/s, not the "
           "trace's original rate).", ""]  # fmt: skip
@@ -190,7 +190,7 @@ def write_report(c: dict, loads, steps, run_dir: Path, out_dir: Path | None, arg
                      f"{r.requests} | {r.prompt_tokens_mean:g} | {r.output_tokens_mean:g} |")  # fmt: skip
         L.append("")
     # phase model
-    for design in c["designs"]:
+    for design in c.designs:
         fit = steps.results.get(f"fit-{design}")
         if fit and Path(fit.get("log", "")).is_file():
             body = Path(fit["log"]).read_text().strip().splitlines()
@@ -201,12 +201,12 @@ def write_report(c: dict, loads, steps, run_dir: Path, out_dir: Path | None, arg
     cal = steps.results.get("calibrate-splitwise")
     if cal:
         h = cal["handover_fit"]
-        from experiments.apps.validate import decode_step_s, handover_overrides
+        from experiments.validation.simargs import decode_step_s, handover_overrides
 
-        bs = int(c["calibrate"]["block_size"])
+        bs = int(c.calibrate.block_size)
         ov = handover_overrides(cal, decode_step_s(src.get("source")), bs)
         L += ["## KV hand-over (calibrate-splitwise)", "",
-              f"Connector `{c['deploy']['connector']['name']}`; hand-over = the proxy's TTFT less "
+              f"Connector `{c.deploy.connector.name}`; hand-over = the proxy's TTFT less "
               "its prefill leg, one request at a time, on calibration prompts (not the replays). "
               f"Line fit: {h['a'] * 1e3:.1f} ms + {h['b'] * 1e6:.1f} us/token "
               f"(r2 {h['r2']:.3f}, {h['points']} lengths).", ""]  # fmt: skip

@@ -4,7 +4,8 @@ Each step writes into ``<run dir>/<step>/`` and, when it finishes, ``step.json``
 ``{"step", "key", "config", "inputs", "result", "wall_s"}``. ``key`` is the SHA-256 of the step's
 config and the keys of the steps it reads, so a rerun skips a step whose config and inputs did
 not change (and reruns everything downstream of one that did). A step that fails or is
-interrupted leaves no ``step.json`` (its folder may hold partial output, which the rerun
+interrupted (KeyboardInterrupt passes through unchanged: the app says "interrupted", exit 130)
+leaves no ``step.json`` (its folder may hold partial output, which the rerun
 replaces); every step finished before it keeps its output.
 """
 
@@ -21,6 +22,17 @@ from common.jsonsafe import dumps
 from experiments.validation.errors import StepError
 
 STAMP = "step.json"
+#: packages whose own error classes carry a one-line user message
+_OUR_PACKAGES = ("experiments.", "replay.", "traces.", "characterize.", "common.")
+
+
+def _one_line_error(e: BaseException) -> bool:
+    """A user error of called code (one of the suite's own error classes, or a file error
+    naming its path), which becomes the step's one line; anything else is a crash."""
+    if isinstance(e, OSError):
+        return bool(e.filename)
+    mod = type(e).__module__ or ""
+    return mod.startswith(_OUR_PACKAGES) and type(e).__name__.endswith("Error")
 
 
 def step_key(config: dict, input_keys: Sequence[str] = ()) -> str:
@@ -81,12 +93,8 @@ class Steps:
             result = fn(d) or {}
         except StepError:
             raise
-        except KeyboardInterrupt:
-            raise StepError(name, "interrupted (finished steps are kept)") from None
         except Exception as e:  # noqa: BLE001 - user errors of called code become one line
-            from experiments.apps._cli import user_errors
-
-            if isinstance(e, user_errors()) or (isinstance(e, OSError) and e.filename):
+            if _one_line_error(e):
                 from common.errors import error_line
 
                 raise StepError(name, error_line(e)) from None

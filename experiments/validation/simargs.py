@@ -1,0 +1,86 @@
+"""The simulator as the deployment: ``splitbench-replay`` overrides of one design, and the
+calibrated KV hand-over as the simulator's KV transfer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from experiments.validation.config import ValidateConfig
+
+
+def sim_overrides(c: ValidateConfig, design: str, source: str) -> list[str]:
+    """splitbench-replay overrides that make the simulator the deployment of ``design``: the
+    model spec, the machine spec (one instance per node), the node counts (baseline: 1; split:
+    1 prompt + 1 token, no mixed pool, as the proxy never mixes), the machine policy of the design
+    with the deployment's vLLM settings, the profile as its own slowdown reference; then the
+    config's."""
+    d = c.deploy
+    sim = c.simulate
+    inst = d.colocated if design == "baseline" else d.decode
+    mbt = inst.max_num_batched_tokens or sim.default_max_num_batched_tokens
+    ov = [
+        f"model={c.model.name}",
+        f"gpu={sim.gpu}",
+        f"profiles.slo_reference_source={source}",
+        f"profiles.slo_reference_gpu={sim.profile_gpu}",
+        "profiles.slo_reference_tp=1",
+    ]
+    policy = sim.machine_policy[design]
+    ov.append(f"design.machine_policy={policy}")
+    if policy == "vllm":
+        ov += [f"scheduler.vllm.max_num_seqs={int(inst.max_num_seqs)}",
+               f"scheduler.vllm.max_num_batched_tokens={int(mbt)}",
+               f"scheduler.vllm.block_size={int(c.calibrate.block_size)}"]  # fmt: skip
+    else:  # the reference policy: vLLM's budget as its prompt batch, max_num_seqs as its batch
+        ov += [f"scheduler.prompt_batch_tokens={int(mbt)}",
+               f"scheduler.max_batch_size={int(inst.max_num_seqs)}"]  # fmt: skip
+    if design == "baseline":
+        ov += ["design=baseline", "design.machines=1"]
+    else:
+        ov += ["design=splitwise", "design.prompt_machines=1", "design.token_machines=1",
+               "design.mixed_pool=false"]  # fmt: skip
+    return [*ov, *sim.overrides, *sim.designs.get(design, [])]
+
+
+def decode_step_s(source: str | None) -> float:
+    """The profile's fastest batch-1 decode iteration (s); 0 when there is none."""
+    import pandas as pd
+
+    if not source or source == "reference":
+        return 0.0
+    p = Path(source)
+    files = sorted(p.rglob("profiles.csv")) if p.is_dir() else [p]
+    best = 0.0
+    for f in files:
+        df = pd.read_csv(f)
+        one = df[(df["phase"] == "decode") & (df["batch_size"] == 1)]["latency_s"]
+        if len(one) and (best == 0.0 or float(one.min()) < best):
+            best = float(one.min())
+    return best
+
+
+def handover_overrides(cal: dict, step_s: float = 0.0, block_size: int | None = None) -> list[str]:
+    """The calibrated hand-over as the simulator's KV transfer (``handover_s`` + ``per_token_s``
+    x tokens), less one decode step (the measured hand-over includes the decode instance's first
+    iteration, which the simulator adds itself).
+
+    With the split fit (``a + b_injected x injected + b_recomputed x recomputed``) and the block
+    size: the connector injects whole blocks and the decode instance recomputes the rest, on
+    average ``(block_size + 1) / 2`` tokens, so ``handover_s = a + (b_recomputed - b_injected) x
+    (block_size + 1) / 2`` and ``per_token_s = b_injected``. Otherwise the line ``a + b x L``."""
+    cal = cal or {}
+    sp = cal.get("handover_split_fit") or {}
+    keys = ("a", "b_injected_s_per_token", "b_recomputed_s_per_token")
+    if block_size and all(isinstance(sp.get(k), int | float) and np.isfinite(sp[k]) for k in keys):
+        a0, bi, br = (float(sp[k]) for k in keys)
+        a, b = a0 + (br - bi) * (block_size + 1) / 2, bi
+    else:
+        h = cal.get("handover_fit") or {}
+        a, b = h.get("a"), h.get("b")
+        if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
+            return []
+    step = float(step_s or 0.0)
+    return [f"scheduler.kv_transfer.handover_s={max(0.0, float(a) - step):.6g}",
+            f"scheduler.kv_transfer.per_token_s={max(0.0, float(b)):.6g}"]  # fmt: skip

@@ -1,0 +1,348 @@
+"""splitbench-validate's structure and correctness without vLLM (issues 22 and 25): the typed
+config, Ctrl-C mid-run, one-line errors, the connector roles and whole prompts of the
+disaggregated deployment, per-run prompt ids, prefix-cache counters, the preflight records and
+the judge (bootstrap errors, capacity, R*, the ladder) on synthetic records."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_validate import fake_python  # noqa: F401 - the fixture
+
+from experiments.errors import ExperimentError
+from experiments.validation import judge
+from experiments.validation.config import (
+    DeployConfig,
+    ValidateConfig,
+    from_plain,
+)
+from experiments.validation.errors import StepError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- structure and config
+def test_validation_never_imports_the_apps_layer():
+    for f in sorted((ROOT / "experiments" / "validation").glob("*.py")):
+        tree = ast.parse(f.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for n in names:
+                assert not n.startswith("experiments.apps"), f"{f.name} imports {n}"
+    door = (ROOT / "experiments" / "apps" / "validate.py").read_text().splitlines()
+    assert len(door) <= 110
+
+
+def test_yaml_ports_are_the_schema_defaults():
+    from test_validate import _default_cfg
+
+    c = _default_cfg()
+    d = DeployConfig()
+    assert (c.deploy.colocated.port, c.deploy.prefill.port, c.deploy.decode.port,
+            c.deploy.proxy_port) == (d.colocated.port, d.prefill.port, d.decode.port,
+                                     d.proxy_port)  # fmt: skip
+    text = (ROOT / "experiments" / "conf" / "validate.yaml").read_text()
+    import re
+
+    assert not re.search(r"\bport\b|_port", "".join(ln.split("#")[0] for ln in text.splitlines()))
+
+
+def test_kv_bytes_come_from_the_model_spec():
+    from test_validate import _default_cfg
+
+    from characterize.modeling.specs import load_model
+
+    c = _default_cfg()
+    assert not hasattr(c.calibrate, "kv_bytes_per_token")
+    assert c.model.spec().kv_bytes_per_token == load_model("tiny-llama-512").kv_bytes_per_token
+
+
+def _plain(**over) -> ValidateConfig:
+    base = {"loads": [{"name": "a", "rate": 1.0}], "model": {"dir": "/x"}}
+    base.update(over)
+    return from_plain(base)
+
+
+@pytest.mark.parametrize(
+    ("over", "msg"),
+    [
+        ({"loads": [{"name": "a", "rate": 1.0, "prompt_scale": -1}]},
+         "loads[0].prompt_scale: must be > 0, got -1"),
+        ({"load_defaults": {"max_prompt_tokens": 0}}, "load_defaults.max_prompt_tokens"),
+        ({"loads": [{"name": "a", "rate": 1.0, "max_context": 1}]}, "loads[0].max_context"),
+        ({"loads": [{"name": "a", "rate": 1.0, "bogus": 1}]}, "loads[0].bogus: unknown key"),
+        ({"deploy": {"proxy_port": 8120}}, "deploy.proxy_port: port 8120 is also deploy.decode"),
+        ({"deploy": {"prefill": {"max_num_batched_tokens": 512}}},
+         "deploy.prefill.max_num_batched_tokens: must be >= deploy.max_model_len"),
+        ({"deploy": {"prefix_caching": True}}, "deploy.prefix_caching"),
+        ({"loadgen": {"cpus": "99999"}}, "loadgen.cpus: core(s) 99999 do not exist"),
+        ({"deploy": {"dtype": "float16"}}, "deploy.dtype: float16 (2 bytes) disagrees"),
+        ({"calibrate": {"lengths": [5, 5000]}}, "calibrate.lengths[1]"),
+    ],
+)  # fmt: skip
+def test_config_checks_name_the_key(over, msg):
+    with pytest.raises(ExperimentError) as e:
+        _plain(**over).check()
+    assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+def test_loads_take_load_defaults_and_the_context():
+    c = _plain(loads=[{"name": "a", "rate": 2.0, "output_scale": 0.5}],
+               load_defaults={"prompt_scale": 0.1}).check()  # fmt: skip
+    (ld,) = c.loads_resolved()
+    assert (ld.rate, ld.prompt_scale, ld.output_scale, ld.max_context) == (2.0, 0.1, 0.5, 4096)
+
+
+def test_a_user_model_folder_of_the_spec_shape_is_accepted(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({
+        "num_hidden_layers": 4, "hidden_size": 512, "num_attention_heads": 8,
+        "num_key_value_heads": 2, "intermediate_size": 1536, "vocab_size": 32000}))  # fmt: skip
+    _plain(model={"dir": str(tmp_path), "build": False}).check()
+    (tmp_path / "config.json").write_text(json.dumps({"num_key_value_heads": 4}))
+    with pytest.raises(ExperimentError, match="num_key_value_heads = 4, but model spec"):
+        _plain(model={"dir": str(tmp_path), "build": False}).check()
+
+
+# ---------------------------------------------------------------- processes
+def test_empty_log_is_said_so(tmp_path):
+    from experiments.validation.procs import ServerProcess, Supervisor, free_port
+
+    port = free_port()
+    srv = ServerProcess("colocated", [sys.executable, "-c", "import sys; sys.exit(4)"],
+                        tmp_path / "colocated.log", f"http://127.0.0.1:{port}/health", port)  # fmt: skip
+    with Supervisor() as sup, pytest.raises(StepError) as e:
+        sup.start(srv, "deploy", 10)
+    msg = str(e.value)
+    assert "exited with code 4" in msg and "colocated.log is empty" in msg and ": )" not in msg
+
+
+def test_log_contains_is_gone():
+    from experiments.validation import procs
+
+    assert not hasattr(procs, "log_contains")
+
+
+def test_ctrl_c_mid_run_is_one_line_exit_130_and_resumes(tmp_path, fake_python):  # noqa: F811
+    """Issue 25: Ctrl-C during the calibration: 'interrupted', exit 130, servers stopped,
+    finished steps kept; the rerun reuses them."""
+    from test_validate import APP_ARGS, _model_dir, _ports, _ps_args
+
+    model = _model_dir(tmp_path)
+    exe = Path(sys.executable).parent / "splitbench-validate"
+    args = [*APP_ARGS, *_ports(), f"model.dir={model}", f"deploy.python={fake_python}",
+            "hydra.run.dir=out", "calibrate.lengths=[1000,2000]", "calibrate.repeats=50"]  # fmt: skip
+    env = {**os.environ, "SPLITBENCH_ROOT": str(tmp_path)}
+    p = subprocess.Popen([str(exe), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        for line in p.stdout:
+            if line.startswith("[calibrate-splitwise] running") or time.monotonic() > deadline:
+                break
+        time.sleep(2.0)  # inside the calibration, servers up
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert p.returncode == 130, err
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), err
+    out = tmp_path / "out"
+    assert (out / "model" / "step.json").is_file() and (out / "trace-smoke" / "step.json").is_file()
+    assert not (out / "calibrate-splitwise" / "step.json").exists()
+    assert _ps_args(str(tmp_path)) == []
+
+
+# ---------------------------------------------------------------- deployment settings
+def test_each_instance_has_its_role_and_the_prefill_never_chunks(tmp_path):
+    from experiments.validation.deploy import Deployment, vllm_argv
+    from experiments.validation.procs import Supervisor
+
+    d = DeployConfig()
+    with Supervisor() as sup:
+        a = Deployment("splitwise", "m", d, tmp_path / "a", sup)
+        b = Deployment("splitwise", "m", d, tmp_path / "a", sup)
+    kv = a.kv_configs()
+    assert kv["prefill"]["kv_role"] == "kv_producer" and kv["decode"]["kv_role"] == "kv_consumer"
+    # its own storage folder per deployment (never another run's stored KV)
+    assert a.storage != b.storage and a.storage.parent == b.storage.parent
+    assert kv["prefill"]["kv_connector_extra_config"]["shared_storage_path"] == str(a.storage)
+    pre = vllm_argv(d, "m", d.prefill, kv["prefill"], whole_prompts=True)
+    assert "--no-enable-chunked-prefill" in pre
+    assert int(pre[pre.index("--max-num-batched-tokens") + 1]) >= d.max_model_len
+    dec = vllm_argv(d, "m", d.decode, kv["decode"])
+    assert "--no-enable-chunked-prefill" not in dec
+
+
+def test_every_run_has_its_own_prompt_ids():
+    from experiments.validation.pipeline import prompt_seed
+
+    seeds = {prompt_seed(0, d, ld, r) for d in ("baseline", "splitwise")
+             for ld in ("conv", "code") for r in range(3)}  # fmt: skip
+    assert len(seeds) == 12
+    assert prompt_seed(0, "splitwise", "conv", 1) == prompt_seed(0, "splitwise", "conv", 1)
+
+
+def test_prefix_cache_counters_are_parsed_and_checked():
+    from experiments.validation import engine_metrics as em
+
+    text = (
+        "# HELP vllm:prefix_cache_hits_total x\n"
+        'vllm:prefix_cache_hits_total{engine="0",model_name="m"} 0.0\n'
+        'vllm:prefix_cache_queries_total{engine="0",model_name="m"} 612.0\n'
+        'vllm:external_prefix_cache_hits_total{engine="0",model_name="m"} 512.0\n'
+    )
+    c = em.parse_counters(text)
+    assert c["vllm:prefix_cache_queries"] == 612 and c["vllm:prefix_cache_hits"] == 0
+    assert c["vllm:external_prefix_cache_hits"] == 512
+    assert math.isnan(c["vllm:external_prefix_cache_queries"])
+    zero = em.parse_counters("".join(f"{n}_total 0\n" for n in em.COUNTERS))
+    deltas = {"decode": em.diff(zero, c), "prefill": em.diff(zero, zero)}
+    em.check_no_reuse("replay-x", deltas, loader="decode")  # the hand-over itself: fine
+    with pytest.raises(StepError, match="prefill loaded 512 tokens of stored KV"):
+        em.check_no_reuse("replay-x", {"prefill": em.diff(zero, c)}, loader="decode")
+    hit = em.parse_counters("vllm:prefix_cache_hits_total 7\n")
+    with pytest.raises(StepError, match="colocated reported 7 prefix-cache hit tokens"):
+        em.check_no_reuse("replay-x", {"colocated": em.diff(zero, hit)}, loader=None)
+
+
+def test_preflight_refuses_or_flags_a_busy_machine(tmp_path):
+    from experiments.validation.preflight import check_quiet
+
+    f = tmp_path / "loadavg"
+    f.write_text("3.50 2.00 1.00 4/300 12345\n")
+    with pytest.raises(ExperimentError, match="preflight.max_loadavg: the machine is busy"):
+        check_quiet(0.5, "refuse", "at the start", str(f))
+    rec = check_quiet(0.5, "flag", "at the start", str(f))
+    assert rec["busy"] and rec["load1"] == 3.5 and rec["runnable"] == 4
+    f.write_text("0.10 0.20 0.30 1/300 12345\n")
+    assert not check_quiet(0.5, "refuse", "x", str(f))["busy"]
+
+
+def test_run_delay_of_a_process_group():
+    from experiments.validation.preflight import RunDelay
+
+    p = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t"
+                          "<0.5: pass\ntime.sleep(5)"], start_new_session=True)  # fmt: skip
+    try:
+        rd = RunDelay({"engine": p.pid}).start()
+        time.sleep(0.8)
+        rec = rd.stop()
+    finally:
+        p.kill()
+        p.wait()
+    s = rec["servers"]["engine"]
+    assert s["cpu_s"] > 0.05 and s["run_delay_s"] >= 0 and s["processes"][0]["pid"] == p.pid
+
+
+# ---------------------------------------------------------------- the judge
+def _per_request(x):
+    return [np.array([v]) for v in x]
+
+
+def test_bootstrap_point_values_use_the_suite_percentiles_and_are_deterministic():
+    from replay.metrics import weighted_percentiles
+
+    rng = np.random.default_rng(1)
+    real = rng.lognormal(0, 0.5, 300)
+    sim = real * 1.1
+    a = judge.paired_bootstrap(_per_request(sim), _per_request(real), resamples=300, seed=3)
+    b = judge.paired_bootstrap(_per_request(sim), _per_request(real), resamples=300, seed=3)
+    wp = weighted_percentiles(real)
+    assert a["real"][1] == wp["p90"] and a["sim"][0] == weighted_percentiles(sim)["p50"]
+    assert np.allclose(a["rel_error"], 0.1)
+    # a constant 10% error: every paired resample says 10% too
+    assert np.allclose(a["ci_low"], 0.1) and np.allclose(a["ci_high"], 0.1)
+    assert np.array_equal(a["ci_low"], b["ci_low"])
+
+
+def test_bootstrap_interval_covers_and_narrows_with_more_requests():
+    rng = np.random.default_rng(2)
+    widths = []
+    for n in (100, 2000):
+        real = rng.exponential(1.0, n)
+        sim = rng.exponential(1.0, n)  # the same distribution, unpaired noise
+        r = judge.paired_bootstrap(_per_request(sim), _per_request(real), (50,), 400, seed=0)
+        assert r["ci_low"][0] <= 0.0 <= r["ci_high"][0] or abs(r["rel_error"][0]) < 0.2
+        widths.append(r["ci_high"][0] - r["ci_low"][0])
+    assert widths[1] < widths[0] / 2
+
+
+def test_tbt_gaps_travel_with_their_request():
+    # request i has gaps all equal to i: resampling requests keeps every gap of a request
+    real = [np.full(5, float(i)) for i in range(1, 51)]
+    sim = [g * 2 for g in real]
+    r = judge.paired_bootstrap(sim, real, (50, 90), 200, seed=0)
+    assert np.allclose(r["rel_error"], 1.0) and np.allclose(r["ci_low"], 1.0)
+
+
+def test_error_rows_score_p99_only_with_enough_requests_and_throughput_only_saturated():
+    real = np.linspace(0.1, 1.0, 300)
+    rows = judge.error_rows("baseline", "conv-0.9R", 0.9, 1.0,
+                            {"ttft": (_per_request(real * 1.05), _per_request(real))},
+                            held_out=True, resamples=100, throughput=(0.9, 0.9))  # fmt: skip
+    assert [r["stat"] for r in rows] == ["p50", "p90", "p99", "value"]
+    assert all(set(judge.ERROR_COLUMNS) == set(r) for r in rows)
+    by = {r["stat"]: r for r in rows}
+    assert by["p50"]["scored"] and by["p90"]["scored"] and not by["p99"]["scored"]
+    assert not by["value"]["scored"] and by["p50"]["rate_fraction"] == pytest.approx(0.9)
+    assert by["p50"]["rel_error"] == pytest.approx(0.05) and by["p50"]["n_requests"] == 300
+    rows = judge.error_rows("b", "x", 1.3, 1.0, {"e2e": (_per_request(real),
+                            _per_request(real))}, held_out=False, p99_min_requests=100,
+                            resamples=100, throughput=(1.0, 1.1), saturated=True)  # fmt: skip
+    by = {r["stat"]: r for r in rows}
+    assert by["p99"]["scored"] and by["value"]["scored"]
+
+
+def test_realized_rate_capacity_and_rstar():
+    a = np.arange(101) * 0.5  # 2 req/s
+    assert judge.realized_rate(a) == pytest.approx(2.0)
+    # a backlogged server completing one request every 0.25 s
+    arr = np.zeros(400)
+    e2e = (np.arange(400) + 1) * 0.25
+    cap = judge.capacity_rps(arr, e2e, trim=0.1)
+    assert cap["value"] == pytest.approx(4.0, rel=0.01)
+    assert cap["ci_low"] < 4.0 < cap["ci_high"]
+    r = judge.rstar_interpolated([1, 2, 3, 4], [0.5, 0.8, 1.2, 2.0])
+    assert r["bound"] == "interpolated" and r["value"] == pytest.approx(2.5)
+    assert judge.rstar_interpolated([1, 2], [1.5, 2])["bound"] == "below"
+    assert judge.rstar_interpolated([1, 2], [0.5, 0.9])["bound"] == "above"
+    assert judge.rstar_bisect(lambda x: x <= 3.3, 0.5, 10.0, rel_tol=1e-4) == pytest.approx(3.3,
+                                                                                        rel=1e-3)  # fmt: skip
+    assert math.isnan(judge.rstar_bisect(lambda x: False, 1, 2))
+    rows = judge.capacity_rows("baseline", {"sim": 4.4, "real": cap},
+                               {"sim": 2.0, "real": {"value": 2.5}})  # fmt: skip
+    assert [r["quantity"] for r in rows] == ["capacity_rps", "rstar_rps"]
+    assert rows[1]["rel_error"] == pytest.approx(-0.2) and set(rows[0]) == set(
+        judge.CAPACITY_COLUMNS
+    )
+
+
+def test_ladder_is_placed_from_c_and_rstar():
+    lad = judge.ladder(3.5, 2.0, {"azure-conv-2023": [0.3, 0.9, 1.15], "azure-code-2023": [0.5]},
+                       {"azure-conv-2023": 1.3}, min_requests=200, seed=1)  # fmt: skip
+    rates = {d["name"]: d["rate"] for d in lad}
+    assert rates == pytest.approx({"conv-0.3R": 0.6, "conv-0.9R": 1.8, "conv-1.15R": 2.3,
+                                   "conv-1.3C": 4.55, "code-0.5R": 1.0})  # fmt: skip
+    assert sorted(d["order"] for d in lad) == list(range(5))
+    assert all(d["duration_s"] * d["rate"] * 0.8 >= 200 for d in lad)
+    assert lad == judge.ladder(3.5, 2.0, {"azure-conv-2023": [0.3, 0.9, 1.15],
+                                          "azure-code-2023": [0.5]}, {"azure-conv-2023": 1.3},
+                               min_requests=200, seed=1)  # fmt: skip
+    with pytest.raises(ValueError):
+        judge.ladder(0, 1, {}, {})
