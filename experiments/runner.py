@@ -169,9 +169,11 @@ def make_point(
     slo: schemas.SloConf,
     profiles: dict,
     seed: int = 0,
+    serving=None,
 ) -> dict:
-    """The full config of one simulation as a plain dict (what the cache hashes)."""
-    return {
+    """The full config of one simulation as a plain dict (what the cache hashes). ``serving``:
+    the serving component (``replay.serving.ServingConfig``), kept only where a term is set."""
+    out = {
         "model": {"name": model.name, "tp": model.tp},
         "design": design,
         "trace": trace,
@@ -181,6 +183,9 @@ def make_point(
         "seed": int(seed),
         "code_version": code_version(),
     }
+    if serving is not None and not serving.is_zero:
+        out["serving"] = asdict(serving)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,6 +243,7 @@ def build_design(model: dict, d: dict, kv_reserve_fraction: float):
 def simulate_point(point: dict, progress: bool = False, display: dict | None = None):
     """Run the replay of one point; returns (ReplayResult, trace info)."""
     from replay.scheduler import SchedulerConfig
+    from replay.serving import ServingConfig
     from replay.simulate import simulate
     from replay.slo import SLO
 
@@ -263,6 +269,7 @@ def simulate_point(point: dict, progress: bool = False, display: dict | None = N
         slo=SLO(**point["slo"]),
         trace_info=info,
         display=display,
+        serving=ServingConfig(**point["serving"]) if point.get("serving") else None,
     )
     return res, info
 

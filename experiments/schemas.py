@@ -18,7 +18,7 @@ Machine, model and GPU facts are NOT repeated here: configs name specs
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -29,6 +29,7 @@ from experiments.errors import ExperimentError
 from experiments.validation.config import ValidateConfig
 from replay.designs import DesignConfig
 from replay.scheduler import SchedulerConfig
+from replay.serving import ServingConfig
 from replay.slo import SLO
 from traces.transforms import TraceConfig
 
@@ -65,6 +66,20 @@ DesignConf = DesignConfig
 TraceConf = TraceConfig
 SchedulerConf = SchedulerConfig
 SloConf = SLO
+
+
+def _mutable(cls: type) -> type:
+    """The Hydra schema of a frozen library dataclass: the same fields, defaults and help, not
+    frozen (OmegaConf makes a frozen schema's nodes read-only, so overrides would fail). The
+    values are checked when the library class is built from it (experiments.validate)."""
+    return make_dataclass(
+        f"{cls.__name__}Schema",
+        [(f.name, f.type, field(default=f.default, metadata=f.metadata)) for f in fields(cls)],
+    )
+
+
+#: group ``serving``: the serving component (replay.serving.ServingConfig, frozen)
+ServingConf = _mutable(ServingConfig)
 
 
 @dataclass
@@ -309,6 +324,7 @@ class ReplayApp:
     design: DesignConf = MISSING
     trace: TraceConf = MISSING
     scheduler: SchedulerConf = field(default_factory=SchedulerConf)
+    serving: ServingConf = field(default_factory=ServingConf)
     slo: SloConf = field(default_factory=SloConf)
     profiles: ProfilesConf = field(default_factory=ProfilesConf)
     paths: PathsConf = field(default_factory=PathsConf)
@@ -321,6 +337,7 @@ class StudyApp:
     model: ModelConf = field(default_factory=ModelConf)
     gpu: GpuConf = field(default_factory=GpuConf)
     scheduler: SchedulerConf = field(default_factory=SchedulerConf)
+    serving: ServingConf = field(default_factory=ServingConf)
     slo: SloConf = field(default_factory=SloConf)
     profiles: ProfilesConf = field(default_factory=ProfilesConf)
     paths: PathsConf = field(default_factory=PathsConf)
@@ -390,6 +407,7 @@ def register() -> None:
         ("design", DesignConf),
         ("trace", TraceConf),
         ("scheduler", SchedulerConf),
+        ("serving", ServingConf),
         ("slo", SloConf),
         ("profiles", ProfilesConf),
         ("paths", PathsConf),

@@ -152,6 +152,16 @@ def section(cfg: DictConfig, name: str, cls: type[T]) -> T:
     return build(cls, to_plain(cfg[name], name), name)
 
 
+def _serving(cfg: DictConfig):
+    """The serving component (group ``serving``: a ``replay.serving.ServingConfig``, checked;
+    absent: every term zero)."""
+    from replay.serving import ServingConfig
+
+    if cfg.get("serving") is None:
+        return ServingConfig()
+    return to_object(to_plain(cfg.serving, "serving"), "serving", ServingConfig)
+
+
 def replay_config(cfg: DictConfig) -> dict:
     """The replay app's config as checked dataclasses: model, design, trace, scheduler, slo..."""
     out = {
@@ -159,6 +169,7 @@ def replay_config(cfg: DictConfig) -> dict:
         "design": to_object(cfg.design, "design", schemas.DesignConf),
         "trace": to_object(cfg.trace, "trace", schemas.TraceConf),
         "scheduler": to_object(cfg.scheduler, "scheduler", schemas.SchedulerConf),
+        "serving": _serving(cfg),
         "slo": to_object(cfg.slo, "slo", schemas.SloConf),
         "profiles": section(cfg, "profiles", schemas.ProfilesConf),
         "paths": section(cfg, "paths", schemas.PathsConf),
@@ -178,6 +189,7 @@ def study_config(cfg: DictConfig) -> dict:
     out = {
         "model": section(cfg, "model", schemas.ModelConf),
         "scheduler": to_object(cfg.scheduler, "scheduler", schemas.SchedulerConf),
+        "serving": _serving(cfg),
         "slo": to_object(cfg.slo, "slo", schemas.SloConf),
         "profiles": section(cfg, "profiles", schemas.ProfilesConf),
         "paths": section(cfg, "paths", schemas.PathsConf),

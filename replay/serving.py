@@ -133,6 +133,35 @@ class ServingConfig:
         return asdict(self)
 
 
+#: how the report names each term (value in seconds; the unit follows)
+_LABELS = (
+    ("arrival_s", "arrival", "s"), ("arrival_s_per_token", "arrival", "s/prompt token"),
+    ("delivery_s", "delivery", "s"), ("iteration_s", "per-iteration", "s"),
+    ("iteration_s_per_request", "per-iteration", "s/request"),
+    ("prefill_leg_s", "prefill leg", "s"), ("prefill_leg_s_per_token", "prefill leg",
+                                            "s/prompt token"),
+    ("decode_leg_s", "decode leg", "s"), ("decode_leg_s_per_token", "decode leg",
+                                          "s/prompt token"),
+    ("kv_load_s", "KV load", "s/hand-over"), ("kv_load_s_per_token", "KV load",
+                                              "s/injected token"),
+)  # fmt: skip
+
+
+def describe(terms: dict | None) -> str:
+    """One line for a report: the serving component's values (a ``ServingConfig.to_dict()``;
+    None or every term zero: says so)."""
+    terms = terms or {}
+    set_ = [(label, terms[k], unit) for k, label, unit in _LABELS if terms.get(k)]
+    if not set_:
+        return (
+            "Serving component (replay.serving): every term zero (the default): no client-visible "
+            "latency, served per-iteration overhead or decode-instance hand-over work beyond the "
+            "phase models and the KV link."
+        )
+    parts = ", ".join(f"{label} {v:.6g} {unit}" for label, v, unit in set_)
+    return f"Serving component (replay.serving): {parts}; every other term zero."
+
+
 def tail_tokens(prompt_tokens: int, block_size: int) -> int:
     """Prompt tokens a decode instance recomputes after a hand-over: those after the last whole
     block of the first L - 1 tokens (1..block_size; the KV connector injects whole blocks and
@@ -140,4 +169,4 @@ def tail_tokens(prompt_tokens: int, block_size: int) -> int:
     return prompt_tokens - (prompt_tokens - 1) // block_size * block_size
 
 
-__all__ = ["DISAGGREGATED", "ServingConfig", "tail_tokens"]
+__all__ = ["DISAGGREGATED", "ServingConfig", "describe", "tail_tokens"]

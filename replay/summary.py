@@ -379,6 +379,10 @@ def format_summary(summary: ReplaySummary | dict) -> str:
         )
     for note in summary.get("extrapolated") or []:
         lines.append(f"extrapolated {note}")
+    if summary.get("serving"):  # the serving component (replay.serving), where a term is set
+        from replay.serving import describe
+
+        lines.append(describe(summary["serving"]))
     kv = summary.get("kv_transfer_s", {})
     lines.append(
         f"kv transfer mean {f(kv.get('mean'), 4)} s, P99 {f(kv.get('p99'), 4)} s   "

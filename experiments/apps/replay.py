@@ -44,6 +44,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         design=runner.design_point(c["design"]),
         trace=runner.trace_point(c["trace"]),
         scheduler=c["scheduler"],
+        serving=c["serving"],
         slo=c["slo"],
         profiles=runner.profiles_identity(c["profiles"]),
         seed=int(cfg.seed),

@@ -44,6 +44,7 @@ def _context(c: dict, evaluator=None):
     return StudyContext(
         model=c["model"],
         scheduler=c["scheduler"],
+        serving=c["serving"],
         slo=c["slo"],
         profiles=runner.profiles_identity(c["profiles"]),
         search=c["search"],
@@ -92,6 +93,7 @@ def run_point(c: dict, evaluator=None) -> dict:
             runner.point_duration(pt.rate, ctx.search.duration_s, ctx.search.max_requests),
         ),
         scheduler=ctx.scheduler,
+        serving=ctx.serving,
         slo=ctx.slo,
         profiles=ctx.profiles,
         seed=ctx.search.seed,
@@ -120,7 +122,7 @@ def _check_phase_models(c: dict, tasks, profiles: dict) -> None:
     from experiments.errors import ExperimentError
 
     model, tp = c["model"].name, c["model"].tp
-    checked: set[tuple[str, str]] = set()
+    checked: set[tuple[str, str, str]] = set()
     for task in tasks:
         source = (task.profiles or profiles)["source"]
         d = task.design
@@ -128,9 +130,10 @@ def _check_phase_models(c: dict, tasks, profiles: dict) -> None:
         gpus = [load_machine(s).profile_gpu for s in specs] + [None]  # None: the reference
         ref = (task.profiles or profiles).get("slo_reference") or {}
         for gpu in gpus:
-            if (source, gpu) in checked:
+            model = (task.model or c["model"]).name  # a profile set may run another model
+            if (source, gpu, model) in checked:
                 continue
-            checked.add((source, gpu))
+            checked.add((source, gpu, model))
             try:
                 models = load_phase_models(
                     source,
@@ -327,6 +330,7 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
         "model": asdict(c["model"]),
         "scheduler": asdict(c["scheduler"]),
         "slo": asdict(c["slo"]),
+        "serving": asdict(c["serving"]),
         "profiles": ctx.profiles,
         "search": asdict(c["search"]),
         "designs": {k: asdict(c["designs"][k]) for k in {*st.designs, *st.h200_designs}},

@@ -21,6 +21,7 @@ from experiments.report.engines_section import engines_section, own_rows
 from experiments.report.inputs import inputs_slug, load_inputs, run_context, study_context
 from experiments.report.phase_figures import phase_figures
 from experiments.report.plotting import Figures, atomic_csv
+from replay.serving import describe as serving_describe
 
 BASELINES = ("baseline-a100", "baseline-h100")
 
@@ -297,6 +298,7 @@ def study_section(figs: Figures, s: dict) -> list[str]:
         f"({int(sims.get('errors', 0))} failed). Throughput: completions per second in the "
         "steady-state window (middle 80% of arrivals)."
     )
+    md += ["", serving_describe(meta.get("serving"))]  # the serving component: zeros by default
     md.append("")
     for n in meta.get("notes", []):
         md.append(f"- Note: {n}")
