@@ -10,6 +10,11 @@ scheduled (``seq``).
 
 The cluster holds the per-request tables (parallel lists indexed by request); routing at
 arrival is :mod:`replay.routing`, what a machine does when it wakes is :mod:`replay.machine`.
+
+Arrivals are the requests' arrivals at the scheduler: the trace's own, or, with the serving
+component's arrival delay (:mod:`replay.serving`), the trace's delayed per request and taken in
+time order (``reach``, ``order``; ties keep the trace's order). The request table's
+``arrival_s`` stays the client's.
 """
 
 from __future__ import annotations

@@ -43,6 +43,12 @@ computes only its uncached suffix x = p - s (s: the leading cached blocks' token
 context as before. Its blocks are cached when its prefill ends; recomputes after preemption do
 not use the cache.
 
+Served overhead (:mod:`replay.serving`, zero by default): ``iteration_s + iteration_s_per_request
+x B`` is added to every iteration. A decode step's share is folded into the decode coefficients
+(``a``, ``b``: :func:`replay.simulate.simulate`), so spans stay closed-form and cost nothing
+extra; an iteration with prefill work adds ``o0 + o1 x (prompts + decodes)`` (``ovh``), its
+sequential pricing ``o0 + o1 x prompts`` (its decode step has its share in ``a`` and ``b``).
+
 The machine policy is a seam: :data:`MACHINE_POLICIES` maps ``SchedulerConfig.machine_policy``
 to the class that runs an instance, and :func:`machine_class` picks it per pool (role). A new
 policy (e.g. vLLM-style chunked prefill) subclasses :class:`Machine` (or implements the same
