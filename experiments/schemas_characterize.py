@@ -5,7 +5,9 @@ Registered into Hydra's ConfigStore by :func:`register` (idempotent): the app sc
 dataclasses, so a misspelt key or a wrongly typed value fails at composition. The tiny CPU
 smoke-test models ``tiny-llama`` / ``tiny-bloom`` are ordinary options of the shared ``model``
 group (``conf/model/tiny-*.yaml``, specs under ``characterize/modeling/specs/models``), so the
-replay takes them too. Units: seconds, hertz, watts.
+replay takes them too. ``paths`` is the shared folders' group (``conf/paths``): profiles go to
+``${paths.results_dir}/profiles``, where ``profiles=measured`` reads. Units: seconds, hertz,
+watts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from experiments.schemas import PathsConf
+from experiments.schemas import register as register_shared
 from experiments.schemas_vllm import VLLMConf
 
 
@@ -78,7 +82,9 @@ class CharacterizeApp:
     allow_power_cap: bool = False
     gpu_label: str | None = None
     seed: int = 0
-    out_dir: str = "results/profiles"
+    paths: PathsConf = field(default_factory=PathsConf)  # the shared folders (conf/paths)
+    # the folder profiles=measured reads (conf/characterize.yaml); relative: under paths.root
+    out_dir: str = "${paths.results_dir}/profiles"
     run_name: str | None = None
     resume: bool = True
     progress: bool | None = None
@@ -89,10 +95,12 @@ _REGISTERED = False
 
 
 def register() -> None:
-    """Register the app schema and the group schemas (idempotent)."""
+    """Register the app schema and the group schemas, and the shared ones with the ``sb_root``
+    resolver ``paths.root`` uses (idempotent)."""
     global _REGISTERED
     if _REGISTERED:
         return
+    register_shared()
     cs = ConfigStore.instance()
     cs.store(name="characterize_schema", node=CharacterizeApp)
     cs.store(group="shard", name="schema", node=ShardConf)

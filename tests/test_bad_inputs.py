@@ -13,8 +13,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +111,290 @@ def test_a_cache_record_of_the_wrong_shape_is_recomputed_by_the_app(tmp_path):
         assert "(cached)" not in p.stdout
         again = json.loads(record.read_text())
         assert again["status"] == "ok" and again["result"]["slo_met"] == good["result"]["slo_met"]
+
+
+# --- Ctrl-C at any moment (issue 25): every console script, at start-up and mid-run ----------
+# As a terminal's Ctrl-C: SIGINT to the command's whole process group, at moments found by
+# markers (a compiled module mapped, a file written), not fixed sleeps. Each must end with ONE
+# line on stderr starting "interrupted", exit status 130, no traceback, no temporary file left.
+
+_TINY_CHAR = ["model=tiny-llama", "device=cpu", "sweep=tiny", "power=off", "progress=false"]
+_CHAR_RUN = "results/profiles/tiny-llama-tp1-native-cpu-tiny"
+_TINY_REPLAY = [
+    "design=splitwise-hh",
+    "design.prompt_machines=1",
+    "design.token_machines=1",
+    "trace.resample_rate=2",
+    "trace.resample_duration_s=20",
+    "progress=false",
+]
+# seconds of simulation (40 req/s for 30 min on a cluster that keeps up: no warnings), so a
+# Ctrl-C lands inside the replay
+_LONG_REPLAY = [
+    "design=splitwise-hh",
+    "design.prompt_machines=20",
+    "design.token_machines=20",
+    "trace.resample_rate=40",
+    "trace.resample_duration_s=1800",
+    "progress=false",
+    "hydra.run.dir={tmp}/run",
+]
+
+
+def _maps(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""
+
+
+def _mapped(part: str):
+    """Ready once a compiled module whose path contains ``part`` is loaded in the process."""
+
+    def ready(p, tmp):
+        return any(part in ln and ".so" in ln for ln in _maps(p.pid).splitlines())
+
+    return ready
+
+
+#: the command's heavy imports have begun (common.entry, which guards Ctrl-C, imports no
+#: compiled module from site-packages; yaml, numpy or pandas come next)
+_IMPORTING = _mapped("/site-packages/")
+
+
+def _later(ready, seconds: float):
+    """Ready ``seconds`` after ``ready`` first is: Hydra's config registration and composition
+    (an app's start-up takes about a second past its first imports)."""
+    seen: list[float] = []
+
+    def later(p, tmp):
+        if not seen and ready(p, tmp):
+            seen.append(time.monotonic())
+        return bool(seen) and time.monotonic() - seen[0] >= seconds
+
+    return later
+
+
+def _exists(pattern: str, delay: float = 0.0):
+    """Ready once a file matching ``pattern`` (under the test folder) exists, plus ``delay``."""
+    return _later(lambda p, tmp: any(tmp.glob(pattern)), delay)
+
+
+def _rows(relpath: str, n: int):
+    """Ready once the file ``relpath`` (under the test folder) has ``n`` lines."""
+
+    def ready(p, tmp):
+        try:
+            return len((tmp / relpath).read_text().splitlines()) >= n
+        except OSError:
+            return False
+
+    return ready
+
+
+def _silent_server():
+    """A listening socket that never answers: a load generator's probe waits on it."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    return s
+
+
+def _ctrl_c(argv: list[str], tmp: Path, ready, limit_s: float = 120.0) -> tuple[int, str]:
+    """Start the console script ``argv`` in ``tmp`` (also SPLITBENCH_ROOT), wait until
+    ``ready(proc, tmp)``, send Ctrl-C; returns (exit status, stderr)."""
+    env = {
+        **os.environ,
+        "SPLITBENCH_ROOT": str(tmp),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    out, err = tmp / "ctrl_c.stdout", tmp / "ctrl_c.stderr"
+    with open(out, "w") as fo, open(err, "w") as fe:
+        p = subprocess.Popen(
+            [str(BIN / argv[0]), *(_sub(a, tmp) for a in argv[1:])],
+            cwd=tmp,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=fo,
+            stderr=fe,
+            start_new_session=True,
+        )
+    try:
+        t0 = time.monotonic()
+        while not ready(p, tmp):
+            assert p.poll() is None, f"ended ({p.returncode}) before Ctrl-C: {err.read_text()}"
+            assert time.monotonic() - t0 < limit_s, "never ready"
+            time.sleep(0.01)
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    return p.returncode, err.read_text()
+
+
+def _assert_interrupted(rc: int, err: str) -> str:
+    assert "Traceback" not in err, err[-3000:]
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert rc == 130, (rc, err[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), err[-3000:]
+    return lines[0]
+
+
+def _no_temporary_files(tmp: Path) -> None:
+    left = [p for p in tmp.rglob(".*") if p.is_file() and p.suffix == ".tmp"]
+    assert not left, left
+
+
+@pytest.fixture(scope="module")
+def replay_run(tmp_path_factory) -> Path:
+    """A small replay's run folder (the report's input)."""
+    tmp = tmp_path_factory.mktemp("replay_run")
+    env = {**os.environ, "SPLITBENCH_ROOT": str(tmp), "OMP_NUM_THREADS": "1"}
+    run = tmp / "replayed"
+    p = subprocess.run(
+        [str(BIN / "splitbench-replay"), *_TINY_REPLAY, f"hydra.run.dir={run}"],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    return run
+
+
+#: a run of each command long enough to be cut (the report reads the replay_run fixture's run)
+_COMMANDS = {
+    "traces": ["splitbench-traces", "plot", "mooncake-synthetic", "--out", "{tmp}/plots"],
+    "profiles": ["splitbench-profiles", "plot", "--out", "{tmp}/plots"],
+    "characterize": ["splitbench-characterize", *_TINY_CHAR],
+    "replay": ["splitbench-replay", *_LONG_REPLAY],
+    "study": ["splitbench-study", "experiment=tiny", "search.n_jobs=1", "study.report=false"],
+    "report": ["splitbench-report", "inputs=[{replayed}]", "output_dir={tmp}/report"],
+    "loadgen": ["splitbench-loadgen", "target.base_url=http://127.0.0.1:{port}"],
+    "validate": ["splitbench-validate"],
+}
+
+_NEEDS_PROC = pytest.mark.skipif(
+    not Path("/proc/self/maps").exists(), reason="markers read /proc/<pid>/maps (Linux)"
+)
+
+
+def _argv(name: str, tmp: Path, request) -> list[str]:
+    argv = list(_COMMANDS[name])
+    if name == "characterize" and importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch")
+    if name == "report":
+        run = request.getfixturevalue("replay_run")
+        argv = [a.replace("{replayed}", str(run)) for a in argv]
+    if name == "loadgen":
+        server = _silent_server()
+        request.addfinalizer(server.close)
+        argv = [a.replace("{port}", str(server.getsockname()[1])) for a in argv]
+    return argv
+
+
+def test_every_console_script_is_guarded_from_its_first_moment():
+    """pyproject's scripts enter through common.entry, which imports nothing heavy itself."""
+    import tomllib
+
+    from common import entry
+
+    scripts = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == {f"splitbench-{n}" for n in _COMMANDS} == set(entry.SCRIPTS)
+    for script, target in scripts.items():
+        assert target == f"common.entry:{entry.SCRIPTS[script]}", script
+    code = "import sys, common.entry; print(sorted(m for m in sys.modules if m.split('.')[0] in ('yaml', 'numpy', 'pandas', 'omegaconf', 'hydra', 'torch', 'traces', 'experiments', 'characterize', 'replay')))"  # noqa: E501
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]", p.stdout
+
+
+@_NEEDS_PROC
+@pytest.mark.parametrize("name", list(_COMMANDS))
+@pytest.mark.parametrize("moment", ["importing", "composing"])
+def test_ctrl_c_at_start_up_is_one_line_and_exit_130(name, moment, tmp_path, request):
+    """While the command imports its modules, and about half a second later (Hydra's config
+    registration and composition in the apps): ``interrupted``, exit 130."""
+    ready = _IMPORTING if moment == "importing" else _later(_IMPORTING, 0.5)
+    rc, err = _ctrl_c(_argv(name, tmp_path, request), tmp_path, ready)
+    _assert_interrupted(rc, err)
+    _no_temporary_files(tmp_path)
+
+
+#: when each command is surely inside its work: a marker of it having started
+_MID_RUN = {
+    "traces": _mapped("/matplotlib/"),  # imported by the plot command itself
+    "profiles": _exists("plots/*"),  # its first figure is being written
+    "characterize": _later(_rows(f"{_CHAR_RUN}/profiles.csv", 2), 0.0),  # a point on disk
+    "replay": _exists("run/.hydra/config.yaml", 0.3),  # Hydra calls the replay next
+    "study": _exists("results/cache/**/*.json"),  # its first point is cached
+    "report": _exists("report/**/figures/*"),  # its first figure is being written
+}
+
+
+@_NEEDS_PROC
+@pytest.mark.parametrize("name", list(_MID_RUN))
+def test_ctrl_c_mid_run_is_one_line_and_exit_130(name, tmp_path, request):
+    """Inside the command's work: its own line (or ``interrupted``), exit 130, what was
+    finished kept and nothing half-written (the load generator's and validation's own
+    mid-run Ctrl-C are tested beside their apps)."""
+    rc, err = _ctrl_c(_argv(name, tmp_path, request), tmp_path, _MID_RUN[name])
+    line = _assert_interrupted(rc, err)
+    _no_temporary_files(tmp_path)
+    if name == "characterize":  # the points measured so far stay, in a whole table
+        rows = (tmp_path / _CHAR_RUN / "profiles.csv").read_text().splitlines()
+        assert len(rows) >= 2 and rows[0].startswith("model,")
+    if name == "replay":  # its own line once the replay runs; nothing written either way
+        assert line in ("interrupted", "interrupted: replay stopped, nothing written (rerun to replay)"), line  # noqa: E501
+        assert not (tmp_path / "run" / "requests.parquet").exists()
+    if name == "study":
+        assert re.fullmatch(r"interrupted: \d+ points cached, rerun to resume", line), line
+
+
+def test_characterize_writes_where_profiles_measured_reads(tmp_path):
+    """One results folder (issue 25): with SPLITBENCH_ROOT set, a profile measured from another
+    working folder goes under the root, where ``profiles=measured`` finds it."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch")
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    env = {**os.environ, "SPLITBENCH_ROOT": str(root), "OMP_NUM_THREADS": "1"}
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / argv[0]), *argv[1:]],
+            cwd=elsewhere,
+            env={**env, "HF_HUB_OFFLINE": "1"},
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+
+    p = run("splitbench-characterize", *_TINY_CHAR, "fit=false")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (root / _CHAR_RUN / "profiles.csv").is_file()
+    assert not (elsewhere / "results").exists()
+    p = run(
+        "splitbench-replay",
+        "model=tiny-llama",
+        "gpu=cpu",
+        "design=baseline",
+        "design.machines=1",
+        "profiles=measured",
+        "profiles.slo_reference_source=${profiles.source}",
+        "profiles.slo_reference_gpu=cpu",
+        "profiles.slo_reference_tp=1",
+        "trace=azure-code-2023",
+        "trace.end_s=10",
+        "progress=false",
+        f"hydra.run.dir={root / 'run'}",
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    point = json.loads((root / "run" / "point.json").read_text())
+    assert point["profiles"]["source"] == str(root / "results" / "profiles")
+    assert point["profiles"]["tables"] == ["tiny-llama-tp1-native-cpu-tiny/profiles.csv"]

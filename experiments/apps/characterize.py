@@ -6,7 +6,9 @@
 
 Writes ``<out_dir>/<run_name>/profiles.csv`` (contract 2) with ``infeasible.csv``,
 ``details.csv`` and ``profiles.meta.json`` (see :mod:`characterize.measure.profiler`), prints a summary
-and, when the GPU has a spec and ``fit=true``, the phase model's held-out errors.
+and, when the GPU has a spec and ``fit=true``, the phase model's held-out errors. ``out_dir``
+defaults to ``${paths.results_dir}/profiles`` (under SPLITBENCH_ROOT when set), the folder
+``profiles=measured`` reads.
 Bad options are one line ``error: ...`` with exit status 2. torch is imported only by
 :func:`run`, through the profiler.
 """
@@ -103,7 +105,7 @@ def profile_config(cfg: DictConfig):
         gpu_label=cfg.gpu_label,
         seed=int(cfg.seed),
         timing=timing,
-        out_dir=str(cfg.out_dir),
+        out_dir=out_dir(cfg),
         run_name=cfg.run_name,
         progress=progress,
         resume=bool(cfg.resume),
@@ -114,6 +116,16 @@ def profile_config(cfg: DictConfig):
             "power_cap_w: setting a power limit needs allow_power_cap=true (only on machines you own)"
         )
     return pc
+
+
+def out_dir(cfg: DictConfig) -> str:
+    """``out_dir`` as a path: relative to ``paths.root`` (the launch folder, or SPLITBENCH_ROOT),
+    as every results folder is; the default is ``${paths.results_dir}/profiles``, the folder
+    ``profiles=measured`` reads."""
+    from pathlib import Path
+
+    path = Path(str(cfg.out_dir))
+    return str(path if path.is_absolute() else Path(str(cfg.paths.root)) / path)
 
 
 def _fmt(x: float, scale: float = 1.0, spec: str = ".3f") -> str:
