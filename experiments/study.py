@@ -446,10 +446,11 @@ def _added_note(gpu, kind, designs, src, spec, profiles, model, root) -> str:
     frm = m.group(1).split("-")[0].upper() if m else "closest"
     shown = _shown(profiles.measured_dir, root)
     composed = ", and no composed one" if spec.kind == "aic" else ""
+    which = "reference" if spec.kind == "paper" and spec.base == "reference" else spec.label()
     return (
         f"{g} designs ({', '.join(designs)}) run on DERIVED profiles, not measurements: no "
         f"measured {g} profile of {model.name} under {shown}{composed}, so "
-        f"characterize.modeling.derive scaled the {frm} {spec.label()} profile by the {g} spec "
+        f"characterize.modeling.derive scaled the {frm} {which} profile by the {g} spec "
         f"at the efficiencies the {frm} achieved (held-out error of that method, A100<->H100 "
         "on the reference data: decode MAPE 2.6-12.1%, prefill 9.7-30.0%; "
         f"`splitbench-profiles derive --check`); measured {g} profiles replace them automatically"

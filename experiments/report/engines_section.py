@@ -154,6 +154,18 @@ def phase_facts(b: pd.DataFrame, reserve: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _row_source(path: str, model: str) -> str:
+    """The ``source`` of the last row of ``model`` in a set's profile file ('' if unreadable)."""
+    from characterize.modeling.profiles import read_profile_source
+
+    try:
+        df = read_profile_source(path)[0]
+    except Exception:  # noqa: BLE001 - a profile file of another machine: nothing to show
+        return ""
+    rows = df[df["model"] == model]
+    return str((rows if len(rows) else df)["source"].iloc[-1])
+
+
 def fig_sets(figs: Figures, b: pd.DataFrame, name: str) -> str | None:
     """Max rate under the SLO of each design on each set, one panel per budget."""
     data = b.dropna(subset=["max_rate"])[
@@ -197,13 +209,20 @@ def engines_section(figs: Figures, s: dict) -> list[str]:
         "| set | what | model | each GPU's profile | slowdown reference |",
         "|---|---|---|---|---|",
     ]
+    sources = []
     for n in sets:
         r = b[b["profile_set"] == n]
         kinds = sorted({p for k in r["profile_kinds"].dropna() for p in str(k).split("; ") if p})
+        what = r["profile_set_text"].iloc[0]
+        if what == "paper":
+            what = "the Splitwise paper's DGX measurements (its 2023 engine)"
         md.append(
-            f"| {n} | {r['profile_set_text'].iloc[0]} | {r['model'].iloc[0]} | "
+            f"| {n} | {what} | {r['model'].iloc[0]} | "
             f"{', '.join(kinds)} | {r['slo_reference'].iloc[0]} |"
         )
+        src = _row_source(r["profiles_path"].iloc[0], r["model"].iloc[0])
+        if src:
+            sources.append(f"- {n}: `{src}`")
     md += [
         "",
         "Kinds: *reference* = the paper's DGX measurements; *measured* = a table under "
@@ -212,7 +231,10 @@ def engines_section(figs: Figures, s: dict) -> list[str]:
         "set's closest GPU by the GPU spec (characterize.modeling.derive; power: target budget x "
         "source shape), marked `*` below and `(derived)` in design names. A set judged against "
         "its own A100 has an SLO relative to that engine on the paper's reference GPU; one judged "
-        "against the paper's DGX-A100 has fixed per-request latency targets.",
+        "against the paper's DGX-A100 has fixed per-request latency targets. Each set's rows "
+        "say where they came from (one GPU's `source` shown):",
+        "",
+        *sources,
         "",
     ]
     for vs, shown in BASELINES:
