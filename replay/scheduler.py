@@ -38,8 +38,8 @@ class SchedulerConfig:
         "reference",
         "machine-level batching policy of every pool (replay.machine.MACHINE_POLICIES): "
         "'reference' (paper Sec. IV: FCFS prompts, prompts first on mixed machines) or 'vllm' "
-        "(vLLM V1 chunked prefill, machines that run both phases; design.machine_policy "
-        "overrides it for a design's machines that run both phases)",
+        "(vLLM V1's scheduler, chunked prefill; on a Splitwise design vLLM's disaggregated "
+        "serving); design.machine_policy overrides it for every machine of that design",
     )
     prompt_batch_tokens: int = _f(2048, "prompt machines: max tokens in one prefill batch")
     max_batch_size: int | None = _f(None, "decode batch cap (None: only KV memory limits it)")

@@ -213,6 +213,20 @@ def simulate(
     slo = slo or SLO()
     need(isinstance(seed, int | np.integer) and seed >= 0, "seed", f"must be an integer >= 0, got {seed!r}")  # fmt: skip
     design.validate()
+    policy = design.machine_policy or scheduler.machine_policy  # every pool's (and role's)
+    bs = scheduler.vllm.block_size
+    blocks = scheduler.vllm.num_gpu_blocks  # the deployment's KV blocks: overrides the spec's
+    disagg = design.is_split and policy == "vllm"  # vLLM's disaggregated serving
+    if serving.disaggregated and design.is_split and not disagg:
+        k = next(k for k in DISAGGREGATED if getattr(serving, k))
+        raise ReplayError(
+            f"serving.{k}: the disaggregated serving terms model vLLM's disaggregated serving: "
+            f"they need design.machine_policy (or scheduler.machine_policy) vllm on a Splitwise "
+            f"design, got '{policy}'"
+        )
+    need(not (disagg and scheduler.kv_transfer.uncached_only), "scheduler.kv_transfer.uncached_only",
+         "not modelled for vLLM's disaggregated serving (the vllm policy on a Splitwise design: "
+         "the decode instance loads a hand-over's whole blocks)")  # fmt: skip
     if phase_models is None:
         from characterize.modeling.phase_model import load_phase_models
 
@@ -227,17 +241,6 @@ def simulate(
     lin_err = 0.0
     coef_cache: dict = {}
     maxb = scheduler.max_batch_size or (1 << 62)
-    policy = design.machine_policy or scheduler.machine_policy  # every pool's (and role's)
-    bs = scheduler.vllm.block_size
-    blocks = scheduler.vllm.num_gpu_blocks  # the deployment's KV blocks: overrides the spec's
-    disagg = design.is_split and policy == "vllm"  # vLLM's disaggregated serving
-    if serving.disaggregated and design.is_split and not disagg:
-        k = next(k for k in DISAGGREGATED if getattr(serving, k))
-        raise ReplayError(
-            f"serving.{k}: the disaggregated serving terms model vLLM's disaggregated serving: "
-            f"they need design.machine_policy (or scheduler.machine_policy) vllm on a Splitwise "
-            f"design, got '{policy}'"
-        )
     ov0, ov1 = serving.iteration_s, serving.iteration_s_per_request
     policies = []
     for inst in design.instances():

@@ -247,6 +247,13 @@ def test_split_vllm_with_mixed_pool_and_preemption_completes_every_request():
     assert (r.e2e_s >= r.ttft_s).all() and (r.ttft_s > 0).all()
     v, w = res.tbt_gaps()
     assert w.sum() == pytest.approx((r.output_tokens - 1).sum())
+    assert float(np.dot(v, w)) == pytest.approx((r.e2e_s - r.ttft_s).sum(), rel=1e-9)
+    # every request's first token comes from its decode instance, after its hand-over
+    handed = r.prompt_machine != r.token_machine
+    assert handed.any() and (r.kv_transfer_s[handed] >= 0.01 - 1e-12).all()
+    with pytest.raises(ReplayError, match=r"^scheduler.kv_transfer.uncached_only: not modelled"):
+        simulate(trace(rows), d, sched(prefix_caching=True,
+                 kv_transfer={"uncached_only": True}), PMS)  # fmt: skip
 
 
 # ------------------------------------------------------------------- zeros, KV blocks, checks
