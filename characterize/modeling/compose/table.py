@@ -170,12 +170,12 @@ def compose_profiles(
     with library.quiet_library():
         for b, p in prefill_points():
             ms = handle.predict_prefill_latency(b, p)
-            lat = ms / 1e3 + float(overhead.prefill_s(b))
+            lat = overhead.kernel_scale * ms / 1e3 + float(overhead.prefill_s(b))
             rows.append(("prefill", b, p, lat, pre_curve(b * p)))
         feasible, infeasible = decode_points(capacity)
         for b, c in feasible:
             ms = handle.predict_decode_latency(b, c)
-            lat = ms / 1e3 + float(overhead.decode_s(b))
+            lat = overhead.kernel_scale * ms / 1e3 + float(overhead.decode_s(b))
             rows.append(("decode", b, c, lat, dec_curve(b)))
     df = pd.DataFrame(rows, columns=["phase", "batch_size", "tokens_per_request", "latency_s",
                                      "power_w"])  # fmt: skip
@@ -207,6 +207,7 @@ def compose_profiles(
             "decode": "EngineHandle.predict_decode_latency(batch, context_tokens) ms",
         },
         "overhead": {
+            "kernel_scale": overhead.kernel_scale,
             "step_ms": overhead.step_s * 1e3,
             "per_request_ms": overhead.per_request_s * 1e3,
             "per_prefill_ms": overhead.per_prefill_s * 1e3,
