@@ -9,6 +9,7 @@ the profiler and the experiments all write through here.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,16 +31,41 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     matplotlib's ``savefig`` among them, choose a format from it).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    if target.exists() and not target.is_file():  # os.replace would swap out a folder or device
+        if target.is_dir():
+            raise OSError(errno.EISDIR, "is a folder, not a file", str(target))
+        raise OSError(errno.EEXIST, "is not a regular file (not overwritten)", str(target))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    except OSError as e:
+        raise _naming(e, target, None) from None
     os.close(fd)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _naming(e, target, tmp) from None
         raise
+
+
+def _naming(e: OSError, target: Path, tmp: str | None) -> OSError:
+    """``e`` as an OSError naming the destination ``target``: a disk-full error carries no file
+    name, and one about the temporary file would name a ``.<name>.<random>.tmp`` the user never
+    asked for. Errors about other files (a folder above the target) are returned unchanged."""
+    name = None if e.filename is None else os.fspath(e.filename)
+    ours = (
+        name is None
+        or name in (tmp, str(target))
+        or (tmp is None and Path(name).name.startswith(f".{target.name}."))
+    )
+    if not ours:
+        return e
+    reason = os.strerror(e.errno) if e.errno else (e.strerror or str(e) or type(e).__name__)
+    return OSError(e.errno, reason, str(target))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

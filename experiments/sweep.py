@@ -251,6 +251,97 @@ def print_table(outcome: dict, file=None) -> None:
     )
 
 
+_BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def leave_out_bad_jobs(config, sweep_dir: Path) -> list[dict]:
+    """Keep a multirun going past jobs whose config cannot be composed (``-m
+    design=splitwise-hh,nope``: no config ``design/nope``). Hydra's basic sweeper composes every
+    job before running any and stops the whole sweep at the first such job; here each job is
+    composed first, and a sweep value every job of which fails is left out of the sweep
+    (``config.hydra.overrides.task``, which the sweeper reads next). Each left-out job prints
+    ONE line and is recorded as failed in ``<sweep dir>/<num>/job.json`` (numbered after the
+    jobs that run), so the sweep table lists it. When every job fails the table is written and
+    the app exits with status 2 here. Returns the records of the jobs left out."""
+    from omegaconf import OmegaConf, read_write
+
+    if OmegaConf.select(config, "hydra.sweeper._target_") != _BASIC_SWEEPER:
+        return []  # another sweeper (optuna, ...) composes and reports on its own
+    if OmegaConf.select(config, "hydra.sweeper.params"):
+        return []
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        loader = GlobalHydra.instance().config_loader()
+        task = [str(o) for o in config.hydra.overrides.task]
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(task)
+        jobs = BasicSweeper.split_arguments(parsed, None)[0]
+    except Exception:  # noqa: BLE001 - Hydra's sweeper reports what it cannot parse itself
+        return []
+    from experiments.apps._cli import compose_error_line
+
+    errors: dict[int, str] = {}
+    for i, job in enumerate(jobs):
+        try:
+            loader.load_sweep_config(master_config=config, sweep_overrides=list(job))
+        except Exception as e:  # noqa: BLE001 - every composition error is the job's
+            errors[i] = compose_error_line(e)
+    if not errors:
+        return []
+    new_task = _without_bad_values(parsed, jobs, errors) if len(errors) < len(jobs) else None
+    bad = sorted(errors) if new_task is not None or len(errors) == len(jobs) else []
+    if not bad:  # failures no sweep value explains: Hydra stops at the first, as before
+        return []
+    records = []
+    first = len(jobs) - len(bad)
+    for n, i in enumerate(bad, start=first):
+        job = {"num": n, "overrides": list(jobs[i]), "dir": str(Path(sweep_dir) / str(n))}
+        print(f"error: job {n} ({' '.join(jobs[i])}): {errors[i]}", file=sys.stderr, flush=True)
+        write_job_record(job, "failed", errors[i], {})
+        records.append(job)
+    if new_task is None:  # every job failed: nothing to run
+        global LAST_SWEEP
+        LAST_SWEEP = write_table(Path(sweep_dir))
+        print_table(LAST_SWEEP)
+        sys.exit(2)
+    with read_write(config.hydra):
+        config.hydra.overrides.task = new_task
+    return records
+
+
+def _without_bad_values(parsed, jobs: list[list[str]], errors: dict[int, str]) -> list | None:
+    """The task overrides with every sweep value whose jobs all failed left out, when what is
+    left is exactly the jobs that compose; else None."""
+    bad_values: dict[str, set[str]] = {}
+    for o in parsed:
+        if not o.is_sweep_override():
+            continue
+        key = o.get_key_element()
+        for val in o.sweep_string_iterator():
+            item = f"{key}={val}"
+            having = [i for i, job in enumerate(jobs) if item in job]
+            if having and all(i in errors for i in having):
+                bad_values.setdefault(key, set()).add(item)
+    left = {
+        i
+        for i, job in enumerate(jobs)
+        if not any(x in bad_values.get(x.split("=", 1)[0], ()) for x in job)
+    }
+    if left != set(range(len(jobs))) - set(errors):
+        return None
+    out = []
+    for o in parsed:
+        if not o.is_sweep_override():
+            out.append(o.input_line)
+            continue
+        key = o.get_key_element()
+        vals = [v for v in o.sweep_string_iterator() if f"{key}={v}" not in bad_values.get(key, ())]
+        out.append(f"{key}={vals[0]}" if len(vals) == 1 else f"{key}=choice({','.join(vals)})")
+    return out
+
+
 try:
     from hydra.experimental.callback import Callback as _Callback
 except ImportError:  # pragma: no cover - hydra is a base dependency
@@ -265,6 +356,7 @@ class SweepTable(_Callback):
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        leave_out_bad_jobs(config, self.sweep_dir)
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         global LAST_SWEEP

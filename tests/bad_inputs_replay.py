@@ -66,4 +66,13 @@ CASES = [
      "expect": "slo.ttft: needs 3 limits", "files": {}, "exit": 2},
     {"id": "replay-unknown-scheduler-key", "argv": ["splitbench-replay", "scheduler.nope=1"],
      "expect": "scheduler.nope", "files": {}, "exit": 2},
+    {"id": "replay-context-rejects-every-request",
+     "argv": ["splitbench-replay", *_TINY, "trace.max_context=2", "trace.context_policy=reject"],
+     "expect": "trace.max_context: every request exceeds the 2-token context window (prompt + "
+               "output) and trace.context_policy=reject drops them all", "files": {}, "exit": 2},
+    {"id": "replay-window-without-requests",
+     "argv": ["splitbench-replay", "design=baseline-h100", "design.machines=1", "progress=false",
+              "trace.start_s=1e8", "trace.end_s=100000001"],
+     "expect": "trace.start_s, trace.end_s: no requests in [100000000, 100000001) s",
+     "files": {}, "exit": 2},
 ]  # fmt: skip

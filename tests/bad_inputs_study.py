@@ -139,4 +139,17 @@ CASES = [
         ],
         "expect": "trace.prompt_scale: must be > 0",
     },
+    {
+        # a study of the same name runs (its lock names it): the second is refused, nothing of
+        # the first overwritten (the lock's host is not this one: its pid cannot be checked)
+        "id": "study-same-name-running",
+        "files": {
+            "results/study/.tiny.lock": '{"pid": 4242, "host": "other-host", "started": '
+            '"2026-01-01T00:00:00Z", "command": "splitbench-study experiment=tiny"}\n'
+        },
+        "argv": ["splitbench-study", *TINY],
+        "expect": "study.name: study 'tiny' is being run by pid 4242 on host other-host since "
+        "2026-01-01T00:00:00Z (splitbench-study experiment=tiny; lock {tmp}/results/study/"
+        ".tiny.lock)",
+    },
 ]

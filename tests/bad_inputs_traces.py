@@ -26,4 +26,9 @@ CASES = [
     {"id": "traces-convert-bad-extension",
      "argv": ["splitbench-traces", "convert", "azure-conv-2023", "{tmp}/out.txt"],
      "expect": "unsupported output extension", "files": {}, "exit": 2},
+    {"id": "traces-mooncake-format-on-a-csv",
+     "argv": ["splitbench-traces", "describe", "{tmp}/t.csv", "--format", "mooncake"],
+     "expect": "t.csv: not Mooncake JSONL (one JSON object per line): its first line looks like "
+               "a CSV header",
+     "files": {"t.csv": _HEADER + "0,0.0,10,5\n"}, "exit": 2},
 ]  # fmt: skip

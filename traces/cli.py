@@ -244,8 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    except OSError as exc:
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # the writers name the output file (common.atomic), even when full
+        from common.errors import error_line
+
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
 
 

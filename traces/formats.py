@@ -140,6 +140,8 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             try:
                 rec = json.loads(text)
             except json.JSONDecodeError as exc:
+                if not records:  # the first line: most likely not a JSONL file at all
+                    raise TraceError(_not_jsonl(path, text)) from None
                 raise TraceError(
                     f"{path}: data row {len(records) + 1}: invalid JSON ({exc.msg})"
                 ) from None
@@ -150,6 +152,18 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 )
             records.append(rec)
     return pd.DataFrame.from_records(records)
+
+
+def _not_jsonl(path: Path, first: str) -> str:
+    """Why a file whose first line is not JSON is not a Mooncake (JSONL) trace, in one line."""
+    what = "not Mooncake JSONL (one JSON object per line)"
+    if "," in first and not first.lstrip().startswith(("{", "[")):
+        head = first if len(first) <= 60 else first[:57] + "..."
+        return (
+            f"{path}: {what}: its first line looks like a CSV header ({head!r}); "
+            "read it as CSV (leave out --format mooncake, or name its format)"
+        )
+    return f"{path}: {what}: line 1 is not JSON"
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -39,7 +39,11 @@ def _positive(name: str, value, *, allow_none: bool = False) -> None:
 
 
 def window(
-    df: pd.DataFrame, start_s: float | None = None, end_s: float | None = None
+    df: pd.DataFrame,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    *,
+    keys: tuple[str, str] = ("start_s", "end_s"),
 ) -> pd.DataFrame:
     """Requests arriving in [start_s, end_s), with arrivals re-zeroed on ``start_s``.
 
@@ -49,6 +53,7 @@ def window(
             arrivals are not shifted). Arrivals become ``arrival_s - start_s``, so a gap
             before the first request in the window is kept.
         end_s: window end in seconds, exclusive (None: to the end).
+        keys: the names errors give ``start_s`` and ``end_s`` (``trace.start_s``, ...).
 
     Returns:
         A new table; request ids are kept.
@@ -64,8 +69,10 @@ def window(
     a = t["arrival_s"].to_numpy()
     keep = (a >= lo) & (a < hi)
     if not keep.any():
+        named = [k for k, v in zip(keys, (start_s, end_s), strict=True) if v is not None]
         raise TraceError(
-            f"window: no requests in [{lo:g}, {hi:g}) s (the trace spans {a[0]:g} to {a[-1]:g} s)"
+            f"{', '.join(named)}: no requests in [{lo:.10g}, {hi:.10g}) s (the trace spans "
+            f"{a[0]:.10g} to {a[-1]:.10g} s)"
         )
     out = t.loc[keep].reset_index(drop=True)
     out["arrival_s"] = out["arrival_s"] - lo
@@ -210,7 +217,12 @@ def resample(
 
 
 def limit_context(
-    df: pd.DataFrame, max_tokens: int, policy: Literal["reject", "clip"] = "reject"
+    df: pd.DataFrame,
+    max_tokens: int,
+    policy: Literal["reject", "clip"] = "reject",
+    *,
+    keys: tuple[str, str] = ("trace.max_context", "trace.context_policy"),
+    window: str = "the ",
 ) -> tuple[pd.DataFrame, int]:
     """Fit requests into a model's context window of ``max_tokens`` (prompt + output).
 
@@ -221,6 +233,9 @@ def limit_context(
             ``"clip"`` keeps them, keeping the prompt and clipping the output to
             ``max_tokens - prompt``, or, if the prompt alone leaves no room for one output
             token, clipping the prompt to ``max_tokens - 1`` and the output to 1.
+        keys: the config keys errors name for ``max_tokens`` and ``policy`` (the caller's:
+            ``target.max_model_len`` for a real server, ...).
+        window: whose window it is, for the error (``"the "``, ``"the model's "``).
 
     Returns:
         (new table, number of requests dropped or clipped). Ids are kept.
@@ -241,7 +256,11 @@ def limit_context(
     if policy == "reject":
         out = t.loc[~over].reset_index(drop=True)
         if out.empty:
-            raise TraceError(f"limit_context: every request exceeds {max_tokens} tokens")
+            raise TraceError(
+                f"{keys[0]}: every request exceeds {window}{max_tokens}-token context window "
+                f"(prompt + output) and {keys[1]}=reject drops them all; raise {keys[0]} or "
+                f"set {keys[1]}=clip"
+            )
         return out, n
     out = t.copy()
     prompt = np.minimum(out["prompt_tokens"].to_numpy(), max_tokens - 1)
@@ -275,6 +294,7 @@ def prepare(
     max_context: int | None = None,
     context_policy: Literal["reject", "clip"] = "reject",
     seed: int = 0,
+    context_window: str = "the ",
 ) -> tuple[pd.DataFrame, dict]:
     """Load a trace and apply window -> scale_rate -> resample -> scale_tokens ->
     limit_context, in that order.
@@ -306,6 +326,10 @@ def prepare(
         context_policy: over-long requests are dropped (``"reject"``) or clipped
             (``"clip"``: output first, then the prompt to ``max_context - 1``).
         seed: seed of the re-sampling random generator.
+        context_window: whose ``max_context`` it is, for the error when every request is
+            rejected (``"the model's "``).
+
+    Errors name the options as the ``trace`` config group's keys (``trace.start_s``, ...).
 
     Returns:
         (trace table, info) where info holds ``source``, ``source_requests``, ``requests``,
@@ -332,7 +356,7 @@ def prepare(
     }
     steps = info["transforms"]
     if start_s is not None or end_s is not None:
-        t = window(t, start_s, end_s)
+        t = window(t, start_s, end_s, keys=("trace.start_s", "trace.end_s"))
         steps.append({"name": "window", "start_s": start_s, "end_s": end_s, "requests": len(t)})
     if scale_to_rate is not None:
         t = scale_rate(t, scale_to_rate)
@@ -373,7 +397,7 @@ def prepare(
         )
     if max_context is not None:
         before = t["prompt_tokens"].to_numpy(np.int64) + t["output_tokens"].to_numpy(np.int64)
-        t, n = limit_context(t, max_context, context_policy)
+        t, n = limit_context(t, max_context, context_policy, window=context_window)
         after = t["prompt_tokens"].to_numpy(np.int64) + t["output_tokens"].to_numpy(np.int64)
         removed = int(before.sum() - after.sum())
         reject = context_policy == "reject"
@@ -513,6 +537,7 @@ class TraceConfig:
             max_context=self.max_context if self.max_context is not None else max_context,
             context_policy=self.context_policy,  # type: ignore[arg-type]
             seed=self.seed,
+            context_window="the " if self.max_context is not None else "the model's ",
         )
 
 

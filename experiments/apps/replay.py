@@ -14,6 +14,7 @@ Nothing here imports torch; heavy modules are imported inside :func:`run`.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -29,6 +30,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     ``run_dir``: where the files go (default: Hydra's run dir inside an app, else cwd).
     """
+    from characterize.modeling.phase.errors import ExtrapolationWarning
     from common.atomic import write_json_atomic
     from experiments import runner
     from experiments.validate import replay_config
@@ -58,13 +60,19 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     outputs += [run_dir / "summary.json", run_dir / "point.json"]
     before = {p for p in outputs if p.exists()}
     try:
-        res, _ = runner.simulate_point(point, progress=bool(progress), display=display)
+        with warnings.catch_warnings():
+            # the summary lists every extrapolation note ("extrapolated" lines): not also a
+            # warning on stderr
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            res, _ = runner.simulate_point(point, progress=bool(progress), display=display)
         res.write(run_dir)
         write_json_atomic(run_dir / "point.json", point)
-    except KeyboardInterrupt:
+    except BaseException as e:
         for p in outputs:  # a half-written run is removed: nothing partial is kept
             if p not in before:
                 p.unlink(missing_ok=True)
+        if not isinstance(e, KeyboardInterrupt):
+            raise  # a full disk: one line naming the file (experiments.apps._cli.guarded)
         print("interrupted: replay stopped, nothing written (rerun to replay)", file=sys.stderr)
         sys.exit(130)
     from replay.summary import format_summary

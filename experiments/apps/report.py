@@ -7,7 +7,8 @@
 By default each inputs set gets its own folder under ``paths.report_dir`` (named by the study's
 name and overrides, or the inputs joined with ``+``), so no report overwrites another; an
 ``output_dir`` other than ``paths.report_dir`` is written exactly. Figures of an earlier report
-in that folder that this one did not write are removed. Figures are PNG and SVG (``formats``)
+in that folder that this one did not write are removed; a folder holding files no report wrote
+is refused (:mod:`experiments.report.manifest`). Figures are PNG and SVG (``formats``)
 with each figure's data as CSV beside it. Several studies: a table and a figure compare them,
 each labelled by its overrides.
 """
@@ -25,7 +26,7 @@ from experiments.apps._cli import launch
 def run(cfg: DictConfig) -> Path:
     """Write the report of ``cfg`` (a composed ``report`` config); returns report.md's path."""
     from experiments.errors import ExperimentError
-    from experiments.report import write_report
+    from experiments.report.manifest import write_report_folder
     from experiments.validate import to_plain
 
     inputs = list(to_plain(cfg.inputs, "inputs"))
@@ -40,10 +41,8 @@ def run(cfg: DictConfig) -> Path:
     out = out if out.is_absolute() else root / out
     base = Path(str(cfg.paths.report_dir))
     per_inputs = out.resolve() == (base if base.is_absolute() else root / base).resolve()
-    for f in cfg.formats:
-        if f not in ("png", "svg", "pdf"):
-            raise ExperimentError(f"formats: unknown format '{f}' (png, svg, pdf)")
-    path = write_report(
+    _check_figures(cfg)
+    path = write_report_folder(
         inputs,
         out,
         per_inputs=per_inputs,
@@ -58,10 +57,27 @@ def run(cfg: DictConfig) -> Path:
     return path
 
 
+#: figure file formats and the PNG resolution the report takes
+FORMATS = ("png", "svg", "pdf")
+DPI_RANGE = (10, 2400)
+
+
+def _check_figures(cfg: DictConfig) -> None:
+    from experiments.errors import ExperimentError
+
+    for f in cfg.formats:
+        if f not in FORMATS:
+            raise ExperimentError(f"formats: unknown format '{f}' ({', '.join(FORMATS)})")
+    lo, hi = DPI_RANGE
+    if not lo <= cfg.dpi <= hi:
+        raise ExperimentError(f"dpi: must be from {lo} to {hi} (dots per inch), got {cfg.dpi}")
+
+
 def _validate(cfg: DictConfig) -> None:
     from experiments.validate import to_plain
 
     to_plain(cfg, "")
+    _check_figures(cfg)
 
 
 def main(argv: list[str] | None = None) -> None:

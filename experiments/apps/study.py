@@ -32,6 +32,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from common import runlock
 from common.atomic import write_text_atomic
 from common.units import w_to_kw
 from experiments.apps._cli import launch
@@ -241,20 +242,9 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     which every point failed raises ExperimentError (exit 2) after writing its tables; Ctrl-C
     raises :class:`~experiments.apps._cli.Interrupted` (exit 130).
     """
-    import pandas as pd
-
-    from experiments import runner, sweep
-    from experiments.apps._cli import Interrupted
+    from experiments import sweep
     from experiments.cache import write_json_atomic
-    from experiments.errors import ExperimentError
-    from experiments.study import (
-        OPTIONAL_TABLES,
-        assemble,
-        check_backend,
-        latency_rows,
-        plan,
-        run_tasks,
-    )
+    from experiments.study import check_backend, plan
     from experiments.validate import study_config
 
     c = study_config(cfg)
@@ -268,14 +258,53 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     st = c["study"]
     backend = _backend(cfg)
     check_backend(backend)
-    t0 = time.perf_counter()
-    t_wall0 = time.time()
+    clock = (time.perf_counter(), time.time())
     tasks, notes = plan(c)
     ctx = _context(c, evaluator)
     if evaluator is None:
         _check_phase_models(c, tasks, ctx.profiles)
     n_jobs = c["search"].n_jobs if evaluator is None else 1
     name, overrides = _study_label(st.name)
+    lock = _lock(Path(c["paths"].study_dir), name)
+    try:
+        return _run_study(cfg, c, evaluator, (tasks, notes), ctx, n_jobs, (name, overrides), clock)
+    finally:
+        runlock.release(*lock)
+
+
+def _lock(study_dir: Path, name: str) -> tuple[Path, dict]:
+    """Take ``<study_dir>/.<name>.lock`` (:mod:`common.runlock`): a second study of the same
+    name running at once would overwrite this one's tables. ExperimentError naming the run
+    that holds it; a lock left by a process that is gone is taken over."""
+    from experiments.errors import ExperimentError
+
+    path = study_dir / f".{name}.lock"
+    info = runlock.holder_info()
+    holder = runlock.acquire(path, info)
+    if holder is not None:
+        raise ExperimentError(
+            f"study.name: study '{name}' is being run by {runlock.describe(holder)} "
+            f"({holder.get('command') or 'command unknown'}; lock {path}): wait for it, set "
+            "another study.name, or delete the lock if that run is gone"
+        )
+    return path, info
+
+
+def _run_study(cfg, c, evaluator, planned, ctx, n_jobs, label, clock) -> dict:
+    """The study of :func:`run` once its folder's lock is held."""
+    import pandas as pd
+
+    from experiments import runner
+    from experiments.apps._cli import Interrupted
+    from experiments.cache import write_json_atomic
+    from experiments.errors import ExperimentError
+    from experiments.study import OPTIONAL_TABLES, assemble, latency_rows, run_tasks
+
+    st = c["study"]
+    tasks, notes = planned
+    name, overrides = label
+    t0, t_wall0 = clock
+    backend = _backend(cfg)
     print(
         f"study {name}: {len(tasks)} searches, {len(st.traces)} trace(s), "
         f"{n_jobs} worker(s) ({backend}), {c['search'].duration_s:g} s re-sampled traces",
@@ -306,13 +335,13 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     tables = assemble(c, tasks, results)
     out = Path(c["paths"].study_dir) / name
     out.mkdir(parents=True, exist_ok=True)
-    files = {}
+    written = {}  # what each table holds, in study.json: the report checks the files by it
     for tname in ("budget", "iso_throughput", "heatmap", "points"):
-        files[tname] = _write_csv(pd.DataFrame(tables[tname]), out / f"{tname}.csv")
+        written[tname] = _write_csv(pd.DataFrame(tables[tname]), out / f"{tname}.csv")
     for tname in OPTIONAL_TABLES:
         if tables[tname]:
-            files[tname] = _write_csv(pd.DataFrame(tables[tname]), out / f"{tname}.csv")
-    files["latency"] = _write_csv(
+            written[tname] = _write_csv(pd.DataFrame(tables[tname]), out / f"{tname}.csv")
+    written["latency_quantiles"] = _write_csv(
         pd.DataFrame(latency_rows(results, tasks)), out / "latency_quantiles.csv"
     )
     evaluated = sum(r["evaluated"] for r in results)
@@ -349,6 +378,7 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
             "points": len(looked),
         },
         "context": context,
+        "tables": written,
         "wall_s": round(wall, 1),
     }
     write_json_atomic(out / "study.json", meta)
@@ -373,12 +403,12 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     _print_budget(tables["budget"])
     report_path = None
     if st.report:
-        from experiments.report import write_report
+        from experiments.report.manifest import write_report_folder
 
         report_dir = Path(c["paths"].report_dir)
         if name != st.name:  # a multirun job: its own report folder
             report_dir = report_dir / name
-        report_path = write_report(
+        report_path = write_report_folder(
             [out],
             report_dir,
             profiles_source=c["profiles"].source,
@@ -393,8 +423,27 @@ def _backend(cfg: DictConfig) -> str:
     return str(OmegaConf.select(cfg, "search.backend", default="joblib") or "joblib")
 
 
-def _write_csv(df, path: Path) -> Path:
-    return write_text_atomic(path, df.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+def _write_csv(df, path: Path) -> dict:
+    """Write a study table; returns its record for study.json: ``rows`` and each column's kind
+    (:func:`column_kind`)."""
+    write_text_atomic(path, df.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    return {"rows": len(df), "columns": {str(c): column_kind(df[c]) for c in df.columns}}
+
+
+def column_kind(col) -> str:
+    """``number``, ``bool`` or ``text``: what every non-empty cell of a table column is."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return "bool"
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        return "number"
+    vals = [v for v in col if v is not None and not (isinstance(v, float) and v != v)]
+    if vals and all(isinstance(v, bool) for v in vals):
+        return "bool"
+    if vals and all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+        return "number"
+    return "text"
 
 
 def _versions() -> dict:

@@ -55,6 +55,19 @@ OPTIONAL_COLUMNS = {
               "throughput_rps", "cost_per_hour", "power_w", "requests_per_dollar", "rps_per_kw",
               "slo_config", "best_requests_per_dollar", "best_rps_per_kw"),
 }  # fmt: skip
+#: the kinds of the columns above that hold numbers or True/False (what a study.json from before
+#: its ``tables`` record is checked by; a newer study records every column's kind)
+COLUMN_KINDS = {
+    **dict.fromkeys(
+        ("prompt_machines", "token_machines", "machines", "max_rate", "throughput_rps",
+         "cost_per_hour", "power_w", "rate", "prompt", "token", "slo_worst_ratio", "best_rate",
+         "quantile", "value_s", "own_rate", "change", "ratio", "default_ratio", "load_factor",
+         "slo_attainment", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s", "offered_rate",
+         "requests_per_dollar", "rps_per_kw"),
+        "number",
+    ),
+    **dict.fromkeys(("slo_met", "best_requests_per_dollar", "best_rps_per_kw"), "bool"),
+}  # fmt: skip
 #: the counters of a ``context`` block (requests and tokens changed by the context policy)
 CONTEXT_COUNTS = ("clipped", "clipped_tokens", "rejected", "rejected_tokens")
 #: overrides that say where things go, not what was computed (left out of labels)
@@ -161,12 +174,16 @@ def _load_study(sj: Path) -> dict:
         raise ExperimentError(f"{sj}: not a splitbench study (no '{missing[0]}' section)")
     if not meta["study"].get("name"):
         raise ExperimentError(f"{sj}: not a splitbench study (no study.name)")
-    tables = {k: read_csv(s / f"{k}.csv") for k in (*STUDY_TABLES, *OPTIONAL_STUDY_TABLES)}
+    names = (*STUDY_TABLES, *OPTIONAL_STUDY_TABLES)
+    for k in names:
+        _check_whole(s / f"{k}.csv")
+    tables = {k: read_csv(s / f"{k}.csv") for k in names}
     for k, need in {**TABLE_COLUMNS, **OPTIONAL_COLUMNS}.items():
         t = tables[k]
         lack = [c for c in need if not t.empty and c not in t.columns]
         if lack:
             raise ExperimentError(f"{s / (k + '.csv')}: missing column '{lack[0]}'")
+    check_tables(sj, meta, tables)
     config = (s / "config.yaml").read_text() if (s / "config.yaml").exists() else ""
     return {
         "dir": s,
@@ -175,6 +192,119 @@ def _load_study(sj: Path) -> dict:
         "config": config,
         "overrides": study_overrides(s, meta),
     }
+
+
+def check_tables(sj: Path, meta: dict, tables: dict[str, pd.DataFrame]) -> None:
+    """Check the study's tables against its own record (``study.json``'s ``tables``: each
+    table's row count and column kinds, written with them by splitbench-study): a truncated,
+    emptied or edited table is one ExperimentError naming the file, and the row and column of a
+    bad cell. A study from before that record is checked by its point count
+    (``simulations.points``, which also counts the heatmap's simulated cells) and the kinds of
+    the columns the report reads (:data:`COLUMN_KINDS`)."""
+    s = sj.parent
+    record = meta.get("tables")
+    if record is not None and not isinstance(record, dict):
+        raise ExperimentError(f"{sj}: 'tables' is not an object")
+    for k, t in tables.items():
+        path = s / f"{k}.csv"
+        rec = (record or {}).get(k)
+        if record is not None and rec is None:
+            if path.exists() and not t.empty:
+                raise ExperimentError(
+                    f"{path}: not written by this study (study.json has no record of it)"
+                )
+            continue
+        if rec is not None and not (
+            isinstance(rec, dict)
+            and isinstance(rec.get("rows"), int)
+            and isinstance(rec.get("columns", {}), dict)
+        ):
+            raise ExperimentError(f"{sj}: tables.{k}: expected {{'rows': N, 'columns': {{...}}}}")
+        want = rec["rows"] if rec is not None else _legacy_rows(k, meta, tables)
+        if want is not None and len(t) != want:
+            what = "study.json records" if rec is not None else "study.json's point count says"
+            raise ExperimentError(
+                f"{path}: {len(t)} data rows, {what} {want} (a truncated or edited table)"
+            )
+        kinds = rec.get("columns", {}) if rec is not None else COLUMN_KINDS
+        for col, kind in kinds.items():
+            if col in t.columns:
+                _check_column(path, t[col], kind)
+            elif rec is not None and len(t):
+                raise ExperimentError(f"{path}: missing column '{col}'")
+
+
+def _check_whole(path: Path) -> None:
+    """A study table ends with a line end (splitbench-study writes whole lines): one that does
+    not was cut short."""
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return
+            f.seek(-1, os.SEEK_END)
+            last = f.read(1)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ExperimentError(f"{path}: cannot read CSV ({e.strerror or e})") from None
+    if last != b"\n":
+        raise ExperimentError(f"{path}: ends inside a row (a truncated file)")
+
+
+def _legacy_rows(name: str, meta: dict, tables: dict[str, pd.DataFrame]) -> int | None:
+    """points.csv's row count from a study.json without a ``tables`` record: every point looked
+    at, less the heatmap's simulated cells (splitbench-study's ``simulations.points``)."""
+    sims = meta.get("simulations")
+    if name != "points" or not isinstance(sims, dict) or not isinstance(sims.get("points"), int):
+        return None
+    heat = tables.get("heatmap", pd.DataFrame())
+    cells = 0
+    if "evaluated" in heat.columns:
+        cells = int(heat["evaluated"].astype(str).str.lower().eq("true").sum())
+    return sims["points"] - cells
+
+
+def _check_column(path: Path, col: pd.Series, kind: str) -> None:
+    """Every non-empty cell of ``col`` is of ``kind`` (``number``, ``bool``; ``text``: any)."""
+    is_bool = pd.api.types.is_bool_dtype(col.dtype)
+    if kind == "number":
+        if pd.api.types.is_numeric_dtype(col.dtype) and not is_bool:
+            return
+        ok, what = col.map(_is_number), "not a number"
+    elif kind == "bool":
+        if is_bool:
+            return
+        ok, what = col.map(_is_bool), "not True or False"
+    else:
+        return
+    bad = ~ok.to_numpy(dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ExperimentError(
+            f"{path}: data row {i + 1}, column '{col.name}': {what}: {str(col.iloc[i])!r}"
+        )
+
+
+def _empty(v) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float | np.floating) and bool(np.isnan(v)))
+
+
+def _is_number(v) -> bool:
+    if _empty(v):
+        return True
+    if isinstance(v, bool | np.bool_):
+        return False
+    if isinstance(v, int | float | np.number):
+        return True
+    try:
+        float(str(v))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_bool(v) -> bool:
+    return _empty(v) or isinstance(v, bool | np.bool_) or str(v) in ("True", "False")
 
 
 def _load_run(r: Path) -> dict:
