@@ -331,3 +331,39 @@ def test_serving_config_is_frozen_and_documented():
 
     assert all(f.metadata.get("help") for f in fields(ServingConfig))
     assert ServingConfig(arrival_s=0.1, arrival_s_per_token=0.01).arrival_delay(10) == 0.2
+
+
+def test_report_line_lists_the_terms_or_says_zero():
+    from replay.serving import describe
+
+    assert "every term zero (the default)" in describe(None)
+    assert "every term zero (the default)" in describe(ServingConfig().to_dict())
+    line = describe(ServingConfig(arrival_s=0.084, arrival_s_per_token=2.3e-4).to_dict())
+    assert line == ("Serving component (replay.serving): arrival 0.084 s, arrival 0.00023 "
+                    "s/prompt token; every other term zero.")  # fmt: skip
+
+
+def test_the_serving_group_reaches_the_replay(tmp_path):
+    # splitbench-replay: serving.* overrides -> the point -> the replay's summary
+    import json
+
+    from hydra import compose, initialize_config_dir
+
+    from experiments.apps.replay import run
+    from experiments.schemas import CONF_DIR, register
+
+    register()
+    ov = ["design=splitwise-hh", "design.machine_policy=vllm", "design.prompt_machines=1",
+          "design.token_machines=1", "trace.resample_rate=2", "trace.resample_duration_s=5",
+          "progress=false", "serving.kv_load_s_per_token=1e-6", "serving.delivery_s=0.01",
+          "scheduler.vllm.num_gpu_blocks=5000"]  # fmt: skip
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        run(compose("replay", overrides=ov), tmp_path / "a")
+        run(compose("replay", overrides=ov[:7]), tmp_path / "b")  # every term zero
+    point = json.loads((tmp_path / "a" / "point.json").read_text())
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert point["serving"]["kv_load_s_per_token"] == 1e-6
+    assert summary["serving"]["delivery_s"] == 0.01
+    assert summary["scheduler"]["vllm"]["num_gpu_blocks"] == 5000
+    assert "serving" not in json.loads((tmp_path / "b" / "point.json").read_text())
+    assert "serving" not in json.loads((tmp_path / "b" / "summary.json").read_text())
