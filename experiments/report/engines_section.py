@@ -155,7 +155,8 @@ def phase_facts(b: pd.DataFrame, reserve: float) -> pd.DataFrame:
 
 
 def _row_source(path: str, model: str) -> str:
-    """The ``source`` of the last row of ``model`` in a set's profile file ('' if unreadable)."""
+    """The ``source`` of a row of ``model`` in a set's profile file, one not derived where there
+    is one ('' if unreadable)."""
     from characterize.modeling.profiles import read_profile_source
 
     try:
@@ -163,7 +164,9 @@ def _row_source(path: str, model: str) -> str:
     except Exception:  # noqa: BLE001 - a profile file of another machine: nothing to show
         return ""
     rows = df[df["model"] == model]
-    return str((rows if len(rows) else df)["source"].iloc[-1])
+    rows = rows if len(rows) else df
+    plain = rows[~rows["source"].str.contains("derived", na=False)]
+    return str((plain if len(plain) else rows)["source"].iloc[0])
 
 
 def fig_sets(figs: Figures, b: pd.DataFrame, name: str) -> str | None:
