@@ -21,8 +21,9 @@ $(VENV)/.base: pyproject.toml
 $(VENV)/.dev: $(VENV)/.base
 	@echo "make: installing the CPU torch wheel (torch==2.13.0, ~200 MB; ~1 min)"
 	$(PIP) install torch==2.13.0
-	@echo "make: installing transformers, nvidia-ml-py, pytest, hypothesis and ruff (~1 min)"
-	$(PIP) install -e '.[sweep,gpu,dev]'
+	@echo "make: installing transformers, nvidia-ml-py, pytest, hypothesis, ruff and"
+	@echo "make: aiconfigurator-core (the aic extra: an 82 MB wheel; ~1-2 min)"
+	$(PIP) install -e '.[sweep,gpu,dev,aic]'
 	@echo "make: test environment ready"
 	touch $@
 
