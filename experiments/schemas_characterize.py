@@ -6,7 +6,7 @@ dataclasses, so a misspelt key or a wrongly typed value fails at composition. Th
 smoke-test models ``tiny-llama`` / ``tiny-bloom`` are ordinary options of the shared ``model``
 group (``conf/model/tiny-*.yaml``, specs under ``characterize/modeling/specs/models``), so the
 replay takes them too. ``paths`` is the shared folders' group (``conf/paths``): profiles go to
-``${paths.results_dir}/profiles``, where ``profiles=measured`` reads. Units: seconds, hertz,
+``${paths.root}/results/profiles``, where ``profiles=measured`` reads. Units: seconds, hertz,
 watts.
 """
 
@@ -84,7 +84,7 @@ class CharacterizeApp:
     seed: int = 0
     paths: PathsConf = field(default_factory=PathsConf)  # the shared folders (conf/paths)
     # the folder profiles=measured reads (conf/characterize.yaml); relative: under paths.root
-    out_dir: str = "${paths.results_dir}/profiles"
+    out_dir: str = "${paths.root}/results/profiles"
     run_name: str | None = None
     resume: bool = True
     progress: bool | None = None

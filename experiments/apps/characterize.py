@@ -7,7 +7,7 @@
 Writes ``<out_dir>/<run_name>/profiles.csv`` (contract 2) with ``infeasible.csv``,
 ``details.csv`` and ``profiles.meta.json`` (see :mod:`characterize.measure.profiler`), prints a summary
 and, when the GPU has a spec and ``fit=true``, the phase model's held-out errors. ``out_dir``
-defaults to ``${paths.results_dir}/profiles`` (under SPLITBENCH_ROOT when set), the folder
+defaults to ``${paths.root}/results/profiles`` (under SPLITBENCH_ROOT when set), the folder
 ``profiles=measured`` reads.
 Bad options are one line ``error: ...`` with exit status 2. torch is imported only by
 :func:`run`, through the profiler.
@@ -120,7 +120,7 @@ def profile_config(cfg: DictConfig):
 
 def out_dir(cfg: DictConfig) -> str:
     """``out_dir`` as a path: relative to ``paths.root`` (the launch folder, or SPLITBENCH_ROOT),
-    as every results folder is; the default is ``${paths.results_dir}/profiles``, the folder
+    as every results folder is; the default is ``${paths.root}/results/profiles``, the folder
     ``profiles=measured`` reads."""
     from pathlib import Path
 
