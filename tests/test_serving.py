@@ -367,3 +367,124 @@ def test_the_serving_group_reaches_the_replay(tmp_path):
     assert summary["scheduler"]["vllm"]["num_gpu_blocks"] == 5000
     assert "serving" not in json.loads((tmp_path / "b" / "point.json").read_text())
     assert "serving" not in json.loads((tmp_path / "b" / "summary.json").read_text())
+
+
+# ---- the disaggregated pair against a per-iteration reference of the two vLLM loops --------
+def vllm_loop(arrivals, nblocks, bs, budget, maxseqs, inj=None, load=(0.0, 0.0), over=(0.0, 0.0)):
+    """One vLLM V1 instance, one iteration at a time (tests/test_replay_vllm_policy.py's
+    reference, with hand-overs): ``arrivals`` = [(t, r, prompt, output)] in queue order;
+    ``inj[r]``: KV tokens a hand-over brings (its prefill starts there and the iteration that
+    admits it pays ``load[0] + load[1] x inj``; a recompute after preemption starts from 0);
+    ``over``: the served per-iteration overhead. Returns {r: (first, done, preemptions)}."""
+    inj = inj or {}
+    p = {r: pp for _, r, pp, _ in arrivals}
+    o = {r: oo for _, r, _, oo in arrivals}
+    first, done, npre, gen, comp, blk, rc = {}, {}, {}, {}, {}, {}, {}
+    waiting, running, prefilling = [], [], set()
+    t, nxt, used = 0.0, 0, 0
+    n = len(arrivals)
+
+    def total(r):
+        return p[r] + gen.get(r, 0)
+
+    def preempt():
+        nonlocal used
+        v = running.pop()
+        used -= blk[v]
+        blk[v] = comp[v] = 0
+        npre[v] = npre.get(v, 0) + 1
+        rc[v] = gen.get(v, 0) > 0  # decoding: recomputed; a partial hand-over: loaded again
+        prefilling.discard(v)
+        waiting.insert(0, v)
+        return v
+
+    while nxt < n or waiting or running:
+        while nxt < n and arrivals[nxt][0] <= t:
+            waiting.append(arrivals[nxt][1])
+            nxt += 1
+        if not waiting and not running:
+            t = arrivals[nxt][0]
+            continue
+        left, sched, preempted, loaded = budget, [], False, []
+        i = 0
+        while i < len(running):
+            r = running[i]
+            x = min(total(r) - comp[r], left)
+            while True:
+                nb = -(-(comp[r] + x) // bs) - blk[r]
+                if nb <= nblocks - used:
+                    used += nb
+                    blk[r] += nb
+                    sched.append((r, x))
+                    left -= x
+                    i += 1
+                    break
+                preempted = True
+                if preempt() == r:
+                    break
+        if not preempted:
+            while waiting and left > 0 and len(running) < maxseqs:
+                r = waiting[0]
+                s = 0 if rc.get(r) else inj.get(r, 0)
+                x = min(total(r) - s, left)
+                nb = -(-(s + x) // bs)
+                if nb > nblocks - used:
+                    break
+                waiting.pop(0)
+                prefilling.add(r)
+                used += nb
+                blk[r], comp[r] = nb, s
+                if s:
+                    loaded.append(s)
+                running.append(r)
+                sched.append((r, x))
+                left -= x
+        chunks = [(x, comp[r]) for r, x in sched if r in prefilling]
+        decs = [comp[r] + 1 for r, x in sched if r not in prefilling]
+        dur = PM.prefill_time_sums(
+            len(chunks),
+            sum(x for x, _ in chunks) + len(decs),
+            sum((c + x) ** 2 - c * c for x, c in chunks) + len(decs),
+        )
+        dur = dur + C_ * sum(decs) if chunks else PM.decode_time(len(decs), sum(decs))
+        t += dur + over[0] + over[1] * len(sched) + sum(load[0] + load[1] * s for s in loaded)
+        for r, x in sched:
+            comp[r] += x
+            if comp[r] == total(r):
+                prefilling.discard(r)
+                gen[r] = gen.get(r, 0) + 1
+                first.setdefault(r, t)
+                if gen[r] == o[r]:
+                    done[r] = t
+                    running.remove(r)
+                    used -= blk[r]
+    return {r: (first[r], done[r], npre.get(r, 0)) for r in p}
+
+
+@pytest.mark.parametrize("blocks, budget, seqs", [(4000, 2048, 64), (420, 1024, 8)])
+def test_split_pair_matches_two_per_iteration_vllm_loops(blocks, budget, seqs):
+    rng = np.random.default_rng(11)
+    n = 120
+    arr = np.sort(rng.uniform(0, 15, n))
+    rows = [(float(a), int(p), int(o)) for a, p, o in
+            zip(arr, rng.integers(1, 2500, n), rng.integers(1, 80, n), strict=True)]  # fmt: skip
+    leg, load, over = 0.003, (0.002, 2e-6), (0.001, 1e-4)
+    sv = ServingConfig(decode_leg_s=leg, kv_load_s=load[0], kv_load_s_per_token=load[1],
+                       iteration_s=over[0], iteration_s_per_request=over[1])  # fmt: skip
+    s = sched(**NO_LINK, vllm={"num_gpu_blocks": blocks, "max_num_batched_tokens": budget,
+                               "max_num_seqs": seqs})  # fmt: skip
+    res = simulate(trace(rows), split_vllm(), s, PMS, serving=sv)
+    # the prefill instance: every request is a one-token request there
+    pre = vllm_loop([(a, r, p, 1) for r, (a, p, _) in enumerate(rows)], blocks, BS, budget,
+                    seqs, over=over)  # fmt: skip
+    ready = sorted((pre[r][1] + leg, r) for r in range(n))
+    inj = {r: (rows[r][1] - 1) // BS * BS for r in range(n)}
+    dec = vllm_loop([(t, r, rows[r][1], rows[r][2]) for t, r in ready], blocks, BS, budget,
+                    seqs, inj=inj, load=load, over=over)  # fmt: skip
+    rq = res.requests
+    want = np.array([dec[r] for r in range(n)])
+    np.testing.assert_allclose(rq.ttft_s + rq.arrival_s, want[:, 0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(rq.e2e_s + rq.arrival_s, want[:, 1], rtol=1e-9, atol=1e-9)
+    assert rq.preemptions.tolist() == want[:, 2].astype(int).tolist()
+    if blocks < 1000:
+        assert want[:, 2].sum() > 0  # the case exercises preemption on the decode instance
