@@ -494,7 +494,7 @@ def profile_runs(cfg: dict, notes: list[str]) -> list[SetRun]:
         run.labelled = True
         runs.append(run)
     for run in runs:
-        if run.labelled:
+        if run.labelled or run.text != "paper":  # the default study keeps its notes
             kinds = "; ".join(
                 f"{g}: {k}" for g, k in sorted({x for d in run.kinds.values() for x in d.items()})
             )

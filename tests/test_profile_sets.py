@@ -272,3 +272,25 @@ def test_the_packaged_composed_tables_resolve_for_every_engine(tmp_path):
         spec = SetSpec(set="aic", engine=engine)
         got = resolve(spec, "llama2-70b", 8, ["h100-80gb", "h200-141gb"], tmp_path, quiet=True)
         assert got.kinds() == {"h100-80gb": "composed", "h200-141gb": "composed"}, engine
+
+
+def test_a_study_on_one_aic_set_says_which_in_its_notes(composed, tmp_path):
+    c = study_config(
+        _cfg(
+            tmp_path,
+            "profiles=aic",
+            f"profiles.composed_dir={composed}",
+            "profiles.slo_reference_source=reference",
+            "study.traces=[azure-conv-2023]",
+            "study.designs=[baseline-h100,splitwise-hh]",
+            "study.h200_designs=[]",
+        )
+    )
+    tasks, notes = plan(c)
+    assert all("profile_set" not in t.labels[0] for t in tasks)  # one set: no set columns
+    assert c["profiles"].slo_reference_source == "reference"
+    assert notes == [
+        "profile set 'vllm-bf16' = aic vllm 0.11.0 bf16, llama2-70b: h100-80gb: composed; "
+        "slowdown reference: a100-80gb tp8 of 'reference' (the paper's DGX-A100: fixed "
+        "per-request targets)"
+    ]
