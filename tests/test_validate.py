@@ -683,7 +683,7 @@ def test_report_files_and_summary(tmp_path):
     pub = tmp_path / "pub"
     rows = write_report(c, loads, steps, tmp_path / "run", pub, ["splitbench-validate", "x=1"])
     assert rows == len(df) == 10
-    for n in ("report.md", "errors.csv", "summary.csv", "noise.png", "versions.json",
+    for n in ("report.md", "repeat_errors.csv", "summary.csv", "noise.png", "versions.json",
               "cdf-baseline-conv-r1.png"):  # fmt: skip
         assert (pub / n).is_file(), n
     s = summary_table(df).iloc[0]

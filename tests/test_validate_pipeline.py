@@ -346,3 +346,64 @@ def test_ladder_is_placed_from_c_and_rstar():
                                min_requests=200, seed=1)  # fmt: skip
     with pytest.raises(ValueError):
         judge.ladder(0, 1, {}, {})
+
+
+def test_judge_tables_from_run_folders_and_the_report(tmp_path):
+    """sim TTFT 8% above real on every request: errors.csv says +8% with a tight interval;
+    capacity.csv carries the predicted C and R*; the report publishes both."""
+    import pandas as pd
+    from test_validate import _default_cfg, _real_dir, _sim_dir
+
+    from experiments.validation.report import write_report
+    from experiments.validation.scoring import design_tables
+    from experiments.validation.steps import Steps
+    from experiments.validation.workload import Load
+
+    reals = [_real_dir(tmp_path / f"r{k}", 1.0) for k in range(2)]
+    sim = _sim_dir(tmp_path / "sim", 1.08, 1.0)
+    trace = tmp_path / "trace.csv"
+    pd.DataFrame({"request_id": range(100), "arrival_s": np.arange(100.0)}).to_csv(trace)
+    c = _default_cfg("designs=[baseline]", "compare.bootstrap=200")
+    ld = Load(name="conv-1R", trace="azure-conv-2023", rate=1.0)
+    pred = {"capacity_rps": 3.0, "rstar_rps": 1.25}
+    err, cap = design_tables(c, "baseline", [ld], {ld.name: sim}, {ld.name: reals},
+                             {ld.name: trace}, pred)  # fmt: skip
+    assert list(err.columns) == judge.ERROR_COLUMNS and list(cap.columns) == judge.CAPACITY_COLUMNS
+    t = err.set_index(["metric", "stat"])
+    assert t.loc[("ttft", "p50"), "rel_error"] == pytest.approx(0.08)
+    assert t.loc[("ttft", "p90"), "ci_low"] == pytest.approx(0.08)
+    assert t.loc[("tbt", "p50"), "rel_error"] == pytest.approx(0.0)
+    assert t.loc[("ttft", "p50"), "n_requests"] == 200  # 100 requests x 2 repeats, paired
+    assert t.loc[("ttft", "p50"), "offered_rps"] == pytest.approx(1.0)
+    assert t.loc[("ttft", "p50"), "rate_fraction"] == pytest.approx(0.8)
+    assert not t.loc[("ttft", "p99"), "scored"] and not t.loc[("throughput", "value"), "scored"]
+    assert bool(t.loc[("ttft", "p50"), "held_out"])
+    assert cap.set_index("quantity").loc["rstar_rps", "sim"] == 1.25
+    steps = Steps(tmp_path / "run", log=lambda s: None)
+    d = steps.path("judge-baseline")
+    d.mkdir(parents=True)
+    err.to_csv(d / "errors.csv", index=False)
+    cap.to_csv(d / "capacity.csv", index=False)
+    steps.results["judge-baseline"] = {}
+    write_report(c, [ld], steps, tmp_path / "run", tmp_path / "pub", ["splitbench-validate"])
+    assert pd.read_csv(tmp_path / "pub" / "errors.csv").shape == err.shape
+    assert (tmp_path / "pub" / "capacity.csv").is_file()
+    text = (tmp_path / "pub" / "report.md").read_text()
+    assert "## Judged errors" in text and "| baseline | rstar_rps | 1.25 |" in text
+
+
+def test_ladder_loads_and_probe_loads_from_the_config():
+    from test_validate import _default_cfg
+
+    from experiments.validation.predict import ladder_loads, probe_load
+
+    c = _default_cfg("ladder.enabled=true", "profile.mode=source", "profile.source=reference")
+    loads = ladder_loads(c, 3.0, 2.0)
+    assert {ld.name for ld in loads} >= {"conv-0.3R", "conv-1.3C", "code-1.2R"}
+    one = next(ld for ld in loads if ld.name == "conv-1.3C")
+    assert one.rate == pytest.approx(3.9) and one.trace == "azure-conv-2023"
+    assert one.prompt_scale == c.load_defaults.prompt_scale and one.max_context == 4096
+    p = probe_load(c, 2.0, "rstar")
+    assert p.trace == c.ladder.rstar_trace and p.duration_s * 2.0 * 0.8 >= c.ladder.min_requests
+    with pytest.raises(ExperimentError, match="ladder.enabled"):
+        _plain(ladder={"enabled": True}, profile={"mode": "skip"}).check()

@@ -27,9 +27,9 @@ from test_validate import _ports, _ps_args  # noqa: E402
 from experiments.validation.procs import free_port  # noqa: E402
 
 
-def _app(tmp_path, *args, timeout=900):
+def _app(tmp_path, *args, timeout=900, env=None):
     exe = Path(sys.executable).parent / "splitbench-validate"
-    env = {**os.environ, "SPLITBENCH_ROOT": str(tmp_path)}
+    env = {**os.environ, "SPLITBENCH_ROOT": str(tmp_path), **(env or {})}
     return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=tmp_path,
                           env=env, timeout=timeout, check=False)  # fmt: skip
 
@@ -39,7 +39,52 @@ BASE = [
     "loads=[{name: smoke, rate: 1.0, duration_s: 4, max_prompt_tokens: 256, "
     "max_output_tokens: 16}]",
     "deploy.prefill.kvcache_gib=1", "deploy.decode.kvcache_gib=1", "deploy.max_model_len=2048",
+    "preflight.on_busy=flag",
 ]  # fmt: skip
+
+#: a second model shape (issue 22: more layers and KV heads, head size 128), a user spec
+SECOND_SHAPE = """name = "tiny-llama-kv4"
+display_name = "tiny Llama, 6 layers, 4 KV heads of 128 (vLLM CPU test)"
+family = "llama"
+num_layers = 6
+hidden_size = 512
+num_attention_heads = 4
+num_kv_heads = 4
+head_dim = 128
+ffn_size = 1536
+vocab_size = 32000
+max_context_tokens = 4096
+bytes_per_param = 4
+kv_bytes_per_element = 4
+gated_mlp = true
+"""
+
+
+def test_smoke_second_model_shape_with_long_prompts(tmp_path):
+    """The disaggregated crash of issue 22 (another shape, long coding prompts sharing the
+    prefill's step budget): the run completes, the connector roles are set, and no engine
+    reuses KV (prefix-cache counters checked by the run itself)."""
+    specs = tmp_path / "specs" / "models"
+    specs.mkdir(parents=True)
+    (specs / "tiny-llama-kv4.toml").write_text(SECOND_SHAPE)
+    env = {"SPLITBENCH_SPEC_PATH": str(tmp_path / "specs")}
+    r = _app(tmp_path, "designs=[splitwise]", *[a for a in BASE if not a.startswith("loads=")],
+             "loads=[{name: code, trace: azure-code-2023, rate: 1.5, duration_s: 6, "
+             "max_prompt_tokens: 900, max_output_tokens: 8}]",
+             *_ports(), "model.name=tiny-llama-kv4", f"model.dir={tmp_path / 'm'}",
+             "hydra.run.dir=out", env=env)  # fmt: skip
+    out = tmp_path / "out"
+    assert r.returncode == 0, r.stderr[-2000:]
+    deploy = json.loads((out / "deploy-splitwise" / "deploy.json").read_text())
+    assert deploy["connector"]["prefill"]["kv_role"] == "kv_producer"
+    assert deploy["connector"]["decode"]["kv_role"] == "kv_consumer"
+    assert "--no-enable-chunked-prefill" in deploy["servers"]["prefill"]["argv"]
+    cal = json.loads((out / "calibrate-splitwise" / "kv_transfer.json").read_text())
+    assert cal["kv_bytes_per_token_spec"] == 2 * 6 * 4 * 128 * 4
+    rec = json.loads((out / "replay-splitwise-code-r0" / "records.json").read_text())
+    assert rec["prefix_cache"]["prefill"]["vllm:prefix_cache_hits"] == 0
+    assert rec["run_delay"]["servers"]["decode"]["cpu_s"] > 0
+    assert _ps_args(str(tmp_path)) == []
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +115,7 @@ def test_smoke_splitwise_end_to_end(tmp_path, model_dir):
     assert all(p["handover_s"] > 0 for p in per.values())
     deploy = json.loads((out / "deploy-splitwise" / "deploy.json").read_text())
     assert set(deploy["servers"]) == {"prefill", "decode", "proxy"}
-    assert deploy["connector"]["kv_connector"] == "ExampleConnector"
+    assert deploy["connector"]["prefill"]["kv_connector"] == "ExampleConnector"
     loadgen = Path(sys.executable).parent / "splitbench-loadgen"
     if loadgen.exists():
         assert r.returncode == 0, r.stderr[-2000:]

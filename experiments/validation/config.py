@@ -440,7 +440,11 @@ class LadderConf:
     rate meeting ``slo``): per trace, rates = fractions x R*, plus an overload run at
     ``overload_x_capacity`` x C."""
 
+    enabled: bool = False  # true: the loads are this ladder (per design), not `loads`
     slo: SloConf = field(default_factory=SloConf)
+    rstar_trace: str = "azure-conv-2023"  # the trace R* is predicted and measured on
+    lo_rps: float = 0.05  # bisection bounds of the simulated R*, req/s
+    hi_rps: float = 20.0  # also the overload rate of the simulated capacity run
     fractions: dict[str, list[float]] = field(default_factory=lambda: {
         "azure-conv-2023": [0.3, 0.6, 0.8, 0.9, 1.0, 1.15],
         "azure-code-2023": [0.5, 0.9, 1.2],
@@ -451,6 +455,9 @@ class LadderConf:
 
     def check(self, key: str = "ladder") -> None:
         self.slo.check(f"{key}.slo")
+        _pos(self.lo_rps, f"{key}.lo_rps")
+        _need(self.hi_rps > self.lo_rps, f"{key}.hi_rps",
+              f"must be > ladder.lo_rps ({self.lo_rps:g}), got {self.hi_rps:g}")  # fmt: skip
         for t, fr in self.fractions.items():
             _need(len(fr) > 0, f"{key}.fractions.{t}", "must not be empty")
             for i, f in enumerate(fr):
@@ -467,6 +474,7 @@ class CompareConf:
     confidence: float = 0.95
     p99_min_requests: int = 1000  # P99 reported, not scored, below this
     seed: int = 0  # of the bootstrap (deterministic)
+    fit_traces: list[str] = field(default_factory=list)  # traces any fit used (not held out)
 
     def check(self, key: str = "compare") -> None:
         _need(0 <= self.trim < 0.5, f"{key}.trim", f"must be in [0, 0.5), got {self.trim}")
@@ -512,7 +520,12 @@ class ValidateConfig:
         _need(mml <= spec.max_context_tokens, "deploy.max_model_len",
               f"must be <= the model's context ({spec.max_context_tokens}), got {mml}")  # fmt: skip
         self.load_defaults.check("load_defaults", mml)
-        _need(len(self.loads) > 0, "loads", "must be a non-empty list")
+        _need(len(self.loads) > 0 or self.ladder.enabled, "loads",
+              "must be a non-empty list (or ladder.enabled=true)")  # fmt: skip
+        if self.ladder.enabled:
+            _need(self.profile.mode != "skip" and self.simulate.enabled, "ladder.enabled",
+                  "the ladder is placed from the simulator: needs profile.mode measure or "
+                  "source and simulate.enabled")  # fmt: skip
         self.loads = [
             ld if isinstance(ld, LoadConf) else _build(LoadConf, ld, f"loads[{i}]")
             for i, ld in enumerate(self.loads)

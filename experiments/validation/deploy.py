@@ -19,6 +19,20 @@ Connectors (both checked here with vLLM 0.32 CPU, 2 cores):
   token stored (float32 KV of the tiny Llama), whole blocks only; for prompt lengths of 1 or 0
   modulo the block size (129, 384, 1025) the decode instance found no match and recomputed the
   whole prompt (its lookup key is ``len - 1`` tokens aligned down, the store's ``len``).
+- Roles and isolation: the prefill instance runs ``kv_producer``, the decode instance
+  ``kv_consumer``. vLLM 0.32's ExampleConnector does not look at the role (any instance stores a
+  prompt it did not find and loads one it finds), so isolation does not rest on it: every
+  deployment gets a fresh storage folder, every real run its own prompt ids
+  (:func:`experiments.validation.pipeline.prompt_seed`), and the engines' prefix-cache counters
+  are checked after every run (:mod:`experiments.validation.engine_metrics`). The prefill
+  instance never splits a prompt (``--no-enable-chunked-prefill``, a step budget of at least
+  ``max_model_len``): ExampleConnector stores a prompt when it is first scheduled, from the
+  blocks of that step only, under the key of all its whole blocks, so a chunked prompt left a
+  short file under a long key (the decode instance then failed in ``inject_kv_into_layer``:
+  ``[256, 4, 128]`` into ``[512, 4, 128]``, issue 22). Found by reading
+  ``vllm/distributed/kv_transfer/kv_connector/v1/example_connector.py`` (``build_connector_meta``
+  and ``ReqMeta.make_meta``) and ``v1/core/sched/scheduler.py`` (chunking under a shared token
+  budget); not yet re-run on vLLM here.
 - ``NixlConnector`` with ``buffer_device: cpu`` (``pip install nixl==1.5.1``, not a project
   dependency): the production connector (the decode instance pulls the KV over UCX; the proxy
   passes ``kv_transfer_params``; each instance gets its own NIXL side-channel port). It starts

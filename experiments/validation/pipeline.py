@@ -159,22 +159,24 @@ def run(c: ValidateConfig, run_dir: str | Path, argv: list[str] | None = None) -
     write_json_atomic(run_dir / "preflight.json", {"loadavg": quiet})
     with Supervisor() as sup:
         model_dir = model_step(c, steps)
-        loads = c.loads_resolved()
+        loads = [] if c.ladder.enabled else c.loads_resolved()
         for ld in loads:
             steps.run(f"trace-{ld.name}", asdict(ld), lambda d, ld=ld: build_trace(ld, d))
+        by_design: dict[str, list] = {}
         for design in c.designs:
             quiet.append(check_quiet(c.preflight.max_loadavg, c.preflight.on_busy,
                                      f"before design {design}"))  # fmt: skip
             write_json_atomic(run_dir / "preflight.json", {"loadavg": quiet})
             dep = LazyDeployment(design, c, run_dir, sup, model_dir)
             try:
-                _design(c, design, loads, steps, dep, sup)
+                by_design[design] = _design(c, design, loads, steps, dep, sup)
             finally:
                 dep.stop()
         from experiments.validation.report import write_report
 
         out = Path(c.report_dir).resolve() if c.report_dir else None
-        rows = write_report(c, loads, steps, run_dir, out, argv or ["splitbench-validate"])
+        every = list({ld.name: ld for lds in by_design.values() for ld in lds}.values())
+        rows = write_report(c, every, steps, run_dir, out, argv or ["splitbench-validate"])
     print(f"validation run dir: {run_dir} ({len(steps.ran)} steps ran, {len(steps.reused)} "
           "reused)")  # fmt: skip
     return {"run_dir": str(run_dir), "ran": steps.ran, "reused": steps.reused, "rows": rows}
@@ -259,6 +261,11 @@ def _calibrate(c: ValidateConfig, design: str, steps, dep: LazyDeployment, sup) 
     return steps.run(name, key, cal_fn, inputs=["model"])
 
 
+def _trace_step(c: ValidateConfig, design: str, ld) -> str:
+    """A load's trace step: shared by the designs, except a ladder's (placed per design)."""
+    return f"trace-{design}-{ld.name}" if c.ladder.enabled else f"trace-{ld.name}"
+
+
 def _replay(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDeployment, sup) -> Path:
     """One real run of load ``ld`` (repeat ``r``) against the deployment; its run folder."""
     from experiments.validation import engine_metrics as em
@@ -273,7 +280,7 @@ def _replay(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDeployme
         from common.atomic import write_json_atomic
 
         dp = dep.ensure()
-        trace = steps.path(f"trace-{ld.name}") / "trace.csv"
+        trace = steps.path(_trace_step(c, design, ld)) / "trace.csv"
         out = d / "run"
         shutil.rmtree(out, ignore_errors=True)
         argv = [
@@ -312,13 +319,15 @@ def _replay(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDeployme
         return {"dir": str(out), "completed": summ.get("requests", {}).get("completed"),
                 "records": str(d / "records.json")}  # fmt: skip
 
-    steps.run(name, conf, rep_fn, inputs=[f"trace-{ld.name}"])
+    steps.run(name, conf, rep_fn, inputs=[_trace_step(c, design, ld)])
     return steps.path(name) / "run"
 
 
-def _design(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, sup) -> None:
+def _design(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, sup) -> list:
+    """Every step of one design; returns its loads (the ladder's, when enabled)."""
     from experiments.validation.compare import compare_runs, load_run, plot_cdfs
     from experiments.validation.simargs import decode_step_s, handover_overrides, sim_overrides
+    from experiments.validation.workload import build_trace
 
     source, prof_step = _profile(c, design, steps, dep.model_dir)
     kv_ov: list[str] = []
@@ -328,6 +337,7 @@ def _design(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, s
         res = _calibrate(c, design, steps, dep, sup)
         kv_ov = handover_overrides(res, decode_step_s(source), int(c.calibrate.block_size))
     sim_dirs: dict[str, Path] = {}
+    pred = None
     if source is not None:
         fit = f"fit-{design}"
 
@@ -337,25 +347,45 @@ def _design(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, s
             return {"source": source, "log": str(d / "fit.log")}
 
         steps.run(fit, {"source": source}, fit_fn, inputs=[prof_step])
+        ov = [*sim_overrides(c, design, source), *kv_ov]
+
+        def simulate(trace: Path, out: Path, name: str = f"predict-{design}") -> Path:
+            argv = [_script("splitbench-replay"), "trace=path", f"trace.path={trace}",
+                    f"profiles.source={source}", f"seed={c.seed}", f"hydra.run.dir={out}",
+                    *ov]  # fmt: skip
+            run_tool(name, argv, out / "replay.log", 1800)
+            return out
+
+        if c.ladder.enabled:
+            from experiments.validation.predict import ladder_loads, predict
+
+            key = {"overrides": ov, "source": source, "ladder": asdict(c.ladder),
+                   "load_defaults": asdict(c.load_defaults), "trim": c.compare.trim}  # fmt: skip
+            pred = steps.run(f"predict-{design}", key,
+                             lambda d: predict(c, design, d, simulate), inputs=[fit])  # fmt: skip
+            loads = ladder_loads(c, pred["capacity_rps"], pred["rstar_rps"])
+            print(f"[predict-{design}] C {pred['capacity_rps']:.3g} req/s, R* "
+                  f"{pred['rstar_rps']:.3g} req/s: " + ", ".join(
+                      f"{ld.name} {ld.rate:.3g}" for ld in loads), flush=True)  # fmt: skip
+            for ld in loads:
+                steps.run(_trace_step(c, design, ld), asdict(ld),
+                          lambda d, ld=ld: build_trace(ld, d))  # fmt: skip
         if c.simulate.enabled:
-            ov = [*sim_overrides(c, design, source), *kv_ov]
             for ld in loads:
                 name = f"simulate-{design}-{ld.name}"
+                tstep = _trace_step(c, design, ld)
 
-                def sim_fn(d: Path, ld=ld, ov=ov, name=name):
-                    trace = steps.path(f"trace-{ld.name}") / "trace.csv"
-                    argv = [_script("splitbench-replay"), "trace=path", f"trace.path={trace}",
-                            f"profiles.source={source}", f"seed={c.seed}",
-                            f"hydra.run.dir={d}", *ov]  # fmt: skip
-                    run_tool(name, argv, d / "replay.log", 1800)
+                def sim_fn(d: Path, tstep=tstep, name=name):
+                    simulate(steps.path(tstep) / "trace.csv", d, name)
                     return {"dir": str(d)}
 
-                steps.run(name, {"overrides": ov, "source": source}, sim_fn,
-                          inputs=[fit, f"trace-{ld.name}"])  # fmt: skip
+                steps.run(name, {"overrides": ov, "source": source}, sim_fn, inputs=[fit, tstep])
                 sim_dirs[ld.name] = steps.path(name)
     first = "decode" if design == "splitwise" else "prompt"
+    real_dirs: dict[str, list[Path]] = {}
     for ld in loads:
         reps = [_replay(c, design, ld, r, steps, dep, sup) for r in range(int(c.repeats))]
+        real_dirs[ld.name] = reps
         if ld.name not in sim_dirs:
             continue
         name = f"compare-{design}-{ld.name}"
@@ -375,3 +405,28 @@ def _design(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, s
             f"replay-{design}-{ld.name}-r{r}" for r in range(int(c.repeats))
         ]
         steps.run(name, {"trim": c.compare.trim, "first_token": first}, cmp_fn, inputs=inputs)
+    if sim_dirs:
+        _judge(c, design, loads, steps, sim_dirs, real_dirs, pred)
+    return loads
+
+
+def _judge(c: ValidateConfig, design: str, loads, steps, sim_dirs, real_dirs, pred) -> None:
+    """``judge-<design>``: errors.csv (paired bootstrap intervals) and capacity.csv."""
+    from common.atomic import write_text_atomic
+    from experiments.validation.scoring import design_tables
+
+    traces = {ld.name: steps.path(_trace_step(c, design, ld)) / "trace.csv" for ld in loads}
+    judged = [ld for ld in loads if ld.name in sim_dirs]
+    inputs = [f"compare-{design}-{ld.name}" for ld in judged]
+    if pred is not None:
+        inputs.append(f"predict-{design}")
+
+    def fn(d: Path):
+        err, cap = design_tables(c, design, judged, sim_dirs, real_dirs, traces, pred)
+        write_text_atomic(d / "errors.csv", err.to_csv(index=False, float_format="%.6g"))
+        write_text_atomic(d / "capacity.csv", cap.to_csv(index=False, float_format="%.6g"))
+        return {"errors": str(d / "errors.csv"), "capacity": str(d / "capacity.csv")}
+
+    key = {"compare": asdict(c.compare), "ladder_slo": asdict(c.ladder.slo),
+           "rstar_trace": c.ladder.rstar_trace}  # fmt: skip
+    steps.run(f"judge-{design}", key, fn, inputs=inputs)

@@ -2,7 +2,10 @@
 
 Written into the run dir and, with ``report_dir`` set, also there (``make validate`` publishes to
 ``results/reference/validation/``):
-- ``errors.csv``: every design x load x metric x stat (sim, real mean/min/max, relative error,
+- ``errors.csv`` and ``capacity.csv``: the judge's tables (issue 22; :mod:`.judge`, paired
+  per-request bootstrap intervals, P99 and throughput marked unscored where they cannot be
+  judged), from the ``judge-<design>`` steps;
+- ``repeat_errors.csv``: every design x load x metric x stat (sim, real mean/min/max, relative error,
   noise = the real repeats' relative half-range, targets);
 - ``summary.csv``: one row per design and load, the README's table (P50/P90 errors of TTFT, TBT,
   E2E, throughput error, the largest noise of those);
@@ -134,7 +137,7 @@ def _profile_decode(source: str | None) -> dict:
     return {int(b): float(g["latency_s"].min()) * 1e3 for b, g in d.groupby("batch_size")}
 
 
-def write_report(c: dict, loads, steps, run_dir: Path, out_dir: Path | None, argv: list[str]):
+def write_report(c, loads, steps, run_dir: Path, out_dir: Path | None, argv: list[str]):
     """Write the report files (module doc); returns the number of error rows."""
     from experiments.validation.compare import format_table
 
@@ -238,6 +241,35 @@ def write_report(c: dict, loads, steps, run_dir: Path, out_dir: Path | None, arg
     else:
         L += ["No simulated run to compare with (profile.mode=skip or simulate.enabled=false).",
               ""]  # fmt: skip
+    judged = [pd.read_csv(steps.path(f"judge-{d}") / "errors.csv") for d in c.designs
+              if f"judge-{d}" in steps.results]  # fmt: skip
+    capac = [pd.read_csv(steps.path(f"judge-{d}") / "capacity.csv") for d in c.designs
+             if f"judge-{d}" in steps.results]  # fmt: skip
+    jerr = pd.concat(judged, ignore_index=True) if judged else None
+    jcap = pd.concat(capac, ignore_index=True) if capac else None
+    if jerr is not None and len(jerr):
+        sc = jerr[jerr["scored"].astype(bool)]
+        L += ["## Judged errors (paired per-request bootstrap, errors.csv)", "",
+              f"{len(sc)} of {len(jerr)} rows scored (P99 below {c.compare.p99_min_requests} "
+              "requests and throughput below saturation are reported, not scored); intervals "
+              f"{c.compare.confidence:.0%}, {c.compare.bootstrap} resamples. Simulated TBT per "
+              "request: its explicit gaps plus the rest at their mean (see "
+              "experiments/validation/scoring.py).", "",
+              "| design | load | offered (req/s) | metric | stat | sim | real | rel. error | "
+              "interval | n | scored |", "|" + "---|" * 11]  # fmt: skip
+        for r in jerr.itertuples(index=False):
+            L.append(f"| {r.design} | {r.load} | {r.offered_rps:.3g} | {r.metric} | {r.stat} | "
+                     f"{r.sim:.4g} | {r.real:.4g} | {_pct(r.rel_error)} | "
+                     f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}] | {r.n_requests} | "
+                     f"{'yes' if r.scored else 'no'} |")  # fmt: skip
+        L.append("")
+    if jcap is not None and len(jcap):
+        L += ["## Capacity and R* (capacity.csv)", "",
+              "| design | quantity | sim | real | rel. error |", "|" + "---|" * 5]  # fmt: skip
+        for r in jcap.itertuples(index=False):
+            L.append(f"| {r.design} | {r.quantity} | {r.sim:.4g} | {r.real:.4g} | "
+                     f"{_pct(r.rel_error)} |")  # fmt: skip
+        L.append("")
     L += ["## Command and versions", "", "```", " ".join(argv), "```", "",
           "```json", json.dumps(ver, indent=1, sort_keys=True), "```", ""]  # fmt: skip
     text = "\n".join(L) + "\n"
@@ -247,8 +279,13 @@ def write_report(c: dict, loads, steps, run_dir: Path, out_dir: Path | None, arg
         write_json_atomic(d / "versions.json", ver)
         if len(traces):
             write_text_atomic(d / "traces.csv", traces.to_csv(index=False))
+        if jerr is not None:
+            write_text_atomic(d / "errors.csv", jerr.to_csv(index=False, float_format="%.6g"))
+        if jcap is not None:
+            write_text_atomic(d / "capacity.csv", jcap.to_csv(index=False, float_format="%.6g"))
         if parts:
-            write_text_atomic(d / "errors.csv", df.to_csv(index=False, float_format="%.6g"))
+            write_text_atomic(d / "repeat_errors.csv",
+                              df.to_csv(index=False, float_format="%.6g"))  # fmt: skip
             write_text_atomic(d / "summary.csv", summ.to_csv(index=False, float_format="%.6g"))
             plot_noise(df, d / "noise.png")
             if d != run_dir:

@@ -1,0 +1,124 @@
+"""From run folders to the judge's tables: ``errors.csv`` and ``capacity.csv`` of one design.
+
+Pairing: a simulated request and a real one are the same trace request (same id). For every
+real repeat, each request completed on both sides is one pair; the bootstrap resamples pairs.
+Samples per request: TTFT and E2E (one value each); TBT: every gap of the request. Real gaps
+are the client's token times (``tokens.parquet``). The simulator keeps most gaps per iteration
+span, not per request: a simulated request's TBT sample is its explicit gaps
+(``request_gaps.parquet``) plus its remaining gaps at their mean (from ``tbt_mean_s``), so the
+simulated TBT percentiles here can differ slightly from the exact token-weighted ones of the
+comparison table (said in the report). The split design's first token is taken at the decode
+instance on both sides.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.validation import judge
+from experiments.validation.compare import load_run, run_metrics
+
+
+def _real_samples(path: Path) -> dict[int, dict[str, np.ndarray]]:
+    run = load_run(path)
+    req = run.requests
+    tok = pd.read_parquet(path / "tokens.parquet")
+    times = dict(zip(tok["request_id"], tok["token_times_s"], strict=True))
+    out = {}
+    for r in req.itertuples(index=False):
+        if not np.isfinite(r.e2e_s):
+            continue
+        t = np.asarray(times.get(r.request_id, []), dtype=float)
+        out[int(r.request_id)] = {"ttft": np.array([r.ttft_s]), "e2e": np.array([r.e2e_s]),
+                                  "tbt": np.diff(t) if t.size > 1 else np.zeros(0)}  # fmt: skip
+    return out
+
+
+def _sim_samples(path: Path, first_token: str) -> dict[int, dict[str, np.ndarray]]:
+    run = load_run(path, first_token=first_token)
+    rg = pd.read_parquet(path / "request_gaps.parquet") if (path / "request_gaps.parquet").is_file() \
+        else pd.DataFrame({"request_id": [], "gap_s": []})  # fmt: skip
+    explicit = {int(k): g["gap_s"].to_numpy(dtype=float) for k, g in rg.groupby("request_id")}
+    out = {}
+    for r in run.requests.itertuples(index=False):
+        if not np.isfinite(r.e2e_s):
+            continue
+        n = max(int(r.output_tokens) - 1, 0)
+        ex = explicit.get(int(r.request_id), np.zeros(0))
+        total = float(r.tbt_mean_s) * n if n and np.isfinite(r.tbt_mean_s) else 0.0
+        if first_token == "decode" and ex.size:  # the first gap moved into the TTFT
+            total -= ex[0]
+            ex = ex[1:]
+            n -= 1
+        rest = n - ex.size
+        mean_rest = (total - ex.sum()) / rest if rest > 0 else 0.0
+        gaps = np.concatenate([ex, np.full(max(rest, 0), mean_rest)])
+        out[int(r.request_id)] = {"ttft": np.array([r.ttft_s]), "e2e": np.array([r.e2e_s]),
+                                  "tbt": gaps}  # fmt: skip
+    return out
+
+
+def paired_samples(sim_dir: Path, real_dirs: list[Path], first_token: str) -> dict:
+    """metric -> (sim per pair, real per pair) over every repeat's requests done on both sides."""
+    sim = _sim_samples(Path(sim_dir), first_token)
+    pairs: dict[str, tuple[list, list]] = {m: ([], []) for m in ("ttft", "tbt", "e2e")}
+    for d in real_dirs:
+        real = _real_samples(Path(d))
+        for rid in sorted(set(sim) & set(real)):
+            for m, (s, r) in pairs.items():
+                s.append(sim[rid][m])
+                r.append(real[rid][m])
+    return pairs
+
+
+def design_tables(
+    c, design: str, loads, sim_dirs: dict, real_dirs: dict, trace_csv: dict, pred: dict | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(errors, capacity) tables of one design (:data:`judge.ERROR_COLUMNS`,
+    :data:`judge.CAPACITY_COLUMNS`)."""
+    cc = c.compare
+    first = "decode" if design == "splitwise" else "prompt"
+    cap_sim = (pred or {}).get("capacity_rps", math.nan)
+    rstar_sim = (pred or {}).get("rstar_rps", math.nan)
+    rows, p90 = [], []
+    for ld in loads:
+        if ld.name not in sim_dirs or not real_dirs.get(ld.name):
+            continue
+        arr = pd.read_csv(trace_csv[ld.name])["arrival_s"]
+        offered = judge.realized_rate(arr)
+        samples = paired_samples(sim_dirs[ld.name], real_dirs[ld.name], first)
+        sm = run_metrics(load_run(sim_dirs[ld.name], first_token=first), cc.trim)
+        rm = [run_metrics(load_run(p), cc.trim) for p in real_dirs[ld.name]]
+        thr = (sm["throughput_rps"], float(np.nanmean([m["throughput_rps"] for m in rm])))
+        sat = bool(math.isfinite(cap_sim) and offered >= cap_sim)
+        part = judge.error_rows(
+            design, ld.name, offered, rstar_sim, samples, held_out=ld.trace not in cc.fit_traces,
+            p99_min_requests=cc.p99_min_requests, resamples=cc.bootstrap,
+            confidence=cc.confidence, seed=cc.seed, throughput=thr, saturated=sat,
+        )  # fmt: skip
+        rows += part
+        if ld.trace == c.ladder.rstar_trace:
+            get = {(r["metric"], r["stat"]): r["real"] for r in part}
+            p90.append((offered, judge.slo_ratio(get[("ttft", "p90")], get[("tbt", "p90")],
+                                                 c.ladder.slo.ttft_p90_s, c.ladder.slo.tbt_p90_s)))  # fmt: skip
+    errors = pd.DataFrame(rows, columns=judge.ERROR_COLUMNS)
+    cap_real = {"value": math.nan}
+    over = [ld for ld in loads if ld.name.endswith("C") and real_dirs.get(ld.name)]
+    if over:
+        vals = []
+        for p in real_dirs[over[0].name]:
+            req = load_run(p).requests
+            vals.append(judge.capacity_rps(req["arrival_s"], req["e2e_s"], cc.trim, cc.confidence))
+        cap_real = {k: float(np.nanmean([v[k] for v in vals])) for k in ("value", "ci_low",
+                                                                        "ci_high")}  # fmt: skip
+    rs = judge.rstar_interpolated(*zip(*p90, strict=True)) if p90 else {"value": math.nan}
+    capacity = pd.DataFrame(
+        judge.capacity_rows(design, {"sim": cap_sim, "real": cap_real},
+                            {"sim": rstar_sim, "real": {"value": rs["value"]}}),
+        columns=judge.CAPACITY_COLUMNS,
+    )  # fmt: skip
+    return errors, capacity
