@@ -267,13 +267,13 @@ def test_measured_h200_profiles_picks_the_study_model_and_native_engine(tmp_path
 
 
 def test_h200_profile_set_merges_measured_tables_and_prints_them(tmp_path, capsys):
+    from characterize.modeling.profile_sets import SetSpec, resolve
     from characterize.modeling.profiles import (
         ProfileError,
         read_profiles,
         reference_profiles,
         write_profiles,
     )
-    from characterize.modeling.profile_sets import SetSpec, resolve
 
     ref = reference_profiles()
     h200 = ref[(ref["gpu"] == "h100-80gb") & (ref["tp"] == 8)].assign(gpu="h200-141gb")
