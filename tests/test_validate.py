@@ -528,6 +528,9 @@ def test_app_calibrates_through_the_proxy_then_names_a_dead_server(tmp_path, fak
     assert (cal / "step.json").is_file(), r.stdout + r.stderr
     res = json.loads((cal / "kv_transfer.json").read_text())
     assert res["handover_fit"]["points"] == 2 and res["lengths"] == [40, 80]
+    rec = json.loads((cal / "step.json").read_text())["result"]["records"]
+    assert set(rec["run_delay"]["servers"]) == {"prefill", "decode", "proxy"}
+    assert rec["run_delay"]["servers"]["prefill"]["cpu_s"] > 0 and rec["loadavg"]["before"]
     csv = pd.read_csv(cal / "kv_transfer.csv")
     assert set(csv["kind"]) == {"prefill", "proxy_ttft", "proxy_prefill_leg", "handover"}
     # prefill 1 ms per prompt token in the fake: the measured prefill grows with length

@@ -239,16 +239,23 @@ def _calibrate(c: ValidateConfig, design: str, steps, dep: LazyDeployment, sup) 
     name = f"calibrate-{design}"
 
     def cal_fn(d: Path):
+        from experiments.validation.preflight import RunDelay, loadavg
+
         dp = dep.ensure()
+        load0 = loadavg()
+        delay = RunDelay(dp.groups()).start()
         sup.watch()
         try:
-            return calibrate_kv_transfer(
+            res = calibrate_kv_transfer(
                 dp.instances["prefill"], dp.url, d, model=str(dep.model_dir),
                 lengths=list(cal.lengths), repeats=int(cal.repeats), seed=int(c.seed),
                 vocab=spec.vocab_size, kv_bytes_per_token=spec.kv_bytes_per_token,
                 block_size=int(cal.block_size), storage_bytes=dp.kv_storage_bytes,
                 injected=dp.injected_tokens,
             )  # fmt: skip
+            res["records"] = {"run_delay": delay.stop(),
+                              "loadavg": {"before": load0, "after": loadavg()}}  # fmt: skip
+            return res
         except (KeyboardInterrupt, StepError):
             sup.check(name, grace_s=3.0)  # a server that died explains the failure
             raise
