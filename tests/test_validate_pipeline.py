@@ -346,6 +346,12 @@ def test_ladder_is_placed_from_c_and_rstar():
                                min_requests=200, seed=1)  # fmt: skip
     with pytest.raises(ValueError):
         judge.ladder(0, 1, {}, {})
+    lad = judge.ladder(3.5, 2.0, {"azure-conv-2023": [0.3, 0.8]}, {},
+                       sentinel={"azure-conv-2023": 0.8})  # fmt: skip
+    last = lad[-1]
+    assert last["name"] == "conv-0.8R-sentinel" and last["order"] == len(lad) - 1
+    first = next(d for d in lad if d["name"] == "conv-0.8R")
+    assert (first["seed"], first["rate"]) == (last["seed"], last["rate"])  # the same arrivals
 
 
 def test_judge_tables_from_run_folders_and_the_report(tmp_path):
@@ -385,9 +391,19 @@ def test_judge_tables_from_run_folders_and_the_report(tmp_path):
     err.to_csv(d / "errors.csv", index=False)
     cap.to_csv(d / "capacity.csv", index=False)
     steps.results["judge-baseline"] = {}
+    rep = steps.path("replay-baseline-conv-1R-r0")
+    rep.mkdir()
+    import shutil
+
+    shutil.copytree(reals[0], rep / "run")
+    (rep / "records.json").write_text("{}")
+    steps.results["replay-baseline-conv-1R-r0"] = {}
     write_report(c, [ld], steps, tmp_path / "run", tmp_path / "pub", ["splitbench-validate"])
     assert pd.read_csv(tmp_path / "pub" / "errors.csv").shape == err.shape
     assert (tmp_path / "pub" / "capacity.csv").is_file()
+    pub_run = tmp_path / "pub" / "runs" / "replay-baseline-conv-1R-r0"
+    assert {p.name for p in pub_run.iterdir()} == {"requests.parquet", "tokens.parquet",
+                                                   "records.json"}  # fmt: skip
     text = (tmp_path / "pub" / "report.md").read_text()
     assert "## Judged errors" in text and "| baseline | rstar_rps | 1.25 |" in text
 
@@ -399,7 +415,9 @@ def test_ladder_loads_and_probe_loads_from_the_config():
 
     c = _default_cfg("ladder.enabled=true", "profile.mode=source", "profile.source=reference")
     loads = ladder_loads(c, 3.0, 2.0)
-    assert {ld.name for ld in loads} >= {"conv-0.3R", "conv-1.3C", "code-1.2R"}
+    assert {ld.name for ld in loads} >= {"conv-0.3R", "conv-1.3C", "code-1.2R",
+                                         "conv-0.8R-sentinel"}  # fmt: skip
+    assert loads[-1].name == "conv-0.8R-sentinel"
     one = next(ld for ld in loads if ld.name == "conv-1.3C")
     assert one.rate == pytest.approx(3.9) and one.trace == "azure-conv-2023"
     assert one.prompt_scale == c.load_defaults.prompt_scale and one.max_context == 4096

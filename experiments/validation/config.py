@@ -450,6 +450,8 @@ class LadderConf:
         "azure-code-2023": [0.5, 0.9, 1.2],
     })  # fmt: skip
     overload_x_capacity: dict[str, float] = field(default_factory=lambda: {"azure-conv-2023": 1.3})
+    # per trace: a rung (x R*) run again at the end of each design's block (drift)
+    sentinel: dict[str, float] = field(default_factory=lambda: {"azure-conv-2023": 0.8})
     min_requests: int = 200  # completed requests per load after warm-up (duration from rate)
     seed: int = 0  # a fresh arrival seed per rate, common across designs
 
@@ -462,6 +464,8 @@ class LadderConf:
             _need(len(fr) > 0, f"{key}.fractions.{t}", "must not be empty")
             for i, f in enumerate(fr):
                 _pos(f, f"{key}.fractions.{t}[{i}]")
+        for t, x in self.sentinel.items():
+            _pos(x, f"{key}.sentinel.{t}")
         for t, x in self.overload_x_capacity.items():
             _need(x > 1, f"{key}.overload_x_capacity.{t}", f"must be > 1, got {x:g}")
         _at_least(self.min_requests, 1, f"{key}.min_requests")

@@ -257,12 +257,15 @@ def ladder(
     min_requests: int = 200,
     trim: float = 0.1,
     seed: int = 0,
+    sentinel: dict[str, float] | None = None,
 ) -> list[dict]:
     """The loads of a rate ladder: per trace, ``fraction x R*`` for each fraction and
     ``overload x C``; each with a duration long enough for ``min_requests`` inside the
     trimmed window at its rate, its own arrival seed (a function of trace and rung, the same for
     every design) and a place in a shuffled order (seeded). Returns dicts: name, trace, rate,
-    basis ('rstar'|'capacity'), factor, duration_s, seed, order."""
+    basis ('rstar'|'capacity'), factor, duration_s, seed, order. ``sentinel``: per trace, a
+    rung (fraction of R*) run again after all the others, with the same arrivals as its first
+    run (same seed): the difference between the two measures drift over the block."""
     if not (rstar > 0 and capacity > 0):
         raise ValueError(f"ladder: needs C > 0 and R* > 0, got C={capacity}, R*={rstar}")
     out = []
@@ -281,4 +284,12 @@ def ladder(
     perm = np.random.default_rng(seed).permutation(len(out))
     for pos, i in enumerate(perm):
         out[int(i)]["order"] = pos
-    return sorted(out, key=lambda d: d["order"])
+    out.sort(key=lambda d: d["order"])
+    for trace, f in (sentinel or {}).items():
+        short = trace.replace("azure-", "").replace("-2023", "")
+        rate = f * rstar
+        out.append({"name": f"{short}-{f:g}R-sentinel", "trace": trace, "rate": float(rate),
+                    "basis": "rstar", "factor": float(f),
+                    "duration_s": float(math.ceil(min_requests / rate / (1 - 2 * trim))),
+                    "seed": _seed(seed, trace, "rstar", f), "order": len(out)})  # fmt: skip
+    return out

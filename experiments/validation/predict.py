@@ -92,7 +92,8 @@ def ladder_loads(c: ValidateConfig, capacity: float, rstar: float) -> list:
     lad = c.ladder
     d = c.load_defaults
     rungs = ladder(capacity, rstar, lad.fractions, lad.overload_x_capacity,
-                   min_requests=lad.min_requests, trim=c.compare.trim, seed=lad.seed)  # fmt: skip
+                   min_requests=lad.min_requests, trim=c.compare.trim, seed=lad.seed,
+                   sentinel=lad.sentinel)  # fmt: skip
     out = []
     for r in rungs:
         vals = {f.name: getattr(d, f.name) for f in fields(LoadDefaults)}

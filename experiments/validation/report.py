@@ -11,6 +11,8 @@ Written into the run dir and, with ``report_dir`` set, also there (``make valida
   E2E, throughput error, the largest noise of those);
 - ``traces.csv``: the loads (trace, rate, duration, requests, mean tokens after scaling);
 - ``cdf-<design>-<load>.png`` (sim dashed, real solid) and ``noise.png`` (|error| beside noise);
+- ``runs/<replay step>/``: each real run's ``requests.parquet``, ``tokens.parquet``,
+  ``summary.json`` and ``records.json`` (prefix-cache counters, run-delay, load);
 - ``versions.json`` and the exact command in ``report.md``.
 """
 
@@ -291,6 +293,14 @@ def write_report(c, loads, steps, run_dir: Path, out_dir: Path | None, argv: lis
             if d != run_dir:
                 for n, png in figs:
                     shutil.copyfile(png, d / n)
+        if d != run_dir:  # the real runs' per-request records, to recompute and audit
+            for name in sorted(n for n in steps.results if n.startswith("replay-")):
+                run = steps.path(name) / "run"
+                for f in (run / "requests.parquet", run / "tokens.parquet",
+                          run / "summary.json", steps.path(name) / "records.json"):  # fmt: skip
+                    if f.is_file():
+                        (d / "runs" / name).mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(f, d / "runs" / name / f.name)
         prof = src.get("source")
         if prof and d != run_dir and Path(prof).is_file():  # the phase profile behind the fit
             (d / "profile").mkdir(exist_ok=True)

@@ -101,7 +101,7 @@ def design_tables(
             confidence=cc.confidence, seed=cc.seed, throughput=thr, saturated=sat,
         )  # fmt: skip
         rows += part
-        if ld.trace == c.ladder.rstar_trace:
+        if ld.trace == c.ladder.rstar_trace and not ld.name.endswith("-sentinel"):
             get = {(r["metric"], r["stat"]): r["real"] for r in part}
             p90.append((offered, judge.slo_ratio(get[("ttft", "p90")], get[("tbt", "p90")],
                                                  c.ladder.slo.ttft_p90_s, c.ladder.slo.tbt_p90_s)))  # fmt: skip
