@@ -11,7 +11,9 @@ one-line ``error`` and headline metrics.
 :class:`SweepTable`, a Hydra callback (``hydra/callbacks=sweep_table``, on by default in the
 apps' configs), reads those records at ``on_multirun_end`` and writes ``sweep.csv`` and
 ``sweep.json`` (one row per job) into the sweep folder and prints the table. When every job
-failed the app exits with status 2.
+failed the app exits with status 2. A job whose config cannot be composed (an unknown option,
+``-m design=splitwise-hh,nope``), which would stop Hydra's sweep before any job ran, is left out
+of the sweep and recorded as failed with its one line (:func:`leave_out_bad_jobs`).
 """
 
 from __future__ import annotations

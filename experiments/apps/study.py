@@ -18,7 +18,11 @@ latency_quantiles.csv, config.yaml; then the report into ``paths.report_dir``. A
 whole-study multirun (``-m experiment=tiny slo=paper,strict``) writes
 ``<study.name>--<its overrides>/`` in both, and a point-mode job its ``record.json`` into its
 job folder. Failed points are listed as failed (``status``), the first error and the count are
-printed, and a study in which every point failed exits with status 2.
+printed, and a study in which every point failed exits with status 2. study.json records each
+table's row count and column kinds (``tables``; the report checks the files against it). While
+a study runs, ``paths.study_dir/.<name>.lock`` names it (pid, host, start, command): a second
+study of the same name stops with one line naming the first (exit 2); the lock of a process
+that is gone is taken over (:mod:`common.runlock`).
 """
 
 from __future__ import annotations
