@@ -76,6 +76,11 @@ runs its own V1 scheduler; the proxy sends the request to the prefill instance w
   decode instance for it). The decode instance allocates the whole prompt's blocks;
 - a *mixed* role (the mixed pool) serves its own requests co-located, and hand-overs as above.
 
+A hand-over joins the waiting queue at the decode instance's first iteration boundary at or
+after it is ready (a decode span with nothing waiting is cut there; a span whose waiting head is
+blocked is not, as nothing behind the head could run); on a mixed machine a prompt that arrived
+in between may queue ahead of it.
+
 The paper's policy keeps the paper's protocol instead (:mod:`replay.machine`: the prompt
 machine's token is the first token, the token machine makes ``o - 1`` steps, and a one-token
 request ends at the prompt machine).
