@@ -34,8 +34,9 @@ Terms (seconds; L = the request's prompt tokens, B = the requests of one iterati
     to the request's arrival at the decode instance's scheduler (the prefill response back to
     the proxy, the decode request through the decode instance's API server; latency). The KV
     link (``scheduler.kv_transfer``) runs in parallel from the same instant and should carry
-    only the pure hop (``handover_s`` = the hop latency, ``per_token_s`` = 0 or the link's
-    rate); the request enters the decode instance's queue when both are done;
+    only the pure hop (bytes over the link's rate: ``per_token_s`` null, ``handover_s`` 0; the
+    link is FIFO, so a fixed hand-over latency belongs here, not in ``handover_s``); the
+    request enters the decode instance's queue when both are done;
   - ``kv_load_s + kv_load_s_per_token * injected``: **work on the decode instance**: the KV load
     of the injected (whole-block) prompt tokens, added to the duration of the iteration that
     schedules the request's tail, so it stalls the decodes running there. The tail (the prompt
