@@ -65,12 +65,18 @@ def acquire(path: str | os.PathLike, info: dict | None = None) -> dict | None:
     the live run that holds it (a stale lock, from a process that is gone, is taken over)."""
     path = Path(path)
     info = info or holder_info()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(info, f, sort_keys=True)
-            f.write("\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # named by the lock, not by its temporary file
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+    try:
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(info, f, sort_keys=True)
+                f.write("\n")
+        except OSError as e:  # a full disk: named by the lock
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         for _ in range(10):
             try:
                 os.link(tmp, path)  # fails if the lock exists: one winner
