@@ -43,6 +43,6 @@ cdef class VLLMMachine(Machine):
                    budget=Py_ssize_t, pieces=list, tok=Py_ssize_t, sq=Py_ssize_t,
                    o=Py_ssize_t, nb=Py_ssize_t, ptok=list, gen=list, recompute=list,
                    t_start=list, run=dict, pc=PrefixCache, p=Py_ssize_t, total=Py_ssize_t,
-                   s=Py_ssize_t, k=Py_ssize_t, kv=Py_ssize_t, dur=double, split=bint,
-                   me=Py_ssize_t, pm_of=list, ho=bint, nload=Py_ssize_t, loaded=Py_ssize_t)
+                   s=Py_ssize_t, k=Py_ssize_t, kv=Py_ssize_t, dur=double, ho=bint,
+                   nload=Py_ssize_t, loaded=Py_ssize_t)
     cpdef _start(self, double T)

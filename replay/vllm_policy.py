@@ -475,9 +475,6 @@ class VLLMMachine(Machine):
             t_start = cl.t_start
             run = self.run
             pc = self.pc
-            split = self.split
-            me = self.idx
-            pm_of = cl.pm_of
             while queue and budget > 0 and len(run) < self.maxseqs:
                 r = queue[0]
                 p = ptok[r]
@@ -485,7 +482,7 @@ class VLLMMachine(Machine):
                 s = 0  # tokens already computed: the cached prefix (prefix caching)
                 k = 0  # its leading cached blocks
                 h = None
-                ho = split and pm_of[r] != me and not recompute[r]
+                ho = self.split and cl.pm_of[r] != self.idx and not recompute[r]
                 if ho:  # a hand-over (disaggregated serving): the connector injects the whole
                     # blocks of the first p - 1 tokens; the tail is recomputed here
                     s = (p - 1) // bs * bs
