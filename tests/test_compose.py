@@ -308,6 +308,37 @@ def test_committed_table_fits():
     assert 0.008 < pm.decode_time(1, 1024) < 0.014
 
 
+def test_closed_loop_is_the_replay_vllm_policy_with_arrivals_fed_back():
+    """Replaying the closed loop's own arrivals (each 1 us after the iteration end that
+    triggered it) through replay.simulate's vllm policy gives every request the same TTFT and
+    TPOT: the closed loop is that policy, fed back."""
+    from characterize.modeling.phase_model import fit_phase_model
+    from replay.designs import Design
+    from replay.scheduler import SchedulerConfig
+    from replay.simulate import simulate
+
+    gpu = "h200-141gb"
+    table = read_profiles(COMPOSED_DIR / "vllm-0.24.0" / gpu / "llama3.1-70b-fp8-tp8.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = fit_phase_model(table, "llama3.1-70b-fp8", gpu, 8)
+        cl = simulate_closed_loop(pm, 3000, 64, 8, 3_000_000, requests=40, length_jitter=0.05)
+        ttft, tpot = cl.times(EngineOverhead())
+        arrival = cl.arrival_s + np.where(cl.arrival_s > 0, 1e-6, 0.0)
+        order = np.argsort(arrival, kind="stable")
+        trace = pd.DataFrame({"request_id": np.arange(len(order)), "arrival_s": arrival[order],
+                              "prompt_tokens": cl.prompt_tokens[order],
+                              "output_tokens": cl.output_tokens[order]})  # fmt: skip
+        design = Design(name="one", kind="baseline", model="llama3.1-70b-fp8",
+                        prompt_spec="dgx-h200", prompt_machines=1, tp=8, machine_policy="vllm")  # fmt: skip
+        res = simulate(trace, design, SchedulerConfig(machine_policy="vllm"),
+                       phase_models={gpu: pm}, reference_gpu=gpu)  # fmt: skip
+    rq = res.requests
+    assert rq["ttft_s"].to_numpy() == pytest.approx(ttft[order], abs=2e-6)  # the 1 us shift
+    replay_tpot = ((rq["e2e_s"] - rq["ttft_s"]) / (rq["output_tokens"] - 1)).to_numpy()
+    assert replay_tpot == pytest.approx(tpot[order], rel=1e-6)
+
+
 def test_held_out_table_is_committed_and_printed(capsys):
     assert profiles_main(["compose", "--held-out"]) == 0
     out = capsys.readouterr().out

@@ -35,7 +35,9 @@ overhead``,
 with the counts (iterations, requests, prefill pieces in the iterations it waited through)
 recorded once per deployment (:class:`ClosedLoop`); :meth:`ClosedLoop.medians` gives the
 medians for any overhead without simulating again. Decode-only stretches advance in closed
-form (the step time is linear in the context held, which grows by ``B`` per step).
+form (the step time is linear in the context held, which grows by ``B`` per step). Checked:
+replaying a run's own arrivals through ``replay.simulate`` (one instance, ``vllm`` policy)
+gives every request the same TTFT and TPOT (``tests/test_compose.py``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class ClosedLoop:
     ttft_counts: np.ndarray  # (n, 3)
     decode_counts: np.ndarray  # (n, 3)
     max_running: int
+    arrival_s: np.ndarray | None = None  # when each request reached the engine (base times)
+    prompt_tokens: np.ndarray | None = None
+    output_tokens: np.ndarray | None = None
 
     def times(self, overhead: EngineOverhead) -> tuple[np.ndarray, np.ndarray]:
         """(TTFT, TPOT) of every request, seconds."""
@@ -231,4 +236,7 @@ def simulate_closed_loop(
         ttft_counts=c_first - c_arr,
         decode_counts=(c_done - c_first) / gaps[:, None],
         max_running=max_running,
+        arrival_s=t_arr,
+        prompt_tokens=plen,
+        output_tokens=olen,
     )
