@@ -325,14 +325,15 @@ def test_ctrl_c_at_start_up_is_one_line_and_exit_130(name, moment, tmp_path, req
     _no_temporary_files(tmp_path)
 
 
-#: when each command is surely inside its work: a marker of it having started
+#: when each command is surely inside its work: a marker of it having started (factories:
+#: a marker remembers when it was first seen)
 _MID_RUN = {
-    "traces": _mapped("/matplotlib/"),  # imported by the plot command itself
-    "profiles": _exists("plots/*"),  # its first figure is being written
-    "characterize": _later(_rows(f"{_CHAR_RUN}/profiles.csv", 2), 0.0),  # a point on disk
-    "replay": _exists("run/.hydra/config.yaml", 0.3),  # Hydra calls the replay next
-    "study": _exists("results/cache/**/*.json"),  # its first point is cached
-    "report": _exists("report/**/figures/*"),  # its first figure is being written
+    "traces": lambda: _mapped("/matplotlib/"),  # imported by the plot command itself
+    "profiles": lambda: _exists("plots/[!.]*"),  # its first figure is written (not its temporary)
+    "characterize": lambda: _rows(f"{_CHAR_RUN}/profiles.csv", 2),  # a point is on disk
+    "replay": lambda: _exists("run/.hydra/config.yaml", 0.3),  # Hydra calls the replay next
+    "study": lambda: _exists("results/cache/**/*.json"),  # its first point is cached
+    "report": lambda: _exists("report/**/figures/[!.]*"),  # its first figure table is written
 }
 
 
@@ -342,7 +343,7 @@ def test_ctrl_c_mid_run_is_one_line_and_exit_130(name, tmp_path, request):
     """Inside the command's work: its own line (or ``interrupted``), exit 130, what was
     finished kept and nothing half-written (the load generator's and validation's own
     mid-run Ctrl-C are tested beside their apps)."""
-    rc, err = _ctrl_c(_argv(name, tmp_path, request), tmp_path, _MID_RUN[name])
+    rc, err = _ctrl_c(_argv(name, tmp_path, request), tmp_path, _MID_RUN[name]())
     line = _assert_interrupted(rc, err)
     _no_temporary_files(tmp_path)
     if name == "characterize":  # the points measured so far stay, in a whole table
