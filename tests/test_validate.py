@@ -39,6 +39,7 @@ FAKE_SERVER = textwrap.dedent(
         print(os.environ["FAKE_FAIL_AT_START"], flush=True)
         sys.exit(3)
     port = int(sys.argv[sys.argv.index("--port") + 1])
+    model = sys.argv[sys.argv.index("--model") + 1] if "--model" in sys.argv else "fake"
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     print(f"child {child.pid}", flush=True)
     die = float(os.environ.get("FAKE_DIE_AFTER_S", "0"))
@@ -58,7 +59,7 @@ FAKE_SERVER = textwrap.dedent(
             if self.path == "/health":
                 self._json({})
             elif self.path == "/v1/models":
-                self._json({"data": [{"id": "fake"}]})
+                self._json({"data": [{"id": model}]})
             else:
                 self._json({"error": "no"}, 404)
         def do_POST(self):

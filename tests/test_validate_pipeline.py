@@ -425,3 +425,119 @@ def test_ladder_loads_and_probe_loads_from_the_config():
     assert p.trace == c.ladder.rstar_trace and p.duration_s * 2.0 * 0.8 >= c.ladder.min_requests
     with pytest.raises(ExperimentError, match="ladder.enabled"):
         _plain(ladder={"enabled": True}, profile={"mode": "skip"}).check()
+
+
+# ---------------------------------------------------------------- baseline2 (equal resources)
+def test_baseline2_config_and_simulator_settings():
+    from test_validate import _default_cfg
+
+    from experiments.validation.simargs import sim_overrides
+
+    c = _default_cfg("designs=[baseline,baseline2,splitwise]")
+    ov = sim_overrides(c, "baseline2", "p.csv")
+    assert {"design=baseline", "design.machines=2", "design.machine_policy=vllm"} <= set(ov)
+    assert c.deploy.colocated2.cpus != c.deploy.colocated.cpus
+    with pytest.raises(ExperimentError, match="deploy.colocated2.cpus: shares core"):
+        _plain(designs=["baseline2"], deploy={"colocated2": {"cpus": "0", "port": 8101}}).check()
+    with pytest.raises(ExperimentError, match="deploy.proxy_port: port 8101 is also"):
+        _plain(designs=["baseline2"], deploy={"proxy_port": 8101}).check()
+
+
+def test_router_sends_each_request_to_the_least_loaded_backend():
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from experiments.validation.procs import free_port
+    from experiments.validation.proxy import RouterState, make_router_app, request_load
+
+    st = RouterState(2)
+    st.prompt[0] = 10
+    assert st.pick() == 1 and request_load({"prompt": [1, 2, 3], "max_tokens": 4}) == (3, 4)
+    seen = {0: 0, 1: 0}
+
+    def fake(i):
+        async def completions(request):
+            body = await request.json()
+            seen[i] += 1
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            for k in range(body["max_tokens"]):
+                await asyncio.sleep(0.005)
+                await resp.write(f'data: {{"choices": [{{"text": "t{k}"}}]}}\n\n'.encode())
+            await resp.write(b"data: [DONE]\n\n")
+            return resp
+
+        async def health(request):
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_post("/v1/completions", completions)
+        app.router.add_get("/health", health)
+        return app
+
+    async def main():
+        runners = []
+
+        async def serve(app):
+            port = free_port()
+            r = web.AppRunner(app)
+            await r.setup()
+            await web.TCPSite(r, "127.0.0.1", port).start()
+            runners.append(r)
+            return f"http://127.0.0.1:{port}"
+
+        try:
+            backends = [await serve(fake(0)), await serve(fake(1))]
+            router = await serve(make_router_app(backends))
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"{router}/health") as r:
+                    assert r.status == 200
+
+                async def one(n):
+                    body = {"prompt": [5] * 10, "max_tokens": n, "stream": True}
+                    async with s.post(f"{router}/v1/completions", json=body) as r:
+                        chunks = [ln async for ln in r.content if ln.startswith(b"data: {")]
+                        return int(r.headers["X-Backend"]), len(chunks)
+
+                # a long request on one backend: the next ones go to the other
+                first = asyncio.create_task(one(200))
+                await asyncio.sleep(0.1)
+                rest = await asyncio.gather(*(one(2) for _ in range(3)))
+                b0, n0 = await first
+            assert n0 == 200 and all(n == 2 for _, n in rest)
+            assert all(b != b0 for b, _ in rest)
+        finally:
+            for r in runners:
+                await r.cleanup()
+
+    asyncio.run(main())
+    assert seen[0] + seen[1] == 4
+
+
+def test_app_baseline2_deploys_two_instances_behind_the_router(tmp_path, fake_python):  # noqa: F811
+    from test_validate import _model_dir, _ps_args
+
+    from experiments.validation.procs import free_port
+
+    model = _model_dir(tmp_path)
+    exe = Path(sys.executable).parent / "splitbench-validate"
+    args = ["designs=[baseline2]", "repeats=1", "profile.mode=skip", "model.build=false",
+            "loads=[{name: smoke, rate: 2.0, duration_s: 3}]", "deploy.health_timeout_s=20",
+            "preflight.on_busy=flag", f"deploy.colocated.port={free_port()}",
+            f"deploy.colocated2.port={free_port()}", f"deploy.proxy_port={free_port()}",
+            f"model.dir={model}", f"deploy.python={fake_python}", "hydra.run.dir=out"]  # fmt: skip
+    env = {**os.environ, "SPLITBENCH_ROOT": str(tmp_path)}
+    r = subprocess.run([str(exe), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300, check=False)  # fmt: skip
+    out = tmp_path / "out"
+    dep = json.loads((out / "deploy-baseline2" / "deploy.json").read_text())
+    assert set(dep["servers"]) == {"colocated", "colocated2", "proxy"}
+    assert dep["servers"]["proxy"]["argv"].count("--backend") == 2
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = json.loads((out / "replay-baseline2-smoke-r0" / "records.json").read_text())
+    assert set(rec["run_delay"]["servers"]) == {"colocated", "colocated2", "proxy"}
+    summ = json.loads((out / "replay-baseline2-smoke-r0" / "run" / "summary.json").read_text())
+    assert summ["requests"]["completed"] >= 1
+    assert _ps_args(str(tmp_path)) == []

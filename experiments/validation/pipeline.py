@@ -185,6 +185,7 @@ def run(c: ValidateConfig, run_dir: str | Path, argv: list[str] | None = None) -
 def _profile(c: ValidateConfig, design: str, steps, model_dir: str) -> tuple[str | None, str]:
     """(the profile source of a design's instances (None: profile.mode=skip), its step)."""
     prof = c.profile
+    design = "baseline" if design == "baseline2" else design  # the same instances
     name = f"profile-{design}"
     if prof.mode == "skip":
         return None, name

@@ -50,6 +50,9 @@ def check_ports(c: ValidateConfig) -> None:
     need = []
     if "baseline" in c.designs:
         need.append(("deploy.colocated.port", d.colocated.port))
+    if "baseline2" in c.designs:
+        need += [("deploy.colocated.port", d.colocated.port),
+                 ("deploy.colocated2.port", d.colocated2.port), ("deploy.proxy_port", d.proxy_port)]  # fmt: skip
     if "splitwise" in c.designs:
         need += [("deploy.prefill.port", d.prefill.port), ("deploy.decode.port", d.decode.port),
                  ("deploy.proxy_port", d.proxy_port)]  # fmt: skip

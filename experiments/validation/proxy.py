@@ -13,7 +13,11 @@ For each ``POST /v1/completions``:
 
 The response carries ``X-Prefill-Seconds`` (the prefill leg's wall time, measured here) so that
 a client can split its TTFT into prefill and hand-over. An error of either instance is relayed
-with its status (and ``X-Failed-Leg: prefill|decode``). ``GET /health`` is 200 when both
+with its status (and ``X-Failed-Leg: prefill|decode``).
+
+With ``--backend URL`` (repeated) it is instead the router of a multi-instance co-located
+deployment (``baseline2``: one instance per core, the same resources as the disaggregated one):
+each request goes whole to the instance with the least pending work (:func:`make_router_app`). ``GET /health`` is 200 when both
 instances answer theirs; ``GET /v1/models`` is the decode instance's.
 
     python -m experiments.validation.proxy --port 8300 \\
@@ -60,14 +64,16 @@ def make_app(prefill: str, decode: str, kv_params: bool = False, timeout_s: floa
     import aiohttp
     from aiohttp import web
 
+    SESSION = web.AppKey("session", aiohttp.ClientSession)  # noqa: N806
+
     async def on_startup(app):
-        app["session"] = aiohttp.ClientSession(
+        app[SESSION] = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0),
             timeout=aiohttp.ClientTimeout(total=timeout_s, sock_read=timeout_s),
         )
 
     async def on_cleanup(app):
-        await app["session"].close()
+        await app[SESSION].close()
 
     async def completions(request: web.Request) -> web.StreamResponse:
         try:
@@ -76,7 +82,7 @@ def make_app(prefill: str, decode: str, kv_params: bool = False, timeout_s: floa
             return web.json_response({"error": "request body is not JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "request body is not an object"}, status=400)
-        s: aiohttp.ClientSession = request.app["session"]
+        s: aiohttp.ClientSession = request.app[SESSION]
         rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         headers = {"X-Request-Id": rid}
         t0 = time.perf_counter()
@@ -138,7 +144,7 @@ def make_app(prefill: str, decode: str, kv_params: bool = False, timeout_s: floa
             raise  # mid-stream: the client sees the stream cut, as it would from vLLM
 
     async def health(request: web.Request) -> web.Response:
-        s = request.app["session"]
+        s = request.app[SESSION]
         try:
             for base in (prefill, decode):
                 async with s.get(f"{base}/health", timeout=aiohttp.ClientTimeout(total=5)) as r:
@@ -149,12 +155,126 @@ def make_app(prefill: str, decode: str, kv_params: bool = False, timeout_s: floa
         return web.Response(text="ok")
 
     async def models(request: web.Request) -> web.Response:
-        s = request.app["session"]
+        s = request.app[SESSION]
         try:
             async with s.get(f"{decode}/v1/models") as r:
                 return web.Response(
                     body=await r.read(), status=r.status, content_type="application/json"
                 )
+        except (TimeoutError, aiohttp.ClientError) as e:
+            return web.json_response({"error": str(e)}, status=502)
+
+    app = web.Application()
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    return app
+
+
+def request_load(body: dict) -> tuple[int, int]:
+    """(prompt tokens, output tokens) a request puts on an instance: token-id prompts count
+    their ids, text prompts their words (a router's estimate)."""
+    p = body.get("prompt")
+    if isinstance(p, list) and p and isinstance(p[0], list):
+        p = p[0]
+    n = len(p) if isinstance(p, list) else len(str(p or "").split())
+    out = body.get("max_tokens")
+    return n, int(out) if isinstance(out, int) and out > 0 else 16
+
+
+class RouterState:
+    """Per-backend pending work, as the simulator's ``jsq`` routing counts it for baselines:
+    prompt tokens of requests that have no first token yet plus decode tokens still owed."""
+
+    def __init__(self, n: int):
+        self.prompt = [0] * n
+        self.decode = [0] * n
+
+    def pick(self) -> int:
+        loads = [p + d for p, d in zip(self.prompt, self.decode, strict=True)]
+        return loads.index(min(loads))
+
+
+def make_router_app(backends: list[str], timeout_s: float = 600.0):
+    """The router of a multi-instance co-located deployment: each ``POST /v1/completions`` goes
+    whole to the backend with the least pending work (:class:`RouterState`), relayed chunk by
+    chunk; ``X-Backend`` names the index chosen. ``GET /health``: 200 when every backend
+    answers; ``GET /v1/models``: the first backend's."""
+    import aiohttp
+    from aiohttp import web
+
+    SESSION = web.AppKey("session", aiohttp.ClientSession)  # noqa: N806
+    state = RouterState(len(backends))
+
+    async def on_startup(app):
+        app[SESSION] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_read=timeout_s),
+        )
+
+    async def on_cleanup(app):
+        await app[SESSION].close()
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return web.json_response({"error": "request body is not JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "request body is not an object"}, status=400)
+        i = state.pick()
+        n_prompt, n_out = request_load(body)
+        state.prompt[i] += n_prompt
+        state.decode[i] += n_out
+        first, sent = True, 0
+        resp: web.StreamResponse | None = None
+        try:
+            async with request.app[SESSION].post(f"{backends[i]}/v1/completions", json=body) as r:
+                if r.status != 200:
+                    return web.Response(body=await r.read(), status=r.status,
+                                        content_type="application/json")  # fmt: skip
+                resp = web.StreamResponse(status=200, headers={
+                    "Content-Type": r.headers.get("Content-Type", "application/json"),
+                    "X-Backend": str(i)})  # fmt: skip
+                await resp.prepare(request)
+                async for chunk in r.content.iter_any():
+                    if first:
+                        state.prompt[i] -= n_prompt
+                        first = False
+                    k = min(chunk.count(b"data: {"), n_out - sent)
+                    state.decode[i] -= k
+                    sent += k
+                    await resp.write(chunk)
+                await resp.write_eof()
+                return resp
+        except (TimeoutError, aiohttp.ClientError) as e:
+            if resp is None:
+                return web.json_response({"error": f"backend {i}: {type(e).__name__}: {e}"},
+                                         status=502)  # fmt: skip
+            raise
+        finally:
+            if first:
+                state.prompt[i] -= n_prompt
+            state.decode[i] -= n_out - sent
+
+    async def health(request: web.Request) -> web.Response:
+        s = request.app[SESSION]
+        try:
+            for base in backends:
+                async with s.get(f"{base}/health", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    if r.status != 200:
+                        return web.Response(status=503, text=f"{base}: {r.status}")
+        except (TimeoutError, aiohttp.ClientError) as e:
+            return web.Response(status=503, text=str(e))
+        return web.Response(text="ok")
+
+    async def models(request: web.Request) -> web.Response:
+        try:
+            async with request.app[SESSION].get(f"{backends[0]}/v1/models") as r:
+                return web.Response(body=await r.read(), status=r.status,
+                                    content_type="application/json")  # fmt: skip
         except (TimeoutError, aiohttp.ClientError) as e:
             return web.json_response({"error": str(e)}, status=502)
 
@@ -173,12 +293,19 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--prefill", required=True, help="prefill instance base URL")
-    ap.add_argument("--decode", required=True, help="decode instance base URL")
+    ap.add_argument("--prefill", help="prefill instance base URL")
+    ap.add_argument("--decode", help="decode instance base URL")
+    ap.add_argument("--backend", action="append", default=[],
+                    help="router mode: a co-located instance's base URL (repeat it)")  # fmt: skip
     ap.add_argument("--kv-params", action="store_true", help="pass kv_transfer_params along")
     ap.add_argument("--timeout-s", type=float, default=600.0)
     a = ap.parse_args(argv)
-    app = make_app(a.prefill.rstrip("/"), a.decode.rstrip("/"), a.kv_params, a.timeout_s)
+    if a.backend:
+        app = make_router_app([b.rstrip("/") for b in a.backend], a.timeout_s)
+    elif a.prefill and a.decode:
+        app = make_app(a.prefill.rstrip("/"), a.decode.rstrip("/"), a.kv_params, a.timeout_s)
+    else:
+        ap.error("give --prefill and --decode, or --backend (router mode)")
     web.run_app(app, host=a.host, port=a.port, print=None, access_log=None)
 
 

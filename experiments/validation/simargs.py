@@ -12,13 +12,14 @@ from experiments.validation.config import ValidateConfig
 
 def sim_overrides(c: ValidateConfig, design: str, source: str) -> list[str]:
     """splitbench-replay overrides that make the simulator the deployment of ``design``: the
-    model spec, the machine spec (one instance per node), the node counts (baseline: 1; split:
+    model spec, the machine spec (one instance per node), the node counts (baseline: 1;
+    baseline2: 2, routed by jsq as the router does; split:
     1 prompt + 1 token, no mixed pool, as the proxy never mixes), the machine policy of the design
     with the deployment's vLLM settings, the profile as its own slowdown reference; then the
     config's."""
     d = c.deploy
     sim = c.simulate
-    inst = d.colocated if design == "baseline" else d.decode
+    inst = d.colocated if design.startswith("baseline") else d.decode
     mbt = inst.max_num_batched_tokens or sim.default_max_num_batched_tokens
     ov = [
         f"model={c.model.name}",
@@ -36,8 +37,8 @@ def sim_overrides(c: ValidateConfig, design: str, source: str) -> list[str]:
     else:  # the reference policy: vLLM's budget as its prompt batch, max_num_seqs as its batch
         ov += [f"scheduler.prompt_batch_tokens={int(mbt)}",
                f"scheduler.max_batch_size={int(inst.max_num_seqs)}"]  # fmt: skip
-    if design == "baseline":
-        ov += ["design=baseline", "design.machines=1"]
+    if design.startswith("baseline"):  # baseline2: two instances behind the jsq router
+        ov += ["design=baseline", f"design.machines={2 if design == 'baseline2' else 1}"]
     else:
         ov += ["design=splitwise", "design.prompt_machines=1", "design.token_machines=1",
                "design.mixed_pool=false"]  # fmt: skip
