@@ -72,11 +72,17 @@ def run(args) -> int:
             from characterize.modeling.compose.fit import refit_and_write
 
             refit_and_write()
+        import os
+        import textwrap
+
         from characterize.modeling.compose.fit import HELD_OUT_NOTE
 
-        print(f"held-out error of composed profiles vs measured serving ({HELD_OUT_CSV}):")
+        shown = os.path.relpath(HELD_OUT_CSV) if HELD_OUT_CSV.is_relative_to(Path.cwd()) else (
+            HELD_OUT_CSV
+        )
+        print(f"held-out error of composed profiles vs measured serving ({shown}):")
         print(format_held_out())
-        print(HELD_OUT_NOTE)
+        print(textwrap.fill(HELD_OUT_NOTE, 100))
         return 0
     if args.list:
         _print_list()
