@@ -1,8 +1,8 @@
 """A served deployment at a fixed concurrency: ``N`` identical requests kept in flight.
 
 A benchmark client at concurrency ``N`` sends ``N`` requests at once and a new one each time one
-finishes, until it has sent ``requests`` (10 x N by default, as ``vllm bench serve``-style runs
-at a concurrency use); TTFT and TPOT are the medians over all of them. The suite's replay takes
+finishes, until it has sent ``requests`` (10 x N by default: an assumption, the measured points
+do not record their request count); TTFT and TPOT are statistics over all of them. The suite's replay takes
 its arrivals from a trace fixed in advance, so it has no closed loop; this module simulates one
 at the level of engine iterations, with the ``vllm`` machine policy's rules and pricing
 (``replay/vllm_policy.py``), for ONE instance:

@@ -14,9 +14,8 @@ Which statistics are compared: ``silicon_sample.csv`` does not say. TPOT is the 
 requests of each request's mean gap (all requests alike: mean and median agree within 1 %).
 TTFT is the MEAN over the run's ``10 x N`` requests, the initial burst included: the measured
 TTFT grows with concurrency roughly as (prefill time) x N, which the burst's queue gives and a
-steady state does not (at concurrency 64 the median TTFT of the simulated run stays near one
-prefill, 2-4x below the measured value, while the mean lands within ~10 % on the 1k-prompt
-shapes before any overhead). Request lengths vary +-5 % (uniform, seeded): with exactly identical
+steady state does not (vLLM on H100, TP 8, concurrency 64, no overhead: the simulated run's
+median TTFT is about half the measured value, its mean within 7 % on the 1k-prompt shapes). Request lengths vary +-5 % (uniform, seeded): with exactly identical
 requests the initial burst's waves never break up and TTFT at concurrency 4 would be four
 prefills, not the one measured.
 
