@@ -229,6 +229,11 @@ def test_report_checks_the_study_tables_against_the_study_record(root, capsys):
         assert e.value.code == 2
         assert expect in _one_error_line(capsys)
         assert not (root / "rep").exists()
+    # a table the study did not write (an earlier study's of the same name) is not read
+    (st / "points.csv").write_text(good)
+    (st / "variants.csv").write_text("trace,design\nstale,x\n")
+    _report([f"inputs=[{st}]", f"output_dir={root / 'rep'}"])
+    assert "stale" not in (root / "rep" / "report.md").read_text()
 
 
 # --- two studies of one name ---------------------------------------------------------------
