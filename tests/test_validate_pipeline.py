@@ -541,3 +541,32 @@ def test_app_baseline2_deploys_two_instances_behind_the_router(tmp_path, fake_py
     summ = json.loads((out / "replay-baseline2-smoke-r0" / "run" / "summary.json").read_text())
     assert summ["requests"]["completed"] >= 1
     assert _ps_args(str(tmp_path)) == []
+
+
+def test_a_dead_engine_is_named_with_its_error(tmp_path):
+    """vLLM's API server outlives its engine core: the client sees a stream end without a
+    token; the step's line names the engine's own error (issue 22's crash, as vLLM 0.32 logs
+    it with chunked prefill on the prefill instance)."""
+    from experiments.validation.deploy import Deployment
+    from experiments.validation.procs import ServerProcess, Supervisor
+
+    log = tmp_path / "decode.log"
+    log.write_text(
+        "(Worker pid=31776) INFO 12-07 06:43:45 [example_connector.py:171] Inject KV cache of 896"
+        " tokens to the paged memory\n"
+        "(Worker pid=31776) ERROR 12-07 06:43:45 [multiproc_executor.py:1063] Traceback (most "
+        "recent call last):\n"
+        "(Worker pid=31776) ERROR 12-07 06:43:45 [multiproc_executor.py:1063] RuntimeError: shape"
+        " mismatch: value tensor of shape [512, 4, 256] cannot be broadcast to indexing result "
+        "of shape [896, 4, 256]\n"
+        "(EngineCore pid=31706) ERROR 12-07 06:43:45 [core.py:1512] EngineCore encountered a "
+        "fatal error.\n"
+    )
+    with Supervisor() as sup:
+        dep = Deployment("splitwise", "m", DeployConfig(), tmp_path / "dep", sup)
+        assert dep.engine_failure() is None
+        dep.servers["prefill"] = ServerProcess("prefill", ["x"], tmp_path / "none.log", "u", 1)
+        dep.servers["decode"] = ServerProcess("decode", ["x"], log, "u", 2)
+        msg = dep.engine_failure()
+    assert msg.startswith("decode's engine died: RuntimeError: shape mismatch: value tensor of "
+                          "shape [512, 4, 256]")  # fmt: skip

@@ -294,6 +294,26 @@ class Deployment:
             return []
         return [int(m) for m in re.findall(r"Inject KV cache of (\d+) tokens", text)]
 
+    def engine_failure(self) -> str | None:
+        """``<server>'s engine died: <its error> (log: ...)`` when a vLLM server's log says its
+        engine core stopped (its API server may keep answering health checks for a while, and
+        the client only sees a stream that ends); None otherwise."""
+        import re
+
+        for name, srv in self.servers.items():
+            if name == "proxy":
+                continue
+            try:
+                text = srv.log.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if "EngineCore encountered a fatal error" not in text and "EngineDeadError" not in text:
+                continue
+            errs = re.findall(r"ERROR [^\n]*?\] ((?:\w+\.)*\w*Error: [^\n]+)", text)
+            why = errs[0] if errs else "EngineDeadError"
+            return f"{name}'s engine died: {why[:300]} (log: {srv.log})"
+        return None
+
     def kv_storage_bytes(self) -> int:
         """Bytes the connector has written under its storage folder (ExampleConnector)."""
         if not self.storage.is_dir():

@@ -259,6 +259,9 @@ def _calibrate(c: ValidateConfig, design: str, steps, dep: LazyDeployment, sup) 
             return res
         except (KeyboardInterrupt, StepError):
             sup.check(name, grace_s=3.0)  # a server that died explains the failure
+            why = dp.engine_failure()
+            if why:
+                raise StepError(name, why) from None
             raise
         finally:
             sup.unwatch()
@@ -309,6 +312,9 @@ def _replay(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDeployme
                      cpus=parse_cpus(c.loadgen.cpus))  # fmt: skip
         except (KeyboardInterrupt, StepError):
             sup.check(name, grace_s=3.0)  # a server that died explains the failure
+            why = dp.engine_failure()
+            if why:
+                raise StepError(name, why) from None
             raise
         finally:
             sup.unwatch()
