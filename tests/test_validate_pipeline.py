@@ -570,3 +570,57 @@ def test_a_dead_engine_is_named_with_its_error(tmp_path):
         msg = dep.engine_failure()
     assert msg.startswith("decode's engine died: RuntimeError: shape mismatch: value tensor of "
                           "shape [512, 4, 256]")  # fmt: skip
+
+
+def _fifo_sim(service_s: float, gap_s: float):
+    """A stand-in for splitbench-replay: one FIFO server, ``service_s`` per request (the last
+    2 gaps of ``gap_s`` inside it); writes a sim run folder the comparison code reads."""
+    import pandas as pd
+
+    def simulate(trace: Path, out: Path) -> Path:
+        out.mkdir(parents=True, exist_ok=True)
+        t = pd.read_csv(trace)
+        free, start = 0.0, []
+        for a in t["arrival_s"]:
+            s = max(free, float(a))
+            start.append(s)
+            free = s + service_s
+        start = np.asarray(start)
+        arr = t["arrival_s"].to_numpy(dtype=float)
+        n = len(t)
+        pd.DataFrame({
+            "request_id": t["request_id"], "arrival_s": arr, "prompt_tokens": 10,
+            "output_tokens": 3, "prompt_machine": 0, "token_machine": 0,
+            "queue_s": start - arr, "ttft_s": start - arr + service_s - 2 * gap_s,
+            "e2e_s": start - arr + service_s, "kv_transfer_s": 0.0, "tbt_mean_s": gap_s,
+            "tbt_max_s": gap_s, "preemptions": 0,
+        }).to_parquet(out / "requests.parquet")  # fmt: skip
+        pd.DataFrame({"start_s": start, "iterations": 2, "first_s": gap_s, "increment_s": 0.0,
+                      "batch_size": 1, "first_excluded": 0, "prefill_tokens": 0}
+                     ).to_parquet(out / "iterations.parquet")  # fmt: skip
+        pd.DataFrame({"request_id": pd.Series([], dtype="int64"),
+                      "gap_s": pd.Series([], dtype=float)}).to_parquet(out / "request_gaps.parquet")  # fmt: skip
+        assert n > 0
+        return out
+
+    return simulate
+
+
+def test_predict_finds_capacity_and_rstar_of_a_known_server(tmp_path):
+    """A FIFO server of 0.25 s per request: C = 4 req/s; R* (TTFT P90 <= 1 s) below C, and
+    the probes around it bracket the SLO."""
+    from test_validate import _default_cfg
+
+    from experiments.validation.predict import predict
+
+    c = _default_cfg("ladder.enabled=true", "profile.mode=source", "profile.source=reference",
+                     "ladder.slo.ttft_p90_s=1.0", "ladder.hi_rps=8", "ladder.lo_rps=0.5",
+                     "ladder.min_requests=150")  # fmt: skip
+    res = predict(c, "baseline", tmp_path, _fifo_sim(0.25, 0.01))
+    assert res["capacity_rps"] == pytest.approx(4.0, rel=0.03)
+    assert 1.5 < res["rstar_rps"] < 4.0
+    rs = [p for p in res["probes"] if p["kind"] == "rstar"]
+    ok = [p["rate"] for p in rs if p["slo_ratio"] <= 1]
+    bad = [p["rate"] for p in rs if p["slo_ratio"] > 1]
+    assert res["rstar_rps"] == max(ok) and (not bad or min(bad) > res["rstar_rps"])
+    assert (tmp_path / f"capacity-{8:.6g}" / "trace.csv").is_file()
