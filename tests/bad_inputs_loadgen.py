@@ -3,6 +3,30 @@
 
 CASES = [
     {
+        "id": "loadgen-context-names-server-key",
+        "argv": [
+            "splitbench-loadgen",
+            "target.base_url=http://127.0.0.1:9",
+            "target.max_model_len=2",
+            "trace.context_policy=reject",
+        ],
+        "expect": "target.max_model_len: every request exceeds the server's 2-token context",
+        "files": {},
+        "exit": 2,
+    },
+    {
+        "id": "loadgen-context-names-trace-key",
+        "argv": [
+            "splitbench-loadgen",
+            "target.base_url=http://127.0.0.1:9",
+            "trace.max_context=2",
+            "trace.context_policy=reject",
+        ],
+        "expect": "trace.max_context: every request exceeds the 2-token context",
+        "files": {},
+        "exit": 2,
+    },
+    {
         "id": "loadgen-unreachable",
         "argv": [
             "splitbench-loadgen",

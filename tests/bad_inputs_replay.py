@@ -5,6 +5,12 @@ _TINY = ["design=baseline-h100", "design.machines=1", "trace.resample_rate=2",
 _HEADER = "request_id,arrival_s,prompt_tokens,output_tokens\n"
 
 CASES = [
+    {"id": "replay-multirun-bad-base-option",
+     "argv": ["splitbench-replay", "-m", "design=nope", *_TINY[1:]],
+     "expect": "design: unknown option 'nope' (known: baseline,", "files": {}, "exit": 2},
+    {"id": "characterize-bad-sweep-lists-no-schema",
+     "argv": ["splitbench-characterize", "sweep=nope"],
+     "expect": "(known: paper, reduced, tiny, vllm-tiny", "files": {}, "exit": 2},
     {"id": "replay-seed-negative", "argv": ["splitbench-replay", "seed=-1"],
      "expect": "seed: must be an integer >= 0", "files": {}, "exit": 2},
     {"id": "replay-trace-seed-negative",

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from common.errors import error_line
 from experiments.errors import ExperimentError
-from experiments.schemas import CONF_DIR, register
+from experiments.config.schemas import CONF_DIR, register
 
 #: library error classes whose message is already a one-line user error
 _USER_ERRORS: tuple[type[BaseException], ...] = (ExperimentError,)
@@ -52,7 +52,11 @@ def compose_error_line(e: BaseException) -> str:
     m = re.search(r"Could not find '([^']+)/([^']+)'", text)
     if m:
         group, option = m.group(1), m.group(2)
-        known = re.findall(r"^\t(\S+)$", text.split("Config search path")[0], re.M)
+        known = [
+            k
+            for k in re.findall(r"^\t(\S+)$", text.split("Config search path")[0], re.M)
+            if k != "schema"  # the group's typed schema, not an option (as in _options)
+        ]
         tail = f" (known: {', '.join(known)})" if known else ""
         return f"{group}: unknown option '{option}'{tail}"
     cause = e.__cause__ or e.__context__
@@ -101,6 +105,24 @@ def precheck(
                 raise ExperimentError(error_line(e)) from None
             raise
     return cfg
+
+
+def precheck_base(
+    config_name: str, overrides: list[str], registers: Sequence[Callable[[], None]] = (register,)
+) -> None:
+    """ExperimentError (one line) when a multirun's base config cannot be composed: Hydra
+    composes it from the overrides that do not sweep (a value list, ``range(...)``, ...) before
+    any job starts, and fails there with a traceback. The sweep overrides are left to the jobs
+    (a bad value in a list fails only its own jobs, recorded in the sweep table)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in overrides if not _is_hydra_arg(a)]
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as e:  # noqa: BLE001 - Hydra's OverrideParseException and friends
+        raise ExperimentError(str(e).strip().splitlines()[0]) from None
+    base = [a for a, o in zip(args, parsed, strict=True) if not o.is_sweep_override()]
+    precheck(config_name, base, lambda cfg: None, registers)
 
 
 def fail(msg: str) -> None:
@@ -326,6 +348,11 @@ def launch(
         except ExperimentError as e:
             fail(str(e))
     multirun = "-m" in args or "--multirun" in args
+    if multirun:
+        try:
+            precheck_base(config_name, [a for a in args if not a.startswith("-")], registers)
+        except ExperimentError as e:
+            fail(str(e))
     if multirun and not any(a.lstrip("+~").startswith("hydra/callbacks") for a in args):
         args.append("hydra/callbacks=sweep_table")  # the sweep table at the end
     if argv is not None or multirun:

@@ -158,7 +158,12 @@ def load_plan(cfg: DictConfig):
     max_ctx = min(max_ctx, int(cfg.target.max_model_len))
     policy = tr.get("context_policy", "clip")
     before = df.set_index("request_id")[["prompt_tokens", "output_tokens"]].sum(axis=1)
-    df, n = limit_context(df, max_ctx, policy)
+    # the error names the key that set the window: the server's length unless trace.max_context
+    # is the smaller one
+    from_trace = tr.get("max_context") is not None and max_ctx == int(tr["max_context"])
+    keys = ("trace.max_context" if from_trace else "target.max_model_len", "trace.context_policy")
+    window = "the " if from_trace else "the server's "
+    df, n = limit_context(df, max_ctx, policy, keys=keys, window=window)
     info["context_rejected" if policy == "reject" else "context_clipped"] = n
     after = df.set_index("request_id")[["prompt_tokens", "output_tokens"]].sum(axis=1)
     removed = int(before.sum() - after.sum())
