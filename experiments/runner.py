@@ -18,7 +18,7 @@ from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 
-from experiments import schemas
+from experiments.config import schemas
 from experiments.errors import ExperimentError
 
 #: quantile levels kept per point for CDF figures (fractions)

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from experiments import schemas
+from experiments.config import schemas
 from experiments.cache import PointCache
 from experiments.errors import ExperimentError
 from experiments.provision import (

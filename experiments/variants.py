@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from experiments import schemas
+from experiments.config import schemas
 from experiments.errors import ExperimentError
 
 PREFIXES = ("scheduler", "profiles", "trace", "design", "seed")
@@ -42,9 +42,9 @@ def _set_dotted(d: dict, path: list[str], value: Any, key: str) -> None:
 
 def _rebuild(obj, changes: list[tuple[list[str], Any]], key: str):
     """``obj`` (a config dataclass) with ``changes`` set, rebuilt by
-    :func:`experiments.validate.to_object` so its checks run (nested dataclasses are rebuilt
+    :func:`experiments.config.checks.to_object` so its checks run (nested dataclasses are rebuilt
     from their dicts by their parents' ``__post_init__``); errors name ``key``."""
-    from experiments.validate import to_object
+    from experiments.config.checks import to_object
 
     d = asdict(obj)
     for path, value in changes:

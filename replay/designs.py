@@ -1,7 +1,7 @@
 """Cluster designs (paper Sec. V): which nodes, how many, in which pool, and their instances.
 
 :class:`DesignConfig` is a design as configured: the schema of the ``design`` config group
-(registered by ``experiments.schemas``; the named designs live only in
+(registered by ``experiments.config.schemas``; the named designs live only in
 ``experiments/conf/design/*.yaml``). Its ``__post_init__`` checks every option once (one-line
 :class:`DesignError` starting with ``design.<key>``). :func:`make_design` turns it, with the
 model, its tensor parallelism and the memory reserve, into a :class:`Design`, the object the

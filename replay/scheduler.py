@@ -3,7 +3,7 @@
 :class:`SchedulerConfig` is what the cluster scheduler (:mod:`replay.routing`), the machine
 scheduler (:mod:`replay.machine`) and the KV transfer model (``kv_transfer``, a nested
 :class:`replay.kv_transfer.KVTransferConfig`) read. It is also the structured-config schema of
-the Hydra group ``scheduler`` (registered by ``experiments.schemas``; this module does not
+the Hydra group ``scheduler`` (registered by ``experiments.config.schemas``; this module does not
 import Hydra). Each option is checked once, here, in ``__post_init__``: a bad value raises a
 one-line :class:`ReplayError` that starts with the dotted config key.
 

@@ -406,8 +406,8 @@ def test_characterize_and_profiles_measured_name_one_folder(monkeypatch, tmp_pat
     from hydra import compose, initialize_config_dir
 
     from experiments.apps import characterize as char_app
-    from experiments.schemas import CONF_DIR
-    from experiments.schemas import register as register_shared
+    from experiments.config.schemas import CONF_DIR
+    from experiments.config.schemas import register as register_shared
 
     monkeypatch.setenv("SPLITBENCH_ROOT", str(tmp_path / "sb"))
     monkeypatch.chdir(tmp_path)

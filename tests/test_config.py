@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 
 from experiments.apps._cli import precheck
 from experiments.errors import ExperimentError
-from experiments.schemas import CONF_DIR, register
-from experiments.validate import replay_config, study_config
+from experiments.config.schemas import CONF_DIR, register
+from experiments.config.checks import replay_config, study_config
 
 CONF = Path(CONF_DIR)
 register()
@@ -61,7 +61,7 @@ def test_every_option_composes_in_replay(hydra_ctx, group, tmp_path):
             f = tmp_path / "t.csv"
             f.write_text("request_id,arrival_s,prompt_tokens,output_tokens\n0,0.0,10,5\n")
             ov.append(f"trace.path={f}")
-        if group == "profiles" and opt != "reference":
+        if group == "profiles" and opt == "measured":
             cfg = compose("replay", overrides=ov)
             # profiles=measured: the folder splitbench-characterize writes its runs into
             assert _resolve(cfg)["profiles"]["source"].endswith("/results/profiles")
@@ -142,7 +142,7 @@ def test_paths_follow_the_original_working_dir(hydra_ctx, tmp_path, monkeypatch)
 
 
 def _register_characterize() -> None:
-    import experiments.schemas_characterize as sc
+    import experiments.config.characterize as sc
 
     for fn in ("register", "register_configs"):
         if hasattr(sc, fn):

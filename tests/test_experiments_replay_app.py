@@ -12,7 +12,7 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from experiments.apps import replay as replay_app
-from experiments.schemas import CONF_DIR, register
+from experiments.config.schemas import CONF_DIR, register
 
 register()
 

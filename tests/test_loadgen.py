@@ -189,7 +189,7 @@ def _write_trace(path, n=8, gap=0.05):
 def _compose(overrides):
     from hydra import compose, initialize_config_dir
 
-    from experiments.schemas import CONF_DIR, register
+    from experiments.config.schemas import CONF_DIR, register
 
     register()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

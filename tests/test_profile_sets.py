@@ -20,9 +20,9 @@ from characterize.modeling.profile_sets import (
 )
 from characterize.modeling.profiles import reference_profiles, write_profiles
 from experiments.errors import ExperimentError
-from experiments.schemas import CONF_DIR, register
+from experiments.config.schemas import CONF_DIR, register
 from experiments.study import plan
-from experiments.validate import study_config
+from experiments.config.checks import study_config
 
 register()
 

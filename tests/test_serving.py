@@ -350,7 +350,7 @@ def test_the_serving_group_reaches_the_replay(tmp_path):
     from hydra import compose, initialize_config_dir
 
     from experiments.apps.replay import run
-    from experiments.schemas import CONF_DIR, register
+    from experiments.config.schemas import CONF_DIR, register
 
     register()
     ov = ["design=splitwise-hh", "design.machine_policy=vllm", "design.prompt_machines=1",

@@ -12,9 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from experiments.apps import study as study_app
-from experiments.schemas import CONF_DIR, register
+from experiments.config.schemas import CONF_DIR, register
 from experiments.study import budget_of, plan, pools_of
-from experiments.validate import study_config
+from experiments.config.checks import study_config
 
 register()
 
@@ -137,7 +137,7 @@ def test_smart_search_matches_brute_force_on_the_real_simulator(tmp_path):
         max_rate_under_budget,
         min_machines,
     )
-    from experiments.schemas import DesignConf, ModelConf, SchedulerConf, SloConf, TraceConf
+    from experiments.config.schemas import DesignConf, ModelConf, SchedulerConf, SloConf, TraceConf
 
     design = DesignConf(
         name="splitwise-hh", kind="splitwise", prompt_machine="dgx-h100", token_machine="dgx-h100"
@@ -217,7 +217,7 @@ def test_h200_designs_join_with_measured_profiles(tmp_path):
     simulated on the reference set plus those rows (the slowdown reference stays DGX-A100)."""
     from characterize.modeling.profiles import reference_profiles, write_profiles
     from experiments import runner
-    from experiments.schemas import ModelConf, SchedulerConf, SloConf
+    from experiments.config.schemas import ModelConf, SchedulerConf, SloConf
 
     ref = reference_profiles()
     h = ref[(ref["gpu"] == "h100-80gb") & (ref["model"] == "llama2-70b") & (ref["tp"] == 8)]

@@ -13,8 +13,8 @@ from hydra import compose, initialize_config_dir
 
 from experiments.apps import study as study_app
 from experiments.errors import ExperimentError
-from experiments.schemas import CONF_DIR, VariantConf, register
-from experiments.validate import study_config
+from experiments.config.schemas import CONF_DIR, VariantConf, register
+from experiments.config.checks import study_config
 from tests.conftest import synthetic_point
 
 register()

@@ -596,7 +596,7 @@ def _default_cfg(*overrides):
     from hydra import compose, initialize_config_dir
 
     from experiments.apps.validate import load_config
-    from experiments.schemas import CONF_DIR, register
+    from experiments.config.schemas import CONF_DIR, register
 
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -23,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.apps._cli import launch
 from experiments.errors import ExperimentError
-from experiments.schemas import CONF_DIR
-from experiments.schemas_characterize import register
+from experiments.config.schemas import CONF_DIR
+from experiments.config.characterize import register
 
 IMPLS = ("native", "transformers")
 #: Hydra launchers that run several jobs at once on this machine: several points profiled on one

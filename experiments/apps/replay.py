@@ -33,7 +33,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     from characterize.modeling.phase.errors import ExtrapolationWarning
     from common.atomic import write_json_atomic
     from experiments import runner
-    from experiments.validate import replay_config
+    from experiments.config.checks import replay_config
 
     c = replay_config(cfg)
     if run_dir is None:
@@ -83,7 +83,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
 
 def _validate(cfg: DictConfig) -> None:
-    from experiments.validate import replay_config
+    from experiments.config.checks import replay_config
 
     replay_config(cfg)
 

@@ -27,7 +27,7 @@ def run(cfg: DictConfig) -> Path:
     """Write the report of ``cfg`` (a composed ``report`` config); returns report.md's path."""
     from experiments.errors import ExperimentError
     from experiments.report.manifest import write_report_folder
-    from experiments.validate import to_plain
+    from experiments.config.checks import to_plain
 
     inputs = list(to_plain(cfg.inputs, "inputs"))
     if not inputs:
@@ -74,7 +74,7 @@ def _check_figures(cfg: DictConfig) -> None:
 
 
 def _validate(cfg: DictConfig) -> None:
-    from experiments.validate import to_plain
+    from experiments.config.checks import to_plain
 
     to_plain(cfg, "")
     _check_figures(cfg)

@@ -249,7 +249,7 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     from experiments import sweep
     from experiments.cache import write_json_atomic
     from experiments.study import check_backend, plan
-    from experiments.validate import study_config
+    from experiments.config.checks import study_config
 
     c = study_config(cfg)
     c["point"] = OmegaConf.to_object(cfg.point) if "point" in cfg else None
@@ -501,7 +501,7 @@ def _print_budget(rows: list[dict]) -> None:
 def _validate(cfg: DictConfig) -> None:
     from experiments.errors import ExperimentError
     from experiments.study import check_backend
-    from experiments.validate import study_config
+    from experiments.config.checks import study_config
 
     c = study_config(cfg)
     seed = c["search"].seed

@@ -32,7 +32,7 @@ def _loadgen_overrides_ok(c: ValidateConfig) -> None:
 
     from experiments.apps._cli import compose_error_line
     from experiments.apps.loadgen import check_config as loadgen_check
-    from experiments.schemas import CONF_DIR
+    from experiments.config.schemas import CONF_DIR
 
     spec = c.model.spec()
     ov = ["trace=path", "trace.path=trace.csv", "target.base_url=http://127.0.0.1:1",

@@ -1,7 +1,7 @@
 """The typed config of ``splitbench-validate``: one dataclass per section, each checking itself.
 
 These dataclasses are the schema Hydra composes ``conf/validate.yaml`` into
-(``experiments.schemas.ValidateApp``), so a misspelt key or a wrongly typed value (a list where a
+(``experiments.config.schemas.ValidateApp``), so a misspelt key or a wrongly typed value (a list where a
 number goes, a number where a section goes) fails at composition, naming the key. What types
 cannot say is checked by :meth:`ValidateConfig.check`, before anything starts: every value, every
 cross-reference (ports differ, cores exist, loads fit the context), the model folder against the

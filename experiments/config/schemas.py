@@ -9,7 +9,7 @@ The simulator's settings are the library's own dataclasses (no copy here):
 :class:`traces.transforms.TraceConfig`, ``scheduler`` -> :class:`replay.scheduler.SchedulerConfig`
 (``scheduler.kv_transfer`` -> :class:`replay.kv_transfer.KVTransferConfig`), ``slo`` ->
 :class:`replay.slo.SLO`. Their ``__post_init__`` checks the values (one line starting with the
-dotted key) when :mod:`experiments.validate` builds them with ``OmegaConf.to_object``.
+dotted key) when :mod:`experiments.config.checks` builds them with ``OmegaConf.to_object``.
 
 Machine, model and GPU facts are NOT repeated here: configs name specs
 (``characterize/modeling/specs``) and the code reads the numbers from there.
@@ -71,7 +71,7 @@ SloConf = SLO
 def _mutable(cls: type) -> type:
     """The Hydra schema of a frozen library dataclass: the same fields, defaults and help, not
     frozen (OmegaConf makes a frozen schema's nodes read-only, so overrides would fail). The
-    values are checked when the library class is built from it (experiments.validate)."""
+    values are checked when the library class is built from it (experiments.config.checks)."""
     return make_dataclass(
         f"{cls.__name__}Schema",
         [(f.name, f.type, field(default=f.default, metadata=f.metadata)) for f in fields(cls)],
@@ -417,4 +417,5 @@ def register() -> None:
     _REGISTERED = True
 
 
-CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
+#: the Hydra config tree (experiments/conf/)
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")

@@ -1,6 +1,6 @@
 """From a composed Hydra config to plain, checked dataclasses (library code never sees omegaconf).
 
-Types and key names are already checked by the structured configs (:mod:`experiments.schemas`).
+Types and key names are already checked by the structured configs (:mod:`experiments.config.schemas`).
 The simulator's groups (design, trace, scheduler, slo) are built once, with
 ``OmegaConf.to_object``, into the library's own dataclasses, whose ``__post_init__`` checks each
 value (the one place). This module checks only what belongs to the experiments layer (model,
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from experiments import schemas
+from experiments.config import schemas
 from experiments.errors import ExperimentError
 
 T = TypeVar("T")

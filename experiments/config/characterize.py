@@ -17,9 +17,9 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from experiments.schemas import PathsConf
-from experiments.schemas import register as register_shared
-from experiments.schemas_vllm import VLLMConf
+from experiments.config.schemas import PathsConf
+from experiments.config.schemas import register as register_shared
+from experiments.config.vllm import VLLMConf
 
 
 @dataclass
