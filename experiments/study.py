@@ -16,8 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from experiments.config import schemas
 from experiments.cache import PointCache
+from experiments.config import schemas
 from experiments.errors import ExperimentError
 from experiments.provision import (
     Budget,

@@ -13,9 +13,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from experiments.apps._cli import precheck
-from experiments.errors import ExperimentError
-from experiments.config.schemas import CONF_DIR, register
 from experiments.config.checks import replay_config, study_config
+from experiments.config.schemas import CONF_DIR, register
+from experiments.errors import ExperimentError
 
 CONF = Path(CONF_DIR)
 register()

@@ -19,10 +19,10 @@ from characterize.modeling.profile_sets import (
     resolve,
 )
 from characterize.modeling.profiles import reference_profiles, write_profiles
-from experiments.errors import ExperimentError
-from experiments.config.schemas import CONF_DIR, register
-from experiments.study import plan
 from experiments.config.checks import study_config
+from experiments.config.schemas import CONF_DIR, register
+from experiments.errors import ExperimentError
+from experiments.study import plan
 
 register()
 

@@ -16,10 +16,10 @@ from hydra import compose, initialize_config_dir
 from experiments.apps import replay as replay_app
 from experiments.apps import report as report_app
 from experiments.apps import study as study_app
+from experiments.config.schemas import CONF_DIR, register
 from experiments.errors import ExperimentError
 from experiments.report import load_inputs, write_report
 from experiments.runner import QUANTILE_LEVELS
-from experiments.config.schemas import CONF_DIR, register
 
 register()
 N_Q = len(QUANTILE_LEVELS)

@@ -12,9 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from experiments.apps import study as study_app
+from experiments.config.checks import study_config
 from experiments.config.schemas import CONF_DIR, register
 from experiments.study import budget_of, plan, pools_of
-from experiments.config.checks import study_config
 
 register()
 
@@ -129,6 +129,7 @@ def test_smart_search_matches_brute_force_on_the_real_simulator(tmp_path):
     """Tiny trace (20 s at a few req/s), 1-3 machines per pool: bisect == full grid."""
     from experiments import runner
     from experiments.cache import PointCache
+    from experiments.config.schemas import DesignConf, ModelConf, SchedulerConf, SloConf, TraceConf
     from experiments.provision import (
         Budget,
         Pool,
@@ -137,7 +138,6 @@ def test_smart_search_matches_brute_force_on_the_real_simulator(tmp_path):
         max_rate_under_budget,
         min_machines,
     )
-    from experiments.config.schemas import DesignConf, ModelConf, SchedulerConf, SloConf, TraceConf
 
     design = DesignConf(
         name="splitwise-hh", kind="splitwise", prompt_machine="dgx-h100", token_machine="dgx-h100"

@@ -12,9 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from experiments.apps import study as study_app
-from experiments.errors import ExperimentError
-from experiments.config.schemas import CONF_DIR, VariantConf, register
 from experiments.config.checks import study_config
+from experiments.config.schemas import CONF_DIR, VariantConf, register
+from experiments.errors import ExperimentError
 from tests.conftest import synthetic_point
 
 register()

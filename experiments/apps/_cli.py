@@ -19,8 +19,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from common.errors import error_line
-from experiments.errors import ExperimentError
 from experiments.config.schemas import CONF_DIR, register
+from experiments.errors import ExperimentError
 
 #: library error classes whose message is already a one-line user error
 _USER_ERRORS: tuple[type[BaseException], ...] = (ExperimentError,)

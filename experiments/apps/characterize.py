@@ -22,9 +22,9 @@ import sys
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.apps._cli import launch
-from experiments.errors import ExperimentError
-from experiments.config.schemas import CONF_DIR
 from experiments.config.characterize import register
+from experiments.config.schemas import CONF_DIR
+from experiments.errors import ExperimentError
 
 IMPLS = ("native", "transformers")
 #: Hydra launchers that run several jobs at once on this machine: several points profiled on one

@@ -25,9 +25,9 @@ from experiments.apps._cli import launch
 
 def run(cfg: DictConfig) -> Path:
     """Write the report of ``cfg`` (a composed ``report`` config); returns report.md's path."""
+    from experiments.config.checks import to_plain
     from experiments.errors import ExperimentError
     from experiments.report.manifest import write_report_folder
-    from experiments.config.checks import to_plain
 
     inputs = list(to_plain(cfg.inputs, "inputs"))
     if not inputs:

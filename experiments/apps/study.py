@@ -248,8 +248,8 @@ def run(cfg: DictConfig, evaluator=None) -> dict:
     """
     from experiments import sweep
     from experiments.cache import write_json_atomic
-    from experiments.study import check_backend, plan
     from experiments.config.checks import study_config
+    from experiments.study import check_backend, plan
 
     c = study_config(cfg)
     c["point"] = OmegaConf.to_object(cfg.point) if "point" in cfg else None
@@ -499,9 +499,9 @@ def _print_budget(rows: list[dict]) -> None:
 
 
 def _validate(cfg: DictConfig) -> None:
+    from experiments.config.checks import study_config
     from experiments.errors import ExperimentError
     from experiments.study import check_backend
-    from experiments.config.checks import study_config
 
     c = study_config(cfg)
     seed = c["search"].seed
