@@ -9,3 +9,8 @@ class ExperimentError(ValueError):
     The message is ONE line and names the offending key (``design.prompt_machines``), file or
     field; the apps print it as ``error: <message>`` and exit with status 2.
     """
+
+
+class Interrupted(Exception):  # noqa: N818 - it is a stop, not an error
+    """Raised on Ctrl-C with the one line to print (``N points cached, ...``); the doors
+    (``experiments/apps/``) print it and exit with status 130."""

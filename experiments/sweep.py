@@ -1,7 +1,7 @@
 """Hydra multiruns that survive a bad point: one record per job, one table per sweep.
 
-Inside a multirun (``-m``) every job of every app runs through :func:`job_guard`
-(``experiments.apps._cli.guarded``): a job that fails (a bad value such as
+Inside a multirun (``-m``) every job of every app runs through a guard
+(the doors' ``experiments.apps._cli.guarded``): a job that fails (a bad value such as
 ``design.token_machines=-1``, or a crash) prints ONE line, is recorded as failed in its job
 folder and RETURNS, so Hydra goes on with the other jobs (a ``SystemExit`` or exception would
 abort the sweep: Hydra's sweeper re-raises a failed job's exception after its batch). Each job
@@ -282,7 +282,7 @@ def leave_out_bad_jobs(config, sweep_dir: Path) -> list[dict]:
         jobs = BasicSweeper.split_arguments(parsed, None)[0]
     except Exception:  # noqa: BLE001 - Hydra's sweeper reports what it cannot parse itself
         return []
-    from experiments.apps._cli import compose_error_line
+    from experiments.config.compose import compose_error_line
 
     errors: dict[int, str] = {}
     for i, job in enumerate(jobs):

@@ -12,8 +12,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from experiments.apps._cli import precheck
 from experiments.config.checks import replay_config, study_config
+from experiments.config.compose import precheck
 from experiments.config.schemas import CONF_DIR, register
 from experiments.errors import ExperimentError
 

@@ -1,17 +1,15 @@
-"""Shared console-script plumbing: one-line errors (exit 2) around a Hydra app.
+"""The doors' shared plumbing: one-line errors (exit 2) around a Hydra app.
 
-Before Hydra runs the app, the command line's overrides are composed once with the compose
-API and checked by the app's validator, so an unknown option, a misspelt key, a wrongly
-typed or out-of-range value is ONE line naming the key (``error: design.prompt_machines:
-must be >= 1, got -3``) and exit status 2, not a Hydra traceback. Multirun (``-m``) and
-Hydra's own flags (``--help``, ``--cfg``, ...) skip the pre-check; errors inside each job are
-still one line.
+:func:`launch` composes and checks the command line's overrides first
+(:mod:`experiments.config.compose`), so a bad value is ONE line naming the key (``error:
+design.prompt_machines: must be >= 1, got -3``) and exit status 2, not a Hydra traceback; then
+it runs the app under Hydra with :func:`guarded` around it. Multirun (``-m``) and Hydra's own
+flags (``--help``, ``--cfg``, ...) skip the pre-check; errors inside each job are still one line.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,120 +17,24 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from common.errors import error_line
+from experiments.config.compose import (
+    check_run_dir,
+    is_hydra_arg,
+    precheck,
+    precheck_base,
+    user_errors,
+)
+from experiments.config.help import app_help
 from experiments.config.schemas import CONF_DIR, register
-from experiments.errors import ExperimentError
+from experiments.errors import ExperimentError, Interrupted
 
-#: library error classes whose message is already a one-line user error
-_USER_ERRORS: tuple[type[BaseException], ...] = (ExperimentError,)
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """ExperimentError plus the one-line error classes of traces, replay and characterize
-    (those of modules already imported: looking them up imports nothing, e.g. no torch)."""
-    errs: list[type[BaseException]] = [ExperimentError]
-    for mod, name in [
-        ("traces.errors", "TraceError"),
-        ("replay.errors", "ReplayError"),
-        ("characterize.modeling.specs", "SpecError"),
-        ("characterize.modeling.profiles", "ProfileError"),
-        ("characterize.modeling.network", "NetworkError"),
-        ("characterize.measure.profiler", "ProfilerError"),
-        ("characterize.measure.power", "PowerCapError"),
-        ("characterize.measure.power", "PowerUnavailableError"),
-    ]:
-        m = sys.modules.get(mod)
-        if m is not None and hasattr(m, name):
-            errs.append(getattr(m, name))
-    return tuple(errs)
-
-
-def compose_error_line(e: BaseException) -> str:
-    """A Hydra/omegaconf composition error as one line naming the key or group."""
-    text = str(e)
-    m = re.search(r"Could not find '([^']+)/([^']+)'", text)
-    if m:
-        group, option = m.group(1), m.group(2)
-        known = [
-            k
-            for k in re.findall(r"^\t(\S+)$", text.split("Config search path")[0], re.M)
-            if k != "schema"  # the group's typed schema, not an option (as in _options)
-        ]
-        tail = f" (known: {', '.join(known)})" if known else ""
-        return f"{group}: unknown option '{option}'{tail}"
-    cause = e.__cause__ or e.__context__
-    key = getattr(cause, "full_key", None) or getattr(e, "full_key", None)
-    m = re.search(r"Could not override '([^']+)'", text) or re.search(
-        r"Error merging override ([^=\s]+)=", text
-    )
-    if m and key is None:
-        key = m.group(1)
-    elif m and not str(key).startswith(m.group(1)):  # a field inside a list item: name both
-        key = f"{m.group(1)}: {key}"
-    detail = str(cause).splitlines()[0] if cause is not None and str(cause) else ""
-    if "not in struct" in detail or re.match(r"Key '[^']+' (is )?not in ", detail):
-        detail = "unknown key"
-    if not detail:
-        detail = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-    return f"{key}: {detail}" if key else detail
-
-
-def _is_hydra_arg(a: str) -> bool:
-    return a.startswith(("hydra.", "hydra/", "+hydra", "~hydra", "++hydra"))
-
-
-def precheck(
-    config_name: str,
-    overrides: list[str],
-    validator: Callable[[DictConfig], object],
-    registers: Sequence[Callable[[], None]] = (register,),
-):
-    """Compose ``config_name`` with ``overrides`` and validate it; ExperimentError on failure."""
-    from hydra import compose, initialize_config_dir
-
-    for reg in registers:
-        reg()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        try:
-            cfg = compose(config_name, overrides=overrides)
-        except Exception as e:  # noqa: BLE001 - Hydra raises several classes; all are user errors
-            raise ExperimentError(compose_error_line(e)) from None
-        try:
-            validator(cfg)
-        except ExperimentError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            if isinstance(e, user_errors()):
-                raise ExperimentError(error_line(e)) from None
-            raise
-    return cfg
-
-
-def precheck_base(
-    config_name: str, overrides: list[str], registers: Sequence[Callable[[], None]] = (register,)
-) -> None:
-    """ExperimentError (one line) when a multirun's base config cannot be composed: Hydra
-    composes it from the overrides that do not sweep (a value list, ``range(...)``, ...) before
-    any job starts, and fails there with a traceback. The sweep overrides are left to the jobs
-    (a bad value in a list fails only its own jobs, recorded in the sweep table)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    args = [a for a in overrides if not _is_hydra_arg(a)]
-    try:
-        parsed = OverridesParser.create().parse_overrides(args)
-    except Exception as e:  # noqa: BLE001 - Hydra's OverrideParseException and friends
-        raise ExperimentError(str(e).strip().splitlines()[0]) from None
-    base = [a for a, o in zip(args, parsed, strict=True) if not o.is_sweep_override()]
-    precheck(config_name, base, lambda cfg: None, registers)
+__all__ = ["FailedJob", "Interrupted", "fail", "guarded", "launch", "precheck"]
 
 
 def fail(msg: str) -> None:
     """Print ``error: msg`` to stderr and exit with status 2."""
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
-
-
-class Interrupted(Exception):  # noqa: N818 - it is a stop, not an error
-    """Raised by an app on Ctrl-C with the one line to print (``N points cached, ...``)."""
 
 
 class FailedJob:
@@ -219,103 +121,6 @@ def _record(job: dict, status: str, error: str | None, metrics: dict) -> None:
         print(f"error: {error_line(e)}", file=sys.stderr)
 
 
-#: what each app's ``--help`` says (the config groups are listed from its config)
-APP_HELP = {
-    "replay": "Replay one trace through one cluster design (simulated; no GPU).",
-    "study": "The paper's design comparisons (iso-power, iso-cost, ...) over cached simulated "
-    "points, then the report.",
-    "report": "Write report.md and figures from run and study folders.",
-    "characterize": "Profile prefill and decode of one model shard on one GPU.",
-}
-
-
-def _app_groups(config_name: str) -> list[str]:
-    """The config groups the app's primary config takes (its defaults list, ``group@pkg``
-    entries under their group), in order."""
-    import yaml
-
-    with open(os.path.join(CONF_DIR, f"{config_name}.yaml")) as f:
-        doc = yaml.safe_load(f) or {}
-    groups: list[str] = []
-    for entry in doc.get("defaults") or []:
-        if not isinstance(entry, dict):
-            continue
-        for k in entry:
-            k = k.replace("override ", "").strip().lstrip("/")
-            g, _, pkg = k.partition("@")
-            if pkg:  # e.g. design@designs.baseline-a100: set as design@designs.<key>=OPTION
-                g = f"{g}@{pkg.rsplit('.', 1)[0]}.<key>" if "." in pkg else f"{g}@{pkg}"
-            if g.startswith("hydra") or g in groups:
-                continue
-            if os.path.isdir(os.path.join(CONF_DIR, g.split("@", 1)[0])):
-                groups.append(g)
-    return groups
-
-
-def _options(group: str) -> list[str]:
-    d = os.path.join(CONF_DIR, group)
-    return sorted(n[:-5] for n in os.listdir(d) if n.endswith(".yaml") and n != "schema.yaml")
-
-
-def app_help(config_name: str, prog: str) -> str:
-    """``--help`` text: what the app does, the groups it takes with their options, the flags."""
-    import textwrap
-
-    lines = [
-        *textwrap.wrap(f"{prog}: {APP_HELP.get(config_name, '')}".rstrip(), 100),
-        "",
-        f"usage: {prog} [GROUP=OPTION ...] [KEY=VALUE ...]   (-m: one job per value of a,b,c)",
-        "",
-        "config groups (GROUP=OPTION):",
-    ]
-    groups = _app_groups(config_name)
-    width = max([len(g) for g in groups] + [10]) + 2
-    for g in groups:
-        opts = ", ".join(_options(g.split("@", 1)[0]))
-        lines += textwrap.wrap(
-            opts, 98, initial_indent=f"  {g:<{width}}", subsequent_indent=" " * (width + 2)
-        )
-    lines += [
-        "",
-        "any key of the composed config can be set (KEY=VALUE); see them all with",
-        f"  {prog} --cfg job",
-        "flags: --cfg job|hydra|all, --info, -m/--multirun, --hydra-help",
-    ]
-    return "\n".join(lines)
-
-
-def check_run_dir(config_name: str, overrides: list[str]) -> None:
-    """ExperimentError when Hydra's run folder (``hydra.run.dir``) cannot be written (Hydra's
-    own failure there is a logging traceback). Creates nothing."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        try:
-            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-            run_dir = str(cfg.hydra.run.dir)
-        except Exception:  # noqa: BLE001 - unresolvable here: Hydra reports it itself
-            return
-    path = Path(run_dir).absolute()
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            return
-        probe = probe.parent
-    reason = None
-    if not probe.is_dir():
-        reason = f"'{probe}' is not a folder"
-    else:
-        import tempfile
-
-        try:
-            with tempfile.TemporaryFile(dir=probe):
-                pass
-        except OSError as e:
-            reason = f"cannot write in '{probe}': {e.strerror or e}"
-    if reason:
-        raise ExperimentError(f"hydra.run.dir: {reason}")
-
-
 def launch(
     config_name: str,
     task: Callable[[DictConfig], object],
@@ -342,7 +147,7 @@ def launch(
     flags = [a for a in args if a.startswith("-")]
     if not flags:
         try:
-            overrides = [a for a in args if not _is_hydra_arg(a)]
+            overrides = [a for a in args if not is_hydra_arg(a)]
             precheck(config_name, overrides, validator, registers)
             check_run_dir(config_name, args)
         except ExperimentError as e:
