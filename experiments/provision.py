@@ -470,21 +470,3 @@ def _middle_out_of(positions: Sequence[int]) -> list[int]:
     """Positions ordered from the middle outwards (balanced splits first: usually best)."""
     mid = (len(positions) - 1) / 2
     return [p for _, p in sorted((abs(i - mid), p) for i, p in enumerate(positions))]
-
-
-def brute_force_max_rate(
-    evaluate: Evaluator, pools: Sequence[Pool], budget: Budget, grid: RateGrid
-) -> tuple[float | None, list[Counts]]:
-    """Reference answer: every maximal affordable configuration at every grid rate.
-
-    Returns the best rate and every configuration achieving it.
-    """
-    best, who = None, []
-    for c in affordable_frontier(pools, budget):
-        ok = [r for r in grid.rates if evaluate(c, r).get("slo_met")]
-        r = max(ok) if ok else None
-        if r is not None and (best is None or r > best):
-            best, who = r, [c]
-        elif r is not None and r == best:
-            who.append(c)
-    return best, who

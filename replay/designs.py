@@ -18,7 +18,7 @@ DGX) a node is one instance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from characterize.modeling.specs import SpecError, list_specs, load_machine, load_model
 from common.units import bytes_to_gb, gbps_to_bytes_per_s
@@ -80,11 +80,53 @@ class DesignConfig:
         _check_policy(self.machine_policy, self.kind)
 
     @property
+    def is_split(self) -> bool:
+        """Whether its phases run on separate pools (a Splitwise design)."""
+        return len(self.count_keys) > 1
+
+    @property
+    def count_keys(self) -> tuple[str, ...]:
+        """The keys of its node counts, one per pool: ``("machines",)`` (a baseline) or
+        ``("prompt_machines", "token_machines")`` (prompt pool first)."""
+        return _SHAPES[self.kind][1]
+
+    @property
+    def pool_names(self) -> tuple[str, ...]:
+        """Its pools, in :attr:`counts` order: ``("machines",)`` or ``("prompt", "token")``."""
+        return _SHAPES[self.kind][2]
+
+    @property
+    def machine_specs(self) -> tuple[str, ...]:
+        """The machine (node) spec of each pool, in :attr:`counts` order."""
+        return tuple(getattr(self, k) for k in _SHAPES[self.kind][0])
+
+    @property
     def counts(self) -> tuple[int | None, ...]:
         """The node counts: (machines,) or (prompt_machines, token_machines)."""
-        if self.kind == "baseline":
-            return (self.machines,)
-        return (self.prompt_machines, self.token_machines)
+        return tuple(getattr(self, k) for k in self.count_keys)
+
+    def with_counts(self, counts) -> DesignConfig:
+        """A copy with other node counts (one per pool, in :attr:`counts` order)."""
+        counts = tuple(counts)
+        need(len(counts) == len(self.count_keys), "design.counts",
+             f"a {self.kind} design has {len(self.count_keys)} pool(s), got {len(counts)} "
+             "counts", DesignError)  # fmt: skip
+        return replace(self, **{k: int(n) for k, n in zip(self.count_keys, counts, strict=True)})
+
+    def count_fields(self, counts) -> dict[str, int]:
+        """``counts`` (one per pool) by their keys: ``{"prompt_machines": 2, ...}``."""
+        return dict(zip(self.count_keys, counts, strict=True))
+
+
+#: per kind: the spec keys, count keys and pool names of its pools (in counts order)
+_SHAPES = {
+    "baseline": (("machine",), ("machines",), ("machines",)),
+    "splitwise": (
+        ("prompt_machine", "token_machine"),
+        ("prompt_machines", "token_machines"),
+        ("prompt", "token"),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -235,9 +277,8 @@ def make_design(
 ) -> Design:
     """The runnable :class:`Design` of a configured design (every count must be set)."""
     c = config
-    for i, v in enumerate(c.counts):
-        key = ("machines",) if c.kind == "baseline" else ("prompt_machines", "token_machines")
-        need(v is not None, f"design.{key[i]}", "set the number of nodes", DesignError)
+    for key, v in zip(c.count_keys, c.counts, strict=True):
+        need(v is not None, f"design.{key}", "set the number of nodes", DesignError)
     if c.kind == "baseline":
         d = Design(c.name, c.kind, model, c.machine, int(c.machines), None, 0, tp,
                    kv_reserve_fraction, c.mixed_pool, c.display, c.machine_policy)  # fmt: skip

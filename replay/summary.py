@@ -4,7 +4,7 @@
 iteration spans, gaps) with the metric definitions of :mod:`replay.metrics`, the SLO of
 :mod:`replay.slo` and the energy model below. ``summary.json`` (:meth:`ReplaySummary.to_dict`),
 the printed table (:func:`format_summary`) and the study's point result
-(``experiments.runner.summarize``) all read this object.
+(``experiments.point.summarize``) all read this object.
 
 Energy: every recorded span is busy time at the phase's power (a prefill or mixed iteration at
 ``prefill_power(prompt tokens)``, a decode span at ``decode_power(batch size)``), the rest of the

@@ -47,7 +47,7 @@ def synthetic_point(point: dict, fail_at: tuple[int, int] | None = None) -> dict
     speed, the SLO is met up to it, a stricter SLO sustains less), with latency quantiles that
     rise with the level and context-policy counts (a tenth of the requests changed). It raises
     at the Splitwise configuration ``fail_at`` (prompt, token machines), when given."""
-    from experiments.runner import QUANTILE_LEVELS
+    from experiments.study.tables import QUANTILE_LEVELS
 
     n_q = len(QUANTILE_LEVELS)
     d, rate = point["design"], point["trace"]["resample_rate"]

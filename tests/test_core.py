@@ -115,11 +115,11 @@ def test_pure_python_switch_loads_every_core_module_from_its_source():
 
 
 def test_the_build_hook_and_the_cache_key_name_the_same_modules_and_record():
-    # setup.py and experiments/runner.py cannot import replay (numpy, pandas at import): their
+    # setup.py and experiments/point.py cannot import replay (numpy, pandas at import): their
     # copies of the names must stay equal to replay/_core.py's
     import ast
 
-    from experiments import runner
+    from experiments import point
 
     consts = {}
     for node in ast.parse((ROOT / "setup.py").read_text()).body:
@@ -129,5 +129,5 @@ def test_the_build_hook_and_the_cache_key_name_the_same_modules_and_record():
             except ValueError:
                 pass
     assert consts["CORE_MODULES"] == _core.CORE_MODULES
-    assert consts["BUILD_RECORD"] == _core.BUILD_RECORD == runner._CORE_BUILD_RECORD
+    assert consts["BUILD_RECORD"] == _core.BUILD_RECORD == point._CORE_BUILD_RECORD
     assert all((ROOT / "replay" / f"{m}.pxd").exists() for m in _core.CORE_MODULES)

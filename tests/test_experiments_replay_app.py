@@ -105,12 +105,12 @@ def test_console_script_with_run_dir_and_no_torch(tmp_path):
 
 
 def test_ctrl_c_prints_one_line_exits_130_and_keeps_nothing(tmp_path, capsys, monkeypatch):
-    from experiments import runner
+    from experiments import point
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "simulate_point", interrupted)
+    monkeypatch.setattr(point, "simulate_point", interrupted)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "keep.txt").write_text("earlier")

@@ -19,7 +19,7 @@ from experiments.apps import study as study_app
 from experiments.config.schemas import CONF_DIR, register
 from experiments.errors import ExperimentError
 from experiments.report import load_inputs, write_report
-from experiments.runner import QUANTILE_LEVELS
+from experiments.study.tables import QUANTILE_LEVELS
 
 register()
 N_Q = len(QUANTILE_LEVELS)

@@ -19,7 +19,7 @@ from experiments.config.schemas import CONF_DIR, register
 from experiments.report import load_inputs
 from experiments.report import variant_sections as vs
 from experiments.report.plotting import Figures
-from experiments.runner import QUANTILE_LEVELS
+from experiments.study.tables import QUANTILE_LEVELS
 
 register()
 SPEED = {"dgx-a100": 1.0, "dgx-h100": 2.0, "dgx-h100-cap": 1.8}

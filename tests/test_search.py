@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from _search_reference import brute_force_max_rate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,6 @@ from experiments.provision import (
     _last_true,
     _minimal,
     affordable_frontier,
-    brute_force_max_rate,
     heatmap,
     max_rate_under_budget,
     min_machines,

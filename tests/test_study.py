@@ -127,17 +127,12 @@ def test_point_mode_for_multirun(tmp_path, capsys, synthetic):
 @pytest.mark.slow
 def test_smart_search_matches_brute_force_on_the_real_simulator(tmp_path):
     """Tiny trace (20 s at a few req/s), 1-3 machines per pool: bisect == full grid."""
-    from experiments import runner
+    from _search_reference import brute_force_max_rate
+
+    from experiments import point as pt
     from experiments.cache import PointCache
     from experiments.config.schemas import DesignConf, ModelConf, SchedulerConf, SloConf, TraceConf
-    from experiments.provision import (
-        Budget,
-        Pool,
-        RateGrid,
-        brute_force_max_rate,
-        max_rate_under_budget,
-        min_machines,
-    )
+    from experiments.provision import Budget, Pool, RateGrid, max_rate_under_budget, min_machines
 
     design = DesignConf(
         name="splitwise-hh", kind="splitwise", prompt_machine="dgx-h100", token_machine="dgx-h100"
@@ -146,15 +141,15 @@ def test_smart_search_matches_brute_force_on_the_real_simulator(tmp_path):
     cache = PointCache(tmp_path)
 
     def evaluate(counts, rate):
-        point = runner.make_point(
+        point = pt.make_point(
             model=ModelConf(name="llama2-70b"),
-            design=runner.design_point(design, counts),
-            trace=runner.trace_point(trace, rate, 20.0),
+            design=pt.design_point(design, counts),
+            trace=pt.trace_point(trace, rate, 20.0),
             scheduler=SchedulerConf(),
             slo=SloConf(),
             profiles={"source": "reference"},
         )
-        rec = cache.evaluate(point, runner.evaluate_point)
+        rec = cache.evaluate(point, pt.evaluate_point)
         assert rec["status"] == "ok", rec.get("error")
         return rec["result"]
 
@@ -216,7 +211,7 @@ def test_h200_designs_join_with_measured_profiles(tmp_path):
     """A measured profile CSV with H200 rows under results/profiles brings the H200 designs in,
     simulated on the reference set plus those rows (the slowdown reference stays DGX-A100)."""
     from characterize.modeling.profiles import reference_profiles, write_profiles
-    from experiments import runner
+    from experiments import point as pt
     from experiments.config.schemas import ModelConf, SchedulerConf, SloConf
 
     ref = reference_profiles()
@@ -231,15 +226,15 @@ def test_h200_designs_join_with_measured_profiles(tmp_path):
     assert not any(t.profiles for t in tasks if t.design_key == "baseline-a100")
     assert any("measured H200 rows" in n for n in notes)
     t = next(t for t in h200 if t.design_key == "baseline-h200")
-    point = runner.make_point(
+    point = pt.make_point(
         model=ModelConf(name="llama2-70b"),
-        design=runner.design_point(t.design, (1,)),
-        trace=runner.trace_point(t.trace, 1.0, 10.0),
+        design=pt.design_point(t.design, (1,)),
+        trace=pt.trace_point(t.trace, 1.0, 10.0),
         scheduler=SchedulerConf(),
         slo=SloConf(),
         profiles=t.profiles,
     )
-    res = runner.evaluate_point(point)
+    res = pt.evaluate_point(point)
     assert res["requests"]["completed"] > 0 and res["cost_per_hour"] == 47.5
 
 
@@ -370,7 +365,7 @@ def test_context_policy_is_summarised_per_trace(tmp_path, capsys, synthetic):
 
 
 def test_progress_bar_counts_searches_and_points(tmp_path, capsys, synthetic):
-    from experiments.apps.study import _context
+    from experiments.study import context_of as _context
     from experiments.study import run_tasks
 
     c = study_config(_cfg(tmp_path, "experiment=tiny", "study.heatmap=false"))
@@ -391,7 +386,7 @@ def test_cluster_backends_fill_the_same_cache(tmp_path, synthetic, backend):
 
     import cloudpickle
 
-    from experiments.apps.study import _context
+    from experiments.study import context_of as _context
     from experiments.study import run_tasks
 
     mod = pytest.importorskip(backend)

@@ -261,11 +261,11 @@ def test_kv_link_bandwidth_scale():
 
 
 def test_rate_method_scale_replays_the_whole_trace_in_order():
-    from experiments import runner
+    from experiments import point as pt
     from traces.transforms import TraceConfig
 
     t = TraceConfig(name="mooncake-conversation", rate_method="scale")
-    point = runner.trace_point(t, 10.0, 600.0)
+    point = pt.trace_point(t, 10.0, 600.0)
     assert point["scale_to_rate"] == 10.0 and point["resample_rate"] is None
     df, info = TraceConfig(**point).prepare(max_context=131072)
     src, _ = TraceConfig(name="mooncake-conversation").prepare(max_context=131072)
@@ -274,6 +274,6 @@ def test_rate_method_scale_replays_the_whole_trace_in_order():
     span = df["arrival_s"].iloc[-1] - df["arrival_s"].iloc[0]
     assert (len(df) / span) == pytest.approx(10.0, rel=1e-6)  # traces.stats.mean_rate
     assert [s["name"] for s in info["transforms"]][:1] == ["scale_rate"]
-    assert "resample_rate" in runner.trace_point(TraceConfig(name="azure-conv-2023"), 10.0, 60.0)
+    assert "resample_rate" in pt.trace_point(TraceConfig(name="azure-conv-2023"), 10.0, 60.0)
     with pytest.raises(Exception, match="rate_method"):
         TraceConfig(name="azure-conv-2023", rate_method="warp")

@@ -32,7 +32,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """
     from characterize.modeling.phase.errors import ExtrapolationWarning
     from common.atomic import write_json_atomic
-    from experiments import runner
+    from experiments import point as pt
     from experiments.config.checks import replay_config
 
     c = replay_config(cfg)
@@ -41,14 +41,14 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
         run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "."
     run_dir = Path(run_dir)
-    point = runner.make_point(
+    point = pt.make_point(
         model=c["model"],
-        design=runner.design_point(c["design"]),
-        trace=runner.trace_point(c["trace"]),
+        design=pt.design_point(c["design"]),
+        trace=pt.trace_point(c["trace"]),
         scheduler=c["scheduler"],
         serving=c["serving"],
         slo=c["slo"],
-        profiles=runner.profiles_identity(c["profiles"]),
+        profiles=pt.profiles_identity(c["profiles"]),
         seed=int(cfg.seed),
     )
     progress = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
@@ -64,7 +64,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             # the summary lists every extrapolation note ("extrapolated" lines): not also a
             # warning on stderr
             warnings.simplefilter("ignore", ExtrapolationWarning)
-            res, _ = runner.simulate_point(point, progress=bool(progress), display=display)
+            res, _ = pt.simulate_point(point, progress=bool(progress), display=display)
         res.write(run_dir)
         write_json_atomic(run_dir / "point.json", point)
     except BaseException as e:

@@ -308,7 +308,7 @@ def run_cdf_data(runs: list[dict], labels: list[str]) -> tuple[pd.DataFrame, lis
     (replay.metrics.weighted_percentiles; TBT over every token gap). Returns (rows, the TBT
     definitions used)."""
     from experiments.report.inputs import run_tbt
-    from experiments.runner import QUANTILE_LEVELS
+    from experiments.study.tables import QUANTILE_LEVELS
     from replay.metrics import weighted_percentiles
 
     qs = [100.0 * q for q in QUANTILE_LEVELS]

@@ -1,7 +1,10 @@
 """One simulated point: the full config as a plain dict, and its evaluation through the replay.
 
 This is the only bridge from the experiments layer to ``traces`` and ``replay``; both are
-imported lazily so that Hydra starts fast and nothing imports torch.
+imported lazily so that Hydra starts fast and nothing imports torch. A study's searches ask
+for points through a :class:`PointEvaluator` (one task's fixed settings: the search varies
+the machine counts and the rate); it builds the point, looks it up in (or adds it to) the
+:class:`~experiments.cache.PointCache` and returns the point's result.
 
 A *point* (:func:`make_point`) is a JSON-able dict holding everything that determines the
 result: model, design with machine counts, trace with every transform and seed (the
@@ -14,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.machinery
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
@@ -26,16 +29,20 @@ QUANTILE_LEVELS = tuple(round(0.02 * i, 2) for i in range(50)) + (0.99, 0.995, 0
 
 _ROOT = Path(__file__).resolve().parent.parent
 #: what a point's result depends on: whole packages (every file, data included) and this module
+#: (not the study's tables nor the report: a new column recomputes nothing)
 _CODE_PACKAGES = ("common", "traces", "replay", "characterize/modeling")
 _EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)  # compiled modules
-_CORE_BUILD_RECORD = "_core_build.json"  # replay/_core.py's BUILD_RECORD (not imported: no replay here)
+_CORE_BUILD_RECORD = (
+    "_core_build.json"  # replay/_core.py's BUILD_RECORD (not imported: no replay here)
+)
 
 
 @cache
 def code_version() -> str:
     """Package version + digest of everything that can change a point: every file of the
     packages common/, traces/ (data included), replay/, characterize/modeling/ (specs and
-    reference data included), and this module (summarize() shapes the cached results).
+    reference data included), and this module (summarize() shapes the cached results; the
+    study's tables and the report are not hashed: they read results, they do not make them).
     A new or changed file anywhere in those packages invalidates cached points. Build outputs
     do not count: bytecode, and the compiled core's extensions and build record
     (replay/_core.py: it gives the same results as the source, byte for byte, and its bytes
@@ -116,13 +123,8 @@ def profiles_identity(profiles: schemas.ProfilesConf | str) -> dict:
 
 def design_point(d: schemas.DesignConf, counts: tuple[int, ...] | None = None) -> dict:
     """The design part of a point; ``counts`` replaces the machine counts when given."""
-    out = asdict(d)
+    out = asdict(d if counts is None else d.with_counts(counts))
     out.pop("display", None)
-    if counts is not None:
-        if d.kind == "baseline":
-            (out["machines"],) = counts
-        else:
-            out["prompt_machines"], out["token_machines"] = counts
     return out
 
 
@@ -192,14 +194,23 @@ def make_point(
 # Evaluation (imports traces / replay lazily)
 
 
+def phase_models_of(profiles: dict):
+    """The phase-model set a point's ``profiles`` (:func:`profiles_identity`) names, with its
+    slowdown reference (absent: the paper's DGX-A100 TP8, ``model_set.REFERENCE_GPU/TP``)."""
+    from characterize.modeling.phase.model_set import REFERENCE_GPU, REFERENCE_TP
+
+    ref = profiles.get("slo_reference") or {}
+    return _phase_models(
+        profiles["source"],
+        ref.get("source", "reference"),
+        ref.get("gpu", REFERENCE_GPU),
+        int(ref.get("tp", REFERENCE_TP)),
+        tuple(sorted((profiles.get("adjust") or {}).items())),
+    )
+
+
 @cache
-def _phase_models(
-    source: str,
-    reference: str = "reference",
-    gpu: str = "a100-80gb",
-    tp: int = 8,
-    adjust: tuple = (),
-):
+def _phase_models(source: str, reference: str, gpu: str, tp: int, adjust: tuple = ()):
     """The phase-model set of a point's profiles (``adjust``: PhaseAdjust fields as sorted
     (name, value) pairs; empty: the plain fit)."""
     from characterize.modeling.phase.adjust import PhaseAdjust
@@ -250,15 +261,7 @@ def simulate_point(point: dict, progress: bool = False, display: dict | None = N
     df, info = prepare_trace(point["trace"], point["model"]["name"])
     sched = SchedulerConfig(**point["scheduler"])
     design = build_design(point["model"], point["design"], sched.kv_reserve_fraction)
-    prof = point["profiles"]
-    ref = prof.get("slo_reference") or {}
-    models = _phase_models(
-        prof["source"],
-        ref.get("source", "reference"),
-        ref.get("gpu", "a100-80gb"),
-        int(ref.get("tp", 8)),
-        tuple(sorted((prof.get("adjust") or {}).items())),
-    )
+    models = phase_models_of(point["profiles"])
     res = simulate(
         df,
         design,
@@ -341,3 +344,80 @@ PREFIX_CACHE_KEYS = (
     "prefill_prompt_tokens", "transfer_saved_tokens", "cache_aware_routing",
     "transfer_uncached_only", "ttft_s_hit", "ttft_s_miss",
 )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# A search's points (the study's tasks ask through one of these)
+
+#: the progress file's marks: one per point looked at (experiments.study.execute counts them)
+MARK_SIMULATED, MARK_CACHED, MARK_FAILED = "s", "c", "e"
+
+
+@dataclass
+class PointEvaluator:
+    """One search's points: everything but the machine counts and the rate is fixed (a task's
+    model, design, trace, scheduler, SLO, serving, profiles and seeds). Calling it with
+    ``(counts, rate)`` returns the point's result (from ``cache``, or simulated by ``fn`` and
+    stored), with ``slo_met`` False for a failed point, its ``error`` and its cache ``_key``.
+    ``progress_file``: one mark appended per point (:data:`MARK_SIMULATED`, ...)."""
+
+    model: schemas.ModelConf
+    design: schemas.DesignConf
+    trace: schemas.TraceConf
+    scheduler: schemas.SchedulerConf
+    slo: schemas.SloConf
+    serving: object  # replay.serving.ServingConfig or None
+    profiles: dict  # profiles_identity(...)
+    search: schemas.SearchConf  # duration_s, max_requests, seed
+    seed: int | None  # variants: overrides search.seed (simulator) and the trace's seed
+    cache: object  # experiments.cache.PointCache
+    fn: object = None  # fn(point) -> result; None: evaluate_point (tests pass a cheap one)
+    progress_file: str | None = None
+
+    def point(self, counts, rate: float) -> dict:
+        """The full config of the point at ``counts`` machines and ``rate`` req/s."""
+        s = self.search
+        return make_point(
+            model=self.model,
+            design=design_point(self.design, counts),
+            trace=trace_point(
+                self.trace,
+                rate,
+                point_duration(rate, s.duration_s, s.max_requests),
+                seed=self.seed,
+            ),
+            scheduler=self.scheduler,
+            slo=self.slo,
+            serving=self.serving,
+            profiles=self.profiles,
+            seed=s.seed if self.seed is None else self.seed,
+        )
+
+    def __call__(self, counts, rate: float) -> dict:
+        cache = self.cache
+        hits = cache.stats.hits
+        rec = cache.evaluate(self.point(counts, rate), self.fn or evaluate_point)
+        res = dict(rec["result"] or {})
+        res["slo_met"] = rec["status"] == "ok" and bool(res.get("slo_met"))
+        if rec["status"] != "ok":
+            res["error"] = rec["error"]
+        if self.progress_file:
+            failed = rec["status"] != "ok"
+            mark = MARK_CACHED if cache.stats.hits > hits else (
+                MARK_FAILED if failed else MARK_SIMULATED)  # fmt: skip
+            note_progress(self.progress_file, mark)
+        res["_key"] = rec["key"]
+        return res
+
+
+def note_progress(path: str, mark: str) -> None:
+    """Append one mark to the progress file: one small O_APPEND write, whole even with several
+    writers."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    try:
+        os.write(fd, mark.encode())
+    finally:
+        os.close(fd)
