@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from characterize.modeling.phase.errors import ExtrapolationWarning
+from characterize.modeling.phase.model_set import REFERENCE_GPU
 from characterize.modeling.specs import SpecError, load_machine, load_model
 from common.atomic import write_json_atomic, write_parquet_atomic
 from replay.designs import Design
@@ -188,7 +189,7 @@ def simulate(
     seed: int = 0,
     progress: bool | Callable[[int, int], None] = False,
     slo: SLO | None = None,
-    reference_gpu: str = "a100-80gb",
+    reference_gpu: str = REFERENCE_GPU,
     steady_trim: float = 0.1,
     trace_info: dict | None = None,
     display: dict | None = None,

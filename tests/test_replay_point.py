@@ -89,6 +89,10 @@ def test_code_version_hashes_every_file_of_the_packages(tmp_path, monkeypatch):
     (root / "replay" / f"mod{suffix}").write_bytes(b"\x7fELF")
     (root / "replay" / "_core_build.json").write_text("{}")
     assert pt.code_version.__wrapped__() == v1  # nor the compiled core's build outputs
+    for other in ("report", "study"):  # a new report column or study table changes no point
+        (root / "experiments" / other).mkdir()
+        (root / "experiments" / other / "mod.py").write_text("x = 1\n")
+    assert pt.code_version.__wrapped__() == v1
     Path(root / "traces" / "mod.py").write_text("x = 2\n")
     assert pt.code_version.__wrapped__() != v1
 

@@ -4,7 +4,7 @@ Types and key names are already checked by the structured configs (:mod:`experim
 The simulator's groups (design, trace, scheduler, slo) are built once, with
 ``OmegaConf.to_object``, into the library's own dataclasses, whose ``__post_init__`` checks each
 value (the one place). This module checks only what belongs to the experiments layer (model,
-profiles, search, study cross-references). Every failure is an :class:`ExperimentError` whose
+profiles, search, study cross-references; the load generator's config). Every failure is an :class:`ExperimentError` whose
 one-line message starts with the dotted config key.
 """
 
@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments.config import schemas
+from experiments.config.loadgen import ClientConf, LengthsConf, LoadgenConfig, TargetConf
 from experiments.errors import ExperimentError
 
 T = TypeVar("T")
@@ -179,7 +180,7 @@ def replay_config(cfg: DictConfig) -> dict:
     seed = cfg.seed
     _need(isinstance(seed, int) and seed >= 0, "seed", f"must be an integer >= 0, got {seed!r}")
     if out["design"].counts and None in out["design"].counts:
-        k = "machines" if out["design"].kind == "baseline" else "prompt_machines/token_machines"
+        k = "/".join(out["design"].count_keys)
         raise ExperimentError(f"design.{k}: a replay needs the number of nodes")
     return out
 
@@ -248,7 +249,7 @@ def study_config(cfg: DictConfig) -> dict:
         h = out["heatmap"]
         _one_of(h.design, tuple(out["designs"]), "heatmap.design")
         _need(
-            out["designs"][h.design].kind == "splitwise",
+            out["designs"][h.design].is_split,
             "heatmap.design",
             "the heatmap needs a Splitwise (two-pool) design",
         )
@@ -256,3 +257,34 @@ def study_config(cfg: DictConfig) -> dict:
         _need(h.rate > 0, "heatmap.rate", "must be > 0")
         _need(h.prompt_max >= 1 and h.token_max >= 1, "heatmap.prompt_max", "must be >= 1")
     return out
+
+
+def check_loadgen(cfg: DictConfig) -> tuple[TargetConf, LengthsConf, ClientConf]:
+    """The load generator's own groups (target, lengths, client; trim, seed) as checked
+    dataclasses, not the trace (a caller may compose it with a trace file still to be written)."""
+    groups = (
+        section(cfg, "target", TargetConf),
+        section(cfg, "lengths", LengthsConf),
+        section(cfg, "client", ClientConf),
+    )
+    _need(cfg.trim >= 0, "trim", f"must be >= 0, got {cfg.trim}")
+    _need(cfg.trim < 0.5, "trim", f"must be < 0.5, got {cfg.trim}")
+    _need(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
+    return groups
+
+
+def loadgen_config(cfg: DictConfig) -> LoadgenConfig:
+    """The load generator's config as checked dataclasses, the trace's included."""
+    target, lengths, client = check_loadgen(cfg)
+    record = to_plain(cfg, "")
+    record.pop("hydra", None)
+    return LoadgenConfig(
+        trace=to_object(cfg.trace, "trace", schemas.TraceConf),
+        target=target,
+        lengths=lengths,
+        client=client,
+        trim=float(cfg.trim),
+        seed=int(cfg.seed),
+        display=None if cfg.display is None else str(cfg.display),
+        record=record,
+    )
