@@ -133,6 +133,9 @@ def latency_rows(results: list[dict], tasks: list[Task]) -> list[dict]:
                         {
                             "trace": task.trace_key,
                             "design": task.design_key,
+                            **{
+                                k: task.labels[0][k] for k in SET_COLUMNS[:1] if k in task.labels[0]
+                            },
                             "design_display": task.design.display or task.design_key,
                             "budgets": "+".join(lab["budget"] for lab in task.labels),
                             "rate": p["rate"],
