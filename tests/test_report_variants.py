@@ -16,9 +16,14 @@ from hydra import compose, initialize_config_dir
 
 from experiments.apps import study as study_app
 from experiments.config.schemas import CONF_DIR, register
+from experiments.report import format as fm
 from experiments.report import load_inputs
-from experiments.report import variant_sections as vs
+from experiments.report.describe import study_command
 from experiments.report.plotting import Figures
+from experiments.report.sections import study_extra_sections
+from experiments.report.sections.headline import headline_section
+from experiments.report.sections.load import load_section
+from experiments.report.sections.seeds import interval_text
 from experiments.study.tables import QUANTILE_LEVELS
 
 register()
@@ -117,9 +122,9 @@ def report(studies):
     loaded, _ = load_inputs(list(dirs.values()))
     out = root / "report"
     figs = Figures(out, formats=("svg",), dpi=60)
-    md = vs.headline_section(figs, loaded)
+    md = headline_section(figs, loaded)
     for s in loaded:
-        md += [f"## Study `{s['label']}`", ""] + vs.study_extra_sections(figs, s, loaded)
+        md += [f"## Study `{s['label']}`", ""] + study_extra_sections(figs, s, loaded)
     return {"md": "\n".join(md), "out": out, "studies": {s["dir"]: s for s in loaded}, "figs": figs}
 
 
@@ -151,7 +156,7 @@ def test_every_section_figure_and_command(studies, report):
     # every table names the study command that made it (output places left out)
     for key, exp in (("robustness", "robustness"), ("scheduler", "scheduler"),
                      ("sensitivity", "sensitivity"), ("seeds", "seeds")):  # fmt: skip
-        cmd = vs.study_command(report["studies"][dirs[key]])
+        cmd = study_command(report["studies"][dirs[key]])
         assert cmd.startswith(f"splitbench-study experiment={exp} search=quick ")
         assert "paths.root" not in cmd and f"Made by `{cmd}`" in md
     # studies labelled without repeating what their name says (experiment, model)
@@ -207,8 +212,8 @@ def test_seed_intervals_are_min_median_max_over_the_seeds(studies, report):
     r = iv[(iv["model"] == "bloom-176b") & (iv["vs"] == "baseline-h100")].iloc[0]
     ll = iv[(iv["model"] == "llama2-70b") & (iv["trace"] == r["trace"])
             & (iv["vs"] == "baseline-h100")].iloc[0]  # fmt: skip
-    row = (f"| {r['trace_display']} | Splitwise-HH / Baseline-H100 | {vs.interval_text(ll)} | "
-           f"{vs.interval_text(r)} |")  # fmt: skip
+    row = (f"| {r['trace_display']} | Splitwise-HH / Baseline-H100 | {interval_text(ll)} | "
+           f"{interval_text(r)} |")  # fmt: skip
     assert row in md
 
 
@@ -239,11 +244,11 @@ def test_tornado_bars_span_each_groups_variants(studies, report):
     # the tables: every variant's ratio and its change; every design's max rate under it
     sec = report["md"].split("### Sensitivity: how far")[1].split("\n### ")[0]
     for _, r in vr.iterrows():
-        assert f"{r['ratio']:.2f}x ({vs.pct(r['change'])})" in sec
+        assert f"{r['ratio']:.2f}x ({fm.pct(r['change'])})" in sec
     v = _read(dirs["sensitivity"], "variants")
     assert len(v) == 14 * 3 * 2
     for _, r in v.iterrows():
-        tail = "(n/a)" if not r["applies"] else f"({vs.pct(r['change'])})"
+        tail = "(n/a)" if not r["applies"] else f"({fm.pct(r['change'])})"
         assert f"| {r['group']} | {r['variant_label']} |" in sec
         assert f"{r['max_rate']:.2f} {tail}" in sec
 
@@ -256,17 +261,17 @@ def test_mismatch_batch_load_and_scheduler_tables_are_the_studys(studies, report
     assert len(m) == 6  # 3 designs x 2 directions
     for _, r in m.iterrows():
         row = (f"| {names[r['source_trace']]} | {r['trace_display']} | {r['design_display']} | "
-               f"{vs.config_text(r)} | {r['max_rate']:.2f} | {r['own_rate']:.2f} | "
-               f"{vs.pct(r['change'])} |")  # fmt: skip
+               f"{fm.config_text(r)} | {r['max_rate']:.2f} | {r['own_rate']:.2f} | "
+               f"{fm.pct(r['change'])} |")  # fmt: skip
         assert row in md, row
 
     batch = _read(dirs["robustness"], "batch")
     for _key, g in batch.groupby(["trace", "design"]):
         best = g.loc[g["requests_per_dollar"].idxmax()]
         kw = g.loc[g["rps_per_kw"].idxmax()]
-        row = (f"| {best['trace_display']} | {best['design_display']} | {vs.config_text(best)} | "
+        row = (f"| {best['trace_display']} | {best['design_display']} | {fm.config_text(best)} | "
                f"{best['requests_per_dollar']:,.0f} | {best['throughput_rps']:.2f} | "
-               f"{vs.config_text(kw)} | {kw['rps_per_kw']:.3f} |")  # fmt: skip
+               f"{fm.config_text(kw)} | {kw['rps_per_kw']:.3f} |")  # fmt: skip
         assert row in md, row
 
     # load: the first rate whose attainment is below 0.9, from load.csv
@@ -303,12 +308,12 @@ def test_mismatch_batch_load_and_scheduler_tables_are_the_studys(studies, report
     sec = md.split("### Scheduler: what JSQ and the mixed pool buy")[1].split("\n### ")[0]
     for _, r in v.iterrows():
         cell = (f"{r['max_rate']:.2f} (n/a)" if not r["applies"]
-                else f"{r['max_rate']:.2f} ({vs.pct(r['change'])})")  # fmt: skip
+                else f"{r['max_rate']:.2f} ({fm.pct(r['change'])})")  # fmt: skip
         assert cell in sec
     assert (v.loc[~v["applies"], "design"].str.startswith("baseline")).all()
     vr = _read(dirs["scheduler"], "variant_ratios")
     r = vr[vr["variant"] == "random"].iloc[0]
-    assert f"{r['ratio']:.2f}x ({vs.pct(r['change'])})" in sec
+    assert f"{r['ratio']:.2f}x ({fm.pct(r['change'])})" in sec
 
 
 @pytest.mark.slow
@@ -317,9 +322,9 @@ def test_sections_are_deterministic(studies, report):
     out = report["out"].parent / "report2"
     loaded, _ = load_inputs(list(dirs.values()))
     figs = Figures(out, formats=("svg",), dpi=60)
-    md = vs.headline_section(figs, loaded)
+    md = headline_section(figs, loaded)
     for s in loaded:
-        md += [f"## Study `{s['label']}`", ""] + vs.study_extra_sections(figs, s, loaded)
+        md += [f"## Study `{s['label']}`", ""] + study_extra_sections(figs, s, loaded)
     assert "\n".join(md) == report["md"]
     a = {p.name: p.read_bytes() for p in (report["out"] / "figures").iterdir()}
     b = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
@@ -339,15 +344,18 @@ def test_an_optional_table_without_a_column_is_one_line_error(studies, tmp_path)
     with pytest.raises(ExperimentError, match=r"load\.csv: missing column 'slo_attainment'"):
         load_inputs([d])
     (d / "load.csv").unlink()  # an absent optional table is no error: no load section
+    meta = json.loads((d / "study.json").read_text())  # (one the study did not record)
+    meta["tables"].pop("load")
+    (d / "study.json").write_text(json.dumps(meta))
     (s,), _ = load_inputs([d])
-    assert s["load"].empty and vs.load_section(Figures(tmp_path / "out"), s) == []
+    assert s["load"].empty and load_section(Figures(tmp_path / "out"), s) == []
     assert not s["mismatch"].empty
 
 
 def test_extrapolation_section_counts_points_by_kind():
     import pandas as pd
 
-    from experiments.report.markdown import extrapolation_section
+    from experiments.report.sections.extrapolation import extrapolation_section
 
     dec = "PhaseModel(m, g, tp=8): decode of batch 99 with 131025 context tokens is beyond"
     pre = "PhaseModel(m, g, tp=8): prefill of 40000 batch tokens is beyond the fitted range"
@@ -370,7 +378,7 @@ def test_prefix_section_reads_the_variants_at_the_same_load(tmp_path):
     import pandas as pd
 
     from experiments.report.plotting import Figures
-    from experiments.report.variant_sections import prefix_section
+    from experiments.report.sections.prefix import prefix_section
 
     budget = pd.DataFrame([{"trace": "t", "design": "hh", "budget": "iso-power", "max_rate": 10.0,
                             "throughput_rps": 9.5}])  # fmt: skip
@@ -403,8 +411,8 @@ def test_prefix_section_reads_the_variants_at_the_same_load(tmp_path):
 def test_compare_names_a_study_whose_rows_repeat_another():
     import pandas as pd
 
-    from experiments.report.markdown import compare_section
     from experiments.report.plotting import Figures
+    from experiments.report.sections.compare import compare_section
 
     def study(label, rates):
         b = pd.DataFrame(

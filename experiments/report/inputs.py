@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.errors import ExperimentError
+from experiments.report.labels import label_studies, study_overrides
 
 #: sections of study.json the report reads (written by splitbench-study)
 STUDY_KEYS = ("study", "model", "profiles", "slo")
@@ -55,6 +55,8 @@ OPTIONAL_COLUMNS = {
               "throughput_rps", "cost_per_hour", "power_w", "requests_per_dollar", "rps_per_kw",
               "slo_config", "best_requests_per_dollar", "best_rps_per_kw"),
 }  # fmt: skip
+#: the headline baselines: budget.csv's ``max_rate_vs_<baseline>`` and ``<metric>_vs_<baseline>``
+HEADLINE_BASELINES = ("baseline-a100", "baseline-h100")
 #: the kinds of the columns above that hold numbers or True/False (what a study.json from before
 #: its ``tables`` record is checked by; a newer study records every column's kind)
 COLUMN_KINDS = {
@@ -68,12 +70,6 @@ COLUMN_KINDS = {
     ),
     **dict.fromkeys(("slo_met", "best_requests_per_dollar", "best_rps_per_kw"), "bool"),
 }  # fmt: skip
-#: the counters of a ``context`` block (requests and tokens changed by the context policy)
-CONTEXT_COUNTS = ("clipped", "clipped_tokens", "rejected", "rejected_tokens")
-#: overrides that say where things go, not what was computed (left out of labels)
-_PLACE_KEYS = (
-    "paths.", "hydra.", "study.report", "search.n_jobs", "progress", "profiles.measured_dir"
-)  # fmt: skip
 
 
 def read_json(path: Path) -> dict:
@@ -104,41 +100,6 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise ExperimentError(f"{path}: cannot read CSV ({e})".splitlines()[0]) from None
 
 
-def _read_overrides(path: Path) -> list[str] | None:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ExperimentError(f"{path}: cannot read YAML ({e})".splitlines()[0]) from None
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise ExperimentError(f"{path}: expected a list of overrides, got {type(data).__name__}")
-    return [str(x) for x in data]
-
-
-def study_overrides(d: Path, meta: dict) -> list[str]:
-    """The command-line overrides that made the study in ``d``: ``study.json``'s ``overrides``
-    when it records them, else Hydra's ``overrides.yaml`` (the folder's own ``.hydra/``, or the
-    newest ``hydra/<time>/.hydra/`` under it). Overrides of output places are left out."""
-    raw = meta.get("overrides")
-    if raw is None and isinstance(meta.get("study"), dict):
-        raw = meta["study"].get("overrides")
-    if raw is not None and not isinstance(raw, list):
-        raise ExperimentError(f"{d / 'study.json'}: 'overrides' is not a list")
-    if raw is None:
-        files = [d / ".hydra" / "overrides.yaml"]
-        files += sorted(d.glob("hydra/*/.hydra/overrides.yaml"), reverse=True)
-        for f in files:
-            if f.is_file():
-                raw = _read_overrides(f)
-                break
-    return [
-        str(o).lstrip("+~") for o in (raw or []) if not str(o).lstrip("+~").startswith(_PLACE_KEYS)
-    ]
-
-
 def load_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[dict], list[dict]]:
     """(studies, runs) from folders; a folder holding several studies/runs is walked."""
     studies, runs = [], []
@@ -162,7 +123,7 @@ def load_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[dict], list[d
             raise ExperimentError(
                 f"inputs: '{raw}' holds no study.json or summary.json + requests.parquet"
             )
-    _label_studies(studies)
+    label_studies(studies)
     return studies, runs
 
 
@@ -321,161 +282,6 @@ def _load_run(r: Path) -> dict:
         "requests": req,
         "point": read_json(r / "point.json") if (r / "point.json").exists() else None,
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# labels
-
-
-def _flatten(obj, prefix: str = "") -> dict[str, str]:
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: json.dumps(obj, sort_keys=True)}
-
-
-def _config_keys(text: str) -> dict[str, str]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(text) if text else {}
-    except yaml.YAMLError:
-        return {}
-    flat = _flatten(data) if isinstance(data, dict) else {}
-    return {k: v for k, v in flat.items() if not k.startswith(_PLACE_KEYS)}
-
-
-def _named_by(override: str, name: str) -> bool:
-    """Whether the study's name already says what ``override`` sets: its experiment or study
-    name, or a model the name spells (``experiment=seeds model=bloom-176b`` makes
-    ``seeds-bloom-176b``)."""
-    key, _, value = override.partition("=")
-    if key in ("experiment", "study.name"):
-        return name == value or name.startswith(f"{value}-")
-    if key == "model":
-        return bool(value) and (name == value or name.endswith(f"-{value}") or f"-{value}-" in name)
-    return False
-
-
-def _label_studies(studies: list[dict]) -> None:
-    """Give each study ``label`` (what sets it apart from the others it is shown with: its name,
-    the overrides the others do not share, else the config keys that differ) and ``slug`` (a
-    unique file-name form of it)."""
-    names = [s["meta"]["study"]["name"] for s in studies]
-    sets = [set(s["overrides"]) for s in studies]
-    common = set.intersection(*sets) if sets else set()
-    diff_cfg: list[list[str]] = [[] for _ in studies]
-    if len(studies) > 1:
-        flats = [_config_keys(s["config"]) for s in studies]
-        keys = sorted(set().union(*flats))
-        differing = [k for k in keys if len({f.get(k) for f in flats}) > 1]
-        for i, f in enumerate(flats):
-            diff_cfg[i] = [f"{k}={json.loads(f[k]) if k in f else 'unset'}" for k in differing]
-    shared = common if len(studies) > 1 else set()
-    owns = [
-        [o for o in s["overrides"] if o not in shared and not _named_by(o, name)]
-        for s, name in zip(studies, names, strict=True)
-    ]
-    for i, s in enumerate(studies):
-        parts = owns[i]
-        same_name = [j for j, n in enumerate(names) if n == names[i]]
-        if not parts and len(same_name) > 1 and not any(owns[j] for j in same_name):
-            # no overrides recorded to tell them apart: the config keys that differ
-            parts = diff_cfg[i][:3] + (["..."] if len(diff_cfg[i]) > 3 else [])
-        s["label"] = " ".join([names[i], *parts]) if parts else names[i]
-    seen: dict[str, int] = {}
-    for s in studies:
-        base = slug(s["label"])
-        n = seen.get(base, 0)
-        seen[base] = n + 1
-        s["slug"] = base if n == 0 else f"{base}-{n + 1}"
-    # a label must tell the studies apart; a duplicate gets its folder's name
-    labels = [s["label"] for s in studies]
-    for s in studies:
-        if labels.count(s["label"]) > 1:
-            s["label"] = f"{s['label']} ({s['dir'].name})"
-
-
-def slug(text: str, limit: int = 80) -> str:
-    """A file/folder-name form of ``text`` (deterministic; long ones end in a short hash)."""
-    import hashlib
-
-    s = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", text.strip()).strip("_") or "report"
-    if len(s) > limit:
-        s = s[: limit - 9] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
-    return s
-
-
-def inputs_slug(studies: list[dict], runs: list[dict]) -> str:
-    """The report folder name of an inputs set: the study's label, or the studies' and runs'
-    names joined with ``+``."""
-    parts = [s["slug"] for s in studies] + [slug(r["dir"].name) for r in runs]
-    return slug("+".join(parts))
-
-
-# ---------------------------------------------------------------------------------------------
-# context policy (requests clipped or rejected by the model's context window)
-
-
-def study_context(points: pd.DataFrame) -> pd.DataFrame:
-    """Per trace, summed over the study's simulated points: requests re-sampled, clipped and
-    rejected by the context policy, tokens removed. Empty when the points carry no context
-    (a study from before the context block)."""
-    if points.empty or "trace" not in points.columns:
-        return pd.DataFrame()
-    p = points.copy()
-    if "context" in p.columns and "context_clipped" not in p.columns:
-        blocks = [_json_obj(x) for x in p["context"]]
-        for k in (*CONTEXT_COUNTS, "policy", "max_context"):
-            p[f"context_{k}"] = [b.get(k) for b in blocks]
-    if "context_clipped" not in p.columns and "context_rejected" not in p.columns:
-        return pd.DataFrame()
-    if "error" in p.columns:
-        p = p[p["error"].isna()]
-    rows = []
-    for tr, g in p.groupby("trace", sort=False):
-        row = {"trace": tr, "points": len(g)}
-        for k in CONTEXT_COUNTS:
-            col = f"context_{k}"
-            v = pd.to_numeric(g[col], errors="coerce") if col in g.columns else pd.Series([])
-            row[k] = int(v.fillna(0).sum())
-        tr_req = g["trace_requests"] if "trace_requests" in g.columns else pd.Series([])
-        tr_req = pd.to_numeric(tr_req, errors="coerce")
-        row["trace_requests"] = int(tr_req.sum()) if tr_req.notna().any() else None
-        for k in ("policy", "max_context"):
-            vals = sorted({str(x) for x in g.get(f"context_{k}", pd.Series([])).dropna()})
-            row[k] = ", ".join(vals) if vals else None
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def run_context(summary: dict) -> dict | None:
-    """The run's ``context`` block (the context-window policy's counts, replay.summary) with the
-    run's request count from its ``trace`` block; None when the run has no such block."""
-    c = summary.get("context")
-    if not isinstance(c, dict):
-        return None
-    info = summary.get("trace") if isinstance(summary.get("trace"), dict) else {}
-    out = {k: c.get(k) for k in ("policy", "max_context")}
-    for k in CONTEXT_COUNTS:
-        v = c.get(k)
-        out[k] = int(v) if isinstance(v, (int, float)) and np.isfinite(v) else None
-    out["requests"] = info.get("requests", (summary.get("requests") or {}).get("total"))
-    return out
-
-
-def _json_obj(x) -> dict:
-    if isinstance(x, dict):
-        return x
-    if isinstance(x, str):
-        try:
-            v = json.loads(x)
-        except ValueError:
-            return {}
-        return v if isinstance(v, dict) else {}
-    return {}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,13 +30,14 @@ def report_folder(inputs: Sequence[str | os.PathLike], out_dir: Path, per_inputs
     """The folder the report of ``inputs`` goes to (``out_dir`` itself, or its inputs set's
     folder under it, as :func:`experiments.report.write_report` names it). Reads the inputs:
     a bad one is an ExperimentError before anything is written."""
-    from experiments.report.inputs import inputs_slug, load_inputs
+    from experiments.report.inputs import load_inputs
+    from experiments.report.labels import inputs_slug
 
     studies, runs = load_inputs(inputs)
     return Path(out_dir) / inputs_slug(studies, runs) if per_inputs else Path(out_dir)
 
 
-def _check_out_dir(out: Path) -> None:
+def check_out_dir(out: Path) -> None:
     """Refuse an output folder under a file before reading or writing anything."""
     for p in (out, *out.parents):
         if p.exists():
@@ -131,7 +132,7 @@ def write_report_folder(
     report's files, keeping its manifest; returns report.md's path."""
     from experiments.report import write_report
 
-    _check_out_dir(Path(out_dir))
+    check_out_dir(Path(out_dir))
     folder = report_folder(inputs, Path(out_dir), per_inputs)
     owned = owned_files(folder)
     manifest = folder / MANIFEST
