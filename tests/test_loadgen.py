@@ -252,7 +252,8 @@ def test_app_config_errors_name_the_key(tmp_path):
 
 
 def test_plan_scales_lengths_then_fits_the_context_window(tmp_path):
-    from experiments.apps import loadgen
+    from experiments.config.checks import loadgen_config
+    from experiments.loadgen.plan import load_plan
 
     _write_trace(tmp_path / "t.csv")  # prompts 80 + 4i, outputs 8
     cfg = _compose(
@@ -263,7 +264,7 @@ def test_plan_scales_lengths_then_fits_the_context_window(tmp_path):
             "target.max_model_len=26",  # 20+i + 4 > 26 for i >= 3: output clipped to 26 - p
         ]
     )
-    df, info = loadgen.load_plan(cfg)
+    df, info = load_plan(loadgen_config(cfg))
     # i=6,7: the prompt alone leaves no room, so it is clipped to 25 and the output to 1
     assert df["prompt_tokens"].tolist() == [20, 21, 22, 23, 24, 25, 25, 25]
     assert df["output_tokens"].tolist() == [4, 4, 4, 3, 2, 1, 1, 1]
@@ -276,3 +277,24 @@ def test_plan_scales_lengths_then_fits_the_context_window(tmp_path):
         "rejected": 0,
         "rejected_tokens": 0,
     }
+
+
+def test_config_is_typed_and_the_trace_is_checked_before_the_run():
+    """The loadgen config is a typed schema (experiments.config): a wrongly typed value fails at
+    composition, and a bad trace value is one line before any request is sent."""
+    from omegaconf import OmegaConf
+
+    from experiments.config.checks import loadgen_config
+    from experiments.config.loadgen import ClientConf, TargetConf
+    from experiments.errors import ExperimentError
+
+    cfg = _compose([])
+    assert OmegaConf.get_type(cfg.client) is ClientConf
+    assert OmegaConf.get_type(cfg.target) is TargetConf
+    with pytest.raises(Exception, match="client.max_outstanding"):
+        _compose(["client.max_outstanding=many"])
+    with pytest.raises(ExperimentError, match=r"^trace\.arrival: unknown value 'uniform'"):
+        loadgen_config(_compose(["trace.arrival=uniform"]))
+    conf = loadgen_config(_compose(["client.max_requests=3", "lengths.max_prompt_tokens=64"]))
+    assert conf.client.max_requests == 3 and conf.lengths.max_prompt_tokens == 64
+    assert conf.trace.name == "azure-conv-2023" and "hydra" not in conf.record

@@ -30,8 +30,8 @@ def _loadgen_overrides_ok(c: ValidateConfig) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from experiments.apps._cli import compose_error_line
     from experiments.apps.loadgen import check_config as loadgen_check
+    from experiments.config.compose import compose_error_line
     from experiments.config.schemas import CONF_DIR
 
     spec = c.model.spec()

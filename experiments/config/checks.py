@@ -4,8 +4,8 @@ Types and key names are already checked by the structured configs (:mod:`experim
 The simulator's groups (design, trace, scheduler, slo) are built once, with
 ``OmegaConf.to_object``, into the library's own dataclasses, whose ``__post_init__`` checks each
 value (the one place). This module checks only what belongs to the experiments layer (model,
-profiles, search, study cross-references; the load generator's config). Every failure is an :class:`ExperimentError` whose
-one-line message starts with the dotted config key.
+profiles, search, study cross-references; the load generator's config). Every failure is an
+:class:`ExperimentError` whose one-line message starts with the dotted config key.
 """
 
 from __future__ import annotations

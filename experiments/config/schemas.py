@@ -25,6 +25,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from characterize.modeling.phase.adjust import PhaseAdjust
+from experiments.config.fields import opt as _f
+from experiments.config.loadgen import ClientConf, LengthsConf, TargetConf
 from experiments.errors import ExperimentError
 from experiments.validation.config import ValidateConfig
 from replay.designs import DesignConfig
@@ -32,13 +34,6 @@ from replay.scheduler import SchedulerConfig
 from replay.serving import ServingConfig
 from replay.slo import SLO
 from traces.transforms import TraceConfig
-
-
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" is the documented name
-    """A dataclass field with a default and its help text."""
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -365,6 +360,20 @@ class ReportApp:
 
 
 @dataclass
+class LoadgenApp:
+    """splitbench-loadgen: its own groups are experiments.config.loadgen's dataclasses."""
+
+    trace: TraceConf = MISSING
+    target: TargetConf = field(default_factory=TargetConf)
+    lengths: LengthsConf = field(default_factory=LengthsConf)
+    client: ClientConf = field(default_factory=ClientConf)
+    paths: PathsConf = field(default_factory=PathsConf)
+    trim: float = _f(0.1, "steady-state window: the share of arrivals cut at each end (< 0.5)")
+    seed: int = _f(0, "seed of the prompt token ids / words (with the request id)")
+    display: str | None = _f(None, "run name in reports (None: target.name)")
+
+
+@dataclass
 class ValidateApp(ValidateConfig):
     """splitbench-validate: its sections are experiments.validation.config's dataclasses."""
 
@@ -401,6 +410,7 @@ def register() -> None:
     cs.store(name="study_schema", node=StudyApp)
     cs.store(name="report_schema", node=ReportApp)
     cs.store(name="validate_schema", node=ValidateApp)
+    cs.store(name="loadgen_schema", node=LoadgenApp)
     for group, node in [
         ("model", ModelConf),
         ("gpu", GpuConf),
