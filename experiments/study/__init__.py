@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from experiments.study.assemble import assemble, latency_rows
 from experiments.study.execute import BACKENDS, check_backend, run_tasks
-from experiments.study.plan import budget_of, plan, pools_of
+from experiments.study.plan import plan
+from experiments.study.pools import budget_of, pools_of
 from experiments.study.run import StudyInterrupted, context_of, run_point, run_study
 from experiments.study.task import StudyContext, Task
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from experiments.provision import Pool, cost_of, power_of
 from experiments.study.kinds import kind_of
-from experiments.study.kinds.base import machine_columns, prefix_columns
 from experiments.study.kinds.batch import best_batch
+from experiments.study.kinds.rows import machine_columns, prefix_columns
 from experiments.study.kinds.variants import add_own_rate, variant_ratios
 from experiments.study.tables import (
     HEADLINE_BASELINES,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from experiments.errors import ExperimentError
 from experiments.study.kinds import kind_of
-from experiments.study.search import run_task
+from experiments.study.search import answer_of, run_task
 from experiments.study.task import StudyContext, Task, labels_text
 
 #: where a study's searches run (``search.backend``): joblib processes on this machine; Ray tasks
@@ -132,10 +132,10 @@ def run_tasks(ctx: StudyContext, tasks: list[Task], n_jobs: int, **opts) -> list
         for i in second:
             src = done.get(id(tasks[i].source))
             if src is not None:
-                tasks[i].source_result = {"best": src.get("best"), "rate": src.get("rate")}
+                tasks[i].source_result = answer_of(src)
             peer = done.get(id(tasks[i].peer)) if tasks[i].peer is not None else None
             if peer is not None:
-                tasks[i].peer_result = {"best": peer.get("best"), "rate": peer.get("rate")}
+                tasks[i].peer_result = answer_of(peer)
         results = _run_wave(ctx, [tasks[i] for i in second], n_jobs, **opts)
         for i, res in zip(second, results, strict=True):
             out[i] = res

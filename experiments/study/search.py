@@ -15,7 +15,7 @@ from pathlib import Path
 from experiments.cache import PointCache
 from experiments.point import PointEvaluator
 from experiments.study.kinds import kind_of
-from experiments.study.plan import pools_of
+from experiments.study.pools import pools_of
 from experiments.study.task import StudyContext, Task
 
 
@@ -43,6 +43,11 @@ def run_task(ctx: StudyContext, task: Task) -> dict:
         Path(ctx.cache_dir) if ctx.cache_dir else None, ctx.cache_enabled, ctx.retry_errors
     )
     kind = kind_of(task)
+    if kind.dependent:  # run alone (not after its wave): its source's and peer's answers first
+        if task.source_result is None:
+            task.source_result = answer_of(run_task(ctx, task.source))
+        if task.peer is not None and task.peer_result is None:
+            task.peer_result = answer_of(run_task(ctx, task.peer))
     pools = pools_of(task.design, ctx.search, task.grid)
     t0 = time.perf_counter()
     out: dict = {"kind": task.kind, "trace": task.trace_key, "design": task.design_key}
@@ -53,3 +58,8 @@ def run_task(ctx: StudyContext, task: Task) -> dict:
     out["cache_hits"] = cache.stats.hits
     out["errors"] = cache.stats.errors
     return out
+
+
+def answer_of(res: dict) -> dict:
+    """What a dependent task takes from its source's (or peer's) result."""
+    return {"best": res.get("best"), "rate": res.get("rate")}

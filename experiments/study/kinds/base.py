@@ -9,6 +9,8 @@ best configuration (``Task.source``) and runs in the study's second wave.
 from __future__ import annotations
 
 from experiments.provision import Pool, RateGrid, cost_of, power_of
+from experiments.study.kinds.rows import machine_columns, prefix_columns, row_metrics
+from experiments.study.kinds.variants import variant_metrics
 
 
 class Kind:
@@ -42,9 +44,7 @@ class DependentKind(Kind):
     dependent = True
 
     def search(self, ctx, task, ev, pools: list[Pool]) -> dict:
-        from experiments.study.search import run_task
-
-        src = task.source_result or run_task(ctx, task.source)
+        src = task.source_result or {}
         best, src_rate = src.get("best"), src.get("rate")
         s = ctx.search
         grid = RateGrid(s.rate_min, s.rate_max, s.rate_step)
@@ -62,53 +62,10 @@ class DependentKind(Kind):
         raise NotImplementedError
 
 
-def machine_columns(design, counts) -> dict:
-    """``prompt_machines``, ``token_machines`` (None for a one-pool design) and ``machines``
-    of a configuration (None: every one None)."""
-    f = design.count_fields(counts) if counts else {}
-    return {
-        "prompt_machines": f.get("prompt_machines"),
-        "token_machines": f.get("token_machines"),
-        "machines": sum(counts) if counts else None,
-    }
-
-
-def row_metrics(points: list[dict], counts, rate) -> dict:
-    """The result of the point at ``counts`` and ``rate`` ({} when not looked at)."""
-    for p in points:
-        if list(p["counts"]) == list(counts) and p["rate"] == rate:
-            return p["result"]
-    return {}
-
-
-def prefix_columns(result: dict) -> dict:
-    """Prefix-cache and extrapolation columns of a point result (none where the point ran
-    without prefix caching and inside the measured range: those rows keep their columns)."""
-    out = {}
-    pc = result.get("prefix_cache")
-    if pc:
-        out["prefix_hit_rate"] = pc.get("block_hit_rate")
-        out["prefix_request_hit_rate"] = pc.get("request_hit_rate")
-        out["prefix_tokens_saved"] = pc.get("saved_tokens")
-        out["prefix_saved_fraction"] = pc.get("saved_fraction")
-    if result.get("extrapolated"):
-        out["extrapolated"] = "; ".join(result["extrapolated"])
-    return out
-
-
-def slo_attainment(result: dict) -> float | None:
-    """Share of steady-state completions within the SLO's per-request limits: goodput over
-    throughput (:func:`replay.metrics.summarize` defines both)."""
-    thr, good = result.get("throughput_rps"), result.get("goodput_rps")
-    return good / thr if thr and good is not None else None
-
-
 def best_rows(task, res: dict, pools: list[Pool], base: dict, tables: dict, extra) -> None:
     """The rows of a task that answers with a best configuration and its max rate (budget,
     fixed): one per label, in the table the label names (variants, mismatch, else budget).
     ``extra(res)``: the kind's own columns."""
-    from experiments.study.kinds.variants import variant_metrics
-
     best = res["best"]
     m = row_metrics(res["points"], best, res["rate"]) if best else {}
     c = tuple(best) if best else None

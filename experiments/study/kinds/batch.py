@@ -4,7 +4,8 @@ budget frontier at a saturating offered rate, per $/h and per kW (batch jobs).""
 from __future__ import annotations
 
 from experiments.provision import Budget, Pool, SearchLog, affordable_frontier, cost_of, power_of
-from experiments.study.kinds.base import DependentKind, machine_columns
+from experiments.study.kinds.base import DependentKind
+from experiments.study.kinds.rows import machine_columns
 
 
 class BatchKind(DependentKind):

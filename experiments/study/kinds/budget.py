@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from experiments.provision import Budget, RateGrid, affordable_frontier, max_rate_under_budget
 from experiments.study.kinds.base import Kind, best_rows
+from experiments.study.pools import pools_of
 
 
 class BudgetKind(Kind):
@@ -15,8 +16,6 @@ class BudgetKind(Kind):
 
     def dedup(self, task, search) -> str:
         """Budget tasks with the same affordable frontier are the same search."""
-        from experiments.study.plan import pools_of
-
         cands = affordable_frontier(pools_of(task.design, search), Budget(**task.budget))
         return json.dumps(
             [

@@ -11,9 +11,7 @@ class FixedKind(DependentKind):
     name = "fixed"
 
     def from_best(self, ctx, task, ev, pools, best, src_rate, grid) -> dict:
-        from experiments.study.search import run_task
-
-        peer = task.peer_result or (run_task(ctx, task.peer) if task.peer else None)
+        peer = task.peer_result
         if peer is not None and peer.get("best") and list(peer["best"]) == list(best):
             return {"best": best, "rate": peer.get("rate"), "same_as_own": True, "points": []}
         rate, points = max_rate_of(ev, tuple(best), grid, src_rate)

@@ -4,7 +4,8 @@ latency, SLO attainment and goodput below and past the max rate)."""
 from __future__ import annotations
 
 from experiments.provision import SearchLog
-from experiments.study.kinds.base import DependentKind, machine_columns, slo_attainment
+from experiments.study.kinds.base import DependentKind
+from experiments.study.kinds.rows import machine_columns, slo_attainment
 
 
 class LoadKind(DependentKind):

@@ -4,7 +4,8 @@ within the SLO (the paper's iso-throughput comparison)."""
 from __future__ import annotations
 
 from experiments.provision import cost_of, min_machines, power_of
-from experiments.study.kinds.base import Kind, machine_columns
+from experiments.study.kinds.base import Kind
+from experiments.study.kinds.rows import machine_columns
 
 #: the configurations an iso-throughput search reports, one row each
 OBJECTIVES = ("cheapest", "lowest_power")

@@ -5,7 +5,7 @@ rate and at the default's, and the headline ratios under each variant."""
 
 from __future__ import annotations
 
-from experiments.study.kinds.base import prefix_columns, row_metrics
+from experiments.study.kinds.rows import prefix_columns, row_metrics
 
 
 def variant_metrics(res: dict, best, m: dict) -> dict:
