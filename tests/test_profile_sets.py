@@ -232,6 +232,11 @@ def test_study_with_profile_sets_reports_them_side_by_side(composed, tmp_path):
     )
     assert "arXiv 2601.06288" in text and "### Which designs win" in text
     assert "### What changed" in text and "| vllm | llama2-70b | h200-141gb | composed |" in text
+    # the study section's latency CDFs are the own set's: one curve per design, no other set's
+    cdf = pd.read_csv(next(out["report"].parent.glob("figures/*_cdf.csv")))
+    cdf = cdf[cdf["kind"] == "cdf"]
+    assert "Baseline-H200" not in set(cdf["design"])
+    assert not cdf.duplicated(["design", "metric", "quantile"]).any()
 
 
 def test_latest_takes_each_gpu_from_the_newest_version_that_has_it(composed, tmp_path):

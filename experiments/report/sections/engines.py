@@ -37,6 +37,24 @@ def own_rows(b: pd.DataFrame) -> pd.DataFrame:
     return b[b["profile_set"] == b["profile_set"].iloc[0]]
 
 
+def own_table(t: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a points or latency table ``t`` that belong to the own set's budget rows
+    ``b`` (:func:`own_rows`): by ``profile_set`` where ``t`` names it; a latency table written
+    before it did, by (trace, design, best rate) of the own set's budget rows."""
+    if t.empty or "profile_set" not in b.columns:
+        return t
+    own = b["profile_set"].iloc[0] if len(b) else None
+    if "profile_set" in t.columns:
+        return t[t["profile_set"] == own]
+    if "best_rate" not in t.columns:
+        return t
+    keys = set(b[["trace", "design", "max_rate"]].itertuples(index=False, name=None))
+    hit = [
+        k in keys for k in t[["trace", "design", "best_rate"]].itertuples(index=False, name=None)
+    ]
+    return t[hit]
+
+
 def _sets(b: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(b["profile_set"]))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from experiments.report import study_figures as sf
 from experiments.report.plotting import Figures
-from experiments.report.sections.engines import own_rows
+from experiments.report.sections.engines import own_rows, own_table
 
 
 def latency_section(figs: Figures, s: dict) -> list[str]:
@@ -19,7 +19,8 @@ def latency_section(figs: Figures, s: dict) -> list[str]:
     for tr in traces:
         disp = b[b["trace"] == tr]["trace_display"].iloc[0]
         md += [f"### Latency and SLO attainment: {disp} trace", ""]
-        cdf = sf.fig_cdfs(figs, s["latency_quantiles"], b, name, tr, slo=slo)
+        lat = own_table(s["latency_quantiles"], b)  # other profile sets: the engines section
+        cdf = sf.fig_cdfs(figs, lat, b, name, tr, slo=slo)
         if cdf:
             md += [
                 "Per design, at its best iso-power configuration and highest SLO-meeting "
@@ -31,7 +32,7 @@ def latency_section(figs: Figures, s: dict) -> list[str]:
                 f"![CDFs]({cdf})",
                 "",
             ]
-        slo_fig = sf.fig_slo_vs_rate(figs, s["points"], b, name, tr)
+        slo_fig = sf.fig_slo_vs_rate(figs, own_table(s["points"], b), b, name, tr)
         if slo_fig:
             n_lim = len(slo.get("percentiles", [])) * 3
             md += [
