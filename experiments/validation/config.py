@@ -494,7 +494,9 @@ class CompareConf:
 @dataclass
 class ValidateConfig:
     name: str = "tiny-cpu"  # the run dir's name
-    designs: list[str] = field(default_factory=lambda: list(DESIGNS))
+    # baseline: one co-located vLLM; baseline2: two, one per core, behind the router (the
+    # disaggregated design's resources); splitwise: prefill + decode + proxy
+    designs: list[str] = field(default_factory=lambda: ["baseline", "baseline2", "splitwise"])
     repeats: int = 3
     seed: int = 0
     model: ModelConf = field(default_factory=ModelConf)

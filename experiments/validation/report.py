@@ -174,6 +174,10 @@ def write_report(c, loads, steps, run_dir: Path, out_dir: Path | None, argv: lis
           f"{c.deploy.prefill.cpus}) and a decode instance (cores "
           f"{c.deploy.decode.cpus}) joined by `{c.deploy.connector.name}` "
           "behind the proxy (prefill leg `max_tokens=1`, then the decode leg, streamed).",
+          *([f"- `baseline2` = two co-located instances (cores {c.deploy.colocated.cpus} and "
+             f"{c.deploy.colocated2.cpus}) behind the router (each request to the instance "
+             "with the least pending tokens): the disaggregated design's resources."]
+            if "baseline2" in c.designs else []),
           f"- Each real run repeated {c.repeats} times against one running deployment; "
           "noise = the repeats' relative half-range max|real_i - mean| / mean.",
           "- Fit on profiles, compare on replays: the simulator takes the phase model fitted on "
