@@ -199,8 +199,11 @@ def print_budget(rows: list[dict]) -> None:
     if not rows:
         return
     vs = "".join(f"{'vs ' + b.split('-')[-1].upper():>8}" for b in HEADLINE_BASELINES)
+    sets = any(r.get("profile_set") for r in rows)  # several profile sets: <set>/<design>
+    dw = 34 if sets else 17
     print(
-        f"{'trace':<16}{'budget':<11}{'design':<17}{'config':>10}{'req/s':>8}"
+        f"{'trace':<16}{'budget':<11}{'set/design' if sets else 'design':<{dw}}{'config':>10}"
+        f"{'req/s':>8}"
         f"{'$/h':>8}{'kW':>7}{vs}"
     )
 
@@ -216,8 +219,9 @@ def print_budget(rows: list[dict]) -> None:
         ratios = "".join(
             f"{f(r[ratio_column('max_rate', b)], '.2f'):>8}" for b in HEADLINE_BASELINES
         )
+        design = f"{r['profile_set']}/{r['design']}" if sets else r["design"]
         print(
-            f"{r['trace']:<16}{r['budget']:<11}{r['design']:<17}{cfg:>10}"
+            f"{r['trace']:<16}{r['budget']:<11}{design:<{dw}}{cfg:>10}"
             f"{f(r['max_rate'], '.1f'):>8}{f(r['cost_per_hour'], '.0f'):>8}"
             f"{f(r['power_w'] and w_to_kw(r['power_w']), '.0f'):>7}{ratios}"
         )
