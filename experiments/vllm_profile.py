@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from omegaconf import DictConfig
-
+from experiments.config.vllm import VLLMConf
 from experiments.errors import ExperimentError
 
 
-def vllm_engine(cfg: DictConfig, pc):
-    """(ProfileConfig with the vLLM run name, VLLMEngine) for a composed characterize config."""
-    v = cfg.vllm
+def vllm_engine(v: VLLMConf, pc):
+    """(ProfileConfig with the vLLM run name, VLLMEngine) for the ``vllm`` group of a
+    characterize config and its checked ProfileConfig ``pc``."""
     model_dir = Path(str(v.model_dir))
     if not (model_dir / "config.json").exists():
         raise ExperimentError(
@@ -28,8 +27,8 @@ def vllm_engine(cfg: DictConfig, pc):
     if pc.tp != 1:
         raise ExperimentError(f"shard.tp: engine=vllm profiles one device (tp=1), got {pc.tp}")
     for key in ("max_num_batched_tokens", "max_num_seqs", "max_model_len", "kvcache_gib"):
-        if int(v[key]) < 1:
-            raise ExperimentError(f"vllm.{key}: must be >= 1, got {v[key]}")
+        if int(getattr(v, key)) < 1:
+            raise ExperimentError(f"vllm.{key}: must be >= 1, got {getattr(v, key)}")
     try:
         import vllm  # noqa: F401
     except ImportError:

@@ -405,20 +405,20 @@ def test_characterize_and_profiles_measured_name_one_folder(monkeypatch, tmp_pat
     """The folder characterize writes is the one profiles=measured reads, whatever the root."""
     from hydra import compose, initialize_config_dir
 
-    from experiments.apps import characterize as char_app
+    from experiments.config import characterize as char_conf
     from experiments.config.schemas import CONF_DIR
     from experiments.config.schemas import register as register_shared
 
     monkeypatch.setenv("SPLITBENCH_ROOT", str(tmp_path / "sb"))
     monkeypatch.chdir(tmp_path)
-    char_app.register()
+    char_conf.register()
     register_shared()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         measured = compose("replay", overrides=["profiles=measured"]).profiles
         for extra in ([], ["paths.root=/data/sb"]):
-            written = char_app.out_dir(compose("characterize", overrides=extra))
+            written = char_conf.out_dir(compose("characterize", overrides=extra))
             reread = compose("replay", overrides=["profiles=measured", *extra]).profiles
             assert written == str(reread.source) == str(reread.measured_dir), extra
         assert str(measured.source) == str(tmp_path / "sb" / "results" / "profiles")
         rel = compose("characterize", overrides=["out_dir=mine"])
-        assert char_app.out_dir(rel) == str(tmp_path / "sb" / "mine")  # under the root, as all
+        assert char_conf.out_dir(rel) == str(tmp_path / "sb" / "mine")  # under the root, as all
