@@ -94,11 +94,6 @@ class KVTransferConfig:
              f"must be a finite number >= 0 or null, got {v!r}")  # fmt: skip
 
 
-def kv_transfer_bytes(kv_bytes_per_token: int, tokens: int) -> int:
-    """Bytes of KV cache for ``tokens`` tokens of one request."""
-    return kv_bytes_per_token * tokens
-
-
 class KVLinks:
     """FIFO send/receive links of every machine; :meth:`transfer` returns the end time (s)."""
 
