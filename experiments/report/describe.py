@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 from functools import cache
 
-from experiments.report.inputs import HEADLINE_BASELINES
+from experiments.study.tables import HEADLINE_BASELINES
 
 #: variant groups of each kind of section (the rest are modelling assumptions: sensitivity)
 SEED_GROUPS = ("seed",)

@@ -18,58 +18,20 @@ import pandas as pd
 
 from experiments.errors import ExperimentError
 from experiments.report.labels import label_studies, study_overrides
+from experiments.study.tables import (
+    COLUMN_KINDS,
+    LATENCY_TABLE,
+    OPTIONAL_TABLES,
+    TABLE_COLUMNS,
+    TABLES,
+)
 
 #: sections of study.json the report reads (written by splitbench-study)
 STUDY_KEYS = ("study", "model", "profiles", "slo")
-#: the study's tables (``<name>.csv``)
-STUDY_TABLES = ("budget", "iso_throughput", "heatmap", "points", "latency_quantiles")
-#: the columns the report reads from each (non-empty) table; others are optional
-TABLE_COLUMNS = {
-    "budget": ("trace", "trace_display", "design", "design_display", "budget", "prompt_machines",
-               "token_machines", "machines", "max_rate", "throughput_rps", "cost_per_hour",
-               "power_w"),
-    "iso_throughput": ("trace", "trace_display", "design", "design_display", "rate", "objective",
-                       "prompt_machines", "token_machines", "machines", "cost_per_hour",
-                       "power_w"),
-    "heatmap": ("trace", "trace_display", "design", "design_display", "rate", "prompt", "token",
-                "slo_met", "cost_per_hour"),
-    "points": ("task", "trace", "design", "prompt_machines", "token_machines", "machines", "rate",
-               "slo_met", "slo_worst_ratio"),
-    "latency_quantiles": ("trace", "budgets", "rate", "best_rate", "metric", "quantile",
-                          "value_s"),
-}  # fmt: skip
-#: the tables only some studies have (issue 13: variants, trace mismatch, load curves, batch
-#: jobs; experiments.study.OPTIONAL_TABLES), read when present, empty otherwise
-OPTIONAL_STUDY_TABLES = ("variants", "variant_ratios", "mismatch", "load", "batch")
-#: the columns the report reads from each optional table (when the table is not empty)
-OPTIONAL_COLUMNS = {
-    "variants": ("trace", "trace_display", "design", "design_display", "kind", "variant",
-                 "group", "variant_label", "max_rate", "own_rate", "change"),
-    "variant_ratios": ("variant", "group", "variant_label", "trace", "trace_display", "design",
-                       "design_display", "vs", "ratio", "default_ratio", "change"),
-    "mismatch": ("trace", "trace_display", "design", "design_display", "mismatch",
-                 "source_trace", "max_rate", "own_rate", "change"),
-    "load": ("trace", "trace_display", "design", "design_display", "rate", "load_factor",
-             "slo_met", "slo_attainment", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s"),
-    "batch": ("trace", "trace_display", "design", "design_display", "offered_rate",
-              "throughput_rps", "cost_per_hour", "power_w", "requests_per_dollar", "rps_per_kw",
-              "slo_config", "best_requests_per_dollar", "best_rps_per_kw"),
-}  # fmt: skip
-#: the headline baselines: budget.csv's ``max_rate_vs_<baseline>`` and ``<metric>_vs_<baseline>``
-HEADLINE_BASELINES = ("baseline-a100", "baseline-h100")
-#: the kinds of the columns above that hold numbers or True/False (what a study.json from before
-#: its ``tables`` record is checked by; a newer study records every column's kind)
-COLUMN_KINDS = {
-    **dict.fromkeys(
-        ("prompt_machines", "token_machines", "machines", "max_rate", "throughput_rps",
-         "cost_per_hour", "power_w", "rate", "prompt", "token", "slo_worst_ratio", "best_rate",
-         "quantile", "value_s", "own_rate", "change", "ratio", "default_ratio", "load_factor",
-         "slo_attainment", "ttft_p99_s", "tbt_p99_s", "e2e_p99_s", "offered_rate",
-         "requests_per_dollar", "rps_per_kw"),
-        "number",
-    ),
-    **dict.fromkeys(("slo_met", "best_requests_per_dollar", "best_rps_per_kw"), "bool"),
-}  # fmt: skip
+#: the study's tables, in the order they are read: every study's, then the optional ones (read
+#: when present, empty otherwise); their columns and kinds are the study-table contract's
+#: (:mod:`experiments.study.tables`)
+READ_ORDER = (*TABLES, LATENCY_TABLE, *OPTIONAL_TABLES)
 
 
 def read_json(path: Path) -> dict:
@@ -135,7 +97,7 @@ def _load_study(sj: Path) -> dict:
         raise ExperimentError(f"{sj}: not a splitbench study (no '{missing[0]}' section)")
     if not meta["study"].get("name"):
         raise ExperimentError(f"{sj}: not a splitbench study (no study.name)")
-    names = (*STUDY_TABLES, *OPTIONAL_STUDY_TABLES)
+    names = READ_ORDER
     record = meta.get("tables")
     if record is not None and not isinstance(record, dict):
         raise ExperimentError(f"{sj}: 'tables' is not an object")
@@ -145,7 +107,7 @@ def _load_study(sj: Path) -> dict:
     for k in own:
         _check_whole(s / f"{k}.csv")
     tables = {k: read_csv(s / f"{k}.csv") if k in own else pd.DataFrame() for k in names}
-    for k, need in {**TABLE_COLUMNS, **OPTIONAL_COLUMNS}.items():
+    for k, need in TABLE_COLUMNS.items():
         t = tables[k]
         lack = [c for c in need if not t.empty and c not in t.columns]
         if lack:

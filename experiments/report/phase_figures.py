@@ -80,60 +80,67 @@ def phase_figures(
     models = load_phase_models(source)
     if prof.empty:
         return [], pd.DataFrame()
-    plt, sns = style()
-    out: list[tuple[str, str]] = []
+    style()
     gpus = sorted(prof["gpu"].unique())
     pms = {g: models.get(model, g, tp) for g in gpus if (model, g, tp) in models}
     colors = _gpu_colors(pms)
-    pre = prof[prof["phase"] == "prefill"]
-    dec = prof[prof["phase"] == "decode"]
     err = models.error_table()
     err = err[(err["model"] == model) & (err["tp"] == tp)] if "model" in err.columns else err
+    title = f"{model}, TP{tp}"
+    out = [
+        _prefill_figure(figs, pms, prof[prof["phase"] == "prefill"], colors, title),
+        _decode_figure(figs, decode_data(pms, prof[prof["phase"] == "decode"]), pms, colors, title),
+        _power_figure(figs, pms, prof, err, colors, title),
+    ]
+    return [f for f in out if f is not None], err
 
-    # prefill latency vs prompt size (batch 1) and vs batch (the most common prompt size)
+
+def _prefill_figure(figs: Figures, pms: dict, pre: pd.DataFrame, colors: dict, title: str):
+    """Prefill latency vs prompt size (batch 1) and vs batch (the most common prompt size)."""
     d, p0 = prefill_data(pms, pre)
-    if not d.empty:
-        sweeps = list(dict.fromkeys(d["sweep"]))
-        unit = dict(zip(d["sweep"], d["x_unit"], strict=False))
+    if d.empty:
+        return None
+    plt, sns = style()
+    sweeps = list(dict.fromkeys(d["sweep"]))
+    unit = dict(zip(d["sweep"], d["x_unit"], strict=False))
 
-        def measured(ax) -> None:
-            meas = d[(d["kind"] == "profile") & (d["sweep"] == ax.get_title().split(" = ")[-1])]
-            if not meas.empty:
-                sns.scatterplot(
-                    data=meas, x="x", y="latency_s", hue="gpu", ax=ax, legend=False,
-                    marker="X", s=40, palette=colors, zorder=3,
-                )  # fmt: skip
+    def measured(ax) -> None:
+        meas = d[(d["kind"] == "profile") & (d["sweep"] == ax.get_title().split(" = ")[-1])]
+        if not meas.empty:
+            sns.scatterplot(
+                data=meas, x="x", y="latency_s", hue="gpu", ax=ax, legend=False,
+                marker="X", s=40, palette=colors, zorder=3,
+            )  # fmt: skip
 
-        g = line_facets(
-            d[d["kind"] == "model"],
-            x="x",
-            y="latency_s",
-            hue="gpu",
-            col="sweep",
-            col_order=sweeps,
-            labels=("", "prefill latency (s)"),
-            aspect=1.3,
-            sharey=False,
-            per_panel=measured,
-            palette=colors,
-        )
-        for ax, sw in zip(g.axes.flat, sweeps, strict=False):
-            ax.set_xlabel(f"{sw.split(' (')[0]} ({unit[sw]})")
-        g.figure.suptitle(
-            f"{model}, TP{tp}: one prefill iteration (lines: phase model; X: profile points)",
-            y=1.04,
-        )
-        out.append(
-            (
-                figs.save(g.figure, "phase_prefill_latency", d),
-                f"Prefill iteration latency (s) vs prompt size at batch 1 and vs batch size at "
-                f"{p0}-token prompts.",
-            )
-        )
+    g = line_facets(
+        d[d["kind"] == "model"],
+        x="x",
+        y="latency_s",
+        hue="gpu",
+        col="sweep",
+        col_order=sweeps,
+        labels=("", "prefill latency (s)"),
+        aspect=1.3,
+        sharey=False,
+        per_panel=measured,
+        palette=colors,
+    )
+    for ax, sw in zip(g.axes.flat, sweeps, strict=False):
+        ax.set_xlabel(f"{sw.split(' (')[0]} ({unit[sw]})")
+    g.figure.suptitle(
+        f"{title}: one prefill iteration (lines: phase model; X: profile points)", y=1.04
+    )
+    return (
+        figs.save(g.figure, "phase_prefill_latency", d),
+        f"Prefill iteration latency (s) vs prompt size at batch 1 and vs batch size at "
+        f"{p0}-token prompts.",
+    )
 
-    # decode latency vs batch size at several contexts per request
+
+def decode_data(pms: dict, dec: pd.DataFrame) -> pd.DataFrame:
+    """Decode step latency vs batch size at several contexts per request: the model's curves
+    (only inside the profiled range of total context: no extrapolation) and the profile points."""
     rows = []
-    # model curves only inside the profiled range of total context (no extrapolation)
     c_max = float((dec["batch_size"] * dec["tokens_per_request"]).max()) if not dec.empty else 0
     for gname, pm in pms.items():
         for ctx in DECODE_CONTEXTS:
@@ -150,73 +157,88 @@ def phase_figures(
                 {"gpu": r["gpu"], "context_per_request": int(r["tokens_per_request"]),
                  "batch_size": r["batch_size"], "latency_s": r["latency_s"], "kind": "profile"}
             )  # fmt: skip
-    d = pd.DataFrame(rows)
-    if not d.empty:
-        same = identical_curves(d, ["context_per_request", "batch_size"], "latency_s")
-        d["same_as"] = d["gpu"].map(same)
-        fig, ax = plt.subplots(figsize=(7.0, 3.8))
-        dashes = ["-", "--", "-.", ":"]
-        for gname in sorted(pms):
-            m = d[(d["kind"] == "model") & (d["gpu"] == gname)]
-            dup = gname in same
-            for i, (_ctx, grp) in enumerate(m.groupby("context_per_request")):
-                ax.plot(
-                    grp["batch_size"],
-                    grp["latency_s"],
-                    color=colors[gname],
-                    # the band under an identical curve is solid (its dashes would break it)
-                    ls="-" if gname in same.values() else dashes[i % len(dashes)],
-                    # a curve identical to another's is drawn thin on top, with markers, over
-                    # a wide translucent band of the other: both stay visible
-                    lw=1.2 if dup else (5.0 if gname in same.values() else 1.5),
-                    alpha=1.0 if dup else (0.4 if gname in same.values() else 1.0),
-                    marker="o" if dup else None,
-                    markevery=6,
-                    ms=3,
-                    zorder=3 if dup else 2,
-                )
-            meas = d[(d["kind"] == "profile") & (d["gpu"] == gname)]
-            if not meas.empty:
-                ax.scatter(
-                    meas["batch_size"], meas["latency_s"], color=colors[gname], marker="X", s=30,
-                    zorder=4,
-                )  # fmt: skip
-        from matplotlib.lines import Line2D
+    return pd.DataFrame(rows)
 
-        handles = [
-            Line2D([], [], color=colors[gname], lw=5 if gname in same.values() else 2,
-                   alpha=0.4 if gname in same.values() else 1.0,
-                   marker="o" if gname in same else None,
-                   label=gname + (f" (same as {same[gname]})" if gname in same else ""))
-            for gname in sorted(pms)
-        ]  # fmt: skip
-        handles += [
-            Line2D([], [], color="k", ls=dashes[i % len(dashes)], label=f"{ctx} tokens/request")
-            for i, ctx in enumerate(sorted(set(d.loc[d["kind"] == "model", "context_per_request"])))
-        ]
-        handles.append(Line2D([], [], color="k", marker="X", ls="", label="profile point"))
-        ax.legend(handles=handles, bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
-        ax.set_xlabel("decode batch size (requests)")
-        ax.set_ylabel("decode step latency (s)")
-        ax.set_title(f"{model}, TP{tp}: one decode step (lines: phase model; X: profile)")
-        note = (
-            " "
-            + "; ".join(f"{a}'s curves are identical to {b}'s" for a, b in same.items())
-            + " (drawn with markers on top of the other's wide band)."
-            if same
-            else ""
-        )
-        out.append(
-            (
-                figs.save(fig, "phase_decode_latency", d),
-                "Decode step latency (s) vs batch size at several contexts per request." + note,
+
+#: line styles of the decode figure's contexts per request
+_DASHES = ["-", "--", "-.", ":"]
+
+
+def _decode_lines(ax, d: pd.DataFrame, pms: dict, colors: dict, same: dict) -> None:
+    for gname in sorted(pms):
+        m = d[(d["kind"] == "model") & (d["gpu"] == gname)]
+        dup = gname in same
+        for i, (_ctx, grp) in enumerate(m.groupby("context_per_request")):
+            ax.plot(
+                grp["batch_size"],
+                grp["latency_s"],
+                color=colors[gname],
+                # the band under an identical curve is solid (its dashes would break it)
+                ls="-" if gname in same.values() else _DASHES[i % len(_DASHES)],
+                # a curve identical to another's is drawn thin on top, with markers, over
+                # a wide translucent band of the other: both stay visible
+                lw=1.2 if dup else (5.0 if gname in same.values() else 1.5),
+                alpha=1.0 if dup else (0.4 if gname in same.values() else 1.0),
+                marker="o" if dup else None,
+                markevery=6,
+                ms=3,
+                zorder=3 if dup else 2,
             )
-        )
+        meas = d[(d["kind"] == "profile") & (d["gpu"] == gname)]
+        if not meas.empty:
+            ax.scatter(
+                meas["batch_size"], meas["latency_s"], color=colors[gname], marker="X", s=30,
+                zorder=4,
+            )  # fmt: skip
 
-    # power per phase: the fitted curves and the profile's power points
-    src = {}
-    if "power_source" in err.columns:
-        src = {(r["gpu"], r["phase"]): r["power_source"] for _, r in err.iterrows()}
+
+def _decode_legend(ax, d: pd.DataFrame, pms: dict, colors: dict, same: dict) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color=colors[gname], lw=5 if gname in same.values() else 2,
+               alpha=0.4 if gname in same.values() else 1.0,
+               marker="o" if gname in same else None,
+               label=gname + (f" (same as {same[gname]})" if gname in same else ""))
+        for gname in sorted(pms)
+    ]  # fmt: skip
+    handles += [
+        Line2D([], [], color="k", ls=_DASHES[i % len(_DASHES)], label=f"{ctx} tokens/request")
+        for i, ctx in enumerate(sorted(set(d.loc[d["kind"] == "model", "context_per_request"])))
+    ]
+    handles.append(Line2D([], [], color="k", marker="X", ls="", label="profile point"))
+    ax.legend(handles=handles, bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
+
+
+def _decode_figure(figs: Figures, d: pd.DataFrame, pms: dict, colors: dict, title: str):
+    """Decode step latency vs batch size at several contexts per request."""
+    if d.empty:
+        return None
+    plt, _ = style()
+    same = identical_curves(d, ["context_per_request", "batch_size"], "latency_s")
+    d["same_as"] = d["gpu"].map(same)
+    fig, ax = plt.subplots(figsize=(7.0, 3.8))
+    _decode_lines(ax, d, pms, colors, same)
+    _decode_legend(ax, d, pms, colors, same)
+    ax.set_xlabel("decode batch size (requests)")
+    ax.set_ylabel("decode step latency (s)")
+    ax.set_title(f"{title}: one decode step (lines: phase model; X: profile)")
+    note = (
+        " "
+        + "; ".join(f"{a}'s curves are identical to {b}'s" for a, b in same.items())
+        + " (drawn with markers on top of the other's wide band)."
+        if same
+        else ""
+    )
+    return (
+        figs.save(fig, "phase_decode_latency", d),
+        "Decode step latency (s) vs batch size at several contexts per request." + note,
+    )
+
+
+def power_data(pms: dict, prof: pd.DataFrame, src: dict) -> pd.DataFrame:
+    """Power per phase: the fitted curves and the profile's power points (``src``: the power
+    source of each (gpu, phase))."""
     rows = []
     for gname, pm in pms.items():
         for t in np.geomspace(64, 8192, 30).astype(int):
@@ -241,47 +263,57 @@ def phase_figures(
                 {"gpu": r["gpu"], "phase": r["phase"], "x": x, "power_w": r["power_w"],
                  "kind": "profile", "power_source": "measured"}
             )  # fmt: skip
-    d = pd.DataFrame(rows)
-    if not d.empty:
-        scaled = sorted({g for (g, _), s in src.items() if s is not None and str(s) != "measured"})
-        d["label"] = [
-            g + (" (A100 shape scaled, not measured)" if g in scaled else "") for g in d["gpu"]
-        ]
-        lab_colors = {lab: colors[g] for g, lab in zip(d["gpu"], d["label"], strict=True)}
+    return pd.DataFrame(rows)
 
-        def points(ax) -> None:
-            meas = d[(d["kind"] == "profile") & (d["phase"] == ax.get_title().split(" = ")[-1])]
-            if not meas.empty:
-                sns.scatterplot(
-                    data=meas, x="x", y="power_w", hue="label", ax=ax, legend=False,
-                    marker="X", s=40, palette=lab_colors, zorder=3,
-                )  # fmt: skip
 
-        g = line_facets(
-            d[d["kind"] == "model"],
-            x="x",
-            y="power_w",
-            hue="label",
-            col="phase",
-            col_order=["prefill", "decode"],
-            labels=("", "instance power (W)"),
-            aspect=1.3,
-            per_panel=points,
-            palette=lab_colors,
+def _power_figure(
+    figs: Figures, pms: dict, prof: pd.DataFrame, err: pd.DataFrame, colors: dict, title: str
+):
+    """Instance power per phase: the fitted curves and the profile's power points."""
+    src = {}
+    if "power_source" in err.columns:
+        src = {(r["gpu"], r["phase"]): r["power_source"] for _, r in err.iterrows()}
+    d = power_data(pms, prof, src)
+    if d.empty:
+        return None
+    plt, sns = style()
+    scaled = sorted({g for (g, _), s in src.items() if s is not None and str(s) != "measured"})
+    d["label"] = [
+        g + (" (A100 shape scaled, not measured)" if g in scaled else "") for g in d["gpu"]
+    ]
+    lab_colors = {lab: colors[g] for g, lab in zip(d["gpu"], d["label"], strict=True)}
+
+    def points(ax) -> None:
+        meas = d[(d["kind"] == "profile") & (d["phase"] == ax.get_title().split(" = ")[-1])]
+        if not meas.empty:
+            sns.scatterplot(
+                data=meas, x="x", y="power_w", hue="label", ax=ax, legend=False,
+                marker="X", s=40, palette=lab_colors, zorder=3,
+            )  # fmt: skip
+
+    g = line_facets(
+        d[d["kind"] == "model"],
+        x="x",
+        y="power_w",
+        hue="label",
+        col="phase",
+        col_order=["prefill", "decode"],
+        labels=("", "instance power (W)"),
+        aspect=1.3,
+        per_panel=points,
+        palette=lab_colors,
+    )
+    g.axes.flat[0].set_xlabel("prefill batch tokens")
+    g.axes.flat[-1].set_xlabel("decode batch size (requests)")
+    g.legend.set_title("gpu")
+    g.figure.suptitle(
+        f"{title}: instance power (lines: fitted curve; X: profile power points)", y=1.04
+    )
+    cap = "Instance power (W) per phase: fitted curves and the profile's power points."
+    if scaled:
+        cap += (
+            f" The {', '.join(scaled)} curves are not measurements: the profiles hold no "
+            "power for them, so they are the A100 reference's power shape scaled to that "
+            "GPU's power (phase model fallback)."
         )
-        g.axes.flat[0].set_xlabel("prefill batch tokens")
-        g.axes.flat[-1].set_xlabel("decode batch size (requests)")
-        g.legend.set_title("gpu")
-        g.figure.suptitle(
-            f"{model}, TP{tp}: instance power (lines: fitted curve; X: profile power points)",
-            y=1.04,
-        )
-        cap = "Instance power (W) per phase: fitted curves and the profile's power points."
-        if scaled:
-            cap += (
-                f" The {', '.join(scaled)} curves are not measurements: the profiles hold no "
-                "power for them, so they are the A100 reference's power shape scaled to that "
-                "GPU's power (phase model fallback)."
-            )
-        out.append((figs.save(g.figure, "phase_power", d), cap))
-    return out, err
+    return (figs.save(g.figure, "phase_power", d), cap)

@@ -373,6 +373,8 @@ def compare_table(studies: list[dict]) -> pd.DataFrame:
     """One row per (trace, budget, design) and study: the highest SLO-meeting rate, the
     measured throughput there, and the ratio to each baseline, each study labelled by what sets
     it apart (its overrides)."""
+    from experiments.study.tables import HEADLINE_BASELINES
+
     rows = []
     for s in studies:
         b = s["budget"]
@@ -387,8 +389,7 @@ def compare_table(studies: list[dict]) -> pd.DataFrame:
                     "design_display": r.get("design_display", r["design"]),
                     "max_rate": r.get("max_rate"),
                     "throughput_rps": r.get("throughput_rps"),
-                    "max_rate_vs_baseline-a100": r.get("max_rate_vs_baseline-a100"),
-                    "max_rate_vs_baseline-h100": r.get("max_rate_vs_baseline-h100"),
+                    **{c: r.get(c) for c in (f"max_rate_vs_{bl}" for bl in HEADLINE_BASELINES)},
                 }
             )
     return pd.DataFrame(rows)
