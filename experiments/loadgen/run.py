@@ -23,6 +23,61 @@ def _written(path: Path, write) -> None:
         raise ExperimentError(f"{path}: cannot write: {reason}") from None
 
 
+class _RunFiles:
+    """The run folder's files: ``loadgen.json`` when the run starts, the record tables at every
+    checkpoint and at the end (each written atomically)."""
+
+    def __init__(self, run_dir: Path, meta: dict, opts) -> None:
+        self.run_dir, self.meta, self.opts = run_dir, meta, opts
+
+    def started(self, state) -> None:
+        from common.atomic import write_json_atomic
+
+        self.meta["model"] = state.model
+        path = self.run_dir / "loadgen.json"
+        _written(path, lambda: write_json_atomic(path, self.meta))
+        n = len(state.records)
+        print(
+            f"loadgen: {n} requests over {state.records[-1].arrival_s if n else 0:.1f} s to "
+            f"{self.opts.base_url} (model '{state.model}', at most {self.opts.max_outstanding} "
+            "outstanding); Ctrl-C stops and keeps the results",
+            flush=True,
+        )
+
+    def checkpoint(self, state) -> None:  # every client.checkpoint_s (a copy), and at the end
+        from common.atomic import write_parquet_atomic
+        from experiments.loadgen import records
+
+        req, tok = records.request_table(state.records), records.token_table(state.records)
+        for name, df in (("requests.parquet", req), ("tokens.parquet", tok)):
+            path = self.run_dir / name
+            _written(path, lambda df=df, path=path: write_parquet_atomic(df, path))
+
+
+def _summary(conf: LoadgenConfig, state, opts, info: dict, warm: int, cpu: float, wall: float):
+    """The run's summary: the simulator's metric code on the records, the client's own block."""
+    from experiments.loadgen import records
+
+    req = records.request_table(state.records)
+    tok = records.token_table(state.records)
+    summary = records.summarize(req, tok, trim=float(conf.trim))
+    summary["loadgen"] = records.client_block(req, state, cpu, wall)
+    summary["loadgen"]["model"] = state.model
+    summary["loadgen"]["base_url"] = opts.base_url
+    summary["loadgen"]["warmup_requests"] = warm
+    summary["loadgen"]["arrival_definition"] = (
+        "arrival_s = scheduled send time; TTFT/E2E include client lag"
+    )
+    summary["trace_info"] = info
+    summary["context"] = info["context"]
+    summary["display"] = {
+        "design": str(conf.display or conf.target.name),
+        "trace": str(conf.trace.display or conf.trace.name or ""),
+    }
+    summary["source"] = "measured: splitbench-loadgen against a real endpoint"
+    return summary
+
+
 def run_load(conf: LoadgenConfig, run_dir: Path, command: str) -> tuple[dict, bool]:
     """Send the load of ``conf``; write ``loadgen.json``, ``requests.parquet``,
     ``tokens.parquet`` and ``summary.json`` into ``run_dir``. Returns (summary, whether Ctrl-C
@@ -30,8 +85,8 @@ def run_load(conf: LoadgenConfig, run_dir: Path, command: str) -> tuple[dict, bo
     was sent raises :class:`Interrupted`; a server that cannot be used, ExperimentError."""
     import asyncio
 
-    from common.atomic import write_json_atomic, write_parquet_atomic
-    from experiments.loadgen import client, records
+    from common.atomic import write_json_atomic
+    from experiments.loadgen import client
     from experiments.loadgen.plan import client_options, load_plan
 
     if conf.client.cpus is not None:
@@ -52,28 +107,9 @@ def run_load(conf: LoadgenConfig, run_dir: Path, command: str) -> tuple[dict, bo
         client.Record(-1 - i, 0.0, int(c.warmup_prompt_tokens), int(c.warmup_output_tokens))
         for i in range(int(c.warmup_requests))
     ]
-    meta = {"config": conf.record, "trace_info": info, "command": command}
-
-    def started(state):
-        meta["model"] = state.model
-        _written(
-            run_dir / "loadgen.json", lambda: write_json_atomic(run_dir / "loadgen.json", meta)
-        )
-        n = len(state.records)
-        print(
-            f"loadgen: {n} requests over {state.records[-1].arrival_s if n else 0:.1f} s to "
-            f"{opts.base_url} (model '{state.model}', at most {opts.max_outstanding} "
-            "outstanding); Ctrl-C stops and keeps the results",
-            flush=True,
-        )
-
-    def checkpoint(state):  # every client.checkpoint_s during the run (a copy), and at the end
-        req, tok = records.request_table(state.records), records.token_table(state.records)
-        for name, df in (("requests.parquet", req), ("tokens.parquet", tok)):
-            _written(
-                run_dir / name, lambda df=df, name=name: write_parquet_atomic(df, run_dir / name)
-            )
-
+    files = _RunFiles(
+        run_dir, {"config": conf.record, "trace_info": info, "command": command}, opts
+    )
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     w0 = time.perf_counter()
     try:
@@ -84,8 +120,8 @@ def run_load(conf: LoadgenConfig, run_dir: Path, command: str) -> tuple[dict, bo
                 checkpoint_s=float(c.checkpoint_s),
                 warmup=warm,
                 install_sigint=True,
-                on_progress=checkpoint,
-                on_start=started,
+                on_progress=files.checkpoint,
+                on_start=files.started,
             )
         )
     except client.LoadgenError as e:
@@ -98,22 +134,7 @@ def run_load(conf: LoadgenConfig, run_dir: Path, command: str) -> tuple[dict, bo
     wall = time.perf_counter() - w0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    req = records.request_table(state.records)
-    tok = records.token_table(state.records)
-    summary = records.summarize(req, tok, trim=float(conf.trim))
-    summary["loadgen"] = records.client_block(req, state, cpu, wall)
-    summary["loadgen"]["model"] = state.model
-    summary["loadgen"]["base_url"] = opts.base_url
-    summary["loadgen"]["warmup_requests"] = len(warm)
-    summary["loadgen"]["arrival_definition"] = (
-        "arrival_s = scheduled send time; TTFT/E2E include client lag"
-    )
-    summary["trace_info"] = info
-    summary["context"] = info["context"]
-    summary["display"] = {
-        "design": str(conf.display or conf.target.name),
-        "trace": str(conf.trace.display or conf.trace.name or ""),
-    }
-    summary["source"] = "measured: splitbench-loadgen against a real endpoint"
-    _written(run_dir / "summary.json", lambda: write_json_atomic(run_dir / "summary.json", summary))
+    summary = _summary(conf, state, opts, info, len(warm), cpu, wall)
+    path = run_dir / "summary.json"
+    _written(path, lambda: write_json_atomic(path, summary))
     return summary, state.stopped_by == "interrupt"
