@@ -144,7 +144,7 @@ def _added_note(gpu, kind, designs, src, spec, profiles, model, root) -> str:
     """The note the report prints for a GPU whose rows the set's base lacked."""
     import re
 
-    g = gpu.split("-")[0].upper()
+    g = gpu.split("-")[0].upper() + ("-pcap" if gpu.endswith("-pcap") else "")  # power-capped
     if kind == "measured":
         return (
             f"{g} designs use the measured {g} rows of "
