@@ -12,7 +12,6 @@ from experiments.study.kinds.variants import add_own_rate, variant_ratios
 from experiments.study.tables import (
     HEADLINE_BASELINES,
     OPTIONAL_TABLES,
-    QUANTILE_LEVELS,
     RATIO_METRICS,
     SET_COLUMNS,
     TABLES,
@@ -117,33 +116,10 @@ def add_ratios(rows: list[dict], key: str, group: tuple[str, ...]) -> None:
 
 
 def latency_rows(results: list[dict], tasks: list[Task]) -> list[dict]:
-    """Long-format latency quantiles of each budget task's best configuration, every rate
-    evaluated there (for CDFs and SLO-vs-rate figures)."""
-    rows = []
-    for task, res in zip(tasks, results, strict=True):
-        if task.kind != "budget" or not res.get("best"):
-            continue
-        for p in res["points"]:
-            if list(p["counts"]) != list(res["best"]):
-                continue
-            r = p["result"]
-            for metric, vals in (r.get("quantiles") or {}).items():
-                for q, v in zip(QUANTILE_LEVELS, vals, strict=True):
-                    rows.append(
-                        {
-                            "trace": task.trace_key,
-                            "design": task.design_key,
-                            **{
-                                k: task.labels[0][k] for k in SET_COLUMNS[:1] if k in task.labels[0]
-                            },
-                            "design_display": task.design.display or task.design_key,
-                            "budgets": "+".join(lab["budget"] for lab in task.labels),
-                            "rate": p["rate"],
-                            "best_rate": res["rate"],
-                            "slo_met": p["slo_met"],
-                            "metric": metric,
-                            "quantile": q,
-                            "value_s": v,
-                        }
-                    )
-    return rows
+    """Long-format latency quantiles (each budget task's best configuration, every rate
+    evaluated there: :meth:`~experiments.study.kinds.budget.BudgetKind.latency_rows`)."""
+    return [
+        row
+        for task, res in zip(tasks, results, strict=True)
+        for row in kind_of(task).latency_rows(task, res)
+    ]

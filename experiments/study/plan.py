@@ -45,7 +45,9 @@ def plan(cfg: dict) -> tuple[list, list[str]]:
         _plan_heatmap(cfg, runs[0], p)
     _plan_dependent(cfg, base, p.add)
     # Largest searches first (A100 designs have the most machines) for load balance.
-    order = sorted(p.tasks.values(), key=lambda t: (t.kind != "budget", not t.design.is_split))
+    from experiments.study.kinds import kind_of
+
+    order = sorted(p.tasks.values(), key=lambda t: (not kind_of(t).first, not t.design.is_split))
     return order, notes
 
 

@@ -18,6 +18,7 @@ class Kind:
 
     name = ""
     dependent = False
+    first = False  # planned first (the budget searches: the largest, for load balance)
 
     def dedup(self, task, search) -> str:
         """The key under which two tasks are the same search (the plan runs one)."""
@@ -36,6 +37,10 @@ class Kind:
         """Append the task's rows to ``tables`` (table name -> rows); ``base``: the columns
         every row of the task starts with (trace, design, kind, profile set)."""
         raise NotImplementedError
+
+    def latency_rows(self, task, res: dict) -> list[dict]:
+        """The task's rows of the latency quantile table (none but a budget task's)."""
+        return []
 
 
 class DependentKind(Kind):

@@ -13,6 +13,7 @@ from experiments.study.pools import pools_of
 
 class BudgetKind(Kind):
     name = "budget"
+    first = True
 
     def dedup(self, task, search) -> str:
         """Budget tasks with the same affordable frontier are the same search."""
@@ -64,3 +65,32 @@ class BudgetKind(Kind):
 
     def rows(self, task, res, pools, base, tables) -> None:
         best_rows(task, res, pools, base, tables, lambda r: {})
+
+    def latency_rows(self, task, res) -> list[dict]:
+        """Long-format latency quantiles of the best configuration at every rate evaluated
+        there (for CDFs and SLO-vs-rate figures)."""
+        from experiments.study.tables import QUANTILE_LEVELS
+
+        if not res.get("best"):
+            return []
+        rows = []
+        for p in res["points"]:
+            if list(p["counts"]) != list(res["best"]):
+                continue
+            for metric, vals in (p["result"].get("quantiles") or {}).items():
+                for q, v in zip(QUANTILE_LEVELS, vals, strict=True):
+                    rows.append(
+                        {
+                            "trace": task.trace_key,
+                            "design": task.design_key,
+                            "design_display": task.design.display or task.design_key,
+                            "budgets": "+".join(lab["budget"] for lab in task.labels),
+                            "rate": p["rate"],
+                            "best_rate": res["rate"],
+                            "slo_met": p["slo_met"],
+                            "metric": metric,
+                            "quantile": q,
+                            "value_s": v,
+                        }
+                    )
+        return rows
