@@ -69,7 +69,7 @@ class BudgetKind(Kind):
     def latency_rows(self, task, res) -> list[dict]:
         """Long-format latency quantiles of the best configuration at every rate evaluated
         there (for CDFs and SLO-vs-rate figures)."""
-        from experiments.study.tables import QUANTILE_LEVELS
+        from experiments.study.tables import QUANTILE_LEVELS, SET_COLUMNS
 
         if not res.get("best"):
             return []
@@ -83,6 +83,9 @@ class BudgetKind(Kind):
                         {
                             "trace": task.trace_key,
                             "design": task.design_key,
+                            **{
+                                k: task.labels[0][k] for k in SET_COLUMNS[:1] if k in task.labels[0]
+                            },
                             "design_display": task.design.display or task.design_key,
                             "budgets": "+".join(lab["budget"] for lab in task.labels),
                             "rate": p["rate"],
