@@ -124,15 +124,17 @@ def _record(job: dict, status: str, error: str | None, metrics: dict) -> None:
 def launch(
     config_name: str,
     task: Callable[[DictConfig], object],
-    validator: Callable[[DictConfig], object],
+    check: Callable[[DictConfig], object],
     argv: list[str] | None = None,
     registers: Sequence[Callable[[], None]] = (register,),
     interrupted: str = "interrupted",
 ) -> None:
     """Run ``task`` as a Hydra app on ``argv`` (default sys.argv[1:]), errors as one line.
 
-    ``registers``: the ConfigStore registrations the app's config needs; ``interrupted``: the
-    line printed on Ctrl-C (exit 130) unless the task raises :class:`Interrupted`.
+    ``check``: the app's config check (one-line ExperimentError), run on the composed command
+    line first; ``registers``: the ConfigStore registrations the app's config needs;
+    ``interrupted``: the line printed on Ctrl-C (exit 130) unless the task raises
+    :class:`Interrupted`.
     A multirun in which every job failed exits with status 2."""
     import hydra
 
@@ -148,7 +150,7 @@ def launch(
     if not flags:
         try:
             overrides = [a for a in args if not is_hydra_arg(a)]
-            precheck(config_name, overrides, validator, registers)
+            precheck(config_name, overrides, check, registers)
             check_run_dir(config_name, args)
         except ExperimentError as e:
             fail(str(e))

@@ -90,12 +90,12 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     return summary
 
 
-def _validate(cfg: DictConfig) -> None:
+def _check(cfg: DictConfig) -> None:
     loadgen_config(cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
-    launch("loadgen", run, _validate, argv)
+    launch("loadgen", run, _check, argv)
 
 
 if __name__ == "__main__":

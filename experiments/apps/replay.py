@@ -82,14 +82,14 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     return res.summary.to_dict()
 
 
-def _validate(cfg: DictConfig) -> None:
+def _check(cfg: DictConfig) -> None:
     from experiments.config.checks import replay_config
 
     replay_config(cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
-    launch("replay", run, _validate, argv)
+    launch("replay", run, _check, argv)
 
 
 if __name__ == "__main__":

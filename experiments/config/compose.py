@@ -1,6 +1,6 @@
 """Composing an app's Hydra config from the command line, before Hydra runs the app.
 
-The overrides are composed once with Hydra's compose API and checked by the app's validator, so
+The overrides are composed once with Hydra's compose API and checked by the app's checks, so
 an unknown option, a misspelt key, a wrongly typed or out-of-range value is ONE line naming the
 key (``design.prompt_machines: must be >= 1, got -3``), raised as :class:`ExperimentError`
 (the doors in ``experiments/apps/`` print it and exit 2). :func:`compose_error_line` turns
@@ -79,10 +79,10 @@ def is_hydra_arg(a: str) -> bool:
 def precheck(
     config_name: str,
     overrides: list[str],
-    validator: Callable[[DictConfig], object],
+    check: Callable[[DictConfig], object],
     registers: Sequence[Callable[[], None]] = (register,),
 ):
-    """Compose ``config_name`` with ``overrides`` and validate it; ExperimentError on failure."""
+    """Compose ``config_name`` with ``overrides`` and ``check`` it; ExperimentError on failure."""
     from hydra import compose, initialize_config_dir
 
     for reg in registers:
@@ -93,7 +93,7 @@ def precheck(
         except Exception as e:  # noqa: BLE001 - Hydra raises several classes; all are user errors
             raise ExperimentError(compose_error_line(e)) from None
         try:
-            validator(cfg)
+            check(cfg)
         except ExperimentError:
             raise
         except Exception as e:  # noqa: BLE001
