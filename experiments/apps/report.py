@@ -26,22 +26,16 @@ from experiments.apps._cli import launch
 def run(cfg: DictConfig) -> Path:
     """Write the report of ``cfg`` (a composed ``report`` config); returns report.md's path."""
     from experiments.config.checks import to_plain
-    from experiments.errors import ExperimentError
-    from experiments.report.manifest import write_report_folder
+    from experiments.report.inputs import input_folders
+    from experiments.report.manifest import output_folder, write_report_folder
+    from experiments.report.plotting import check_figure_options
 
-    inputs = list(to_plain(cfg.inputs, "inputs"))
-    if not inputs:
-        study_dir = Path(str(cfg.paths.study_dir))
-        inputs = sorted(str(p) for p in study_dir.glob("*") if (p / "study.json").exists())
-        if not inputs:
-            raise ExperimentError(f"inputs: none given and no study under {study_dir}")
     root = Path(str(cfg.paths.root))
-    inputs = [str(p if Path(p).is_absolute() else root / p) for p in inputs]
-    out = Path(str(cfg.output_dir))
-    out = out if out.is_absolute() else root / out
-    base = Path(str(cfg.paths.report_dir))
-    per_inputs = out.resolve() == (base if base.is_absolute() else root / base).resolve()
-    _check_figures(cfg)
+    inputs = input_folders(to_plain(cfg.inputs, "inputs"), Path(str(cfg.paths.study_dir)), root)
+    out, per_inputs = output_folder(
+        Path(str(cfg.output_dir)), Path(str(cfg.paths.report_dir)), root
+    )
+    check_figure_options(list(cfg.formats), cfg.dpi)
     path = write_report_folder(
         inputs,
         out,
@@ -57,27 +51,12 @@ def run(cfg: DictConfig) -> Path:
     return path
 
 
-#: figure file formats and the PNG resolution the report takes
-FORMATS = ("png", "svg", "pdf")
-DPI_RANGE = (10, 2400)
-
-
-def _check_figures(cfg: DictConfig) -> None:
-    from experiments.errors import ExperimentError
-
-    for f in cfg.formats:
-        if f not in FORMATS:
-            raise ExperimentError(f"formats: unknown format '{f}' ({', '.join(FORMATS)})")
-    lo, hi = DPI_RANGE
-    if not lo <= cfg.dpi <= hi:
-        raise ExperimentError(f"dpi: must be from {lo} to {hi} (dots per inch), got {cfg.dpi}")
-
-
 def _validate(cfg: DictConfig) -> None:
     from experiments.config.checks import to_plain
+    from experiments.report.plotting import check_figure_options
 
     to_plain(cfg, "")
-    _check_figures(cfg)
+    check_figure_options(list(cfg.formats), cfg.dpi)
 
 
 def main(argv: list[str] | None = None) -> None:

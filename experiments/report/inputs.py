@@ -62,6 +62,17 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise ExperimentError(f"{path}: cannot read CSV ({e})".splitlines()[0]) from None
 
 
+def input_folders(given: Sequence[str], study_dir: Path, root: Path) -> list[str]:
+    """The folders a report reads: ``given`` (relative ones under ``root``), or with none given
+    every study folder under ``study_dir``."""
+    inputs = list(given)
+    if not inputs:
+        inputs = sorted(str(p) for p in study_dir.glob("*") if (p / "study.json").exists())
+        if not inputs:
+            raise ExperimentError(f"inputs: none given and no study under {study_dir}")
+    return [str(p if Path(p).is_absolute() else root / p) for p in inputs]
+
+
 def load_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[dict], list[dict]]:
     """(studies, runs) from folders; a folder holding several studies/runs is walked."""
     studies, runs = [], []

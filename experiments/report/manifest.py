@@ -20,10 +20,18 @@ from pathlib import Path
 
 from common.atomic import write_json_atomic
 from experiments.errors import ExperimentError
+from experiments.report.markdown import REPORT_HEADING, check_out_dir, write_report
 
 MANIFEST = ".splitbench-report.json"
-#: the first line of every report.md splitbench-report writes
-REPORT_HEADING = "# splitbench report"
+
+
+def output_folder(output_dir: Path, report_dir: Path, root: Path) -> tuple[Path, bool]:
+    """(the folder to write into, whether each inputs set gets its own folder under it):
+    ``output_dir`` (relative ones under ``root``) is the base of per-inputs folders when it is
+    ``report_dir`` (the default), else written exactly."""
+    out = output_dir if output_dir.is_absolute() else root / output_dir
+    base = report_dir if report_dir.is_absolute() else root / report_dir
+    return out, out.resolve() == base.resolve()
 
 
 def report_folder(inputs: Sequence[str | os.PathLike], out_dir: Path, per_inputs: bool) -> Path:
@@ -35,15 +43,6 @@ def report_folder(inputs: Sequence[str | os.PathLike], out_dir: Path, per_inputs
 
     studies, runs = load_inputs(inputs)
     return Path(out_dir) / inputs_slug(studies, runs) if per_inputs else Path(out_dir)
-
-
-def check_out_dir(out: Path) -> None:
-    """Refuse an output folder under a file before reading or writing anything."""
-    for p in (out, *out.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise ExperimentError(f"output_dir: '{p}' is a file, not a folder ({out})")
-            return
 
 
 def owned_files(folder: Path) -> set[str]:
@@ -130,8 +129,6 @@ def write_report_folder(
 ) -> Path:
     """:func:`experiments.report.write_report` into a folder that holds nothing but an earlier
     report's files, keeping its manifest; returns report.md's path."""
-    from experiments.report import write_report
-
     check_out_dir(Path(out_dir))
     folder = report_folder(inputs, Path(out_dir), per_inputs)
     owned = owned_files(folder)

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.atomic import write_text_atomic
+from experiments.errors import ExperimentError
 from experiments.report.inputs import load_inputs
 from experiments.report.labels import inputs_slug
-from experiments.report.manifest import REPORT_HEADING, check_out_dir
 from experiments.report.plotting import Figures, atomic_csv
 from experiments.report.sections import study_sections
 from experiments.report.sections.compare import compare_section
@@ -20,6 +20,18 @@ from experiments.report.sections.context import reject_section
 from experiments.report.sections.headline import headline_section
 from experiments.report.sections.phase import phase_section
 from experiments.report.sections.runs import runs_section
+
+#: the first line of every report.md (how a report folder is told from others': manifest.py)
+REPORT_HEADING = "# splitbench report"
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an output folder under a file before reading or writing anything."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ExperimentError(f"output_dir: '{p}' is a file, not a folder ({out})")
+            return
 
 
 def report_folder(inputs: Sequence[str | os.PathLike], base: str | os.PathLike) -> Path:

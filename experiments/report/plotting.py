@@ -41,6 +41,24 @@ OKABE_ITO = {
 }
 
 
+#: figure file formats and the PNG resolution a report takes
+FORMATS = ("png", "svg", "pdf")
+DPI_RANGE = (10, 2400)
+
+
+def check_figure_options(formats: Sequence[str], dpi: int) -> None:
+    """ExperimentError (naming the config key) for a format :class:`Figures` cannot write or a
+    resolution out of :data:`DPI_RANGE`."""
+    from experiments.errors import ExperimentError
+
+    for f in formats:
+        if f not in FORMATS:
+            raise ExperimentError(f"formats: unknown format '{f}' ({', '.join(FORMATS)})")
+    lo, hi = DPI_RANGE
+    if not lo <= dpi <= hi:
+        raise ExperimentError(f"dpi: must be from {lo} to {hi} (dots per inch), got {dpi}")
+
+
 class Figures:
     """Saves figures as PNG/SVG with their data as CSV, and remembers every file it wrote (the
     report removes the rest of its figures folder: nothing stale stays beside a new report)."""
