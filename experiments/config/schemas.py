@@ -25,6 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from characterize.modeling.phase.adjust import PhaseAdjust
+from characterize.modeling.phase.model_set import REFERENCE_GPU, REFERENCE_TP
 from experiments.config.fields import opt as _f
 from experiments.config.loadgen import ClientConf, LengthsConf, TargetConf
 from experiments.errors import ExperimentError
@@ -104,8 +105,10 @@ class ProfilesConf:
         "latencies: fixed per-request targets for every set), 'set' (the study's own profile "
         "set: its A100 of the same engine), a CSV or a folder",
     )
-    slo_reference_gpu: str = _f("a100-80gb", "profile gpu key of the slowdown reference")
-    slo_reference_tp: int = _f(8, "tensor parallelism of the slowdown reference")
+    slo_reference_gpu: str = _f(
+        REFERENCE_GPU, "profile gpu key of the slowdown reference (default: the paper's DGX-A100)"
+    )
+    slo_reference_tp: int = _f(REFERENCE_TP, "tensor parallelism of the slowdown reference")
     measured_dir: str = _f(
         "${paths.root}/results/profiles",
         "folder of measured profiles; H200 designs run only when it has H200 rows",
