@@ -612,11 +612,17 @@ def test_sim_overrides_follow_the_deployment():
             "design.machine_policy=vllm", "scheduler.vllm.max_num_seqs=7",
             "scheduler.vllm.max_num_batched_tokens=2048", "scheduler.vllm.block_size=128",
             "profiles.slo_reference_source=p.csv"} <= set(b)  # fmt: skip
+    # the split design runs as vLLM disaggregated serving (each instance vLLM's scheduler)
     s = sim_overrides(c, "splitwise", "p.csv")
     assert {"design=splitwise", "design.prompt_machines=1", "design.token_machines=1",
-            "design.mixed_pool=false", "design.machine_policy=reference",
-            "scheduler.max_batch_size=32", "scheduler.prompt_batch_tokens=2048"} <= set(s)  # fmt: skip
-    assert not any(x.startswith("scheduler.vllm.") for x in s)
+            "design.mixed_pool=false", "design.machine_policy=vllm",
+            "scheduler.vllm.max_num_seqs=32", "scheduler.kv_transfer.handover_s=0",
+            "scheduler.kv_transfer.enabled=false"} <= set(s)  # fmt: skip
+    c = _default_cfg("simulate.machine_policy.splitwise=reference")
+    s = sim_overrides(c, "splitwise", "p.csv")
+    assert {"design.machine_policy=reference", "scheduler.max_batch_size=32",
+            "scheduler.prompt_batch_tokens=2048"} <= set(s)  # fmt: skip
+    assert not any(x.startswith(("scheduler.vllm.", "scheduler.kv_transfer.")) for x in s)
 
 
 def test_handover_overrides_and_decode_step(tmp_path):
@@ -682,6 +688,19 @@ def test_report_files_and_summary(tmp_path):
     (d / "errors.csv").write_text(df.to_csv(index=False))
     cmp.plot_cdfs(cmp.load_run(sim), [cmp.load_run(r) for r in reals], d / "cdf.png")
     steps.results["compare-baseline-conv-r1"] = {}
+    # the serving probes' result (probe-baseline): its terms, fits and engines in the report
+    from experiments.validation.probes import TERMS
+
+    probe = {"terms": {**dict.fromkeys(TERMS, 0.0), "arrival_s": 0.05,
+                       "arrival_s_per_token": 2e-4, "iteration_s": 0.004},
+             "fits": {"alpha": {"points": 15, "rms_s": 0.002, "max_abs_residual_s": 0.004},
+                      "delta": {"points": 6, "rms_s": 0.0005, "max_abs_residual_s": 0.001}},
+             "engines": {"colocated": {"block_size": 128, "num_gpu_blocks": 64,
+                                       "source": "metrics vllm:cache_config_info"}},
+             "notes": ["delivery_s: test"]}  # fmt: skip
+    steps.path("probe-baseline").mkdir(parents=True)
+    (steps.path("probe-baseline") / "probes.csv").write_text("probe\nalpha\n")
+    steps.results["probe-baseline"] = probe
     c = _default_cfg("designs=[baseline]")
     loads = [SimpleNamespace(name="conv-r1", trace="azure-conv-2023", rate=1.0, duration_s=9)]
     pub = tmp_path / "pub"
@@ -697,6 +716,18 @@ def test_report_files_and_summary(tmp_path):
     assert "| baseline | conv-r1 | +8% / +8% | -20% / -20% |" in text
     assert "splitbench-validate x=1" in text
     assert json.loads((pub / "versions.json").read_text())["python"]
+    serving = pd.read_csv(pub / "serving.csv")
+    row = serving.set_index("term").loc["arrival_s"]
+    assert row["value"] == 0.05 and row["unit"] == "s" and row["probe"] == "alpha"
+    assert row["fit_points"] == 15 and row["fit_rms_s"] == 0.002
+    assert (pub / "probes-baseline.csv").is_file()
+    assert "| baseline | `iteration_s` | 0.004 | s | delta | 6 | 0.50 | 1.00 |" in text
+    assert "colocated 64 blocks x 128 tokens" in text
+    # the remaining gap per component in absolute ms (real - sim P50), beside the terms in sim
+    assert "## Remaining gap per component, absolute ms" in text
+    gap = df[(df.metric == "ttft_s") & (df.stat == "p50")]
+    ms = float(gap["real"].iloc[0] - gap["sim"].iloc[0]) * 1e3
+    assert f"| baseline | conv-r1 | {ms:.2f} |" in text
 
 
 def test_deployment_turns_prefix_caching_off_unless_asked():

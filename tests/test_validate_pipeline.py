@@ -92,6 +92,11 @@ def _plain(**over) -> ValidateConfig:
         ({"loadgen": {"cpus": "99999"}}, "loadgen.cpus: core(s) 99999 do not exist"),
         ({"deploy": {"dtype": "float16"}}, "deploy.dtype: float16 (2 bytes) disagrees"),
         ({"calibrate": {"lengths": [5, 5000]}}, "calibrate.lengths[1]"),
+        ({"probes": {"alpha_lengths": [16, 5000]}}, "probes.alpha_lengths[1]: must be <"),
+        ({"probes": {"alpha_lengths": [16, 16]}}, "probes.alpha_lengths: needs at least two"),
+        ({"probes": {"delta_streams": [1, 64]}}, "probes.delta_streams: needs two distinct"),
+        ({"probes": {"stall_lengths": [0]}}, "probes.stall_lengths[0]: must be >= 1"),
+        ({"probes": {"bogus": 1}}, "probes.bogus: unknown key"),
     ],
 )  # fmt: skip
 def test_config_checks_name_the_key(over, msg):

@@ -362,6 +362,56 @@ class CalibrateConf:
 
 
 @dataclass
+class ProbesConf:
+    """The serving probes (:mod:`experiments.validation.probes`): the serving component's terms
+    (docs/serving.md) measured on the running deployment, after the calibration and before the
+    replays, on their own prompt ids; never fitted on the replays compared."""
+
+    enabled: bool = True
+    # alpha: one request at a time, one output token, at each prompt length
+    alpha_lengths: list[int] = field(default_factory=lambda: [16, 128, 384, 768, 1536])
+    alpha_repeats: int = 3
+    # delta: N concurrent streams (N = 1: the one long stream), each of output_tokens tokens
+    delta_streams: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    delta_prompt_tokens: int = 32
+    delta_output_tokens: int = 64
+    # hand-over stall (splitwise): prompts injected through the proxy into N running streams
+    # on the decode instance
+    stall_streams: int = 4
+    stall_lengths: list[int] = field(default_factory=lambda: [250, 700, 1500])
+    stall_repeats: int = 2
+    timeout_s: float = 600.0  # bound on every probe of one design
+
+    def check(self, max_model_len: int, max_num_seqs: int, key: str = "probes") -> None:
+        for name in ("alpha_lengths", "delta_streams", "stall_lengths"):
+            vals = getattr(self, name)
+            _need(isinstance(vals, list) and len(vals) > 0, f"{key}.{name}",
+                  "must be a non-empty list")  # fmt: skip
+            for i, v in enumerate(vals):
+                _at_least(v, 1, f"{key}.{name}[{i}]")
+        _need(len(set(self.alpha_lengths)) >= 2, f"{key}.alpha_lengths",
+              "needs at least two distinct prompt lengths (a line in L)")  # fmt: skip
+        _need(len(set(self.delta_streams)) >= 2, f"{key}.delta_streams",
+              "needs at least two distinct stream counts (a line in B)")  # fmt: skip
+        for name in ("alpha_lengths", "stall_lengths"):
+            for i, L in enumerate(getattr(self, name)):
+                _need(L < max_model_len - 2, f"{key}.{name}[{i}]",
+                      f"must be < deploy.max_model_len - 2 ({max_model_len - 2}), got {L}")  # fmt: skip
+        # N above an engine's max_num_seqs would queue (B < N): those N are not run
+        _need(len({n for n in self.delta_streams if n <= max_num_seqs}) >= 2,
+              f"{key}.delta_streams", "needs two distinct stream counts <= the instances' "
+              f"max_num_seqs ({max_num_seqs})")  # fmt: skip
+        _at_least(self.alpha_repeats, 1, f"{key}.alpha_repeats")
+        _at_least(self.stall_repeats, 1, f"{key}.stall_repeats")
+        _at_least(self.stall_streams, 1, f"{key}.stall_streams")
+        _at_least(self.delta_prompt_tokens, 1, f"{key}.delta_prompt_tokens")
+        _at_least(self.delta_output_tokens, 4, f"{key}.delta_output_tokens")
+        _need(self.delta_prompt_tokens + self.delta_output_tokens < max_model_len,
+              f"{key}.delta_output_tokens", "prompt + output must fit deploy.max_model_len")  # fmt: skip
+        _pos(self.timeout_s, f"{key}.timeout_s")
+
+
+@dataclass
 class ProfileConf:
     mode: str = "measure"  # measure (splitbench-characterize engine=vllm) | source | skip
     source: str | None = None  # mode=source: an existing profile CSV or folder
@@ -382,7 +432,7 @@ class SimulateConf:
     gpu: str = "cpu"  # the replay's gpu group
     profile_gpu: str = "cpu"  # the profile rows' gpu key (slowdown reference)
     machine_policy: dict[str, str] = field(
-        default_factory=lambda: {"baseline": "vllm", "baseline2": "vllm", "splitwise": "reference"}
+        default_factory=lambda: {"baseline": "vllm", "baseline2": "vllm", "splitwise": "vllm"}
     )
     default_max_num_batched_tokens: int = 2048  # vLLM's OpenAI-server default on a CPU
     overrides: list[str] = field(default_factory=list)
@@ -504,6 +554,7 @@ class ValidateConfig:
     load_defaults: LoadDefaults = field(default_factory=LoadDefaults)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     calibrate: CalibrateConf = field(default_factory=CalibrateConf)
+    probes: ProbesConf = field(default_factory=ProbesConf)
     profile: ProfileConf = field(default_factory=ProfileConf)
     simulate: SimulateConf = field(default_factory=SimulateConf)
     loadgen: LoadgenConf = field(default_factory=LoadgenConf)
@@ -549,6 +600,8 @@ class ValidateConfig:
             _pos(ld.rate, f"{k}.rate")
             ld.resolved(self.load_defaults).check(k, mml)
         self.calibrate.check(mml)
+        self.probes.check(mml, min(self.deploy.colocated.max_num_seqs,
+                                   self.deploy.decode.max_num_seqs))
         self.profile.check()
         self.simulate.check(self.designs)
         self.loadgen.check()
@@ -594,6 +647,7 @@ _NESTED = {
     (ValidateConfig, "load_defaults"): LoadDefaults,
     (ValidateConfig, "deploy"): DeployConfig,
     (ValidateConfig, "calibrate"): CalibrateConf,
+    (ValidateConfig, "probes"): ProbesConf,
     (ValidateConfig, "profile"): ProfileConf,
     (ValidateConfig, "simulate"): SimulateConf,
     (ValidateConfig, "loadgen"): LoadgenConf,

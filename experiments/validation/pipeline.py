@@ -13,6 +13,9 @@ its config and inputs did not change (:mod:`experiments.validation.steps`):
 5. ``simulate-<design>-<load>``: ``splitbench-replay`` on the trace with the profile;
 6. ``deploy-<design>``: the servers (started only when a later step needs them; never cached);
 7. ``calibrate-<design>``: the KV-transfer calibration (splitwise);
+7b. ``probe-<design>``: the serving probes (:mod:`experiments.validation.probes`: alpha, delta,
+   the hand-over stall and legs, the engines' KV blocks) on the running deployment, before the
+   simulation and the replays: the serving component and KV capacity the simulator is given;
 8. ``replay-<design>-<load>-r<k>``: ``splitbench-loadgen`` against the deployment, with its own
    prompt ids (seeded by design, load and repeat); the engines' prefix-cache counters (must not
    move), their CPU run-delay and the machine's load go into the step's record;
@@ -272,6 +275,65 @@ def _calibrate(c: ValidateConfig, design: str, steps, dep: LazyDeployment, sup) 
     return steps.run(name, key, cal_fn, inputs=["model"])
 
 
+def _probe(c: ValidateConfig, design: str, steps, dep: LazyDeployment, sup, source: str,
+           prof_step: str, calibrated: bool) -> dict:  # fmt: skip
+    """``probe-<design>``: the serving probes (:mod:`experiments.validation.probes`) on the
+    running deployment; their terms, fits and the engines' KV blocks (serving.json)."""
+    import pandas as pd
+
+    from experiments.validation import engine_metrics as em
+    from experiments.validation.probes import PhaseTimes, run_probes
+
+    name = f"probe-{design}"
+    spec = c.model.spec()
+    cal_step = f"calibrate-{design}" if calibrated else None
+    inst = c.deploy.decode if design == "splitwise" else c.deploy.colocated
+
+    def fn(d: Path):
+        from common.atomic import write_json_atomic
+        from experiments.validation.preflight import RunDelay, loadavg
+
+        times = PhaseTimes.from_source(source, c.model.name, c.simulate.profile_gpu)
+        cal = steps.results.get(cal_step) if cal_step else None
+        rows = None
+        if cal_step and (steps.path(cal_step) / "kv_transfer.csv").is_file():
+            rows = pd.read_csv(steps.path(cal_step) / "kv_transfer.csv")
+        dp = dep.ensure()
+        before = {n: em.read_counters(u) for n, u in dp.instances.items()}
+        load0 = loadavg()
+        delay = RunDelay(dp.groups()).start()
+        sup.watch()
+        try:
+            res = run_probes(design, dp, c.probes, d, model=str(dep.model_dir), seed=int(c.seed),
+                             vocab=spec.vocab_size, times=times,
+                             block_size=int(c.calibrate.block_size), cal=cal,
+                             max_num_seqs=int(inst.max_num_seqs),
+                             cal_rows=rows)  # fmt: skip
+        except (KeyboardInterrupt, StepError):
+            sup.check(name, grace_s=3.0)  # a server that died explains the failure
+            why = dp.engine_failure()
+            if why:
+                raise StepError(name, why) from None
+            raise
+        finally:
+            sup.unwatch()
+            if dp.design == "splitwise":
+                dp.clear_kv_storage()
+        after = {n: em.read_counters(u) for n, u in dp.instances.items()}
+        deltas = {n: em.diff(before[n], after[n]) for n in before}
+        write_json_atomic(d / "records.json", {
+            "prefix_cache": deltas, "run_delay": delay.stop(),
+            "loadavg": {"before": load0, "after": loadavg()}})  # fmt: skip
+        em.check_no_reuse(name, deltas, loader="decode" if dp.design == "splitwise" else None)
+        return res
+
+    key = {"deployment": dep.key(), "probes": asdict(c.probes), "source": source,
+           "seed": c.seed, "model": c.model.name, "profile_gpu": c.simulate.profile_gpu,
+           "block_size": c.calibrate.block_size}  # fmt: skip
+    inputs = ["model", prof_step, *([cal_step] if cal_step else [])]
+    return steps.run(name, key, fn, inputs=inputs)
+
+
 def _trace_step(c: ValidateConfig, design: str, ld) -> str:
     """A load's trace step: shared by the designs, except a ladder's (placed per design)."""
     return f"trace-{design}-{ld.name}" if c.ladder.enabled else f"trace-{ld.name}"
@@ -345,11 +407,16 @@ def _design(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, s
 
     source, prof_step = _profile(c, design, steps, dep.model_dir)
     kv_ov: list[str] = []
+    cal = None
     if design == "splitwise" and c.calibrate.enabled:
-        # before the simulation: the calibrated hand-over is the simulator's KV transfer model
-        # (measured on calibration requests, never on the replays compared)
-        res = _calibrate(c, design, steps, dep, sup)
-        kv_ov = handover_overrides(res, decode_step_s(source), int(c.calibrate.block_size))
+        # before the simulation: measured on calibration requests, never on the replays compared
+        cal = _calibrate(c, design, steps, dep, sup)
+        if c.simulate.machine_policy[design] != "vllm":
+            # the paper's policy: the calibrated hand-over as the KV link (a mean tail)
+            kv_ov = handover_overrides(cal, decode_step_s(source), int(c.calibrate.block_size))
+    probes = None
+    if source is not None and c.probes.enabled:
+        probes = _probe(c, design, steps, dep, sup, source, prof_step, cal is not None)
     sim_dirs: dict[str, Path] = {}
     pred = None
     if source is not None:
@@ -361,7 +428,7 @@ def _design(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, s
             return {"source": source, "log": str(d / "fit.log")}
 
         steps.run(fit, {"source": source}, fit_fn, inputs=[prof_step])
-        ov = [*sim_overrides(c, design, source), *kv_ov]
+        ov = [*sim_overrides(c, design, source, probes), *kv_ov]
 
         def simulate(trace: Path, out: Path, name: str = f"predict-{design}") -> Path:
             argv = [_script("splitbench-replay"), "trace=path", f"trace.path={trace}",

@@ -1,5 +1,6 @@
-"""The simulator as the deployment: ``splitbench-replay`` overrides of one design, and the
-calibrated KV hand-over as the simulator's KV transfer."""
+"""The simulator as the deployment: ``splitbench-replay`` overrides of one design, the serving
+component measured by the probes (:mod:`.probes`), the engines' own KV capacity, and (with the
+paper's ``reference`` policy only) the calibrated KV hand-over as the simulator's KV transfer."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import numpy as np
 from experiments.validation.config import ValidateConfig
 
 
-def sim_overrides(c: ValidateConfig, design: str, source: str) -> list[str]:
+def sim_overrides(c: ValidateConfig, design: str, source: str, probes: dict | None = None
+                  ) -> list[str]:  # fmt: skip
     """splitbench-replay overrides that make the simulator the deployment of ``design``: the
     model spec, the machine spec (one instance per node), the node counts (baseline: 1;
     baseline2: 2, routed by jsq as the router does; split:
     1 prompt + 1 token, no mixed pool, as the proxy never mixes), the machine policy of the design
-    with the deployment's vLLM settings, the profile as its own slowdown reference; then the
-    config's."""
+    with the deployment's vLLM settings, the profile as its own slowdown reference; with the
+    probes' result (``probe-<design>``'s serving.json): the engine's block size and real KV block
+    count (``scheduler.vllm.block_size`` / ``num_gpu_blocks``) and every measured ``serving.*``
+    term (:func:`serving_overrides`); then the config's."""
     d = c.deploy
     sim = c.simulate
     inst = d.colocated if design.startswith("baseline") else d.decode
@@ -31,9 +35,14 @@ def sim_overrides(c: ValidateConfig, design: str, source: str) -> list[str]:
     policy = sim.machine_policy[design]
     ov.append(f"design.machine_policy={policy}")
     if policy == "vllm":
+        from experiments.validation.probes import kv_capacity
+
+        bs, blocks = kv_capacity(probes, design)
         ov += [f"scheduler.vllm.max_num_seqs={int(inst.max_num_seqs)}",
                f"scheduler.vllm.max_num_batched_tokens={int(mbt)}",
-               f"scheduler.vllm.block_size={int(c.calibrate.block_size)}"]  # fmt: skip
+               f"scheduler.vllm.block_size={int(bs or c.calibrate.block_size)}"]  # fmt: skip
+        if blocks:
+            ov.append(f"scheduler.vllm.num_gpu_blocks={int(blocks)}")
     else:  # the reference policy: vLLM's budget as its prompt batch, max_num_seqs as its batch
         ov += [f"scheduler.prompt_batch_tokens={int(mbt)}",
                f"scheduler.max_batch_size={int(inst.max_num_seqs)}"]  # fmt: skip
@@ -42,7 +51,30 @@ def sim_overrides(c: ValidateConfig, design: str, source: str) -> list[str]:
     else:
         ov += ["design=splitwise", "design.prompt_machines=1", "design.token_machines=1",
                "design.mixed_pool=false"]  # fmt: skip
+        if policy == "vllm":
+            # vLLM's disaggregated serving: the hand-over is priced per request (the tail from L
+            # modulo the block size, the KV load as decode-instance work, the legs as latency,
+            # all measured); the link carries nothing (one host: the connector's hop is inside
+            # the measured decode leg and KV load), so no mean-tail handover_s
+            ov += ["scheduler.kv_transfer.enabled=false", "scheduler.kv_transfer.handover_s=0"]
+    ov += serving_overrides(probes, design, policy)
     return [*ov, *sim.overrides, *sim.designs.get(design, [])]
+
+
+def serving_overrides(probes: dict | None, design: str, policy: str) -> list[str]:
+    """``serving.<term>=<value>`` of every measured term (probe-<design>'s ``terms``); the
+    disaggregated terms only on a Splitwise design with the vllm policy (the reference policy
+    refuses them)."""
+    from replay.serving import DISAGGREGATED
+
+    terms = (probes or {}).get("terms") or {}
+    out = []
+    for k, v in terms.items():
+        if k in DISAGGREGATED and (design != "splitwise" or policy != "vllm"):
+            continue
+        if v:
+            out.append(f"serving.{k}={float(v):.6g}")
+    return out
 
 
 def decode_step_s(source: str | None) -> float:
