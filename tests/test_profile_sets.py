@@ -142,7 +142,7 @@ def test_study_on_an_aic_set_says_which_profile_each_gpu_has(composed, tmp_path)
             f"profiles.composed_dir={composed}",
             "study.traces=[azure-conv-2023]",
             "study.designs=[baseline-a100,baseline-h100,splitwise-hh]",
-            "study.h200_designs=[baseline-h200]",
+            "study.extra_designs=[baseline-h200]",
             "+design@designs.baseline-b200=baseline-b200",
             "+study.profile_sets=[{name: sglang, engine: sglang, slo_reference: reference, "
             "designs: [baseline-h100, splitwise-hh, baseline-b200]}]",
@@ -288,7 +288,7 @@ def test_a_study_on_one_aic_set_says_which_in_its_notes(composed, tmp_path):
             "profiles.slo_reference_source=reference",
             "study.traces=[azure-conv-2023]",
             "study.designs=[baseline-h100,splitwise-hh]",
-            "study.h200_designs=[]",
+            "study.extra_designs=[]",
         )
     )
     tasks, notes = plan(c)

@@ -222,8 +222,8 @@ def study_config(cfg: DictConfig) -> dict:
     st = out["study"]
     for i, d in enumerate(st.designs):
         _one_of(d, tuple(out["designs"]), f"study.designs[{i}]")
-    for i, d in enumerate(st.h200_designs):
-        _one_of(d, tuple(out["designs"]), f"study.h200_designs[{i}]")
+    for i, d in enumerate(st.extra_designs):
+        _one_of(d, tuple(out["designs"]), f"study.extra_designs[{i}]")
     for i, t in enumerate(st.traces):
         _one_of(t, tuple(out["traces"]), f"study.traces[{i}]")
     for k in st.iso_throughput_rates:

@@ -259,10 +259,11 @@ class StudySpec:
     iso_throughput_rates: dict[str, float] = _f(
         {}, "trace key -> target rate (req/s): cost and power each design needs"
     )
-    h200_designs: list[str] = _f(
+    extra_designs: list[str] = _f(
         [],
-        "designs appended to `designs` that take no part in variants (the name is historical: "
-        "any GPU; each GPU's profile comes from the profile set: measured, composed or derived)",
+        "designs run beside `designs` (budgets, iso-throughput) that take no part in variants, "
+        "mismatch, load curves or batch jobs; any GPU: its profile comes from the profile set "
+        "(measured, composed or derived)",
     )
     profile_sets: list[ProfileSetConf] = _f(
         [], "further profile sets, each run with its own designs beside the study's own set"

@@ -87,7 +87,7 @@ def _order(cfg: dict, tables: dict) -> None:
     """Sort the tables' rows by trace, budget, profile set, objective and design (each in the
     study config's order)."""
     st = cfg["study"]
-    designs = [*st.designs, *st.h200_designs, *(d for p in st.profile_sets for d in p.designs)]
+    designs = [*st.designs, *st.extra_designs, *(d for p in st.profile_sets for d in p.designs)]
     order = {k: i for i, k in enumerate(dict.fromkeys(designs))}
     t_order = {k: i for i, k in enumerate(st.traces)}
     b_order = {b.name: i for i, b in enumerate(st.budgets)}

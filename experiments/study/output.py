@@ -96,7 +96,7 @@ def _meta(c, name, overrides, notes, ctx, results, looked, failed, context) -> d
         "serving": asdict(c["serving"]),
         "profiles": ctx.profiles,
         "search": asdict(c["search"]),
-        "designs": {k: asdict(c["designs"][k]) for k in {*st.designs, *st.h200_designs}},
+        "designs": {k: asdict(c["designs"][k]) for k in {*st.designs, *st.extra_designs}},
         "traces": {k: asdict(c["traces"][k]) for k in st.traces},
         "code_version": code_version(),
         "versions": versions(),

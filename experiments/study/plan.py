@@ -95,7 +95,7 @@ def _plan_dependent(cfg: dict, base: dict, add) -> None:
     """The tasks that start from a budget task's best configuration: variants (each design at
     its ``variant_budget`` configuration under changed settings, or re-provisioned), mismatch
     (served another trace), load curves and batch jobs. Only ``study.designs`` of the study's
-    own profile set take part (not ``h200_designs``, not ``profile_sets``); each keeps its
+    own profile set take part (not ``extra_designs``, not ``profile_sets``); each keeps its
     budget task's profiles."""
     from experiments.study.task import Task
 

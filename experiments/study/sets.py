@@ -1,6 +1,6 @@
 """A study's profile sets: the profiles each design's points run on.
 
-The study's own set (``profiles``: ``study.designs`` and ``study.h200_designs``) and each of
+The study's own set (``profiles``: ``study.designs`` and ``study.extra_designs``) and each of
 ``study.profile_sets``, resolved by :mod:`characterize.modeling.profile_sets`: each GPU a design
 needs is measured, else composed, else derived, and the report says which (its notes and, in a
 study of several sets, the rows' profile-set columns: ``tables.SET_COLUMNS``). A design on a
@@ -169,13 +169,13 @@ def _added_note(gpu, kind, designs, src, spec, profiles, model, root) -> str:
 
 def profile_runs(cfg: dict, notes: list[str]) -> list[SetRun]:
     """The study's profile sets, resolved: its own (``profiles``: ``study.designs`` and
-    ``study.h200_designs``) and each of ``study.profile_sets``. Each GPU a design needs comes
+    ``study.extra_designs``) and each of ``study.profile_sets``. Each GPU a design needs comes
     from the set (characterize.modeling.profile_sets: measured, else composed, else derived);
     a design whose GPUs the set's base covers keeps the base's profiles (and cache keys).
     ``cfg["profiles"]`` becomes the own set's resolved base."""
     st: schemas.StudySpec = cfg["study"]
     p = cfg["profiles"]
-    designs = list(dict.fromkeys([*st.designs, *st.h200_designs]))
+    designs = list(dict.fromkeys([*st.designs, *st.extra_designs]))
     labelled = bool(st.profile_sets)
     ref_mode = "set" if p.slo_reference_source == "set" else "fixed"
     spec = _set_spec(p)
