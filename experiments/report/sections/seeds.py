@@ -138,7 +138,11 @@ def seeds_section(figs: Figures, s: dict) -> list[str]:
         ),  # fmt: skip
         "",
     ]
-    # each design's max rate over the seeds (seed 0: budget.csv; the others: variants.csv)
+    return md + _rate_table(s, int(iv["seed0"].iloc[0]))
+
+
+def _rate_table(s: dict, seed0: int) -> list[str]:
+    """Each design's max rate over the seeds (seed 0: budget.csv; the others: variants.csv)."""
     v = s["variants"]
     v = v[v["group"].astype(str).isin(SEED_GROUPS)]
     b = s["budget"]
@@ -157,22 +161,12 @@ def seeds_section(figs: Figures, s: dict) -> list[str]:
                      f"{num(np.median(vals) if len(vals) else np.nan)} "
                      f"[{num(vals.min() if len(vals) else np.nan)}, "
                      f"{num(vals.max() if len(vals) else np.nan)}]"])  # fmt: skip
-    if rows:
-        md += [
-            "Each design's max rate under the SLO (req/s) over the same seeds:",
-            "",
-            md_rows(
-                [
-                    "trace",
-                    "design",
-                    "config",
-                    "seeds",
-                    f"seed {int(iv['seed0'].iloc[0])}",
-                    "median [min, max]",
-                ],
-                rows,
-                [False, False, False, True, True, True],
-            ),  # fmt: skip
-            "",
-        ]
-    return md
+    if not rows:
+        return []
+    header = ["trace", "design", "config", "seeds", f"seed {seed0}", "median [min, max]"]
+    return [
+        "Each design's max rate under the SLO (req/s) over the same seeds:",
+        "",
+        md_rows(header, rows, [False, False, False, True, True, True]),
+        "",
+    ]
