@@ -15,6 +15,7 @@ import pandas as pd
 from experiments.report.describe import HEADLINE_BASELINES, design_display
 from experiments.report.format import config_text, md_rows, num
 from experiments.report.plotting import OKABE_ITO, Figures, style
+from experiments.report.sections.engines_fit import held_out_section
 
 #: context per request of the decode steps compared (64 x 512 lies inside the paper's range)
 CONTEXT = 512
@@ -320,6 +321,7 @@ def engines_section(figs: Figures, s: dict) -> list[str]:
     md += ["### Which designs win", ""] + winners(b) + [""]
     reserve = float((s["meta"].get("scheduler") or {}).get("kv_reserve_fraction", 0.1))
     md += _facts_table(figs, phase_facts(b, reserve), name, reserve)
+    md += held_out_section()
     fig = fig_sets(figs, b, name)
     if fig:
         md += [f"![max rate per profile set]({fig})", ""]
