@@ -72,8 +72,8 @@ def test_study_stops_before_simulating_when_profiles_lack_a_design_gpu(tmp_path,
         study_app.main,
         ["experiment=tiny", f"profiles.source={path}", "hydra.run.dir=h"],
     )
-    assert line.startswith("error: profiles.source: design ")
-    assert "no phase model for llama2-70b/" in line and "bloom-only.csv" in line
+    assert line.startswith("error: profiles.source: no phase model for llama2-70b/")
+    assert "bloom-only.csv" in line and "none to derive it from" in line
     assert not list(tmp_path.rglob("study.json")) and not list(tmp_path.rglob("points.csv"))
 
 

@@ -352,7 +352,7 @@ def resolve(
     otherwise a CSV under ``<out_dir>/profiles/`` of the base rows and each added GPU's rows
     (measured, else derived; aic: composed are the base), named ``with-<gpus>-<digest>.csv``.
     Prints one line per added GPU unless ``quiet``."""
-    from characterize.modeling.derive import derived_profile_table
+    from characterize.modeling.derive import DeriveError, derived_profile_table
 
     tp = int(tp)
     base, base_path, base_files = _base(spec, model, tp, out_dir)
@@ -380,7 +380,13 @@ def resolve(
                 )
         else:
             src = base_path if spec.kind == "aic" else spec.base
-            df = derived_profile_table(model, gpu, tp, source=src)
+            try:
+                df = derived_profile_table(model, gpu, tp, source=src)
+            except DeriveError as e:  # the source lacks this GPU and any GPU to derive it from
+                raise ProfileSetError(
+                    f"profiles.source: no phase model for {model}/{gpu}/tp{tp} in {src}, and "
+                    f"none to derive it from ({e})"
+                ) from None
             df = df[df["gpu"] == gpu]
             out.gpus[gpu] = GpuSource(gpu, "derived", (), str(df["source"].iloc[0]))
             if not quiet:
