@@ -1,8 +1,8 @@
 """splitbench-validate against real vLLM CPU servers (marked ``vllm``; skipped without vLLM).
 
-A few seconds of trace, one design: the disaggregated one (two vLLM instances, the connector and
-the proxy), so that the KV calibration runs for real; then the load-generator step as far as the
-merged pieces allow. Each test is bounded (the app's own timeouts, and subprocess timeouts).
+A few seconds of trace; the disaggregated design (two vLLM instances, the connector and the
+proxy), so that the KV calibration and the serving probes run for real (and the co-located one
+for the alpha probe); then the load-generator step as far as the merged pieces allow. Each test is bounded (the app's own timeouts, and subprocess timeouts).
 """
 
 from __future__ import annotations
@@ -98,12 +98,39 @@ def model_dir(tmp_path_factory):
 PROFILE = Path(__file__).resolve().parents[1] / "results/reference/validation/profile/profiles.csv"
 
 
+#: short serving probes (the defaults take about a minute per design)
+PROBES = ["probes.delta_streams=[1,4,16]", "probes.delta_output_tokens=32",
+          "probes.alpha_lengths=[16,256,768]", "probes.alpha_repeats=2",
+          "probes.stall_lengths=[200,600,1000]", "probes.stall_repeats=1",
+          "probes.stall_streams=2"]  # fmt: skip
+
+
 def test_smoke_splitwise_end_to_end(tmp_path, model_dir):
-    # the whole chain: fit, calibrate, simulate with the calibrated hand-over, replay, compare
-    r = _app(tmp_path, "designs=[splitwise]", *BASE, *_ports(), f"model.dir={model_dir}",
+    # the whole chain: fit, calibrate, the serving probes, simulate with the measured serving
+    # component (the split design as vLLM disaggregated serving), replay, compare; baseline
+    # too, for the alpha probe
+    r = _app(tmp_path, "designs=[baseline,splitwise]", *BASE, *_ports(), *PROBES,
+             f"deploy.colocated.port={free_port()}", f"model.dir={model_dir}",
              "model.build=false", "hydra.run.dir=out", "profile.mode=source",
              f"profile.source={PROFILE}", "report_dir=pub")  # fmt: skip
     out = tmp_path / "out"
+    # the probes ran on the real servers: raw records, fits and the engines' KV blocks
+    for design, kinds in (("baseline", {"alpha", "delta"}), ("splitwise", {"delta", "stall"})):
+        d = out / f"probe-{design}"
+        assert (d / "step.json").is_file(), r.stderr[-2000:]
+        rec = pd.read_csv(d / "probes.csv")
+        assert set(rec["probe"]) == kinds and (rec["seconds"] > 0).all()
+        assert rec[rec["probe"] == "delta"]["streams"].nunique() == 3
+        res = json.loads((d / "serving.json").read_text())
+        assert all(v >= 0 for v in res["terms"].values())
+        eng = res["engines"]["decode" if design == "splitwise" else "colocated"]
+        # 1 GiB of float32 KV of the tiny Llama (4096 bytes per token) in 128-token blocks
+        assert eng["block_size"] == 128 and eng["num_gpu_blocks"] == 2**30 // 4096 // 128
+        assert json.loads((d / "records.json").read_text())["prefix_cache"]
+    stall = pd.read_csv(out / "probe-splitwise" / "probes.csv").query("probe == 'stall'")
+    assert set(stall["injected_tokens"]) == {128, 512, 896}  # whole blocks of L - 1
+    alpha = json.loads((out / "probe-baseline" / "serving.json").read_text())["fits"]["alpha"]
+    assert alpha["points"] == 6 and alpha["a"] > 0  # the served path costs more than the engine
     cal = json.loads((out / "calibrate-splitwise" / "kv_transfer.json").read_text())
     assert cal["handover_fit"]["points"] == 2
     per = {p["prompt_tokens"]: p for p in cal["per_length"]}
@@ -123,10 +150,16 @@ def test_smoke_splitwise_end_to_end(tmp_path, model_dir):
         assert summ["requests"]["completed"] >= 1
         sim = json.loads((out / "simulate-splitwise-smoke" / "step.json").read_text())
         ov = sim["config"]["overrides"]
-        assert any(o.startswith("scheduler.kv_transfer.per_token_s=") for o in ov)
+        assert {"design.machine_policy=vllm", "scheduler.vllm.num_gpu_blocks=2048",
+                "scheduler.kv_transfer.handover_s=0"} <= set(ov)  # fmt: skip
+        assert any(o.startswith("serving.decode_leg_s=") for o in ov)
+        assert not any(o.startswith("scheduler.kv_transfer.per_token_s=") for o in ov)
         err = pd.read_csv(out / "compare-splitwise-smoke" / "errors.csv")
         assert len(err) == 10 and err["real"].notna().all() and err["sim"].notna().all()
-        assert (tmp_path / "pub" / "report.md").is_file()
+        text = (tmp_path / "pub" / "report.md").read_text()
+        assert "## Serving component (probe-<design>, serving.csv)" in text
+        assert "## Remaining gap per component, absolute ms" in text
+        assert (tmp_path / "pub" / "serving.csv").is_file()
         assert (tmp_path / "pub" / "cdf-splitwise-smoke.png").is_file()
     else:  # the load generator is another branch's: the run stops there, one line
         assert r.returncode == 2

@@ -308,6 +308,7 @@ def _probe(c: ValidateConfig, design: str, steps, dep: LazyDeployment, sup, sour
                              vocab=spec.vocab_size, times=times,
                              block_size=int(c.calibrate.block_size), cal=cal,
                              max_num_seqs=int(inst.max_num_seqs),
+                             max_model_len=int(c.deploy.max_model_len),
                              cal_rows=rows)  # fmt: skip
         except (KeyboardInterrupt, StepError):
             sup.check(name, grace_s=3.0)  # a server that died explains the failure

@@ -361,7 +361,8 @@ async def measure_delta(s, url, model, ns, prompt_tokens, out_tokens, seed, voca
 
 
 async def measure_stall(s, proxy_url, decode_url, model, n, lengths, repeats, seed, vocab,
-                        timeout_s, injected, design, prompt_tokens: int = 16) -> list:  # fmt: skip
+                        timeout_s, injected, design, max_model_len: int,
+                        prompt_tokens: int = 16) -> list:  # fmt: skip
     """Prompts through the proxy while ``n`` streams run on the decode instance (sent to it
     directly); the running streams are stopped (their requests aborted) once the injected
     request's first token is back."""
@@ -371,7 +372,8 @@ async def measure_stall(s, proxy_url, decode_url, model, n, lengths, repeats, se
             got: list[list[float]] = [[] for _ in range(n)]
             tasks = [asyncio.create_task(_stream(
                 s, f"{decode_url}/v1/completions",
-                _body(model, probe_prompt(seed, 3, prompt_tokens, k, L, i, vocab=vocab), 2048),
+                _body(model, probe_prompt(seed, 3, prompt_tokens, k, L, i, vocab=vocab),
+                      max_model_len - prompt_tokens - 1),
                 timeout_s, got[i])) for i in range(n)]  # fmt: skip
             while min(len(g) for g in got) < 8:  # every running stream is decoding
                 if any(t.done() for t in tasks):
@@ -407,7 +409,8 @@ async def measure_stall(s, proxy_url, decode_url, model, n, lengths, repeats, se
 
 
 def run_probes(design: str, dep, pc, out_dir: Path, *, model: str, seed: int, vocab: int,
-               times: PhaseTimes, block_size: int, max_num_seqs: int, cal: dict | None = None,
+               times: PhaseTimes, block_size: int, max_num_seqs: int, max_model_len: int,
+               cal: dict | None = None,
                cal_rows: pd.DataFrame | None = None) -> dict:  # fmt: skip
     """Every probe of ``design`` against the running deployment ``dep``; writes probes.csv and
     serving.json into ``out_dir``; returns serving.json's content. Stream counts above what the
@@ -434,7 +437,8 @@ def run_probes(design: str, dep, pc, out_dir: Path, *, model: str, seed: int, vo
                 rows += await measure_stall(s, dep.url, dep.instances["decode"], model,
                                             int(pc.stall_streams), list(pc.stall_lengths),
                                             int(pc.stall_repeats), ps, vocab, pc.timeout_s,
-                                            dep.injected_tokens, design)  # fmt: skip
+                                            dep.injected_tokens, design,
+                                            max_model_len)  # fmt: skip
             else:
                 rows += await measure_alpha(s, url, model, list(pc.alpha_lengths),
                                             int(pc.alpha_repeats), ps, vocab, pc.timeout_s,
