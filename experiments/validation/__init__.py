@@ -13,7 +13,10 @@ Modules:
   deployments;
 - :mod:`.proxy`: the disaggregated-prefill proxy (an aiohttp service);
 - :mod:`.calibrate`: the KV-transfer calibration (time = a + b * tokens, through the proxy);
-- :mod:`.simargs`: the simulator as the deployment (replay overrides, calibrated hand-over);
+- :mod:`.probes`: the serving probes (alpha, delta, hand-over stall, legs, the engines' KV
+  blocks): the serving component's terms measured on the running deployment;
+- :mod:`.simargs`: the simulator as the deployment (replay overrides, the measured serving
+  terms and KV blocks; the calibrated hand-over with the reference policy);
 - :mod:`.compare`: sim vs real on any two contract-4 run directories (error table, CDFs);
 - :mod:`.judge`: paired bootstrap errors, capacity, R*, the rate ladder (errors.csv,
   capacity.csv);
