@@ -144,9 +144,10 @@ def line_fit(x, y, what: str) -> dict:
 
 
 def _delta_at(delta: dict | None, B: float) -> float:
+    """delta(B) as the simulator adds it: each coefficient clamped at 0, as written."""
     if not delta:
         return 0.0
-    return max(0.0, delta["a"] + delta["b"] * B)
+    return max(0.0, delta["a"]) + max(0.0, delta["b"]) * B
 
 
 def fit_delta(records: pd.DataFrame, times: PhaseTimes, per_engine: int = 1) -> dict:
