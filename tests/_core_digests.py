@@ -13,30 +13,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _phase_fixtures import PMS  # noqa: E402
 from _replay_designs import named_design  # noqa: E402
 
 import replay  # noqa: E402
 import traces  # noqa: E402
 from replay import (  # noqa: E402
     KVTransferConfig,
-    LinearPhaseModel,
     SchedulerConfig,
     ServingConfig,
     simulate,
 )
 from traces import transforms  # noqa: E402
-
-H100 = LinearPhaseModel(
-    gpu="h100-80gb",
-    prefill_base_s=0.02,
-    prefill_per_request_s=0.001,
-    prefill_per_token_s=6e-5,
-    prefill_per_token_sq_s=2e-9,
-    decode_base_s=0.025,
-    decode_per_request_s=2e-4,
-    decode_per_context_token_s=3e-8,
-)
-PMS = {"h100-80gb": H100, "a100-80gb": H100}
 
 
 def digest(res) -> str:

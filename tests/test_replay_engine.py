@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from _phase_fixtures import H100
 from _replay_designs import named_design as make_design
 
 from characterize.modeling.specs import load_machine, load_model
@@ -25,16 +26,6 @@ from replay import (
 )
 from replay import make_design as make_design_from
 
-H100 = LinearPhaseModel(
-    gpu="h100-80gb",
-    prefill_base_s=0.02,
-    prefill_per_request_s=0.001,
-    prefill_per_token_s=6e-5,
-    prefill_per_token_sq_s=2e-9,
-    decode_base_s=0.025,
-    decode_per_request_s=2e-4,
-    decode_per_context_token_s=3e-8,
-)
 A100 = LinearPhaseModel(
     gpu="a100-80gb",
     prefill_base_s=0.03,

@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from _phase_fixtures import H100, PMS
 
 from replay import (
-    LinearPhaseModel,
     ReplayError,
     SchedulerConfig,
     ServingConfig,
@@ -22,17 +22,7 @@ from replay import (
 )
 from replay.serving import tail_tokens
 
-PM = LinearPhaseModel(
-    gpu="h100-80gb",
-    prefill_base_s=0.02,
-    prefill_per_request_s=0.001,
-    prefill_per_token_s=6e-5,
-    prefill_per_token_sq_s=2e-9,
-    decode_base_s=0.025,
-    decode_per_request_s=2e-4,
-    decode_per_context_token_s=3e-8,
-)
-PMS = {"h100-80gb": PM, "a100-80gb": PM}
+PM = H100
 C_ = PM.decode_per_context_token_s
 BS = 16
 

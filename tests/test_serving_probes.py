@@ -1,7 +1,8 @@
-"""The validation's serving probes (experiments/validation/probes.py) without vLLM: the fits
-recover known alpha, delta, KV load and legs from synthetic records priced by a known phase
-model; the engines' KV blocks are parsed from their metrics and logs; the simulator's overrides
-carry the measured terms, the real block count and the per-request hand-over (issue 22 sec. 1).
+"""The validation's serving probes (experiments/validation/probes.py, serving_fit.py) without
+vLLM: the fits recover known alpha, delta, KV load and legs from synthetic records priced by a
+known phase model; the engines' KV blocks are parsed from their metrics and logs; the
+simulator's overrides carry the measured terms, the real block count and the per-request
+hand-over (issue 22 sec. 1).
 """
 
 from __future__ import annotations
@@ -12,18 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.validation.probes import (
-    RECORD_COLUMNS,
+from experiments.validation.engine_metrics import kv_capacity, parse_cache_info, parse_kv_log
+from experiments.validation.probes import RECORD_COLUMNS, probe_seed
+from experiments.validation.serving_fit import (
     PhaseTimes,
     describe_rows,
     fit_alpha,
     fit_delta,
     fit_kv_load,
     fit_legs,
-    kv_capacity,
-    parse_cache_info,
-    parse_kv_log,
-    probe_seed,
     serving_terms,
 )
 from replay.phase import LinearPhaseModel
@@ -177,7 +175,7 @@ def test_engine_kv_blocks_from_metrics_and_log():
 
 
 def test_probe_prompt_ids_are_their_own():
-    from experiments.validation.pipeline import prompt_seed
+    from experiments.validation.live import prompt_seed
 
     seeds = {probe_seed(0, d) for d in ("baseline", "baseline2", "splitwise")}
     assert len(seeds) == 3

@@ -689,7 +689,7 @@ def test_report_files_and_summary(tmp_path):
     cmp.plot_cdfs(cmp.load_run(sim), [cmp.load_run(r) for r in reals], d / "cdf.png")
     steps.results["compare-baseline-conv-r1"] = {}
     # the serving probes' result (probe-baseline): its terms, fits and engines in the report
-    from experiments.validation.probes import TERMS
+    from experiments.validation.serving_fit import TERMS
 
     probe = {"terms": {**dict.fromkeys(TERMS, 0.0), "arrival_s": 0.05,
                        "arrival_s_per_token": 2e-4, "iteration_s": 0.004},

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- structure and config
 def test_validation_never_imports_the_apps_layer():
-    for f in sorted((ROOT / "experiments" / "validation").glob("*.py")):
+    for f in sorted((ROOT / "experiments" / "validation").rglob("*.py")):
         tree = ast.parse(f.read_text())
         for node in ast.walk(tree):
             names = []
@@ -110,6 +110,26 @@ def test_loads_take_load_defaults_and_the_context():
                load_defaults={"prompt_scale": 0.1}).check()  # fmt: skip
     (ld,) = c.loads_resolved()
     assert (ld.rate, ld.prompt_scale, ld.output_scale, ld.max_context) == (2.0, 0.1, 0.5, 4096)
+
+
+def test_one_token_scaling_rule_with_caps():
+    """The validation's loads and the load generator's ``lengths`` scale with one function
+    (issue 23: it was written twice beside scale_tokens): max(1, round(x * s)), half to even,
+    then the cap; a factor of 1 still lifts a 0; a new table, block hashes kept."""
+    import pandas as pd
+
+    from traces.transforms import scale_capped, scaled_lengths
+
+    df = pd.DataFrame({"request_id": [0, 1, 2], "arrival_s": [0.0, 1.0, 2.0],
+                       "prompt_tokens": [2, 5, 4000], "output_tokens": [0, 3, 7],
+                       "block_hashes": ["a", "b", "c"]})  # fmt: skip
+    out, changed = scale_capped(df, 0.25, 1.0, 512, None)
+    assert out["prompt_tokens"].tolist() == [1, 1, 512]
+    assert out["output_tokens"].tolist() == [1, 3, 7]
+    assert changed["prompt_tokens"].tolist() == [True, True, True]
+    assert changed["output_tokens"].tolist() == [True, False, False]
+    assert "block_hashes" in out and df["prompt_tokens"].tolist() == [2, 5, 4000]
+    assert scaled_lengths([5, 6, 7], 0.5).tolist() == [2, 3, 4]
 
 
 def test_a_user_model_folder_of_the_spec_shape_is_accepted(tmp_path):
@@ -195,7 +215,7 @@ def test_each_instance_has_its_role_and_the_prefill_never_chunks(tmp_path):
 
 
 def test_every_run_has_its_own_prompt_ids():
-    from experiments.validation.pipeline import prompt_seed
+    from experiments.validation.live import prompt_seed
 
     seeds = {prompt_seed(0, d, ld, r) for d in ("baseline", "splitwise")
              for ld in ("conv", "code") for r in range(3)}  # fmt: skip

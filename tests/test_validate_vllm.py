@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -129,8 +130,13 @@ def test_smoke_splitwise_end_to_end(tmp_path, model_dir):
         assert json.loads((d / "records.json").read_text())["prefix_cache"]
     stall = pd.read_csv(out / "probe-splitwise" / "probes.csv").query("probe == 'stall'")
     assert set(stall["injected_tokens"]) == {128, 512, 896}  # whole blocks of L - 1
-    alpha = json.loads((out / "probe-baseline" / "serving.json").read_text())["fits"]["alpha"]
-    assert alpha["points"] == 6 and alpha["a"] > 0  # the served path costs more than the engine
+    res = json.loads((out / "probe-baseline" / "serving.json").read_text())
+    alpha = res["fits"]["alpha"]
+    # the sign of alpha0 is a measurement (a few ms either way on this CPU engine): the
+    # simulator gets the fit clamped at 0, and a clamp is said in the notes
+    assert alpha["points"] == 6 and np.isfinite(alpha["a"]) and np.isfinite(alpha["b"])
+    assert res["terms"]["arrival_s"] == max(0.0, alpha["a"])
+    assert (alpha["a"] < 0) == any(n.startswith("arrival_s:") for n in res["notes"])
     cal = json.loads((out / "calibrate-splitwise" / "kv_transfer.json").read_text())
     assert cal["handover_fit"]["points"] == 2
     per = {p["prompt_tokens"]: p for p in cal["per_length"]}

@@ -123,9 +123,40 @@ def scale_tokens(df: pd.DataFrame, prompt: float = 1.0, output: float = 1.0) -> 
     out = t.copy()
     for col, f in (("prompt_tokens", prompt), ("output_tokens", output)):
         if f != 1.0:
-            v = np.rint(out[col].to_numpy(np.float64) * float(f)).astype(np.int64)
-            out[col] = np.maximum(v, 1)
+            out[col] = scaled_lengths(out[col].to_numpy(np.float64), f)
     return out
+
+
+def scaled_lengths(values, factor: float, cap: int | None = None) -> np.ndarray:
+    """The one token-scaling rule: ``max(1, round(values * factor))`` (numpy's half to even),
+    then at most ``cap`` (None: no cap); int64."""
+    v = np.rint(np.asarray(values, dtype=np.float64) * float(factor)).astype(np.int64)
+    v = np.maximum(v, 1)
+    return v if cap is None else np.minimum(v, int(cap))
+
+
+def scale_capped(
+    df: pd.DataFrame,
+    prompt: float,
+    output: float,
+    max_prompt: int | None = None,
+    max_output: int | None = None,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Every length scaled by :func:`scaled_lengths` (factor 1 included: a 0 becomes 1), prompts
+    capped at ``max_prompt`` and outputs at ``max_output``: (a new table, {column: the rows it
+    changed}). Unlike :func:`scale_tokens` the table is not checked and block hashes stay (the
+    load generator and the validation make their own prompts, never the trace's)."""
+    out = df.copy()
+    changed = {}
+    for col, f, cap in (
+        ("prompt_tokens", prompt, max_prompt),
+        ("output_tokens", output, max_output),
+    ):
+        old = out[col].to_numpy()
+        new = scaled_lengths(old, f, cap)
+        changed[col] = new != old
+        out[col] = new
+    return out, changed
 
 
 def _gaps(rng: np.random.Generator, n: int, rate: float, arrival: str, cv: float) -> np.ndarray:

@@ -3,33 +3,26 @@ context window (:func:`load_plan`), and the client's options (:func:`client_opti
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from experiments.config.loadgen import LoadgenConfig
 from experiments.loadgen.client import ClientOptions
 
 
-def _scale_lengths(df: pd.DataFrame, conf: LoadgenConfig) -> dict:
-    """``lengths``: tokens = max(1, round(tokens * scale)), then capped (in place); the record."""
+def _scale_lengths(df: pd.DataFrame, conf: LoadgenConfig) -> tuple[pd.DataFrame, dict]:
+    """``lengths``: tokens = max(1, round(tokens * scale)), then capped
+    (:func:`traces.transforms.scale_capped`); (the table, the record)."""
+    from traces.transforms import scale_capped
+
     L = conf.lengths
-    changed = np.zeros(len(df), dtype=bool)
-    for col, scale, cap in (
-        ("prompt_tokens", L.prompt_scale, L.max_prompt_tokens),
-        ("output_tokens", L.output_scale, L.max_output_tokens),
-    ):
-        old = df[col].to_numpy()
-        new = np.maximum(1, np.rint(old * float(scale))).astype("int64")
-        if cap is not None:
-            new = np.minimum(new, int(cap))
-        changed |= new != old
-        df[col] = new
-    return {
+    df, changed = scale_capped(df, L.prompt_scale, L.output_scale, L.max_prompt_tokens,
+                               L.max_output_tokens)  # fmt: skip
+    return df, {
         "prompt_scale": float(L.prompt_scale),
         "output_scale": float(L.output_scale),
         "max_prompt_tokens": L.max_prompt_tokens,
         "max_output_tokens": L.max_output_tokens,
-        "changed": int(changed.sum()),
+        "changed": int((changed["prompt_tokens"] | changed["output_tokens"]).sum()),
         "rule": "tokens = max(1, round(tokens * scale)), then capped",
     }
 
@@ -86,7 +79,7 @@ def load_plan(conf: LoadgenConfig) -> tuple[pd.DataFrame, dict]:
         context_policy=tr.context_policy,
         seed=int(tr.seed),
     )
-    info["length_scaling"] = _scale_lengths(df, conf)
+    df, info["length_scaling"] = _scale_lengths(df, conf)
     df = _fit_context(df, conf, info)
     info["requests"] = int(len(df))
     return df.reset_index(drop=True), info

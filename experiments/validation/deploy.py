@@ -26,7 +26,7 @@ Connectors (both checked here with vLLM 0.32 CPU, 2 cores):
   ``kv_consumer``. vLLM 0.32's ExampleConnector does not look at the role (any instance stores a
   prompt it did not find and loads one it finds), so isolation does not rest on it: every
   deployment gets a fresh storage folder, every real run its own prompt ids
-  (:func:`experiments.validation.pipeline.prompt_seed`), and the engines' prefix-cache counters
+  (:func:`experiments.validation.live.prompt_seed`), and the engines' prefix-cache counters
   are checked after every run (:mod:`experiments.validation.engine_metrics`). The prefill
   instance never splits a prompt (``--no-enable-chunked-prefill``, a step budget of at least
   ``max_model_len``): ExampleConnector stores a prompt when it is first scheduled, from the

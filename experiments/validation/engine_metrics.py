@@ -1,4 +1,5 @@
-"""The engines' prefix-cache counters, from each vLLM server's Prometheus ``/metrics``.
+"""What the engines report on their Prometheus ``/metrics``: the prefix-cache counters (which
+must stay at zero) and the KV capacity (``num_gpu_blocks``, ``block_size``).
 
 Prefix caching is off in every instance (``--no-enable-prefix-caching``) and each real run sends
 its own prompt ids, so a repeat can never reuse an earlier run's KV: the local counters
@@ -7,13 +8,19 @@ its own prompt ids, so a repeat can never reuse an earlier run's KV: the local c
 disaggregated design (whose loads are the KV hand-over itself). A run that breaks this fails
 loudly (:func:`check_no_reuse`). Counters are read before and after each run and their
 differences go into the run's records.
+
+Each engine's KV capacity (:func:`engine_kv`) comes from its ``vllm:cache_config_info`` (fallback:
+the start-up log's "KV cache size: N tokens"); the simulator takes the co-located or decode
+engine's (:func:`kv_capacity`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from experiments.validation.errors import StepError
 
@@ -72,3 +79,55 @@ def check_no_reuse(step: str, deltas: dict[str, dict[str, float]], loader: str |
         if inst != loader and math.isfinite(ext) and ext > 0:
             raise StepError(step, f"{inst} loaded {ext:g} tokens of stored KV through the "
                             "connector: it must compute every prompt itself")  # fmt: skip
+
+
+# ---------------------------------------------------------------- the engines' KV capacity
+_CACHE_INFO = re.compile(r"^vllm:cache_config_info\{([^}]*)\}", re.M)
+
+
+def parse_cache_info(metrics: str) -> dict:
+    """{'block_size', 'num_gpu_blocks'} from Prometheus text (vllm:cache_config_info); {}."""
+    m = _CACHE_INFO.search(metrics or "")
+    if not m:
+        return {}
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+    out = {}
+    for k in ("block_size", "num_gpu_blocks"):
+        v = labels.get(k, "")
+        if v.isdigit() and int(v) > 0:
+            out[k] = int(v)
+    return out
+
+
+def parse_kv_log(text: str, block_size: int) -> int | None:
+    """Blocks from the start-up log's "<device> KV cache size: N tokens" (vLLM 0.32)."""
+    m = re.findall(r"KV cache size: ([\d,]+) tokens", text or "")
+    return int(m[-1].replace(",", "")) // int(block_size) if m else None
+
+
+def engine_kv(base_url: str, log: Path | None, block_size: int) -> dict:
+    """One engine's {'block_size', 'num_gpu_blocks', 'source'}."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as r:  # noqa: S310
+            info = parse_cache_info(r.read().decode("utf-8", "replace"))
+    except (urllib.error.URLError, OSError, ValueError):
+        info = {}
+    if "num_gpu_blocks" in info:
+        return {**info, "source": "metrics vllm:cache_config_info"}
+    bs = info.get("block_size", block_size)
+    text = log.read_text(encoding="utf-8", errors="replace") if log and log.is_file() else ""
+    n = parse_kv_log(text, bs)
+    return {"block_size": bs, "num_gpu_blocks": n, "source": "log 'KV cache size'" if n else None}
+
+
+
+def kv_capacity(res: dict | None, design: str) -> tuple[int | None, int | None]:
+    """(block_size, num_gpu_blocks) of the instance the simulator's capacity stands for (the
+    co-located or decode engine; the smallest count where several)."""
+    eng = (res or {}).get("engines") or {}
+    names = ["decode"] if design == "splitwise" else [n for n in eng if n.startswith("colocated")]
+    got = [eng[n] for n in names if n in eng and eng[n].get("num_gpu_blocks")]
+    if not got:
+        return None, None
+    best = min(got, key=lambda e: e["num_gpu_blocks"])
+    return int(best["block_size"]), int(best["num_gpu_blocks"])

@@ -64,25 +64,9 @@ def make_app(prefill: str, decode: str, kv_params: bool = False, timeout_s: floa
     import aiohttp
     from aiohttp import web
 
-    SESSION = web.AppKey("session", aiohttp.ClientSession)  # noqa: N806
+    from experiments.validation.relay import json_response, relay, service, stream_response
 
-    async def on_startup(app):
-        app[SESSION] = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
-            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_read=timeout_s),
-        )
-
-    async def on_cleanup(app):
-        await app[SESSION].close()
-
-    async def completions(request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return web.json_response({"error": "request body is not JSON"}, status=400)
-        if not isinstance(body, dict):
-            return web.json_response({"error": "request body is not an object"}, status=400)
-        s: aiohttp.ClientSession = request.app[SESSION]
+    async def completions(request: web.Request, body: dict, s) -> web.StreamResponse:
         rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         headers = {"X-Request-Id": rid}
         t0 = time.perf_counter()
@@ -92,12 +76,7 @@ def make_app(prefill: str, decode: str, kv_params: bool = False, timeout_s: floa
             ) as r:
                 raw = await r.read()
                 if r.status != 200:
-                    return web.Response(
-                        body=raw,
-                        status=r.status,
-                        content_type="application/json",
-                        headers={"X-Failed-Leg": "prefill"},
-                    )
+                    return json_response(raw, r.status, {"X-Failed-Leg": "prefill"})
                 pre = json.loads(raw)
         except (TimeoutError, aiohttp.ClientError, ValueError) as e:
             return web.json_response(
@@ -115,25 +94,10 @@ def make_app(prefill: str, decode: str, kv_params: bool = False, timeout_s: floa
                 headers=headers,
             ) as r:
                 if r.status != 200:
-                    raw = await r.read()
-                    return web.Response(
-                        body=raw,
-                        status=r.status,
-                        content_type="application/json",
-                        headers={**out_headers, "X-Failed-Leg": "decode"},
-                    )
-                resp = web.StreamResponse(
-                    status=200,
-                    headers={
-                        **out_headers,
-                        "Content-Type": r.headers.get("Content-Type", "application/json"),
-                    },
-                )
-                await resp.prepare(request)
-                async for chunk in r.content.iter_any():
-                    await resp.write(chunk)
-                await resp.write_eof()
-                return resp
+                    return json_response(await r.read(), r.status,
+                                         {**out_headers, "X-Failed-Leg": "decode"})  # fmt: skip
+                resp = stream_response(r, out_headers)
+                return await relay(request, resp, r)
         except (TimeoutError, aiohttp.ClientError) as e:
             if resp is None:
                 return web.json_response(
@@ -143,34 +107,7 @@ def make_app(prefill: str, decode: str, kv_params: bool = False, timeout_s: floa
                 )
             raise  # mid-stream: the client sees the stream cut, as it would from vLLM
 
-    async def health(request: web.Request) -> web.Response:
-        s = request.app[SESSION]
-        try:
-            for base in (prefill, decode):
-                async with s.get(f"{base}/health", timeout=aiohttp.ClientTimeout(total=5)) as r:
-                    if r.status != 200:
-                        return web.Response(status=503, text=f"{base}: {r.status}")
-        except (TimeoutError, aiohttp.ClientError) as e:
-            return web.Response(status=503, text=str(e))
-        return web.Response(text="ok")
-
-    async def models(request: web.Request) -> web.Response:
-        s = request.app[SESSION]
-        try:
-            async with s.get(f"{decode}/v1/models") as r:
-                return web.Response(
-                    body=await r.read(), status=r.status, content_type="application/json"
-                )
-        except (TimeoutError, aiohttp.ClientError) as e:
-            return web.json_response({"error": str(e)}, status=502)
-
-    app = web.Application()
-    app.on_startup.append(on_startup)
-    app.on_cleanup.append(on_cleanup)
-    app.router.add_post("/v1/completions", completions)
-    app.router.add_get("/health", health)
-    app.router.add_get("/v1/models", models)
-    return app
+    return service(completions, [prefill, decode], decode, timeout_s)
 
 
 def request_load(body: dict) -> tuple[int, int]:
@@ -196,6 +133,36 @@ class RouterState:
         loads = [p + d for p, d in zip(self.prompt, self.decode, strict=True)]
         return loads.index(min(loads))
 
+    def admit(self, body: dict) -> Pending:
+        """Route ``body`` to the least-loaded backend and count its work there."""
+        i = self.pick()
+        n_prompt, n_out = request_load(body)
+        self.prompt[i] += n_prompt
+        self.decode[i] += n_out
+        return Pending(self, i, n_prompt, n_out)
+
+
+class Pending:
+    """One routed request's work on backend ``i``: its prompt released at the first chunk, its
+    decode tokens as their chunks stream back, the rest when it ends (:meth:`release`)."""
+
+    def __init__(self, state: RouterState, i: int, n_prompt: int, n_out: int):
+        self.state, self.i, self.n_prompt, self.n_out = state, i, n_prompt, n_out
+        self.first, self.sent = True, 0
+
+    def on_chunk(self, chunk: bytes) -> None:
+        if self.first:
+            self.state.prompt[self.i] -= self.n_prompt
+            self.first = False
+        k = min(chunk.count(b"data: {"), self.n_out - self.sent)
+        self.state.decode[self.i] -= k
+        self.sent += k
+
+    def release(self) -> None:
+        if self.first:
+            self.state.prompt[self.i] -= self.n_prompt
+        self.state.decode[self.i] -= self.n_out - self.sent
+
 
 def make_router_app(backends: list[str], timeout_s: float = 600.0):
     """The router of a multi-instance co-located deployment: each ``POST /v1/completions`` goes
@@ -205,86 +172,29 @@ def make_router_app(backends: list[str], timeout_s: float = 600.0):
     import aiohttp
     from aiohttp import web
 
-    SESSION = web.AppKey("session", aiohttp.ClientSession)  # noqa: N806
+    from experiments.validation.relay import json_response, relay, service, stream_response
+
     state = RouterState(len(backends))
 
-    async def on_startup(app):
-        app[SESSION] = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
-            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_read=timeout_s),
-        )
-
-    async def on_cleanup(app):
-        await app[SESSION].close()
-
-    async def completions(request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return web.json_response({"error": "request body is not JSON"}, status=400)
-        if not isinstance(body, dict):
-            return web.json_response({"error": "request body is not an object"}, status=400)
-        i = state.pick()
-        n_prompt, n_out = request_load(body)
-        state.prompt[i] += n_prompt
-        state.decode[i] += n_out
-        first, sent = True, 0
+    async def completions(request: web.Request, body: dict, s) -> web.StreamResponse:
+        job = state.admit(body)
+        i = job.i
         resp: web.StreamResponse | None = None
         try:
-            async with request.app[SESSION].post(f"{backends[i]}/v1/completions", json=body) as r:
+            async with s.post(f"{backends[i]}/v1/completions", json=body) as r:
                 if r.status != 200:
-                    return web.Response(body=await r.read(), status=r.status,
-                                        content_type="application/json")  # fmt: skip
-                resp = web.StreamResponse(status=200, headers={
-                    "Content-Type": r.headers.get("Content-Type", "application/json"),
-                    "X-Backend": str(i)})  # fmt: skip
-                await resp.prepare(request)
-                async for chunk in r.content.iter_any():
-                    if first:
-                        state.prompt[i] -= n_prompt
-                        first = False
-                    k = min(chunk.count(b"data: {"), n_out - sent)
-                    state.decode[i] -= k
-                    sent += k
-                    await resp.write(chunk)
-                await resp.write_eof()
-                return resp
+                    return json_response(await r.read(), r.status)
+                resp = stream_response(r, {"X-Backend": str(i)})
+                return await relay(request, resp, r, job.on_chunk)
         except (TimeoutError, aiohttp.ClientError) as e:
             if resp is None:
                 return web.json_response({"error": f"backend {i}: {type(e).__name__}: {e}"},
                                          status=502)  # fmt: skip
             raise
         finally:
-            if first:
-                state.prompt[i] -= n_prompt
-            state.decode[i] -= n_out - sent
+            job.release()
 
-    async def health(request: web.Request) -> web.Response:
-        s = request.app[SESSION]
-        try:
-            for base in backends:
-                async with s.get(f"{base}/health", timeout=aiohttp.ClientTimeout(total=5)) as r:
-                    if r.status != 200:
-                        return web.Response(status=503, text=f"{base}: {r.status}")
-        except (TimeoutError, aiohttp.ClientError) as e:
-            return web.Response(status=503, text=str(e))
-        return web.Response(text="ok")
-
-    async def models(request: web.Request) -> web.Response:
-        try:
-            async with request.app[SESSION].get(f"{backends[0]}/v1/models") as r:
-                return web.Response(body=await r.read(), status=r.status,
-                                    content_type="application/json")  # fmt: skip
-        except (TimeoutError, aiohttp.ClientError) as e:
-            return web.json_response({"error": str(e)}, status=502)
-
-    app = web.Application()
-    app.on_startup.append(on_startup)
-    app.on_cleanup.append(on_cleanup)
-    app.router.add_post("/v1/completions", completions)
-    app.router.add_get("/health", health)
-    app.router.add_get("/v1/models", models)
-    return app
+    return service(completions, list(backends), backends[0] if backends else "", timeout_s)
 
 
 def main(argv: list[str] | None = None) -> None:

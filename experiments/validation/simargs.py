@@ -35,7 +35,7 @@ def sim_overrides(c: ValidateConfig, design: str, source: str, probes: dict | No
     policy = sim.machine_policy[design]
     ov.append(f"design.machine_policy={policy}")
     if policy == "vllm":
-        from experiments.validation.probes import kv_capacity
+        from experiments.validation.engine_metrics import kv_capacity
 
         bs, blocks = kv_capacity(probes, design)
         ov += [f"scheduler.vllm.max_num_seqs={int(inst.max_num_seqs)}",

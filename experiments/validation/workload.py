@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class Load:
@@ -35,7 +33,7 @@ class Load:
 def build_trace(load: Load, out_dir: str | Path) -> dict:
     """Write ``trace.csv`` (contract 1) and ``trace.json`` (the scaling and counts)."""
     from common.atomic import write_json_atomic, write_text_atomic
-    from traces.transforms import limit_context, prepare
+    from traces.transforms import limit_context, prepare, scale_capped
 
     df, info = prepare(
         load.trace,
@@ -45,17 +43,9 @@ def build_trace(load: Load, out_dir: str | Path) -> dict:
         cv=load.cv,
         seed=load.seed,
     )
-    scaled = {}
-    for col, scale, cap in (
-        ("prompt_tokens", load.prompt_scale, load.max_prompt_tokens),
-        ("output_tokens", load.output_scale, load.max_output_tokens),
-    ):
-        old = df[col].to_numpy()
-        new = np.maximum(1, np.rint(old * float(scale))).astype("int64")
-        if cap is not None:
-            new = np.minimum(new, int(cap))
-        scaled[col] = int((new != old).sum())
-        df[col] = new
+    df, changed = scale_capped(df, load.prompt_scale, load.output_scale, load.max_prompt_tokens,
+                               load.max_output_tokens)  # fmt: skip
+    scaled = {col: int(m.sum()) for col, m in changed.items()}
     df, clipped = limit_context(df, int(load.max_context), "clip")
     df = df[["request_id", "arrival_s", "prompt_tokens", "output_tokens"]]
     out = Path(out_dir)

@@ -1,0 +1,148 @@
+"""``report.md`` assembled from its sections, and every report file written into the run dir and
+the published folder (the package doc lists them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from common.atomic import write_json_atomic, write_text_atomic
+from experiments.validation.report.error_sections import (
+    judged_sections,
+    judged_tables,
+    plot_noise,
+    repeat_sections,
+    summary_table,
+)
+from experiments.validation.report.run_sections import (
+    handover_section,
+    phase_model_sections,
+    profile_decode,
+    run_section,
+    traces_table,
+    versions,
+)
+from experiments.validation.report.serving_sections import serving_section, serving_table
+
+
+@dataclass
+class Contents:
+    """What one report writes: the document and its tables (None: that table has no rows)."""
+
+    text: str
+    versions: dict
+    traces: pd.DataFrame
+    serving: pd.DataFrame
+    errors: pd.DataFrame | None  # repeat_errors.csv
+    summary: pd.DataFrame | None
+    judged: pd.DataFrame | None  # errors.csv
+    capacity: pd.DataFrame | None
+    figs: list  # (published name, the compare step's png)
+    profile: str | None  # the phase profile behind the fit
+    calibrated: bool
+
+
+def compare_outputs(c, loads, steps) -> tuple[list[pd.DataFrame], list]:
+    """(each compare step's error table, its CDF figures as (published name, png))."""
+    parts, figs = [], []
+    for design in c.designs:
+        for ld in loads:
+            name = f"compare-{design}-{ld.name}"
+            f = steps.path(name) / "errors.csv"
+            if name in steps.results and f.is_file():
+                parts.append(pd.read_csv(f))
+                png = steps.path(name) / "cdf.png"
+                if png.is_file():
+                    figs.append((f"cdf-{design}-{ld.name}.png", png))
+    return parts, figs
+
+
+def write_report(c, loads, steps, run_dir: Path, out_dir: Path | None, argv: list[str]):
+    """Write the report files (package doc); returns the number of error rows."""
+    parts, figs = compare_outputs(c, loads, steps)
+    traces = traces_table(loads, steps)
+    ver = versions()
+    L = run_section(c, ver, traces) + phase_model_sections(c, steps)
+    src = steps.results.get("fit-baseline") or steps.results.get("fit-splitwise") or {}
+    dec = profile_decode(src.get("source"))
+    cal = steps.results.get("calibrate-splitwise")
+    if cal:
+        L += handover_section(c, cal, src)
+    serving = serving_table(c, steps)
+    L += serving_section(c, steps, serving)
+    df = summ = None
+    if parts:
+        df = pd.concat(parts, ignore_index=True)
+        summ = summary_table(df)
+        L += repeat_sections(c, steps, df, traces, dec, figs)
+    else:
+        L += ["No simulated run to compare with (profile.mode=skip or simulate.enabled=false).",
+              ""]  # fmt: skip
+    jerr, jcap = judged_tables(c, steps)
+    L += judged_sections(c, jerr, jcap)
+    L += ["## Command and versions", "", "```", " ".join(argv), "```", "",
+          "```json", json.dumps(ver, indent=1, sort_keys=True), "```", ""]  # fmt: skip
+    out = Contents("\n".join(L) + "\n", ver, traces, serving, df, summ, jerr, jcap, figs,
+                   src.get("source"), bool(cal))  # fmt: skip
+    for d in [run_dir] + ([out_dir] if out_dir is not None else []):
+        publish(out, d, c, steps, published=d != run_dir)
+    return len(df) if df is not None else 0
+
+
+def publish(r: Contents, d: Path, c, steps, published: bool) -> None:
+    """Every report file into ``d``; ``published`` (not the run dir): the records behind them
+    too (the probes' raw records, the CDF figures, the real runs, the profile, the calibration)."""
+    d.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(d / "report.md", r.text)
+    write_json_atomic(d / "versions.json", r.versions)
+    if len(r.traces):
+        write_text_atomic(d / "traces.csv", r.traces.to_csv(index=False))
+    if len(r.serving):
+        write_text_atomic(d / "serving.csv", r.serving.to_csv(index=False, float_format="%.6g"))
+        if published:  # the probes' raw records beside the terms
+            for design in c.designs:
+                f = steps.path(f"probe-{design}") / "probes.csv"
+                if f"probe-{design}" in steps.results and f.is_file():
+                    shutil.copyfile(f, d / f"probes-{design}.csv")
+    if r.judged is not None:
+        write_text_atomic(d / "errors.csv", r.judged.to_csv(index=False, float_format="%.6g"))
+    if r.capacity is not None:
+        write_text_atomic(d / "capacity.csv", r.capacity.to_csv(index=False, float_format="%.6g"))
+    if r.errors is not None:
+        write_text_atomic(d / "repeat_errors.csv",
+                          r.errors.to_csv(index=False, float_format="%.6g"))  # fmt: skip
+        write_text_atomic(d / "summary.csv", r.summary.to_csv(index=False, float_format="%.6g"))
+        plot_noise(r.errors, d / "noise.png")
+        if published:
+            for n, png in r.figs:
+                shutil.copyfile(png, d / n)
+    if published:
+        copy_records(r, d, steps)
+
+
+def copy_records(r: Contents, d: Path, steps) -> None:
+    """The records behind a published report: the real runs' per-request records (to recompute
+    and audit), the phase profile behind the fit, the KV calibration's records."""
+    for name in sorted(n for n in steps.results if n.startswith("replay-")):
+        run = steps.path(name) / "run"
+        for f in (run / "requests.parquet", run / "tokens.parquet",
+                  run / "summary.json", steps.path(name) / "records.json"):  # fmt: skip
+            if f.is_file():
+                (d / "runs" / name).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, d / "runs" / name / f.name)
+    prof = r.profile
+    if prof and Path(prof).is_file():
+        (d / "profile").mkdir(exist_ok=True)
+        shutil.copyfile(prof, d / "profile" / "profiles.csv")
+        meta = Path(prof).with_name("profiles.meta.json")
+        if meta.is_file():
+            shutil.copyfile(meta, d / "profile" / "profiles.meta.json")
+    if r.calibrated:
+        cdir = steps.path("calibrate-splitwise")
+        for n in ("kv_transfer.csv", "kv_transfer.json"):
+            if (cdir / n).is_file():
+                shutil.copyfile(cdir / n, d / n)

@@ -1,0 +1,59 @@
+"""``simulate`` (the simulator as the deployment), ``loadgen`` (the real runs' client) and
+``preflight`` (the machine must be quiet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from experiments.validation.schema.checks import DESIGNS, at_least, check_cpus, need, pos
+
+ON_BUSY = ("refuse", "flag")
+
+
+@dataclass
+class SimulateConf:
+    enabled: bool = True
+    gpu: str = "cpu"  # the replay's gpu group
+    profile_gpu: str = "cpu"  # the profile rows' gpu key (slowdown reference)
+    machine_policy: dict[str, str] = field(
+        default_factory=lambda: {"baseline": "vllm", "baseline2": "vllm", "splitwise": "vllm"}
+    )
+    default_max_num_batched_tokens: int = 2048  # vLLM's OpenAI-server default on a CPU
+    overrides: list[str] = field(default_factory=list)
+    designs: dict[str, list[str]] = field(default_factory=lambda: {"baseline": [],
+                                                                   "splitwise": []})  # fmt: skip
+
+    def check(self, designs: list[str], key: str = "simulate") -> None:
+        for d in designs:
+            need(d in self.machine_policy, f"{key}.machine_policy.{d}", "must be set")
+        for d in self.designs:
+            need(d in DESIGNS, f"{key}.designs.{d}", "unknown design (known: baseline, "
+                 "splitwise)")  # fmt: skip
+        at_least(self.default_max_num_batched_tokens, 1, f"{key}.default_max_num_batched_tokens")
+
+
+@dataclass
+class LoadgenConf:
+    overrides: list[str] = field(default_factory=list)  # extra splitbench-loadgen overrides
+    cpus: str | None = None  # the load generator's cores (null: not pinned)
+    timeout_s: float = 600.0  # bound on one load-generator run
+
+    def check(self, key: str = "loadgen") -> None:
+        check_cpus(self.cpus, f"{key}.cpus")
+        pos(self.timeout_s, f"{key}.timeout_s")
+        for i, o in enumerate(self.overrides):
+            need("=" in o, f"{key}.overrides[{i}]", f"not a KEY=VALUE override: {o!r}")
+
+
+@dataclass
+class PreflightConf:
+    """The machine must be quiet: a busy one makes the real side slow for reasons the
+    simulator does not model."""
+
+    max_loadavg: float = 0.5  # /proc/loadavg's 1-minute value at most, before each design
+    on_busy: str = "refuse"  # refuse | flag (run anyway, marked in every record)
+
+    def check(self, key: str = "preflight") -> None:
+        need(self.max_loadavg >= 0, f"{key}.max_loadavg", f"must be >= 0, got {self.max_loadavg}")
+        need(self.on_busy in ON_BUSY, f"{key}.on_busy",
+             f"must be refuse or flag, got '{self.on_busy}'")  # fmt: skip

@@ -1,0 +1,51 @@
+"""Our console scripts (``splitbench-characterize``, ``-profiles``, ``-replay``, ``-loadgen``) run
+as validation steps: each from this interpreter's environment, its output in a log, bounded in
+time; a failure is one :class:`~experiments.validation.errors.StepError` line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from experiments.validation.errors import StepError
+
+
+def script(name: str) -> str:
+    """The console script ``name`` beside this interpreter."""
+    return str(Path(sys.executable).parent / name)
+
+
+def run_tool(step: str, argv: list[str], log: Path, timeout_s: float, cpus=None) -> None:
+    """Run a console script (one of ours) with its output in ``log``; StepError on failure."""
+    from experiments.validation.procs import log_note
+
+    if not Path(argv[0]).exists() and shutil.which(argv[0]) is None:
+        raise StepError(step, f"{Path(argv[0]).name} is not installed in this environment")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    with open(log, "wb") as f:
+        p = subprocess.Popen(  # noqa: S603 - our own console scripts
+            argv, stdout=f, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
+        )  # fmt: skip
+        try:
+            rc = p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            p.wait(timeout=30)
+            raise StepError(
+                step, f"{Path(argv[0]).name} ran past {timeout_s:g} s (log: {log})"
+            ) from None
+        except BaseException:
+            p.terminate()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            raise
+    if rc != 0:
+        raise StepError(step, f"{Path(argv[0]).name} exited {rc} ({log_note(log)})")
+
