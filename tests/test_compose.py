@@ -351,3 +351,26 @@ def test_held_out_table_is_committed_and_printed(capsys):
 
 def test_compose_error_is_a_profile_error():
     assert issubclass(ComposeError, ProfileError)
+
+
+def test_report_shows_the_held_out_table_and_each_gpus_own_overhead():
+    # the report's subsection is read from the committed held_out.csv and overhead.csv: one row
+    # per engine and GPU with measured points (in-sample column first), and the overhead fitted
+    # on each GPU's own points (borrowed rows left out)
+    from experiments.report.sections.engines_fit import (
+        HELD_OUT_CSV,
+        OVERHEAD_CSV,
+        held_out_section,
+    )
+
+    text = "\n".join(held_out_section())
+    held = pd.read_csv(HELD_OUT_CSV)
+    over = pd.read_csv(OVERHEAD_CSV)
+    fitted = over[over["points"] > 0]
+    assert "| engine | GPU | points | in-sample (the committed tables) | shape held out" in text
+    for r in fitted.itertuples(index=False):
+        ins = held[(held.engine == r.engine) & (held.gpu == r.gpu) & (held.scheme == "in-sample")]
+        assert len(ins) == 1 and int(ins["points"].iloc[0]) == r.points
+        assert f"| {r.engine} | {r.gpu} | {r.kernel_scale:.2f} | {r.step_ms:.2f} |" in text
+    for r in over[over["points"] == 0].itertuples(index=False):  # borrowed: in neither table
+        assert f"| {r.engine} | {r.gpu} |" not in text
