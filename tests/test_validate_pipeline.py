@@ -257,6 +257,20 @@ def test_preflight_refuses_or_flags_a_busy_machine(tmp_path):
     assert rec["busy"] and rec["load1"] == 3.5 and rec["runnable"] == 4
     f.write_text("0.10 0.20 0.30 1/300 12345\n")
     assert not check_quiet(0.5, "refuse", "x", str(f))["busy"]
+    # the previous design's servers just stopped: wait for the 1-minute load to fall
+    loads = iter(["2.30 1.9 1.4 1/100 5", "1.10 1.8 1.4 1/100 5", "0.40 1.7 1.4 1/100 5"])
+    slept = []
+
+    def fall(s):
+        slept.append(s)
+        f.write_text(next(loads))
+
+    f.write_text("3.0 2 1 1/100 5")
+    rec = check_quiet(0.5, "refuse", "before design splitwise", str(f), settle_s=60, sleep=fall)
+    assert not rec["busy"] and rec["waited_s"] == 15 and slept == [5, 5, 5]
+    f.write_text("3.0 2 1 1/100 5")
+    with pytest.raises(ExperimentError, match="after 8 s of preflight.settle_s"):
+        check_quiet(0.5, "refuse", "x", str(f), settle_s=8, sleep=lambda s: None)
 
 
 def test_run_delay_of_a_process_group():

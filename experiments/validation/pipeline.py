@@ -93,7 +93,8 @@ def run(c: ValidateConfig, run_dir: str | Path, argv: list[str] | None = None) -
         by_design: dict[str, list] = {}
         for design in c.designs:
             quiet.append(check_quiet(c.preflight.max_loadavg, c.preflight.on_busy,
-                                     f"before design {design}"))  # fmt: skip
+                                     f"before design {design}",
+                                     settle_s=c.preflight.settle_s))  # fmt: skip
             write_json_atomic(run_dir / "preflight.json", {"loadavg": quiet})
             dep = LazyDeployment(design, c, run_dir, sup, model_dir)
             try:

@@ -28,18 +28,33 @@ def loadavg(path: str = "/proc/loadavg") -> dict:
             "t": time.time()}  # fmt: skip
 
 
-def check_quiet(max_loadavg: float, on_busy: str, when: str, path: str = "/proc/loadavg") -> dict:
+def check_quiet(max_loadavg: float, on_busy: str, when: str, path: str = "/proc/loadavg",
+                settle_s: float = 0.0, poll_s: float = 5.0, sleep=None) -> dict:  # fmt: skip
     """The load record; ExperimentError naming ``preflight.max_loadavg`` when the 1-minute load
-    is above it and ``on_busy`` is ``refuse`` (``flag``: ``busy: true`` in the record)."""
+    is above it after waiting up to ``settle_s`` seconds for it to fall (the previous design's
+    servers just stopped: the 1-minute average decays with a one-minute time constant) and
+    ``on_busy`` is ``refuse`` (``flag``: ``busy: true`` in the record). ``waited_s``: how long
+    it waited."""
+    import time
+
+    sleep = sleep or time.sleep
     rec = loadavg(path)
+    waited = 0.0
+    while rec["load1"] > max_loadavg and waited < settle_s:
+        step = min(poll_s, settle_s - waited)
+        sleep(step)
+        waited += step
+        rec = loadavg(path)
     rec["when"] = when
     rec["max_loadavg"] = max_loadavg
+    rec["waited_s"] = waited
     rec["busy"] = rec["load1"] > max_loadavg
     if rec["busy"] and on_busy == "refuse":
         raise ExperimentError(
             f"preflight.max_loadavg: the machine is busy {when} (1-minute load "
-            f"{rec['load1']:.2f} > {max_loadavg:g}); stop other jobs, or set "
-            "preflight.on_busy=flag to run anyway (flagged in every record)"
+            f"{rec['load1']:.2f} > {max_loadavg:g} after {waited:.0f} s of "
+            "preflight.settle_s); stop other jobs, or set preflight.on_busy=flag to run anyway "
+            "(flagged in every record)"
         )
     return rec
 

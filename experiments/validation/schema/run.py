@@ -52,8 +52,12 @@ class PreflightConf:
 
     max_loadavg: float = 0.5  # /proc/loadavg's 1-minute value at most, before each design
     on_busy: str = "refuse"  # refuse | flag (run anyway, marked in every record)
+    # wait up to this long for the load to fall below max_loadavg before refusing (the previous
+    # design's servers just stopped; the 1-minute average needs about 2 min to fall from 2 to 0.5)
+    settle_s: float = 240.0
 
     def check(self, key: str = "preflight") -> None:
         need(self.max_loadavg >= 0, f"{key}.max_loadavg", f"must be >= 0, got {self.max_loadavg}")
+        need(self.settle_s >= 0, f"{key}.settle_s", f"must be >= 0, got {self.settle_s}")
         need(self.on_busy in ON_BUSY, f"{key}.on_busy",
              f"must be refuse or flag, got '{self.on_busy}'")  # fmt: skip
