@@ -66,13 +66,15 @@ vllm-model: $(VENV)/.vllm
 vllm-server: $(VENV)/.vllm
 	$(PY) -m characterize.measure.vllm_server serve --dir $(VLLM_MODEL_DIR) --port $(VLLM_PORT)
 
-# The full validation against real vLLM (issue 12; out of CI, ~45 min on 2 CPU cores): both
-# designs, the loads of experiments/conf/validate.yaml, 3 repeats each; steps cached in the run dir
-# (results/validation/tiny-cpu, a rerun resumes), the report published to
+# The full validation against real vLLM (issues 12, 22; out of CI, 14-25 min on 2 CPU cores):
+# the three designs, each on a rate ladder placed from the simulator's C and R* (ladder.* in
+# experiments/validation/schema/judging.py), one run per rung; steps cached in the run dir
+# (results/validation/ladder, a rerun resumes), the report published to
 # results/reference/validation/. VALIDATE_ARGS adds overrides (on a GPU: deploy.device=cuda ...).
 VALIDATE_ARGS ?=
 validate: $(VENV)/.vllm
-	$(VENV)/bin/splitbench-validate report_dir=results/reference/validation $(VALIDATE_ARGS)
+	$(VENV)/bin/splitbench-validate ladder.enabled=true repeats=1 name=ladder \
+	  report_dir=results/reference/validation $(VALIDATE_ARGS)
 
 # The compiled core (replay/_core.py): `pip install -e` builds it; after an edit of one of its
 # modules the Python source runs until this rebuilds it (cythonize skips what is up to date).

@@ -214,6 +214,22 @@ def test_each_instance_has_its_role_and_the_prefill_never_chunks(tmp_path):
     assert "--no-enable-chunked-prefill" not in dec
 
 
+def test_server_cpus_move_the_servers_process_tree_off_the_compute_core(tmp_path):
+    from experiments.validation.deploy import Deployment
+    from experiments.validation.procs import Supervisor
+
+    d = DeployConfig()
+    with Supervisor() as sup:
+        dep = Deployment("baseline", "m", d, tmp_path / "a", sup)
+        same = dep._server("colocated", d.colocated, None)
+        d.colocated.server_cpus = "1"
+        moved = dep._server("colocated", d.colocated, None)
+    # by default the API server and engine core share the compute core; with server_cpus the
+    # process tree runs there and only vLLM's OpenMP threads are bound to `cpus`
+    assert same.cpus == [0] and moved.cpus == [1]
+    assert moved.env["VLLM_CPU_OMP_THREADS_BIND"] == "0" and moved.env["OMP_NUM_THREADS"] == "1"
+
+
 def test_every_run_has_its_own_prompt_ids():
     from experiments.validation.live import prompt_seed
 
@@ -454,7 +470,8 @@ def test_ladder_loads_and_probe_loads_from_the_config():
 
     c = _default_cfg("ladder.enabled=true", "profile.mode=source", "profile.source=reference")
     loads = ladder_loads(c, 3.0, 2.0)
-    assert {ld.name for ld in loads} >= {"conv-0.3R", "conv-1.3C", "code-1.2R",
+    assert {ld.name for ld in loads} == {"conv-0.6R", "conv-0.9R", "conv-1R", "conv-1.15R",
+                                         "conv-1.3C", "code-0.5R", "code-0.9R",
                                          "conv-0.8R-sentinel"}  # fmt: skip
     assert loads[-1].name == "conv-0.8R-sentinel"
     one = next(ld for ld in loads if ld.name == "conv-1.3C")

@@ -194,7 +194,9 @@ class Deployment:
 
     def _server(self, name: str, inst: InstanceConfig, kv: dict | None) -> ServerProcess:
         cfg = self.cfg
-        cpus = parse_cpus(inst.cpus) if cfg.device == "cpu" else None
+        # the process tree runs on server_cpus (null: cpus); vLLM binds its OpenMP compute
+        # threads to cpus itself (VLLM_CPU_OMP_THREADS_BIND)
+        cpus = parse_cpus(inst.server_cpus or inst.cpus) if cfg.device == "cpu" else None
         return ServerProcess(
             name=name,
             argv=vllm_argv(cfg, self.model_dir, inst, kv, whole_prompts=name == "prefill"),

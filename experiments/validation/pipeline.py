@@ -105,7 +105,8 @@ def run(c: ValidateConfig, run_dir: str | Path, argv: list[str] | None = None) -
 
         out = Path(c.report_dir).resolve() if c.report_dir else None
         every = list({ld.name: ld for lds in by_design.values() for ld in lds}.values())
-        rows = write_report(c, every, steps, run_dir, out, argv or ["splitbench-validate"])
+        rows = write_report(c, every, steps, run_dir, out, argv or ["splitbench-validate"],
+                            by_design)  # fmt: skip
     print(f"validation run dir: {run_dir} ({len(steps.ran)} steps ran, {len(steps.reused)} "
           "reused)")  # fmt: skip
     return {"run_dir": str(run_dir), "ran": steps.ran, "reused": steps.reused, "rows": rows}

@@ -12,6 +12,8 @@ import pandas as pd
 
 from common.atomic import write_json_atomic, write_text_atomic
 from experiments.validation.report.error_sections import (
+    contention_rows,
+    contention_section,
     judged_sections,
     judged_tables,
     plot_noise,
@@ -44,6 +46,7 @@ class Contents:
     figs: list  # (published name, the compare step's png)
     profile: str | None  # the phase profile behind the fit
     calibrated: bool
+    contention: pd.DataFrame  # contention.csv (the real runs' CPU run delay)
 
 
 def compare_outputs(c, loads, steps) -> tuple[list[pd.DataFrame], list]:
@@ -61,10 +64,12 @@ def compare_outputs(c, loads, steps) -> tuple[list[pd.DataFrame], list]:
     return parts, figs
 
 
-def write_report(c, loads, steps, run_dir: Path, out_dir: Path | None, argv: list[str]):
-    """Write the report files (package doc); returns the number of error rows."""
+def write_report(c, loads, steps, run_dir: Path, out_dir: Path | None, argv: list[str],
+                 by_design: dict | None = None):  # fmt: skip
+    """Write the report files (package doc); returns the number of error rows. ``by_design``:
+    each design's loads (a ladder places them per design)."""
     parts, figs = compare_outputs(c, loads, steps)
-    traces = traces_table(loads, steps)
+    traces = traces_table(loads, steps, by_design if c.ladder.enabled else None)
     ver = versions()
     L = run_section(c, ver, traces) + phase_model_sections(c, steps)
     src = steps.results.get("fit-baseline") or steps.results.get("fit-splitwise") or {}
@@ -84,10 +89,15 @@ def write_report(c, loads, steps, run_dir: Path, out_dir: Path | None, argv: lis
               ""]  # fmt: skip
     jerr, jcap = judged_tables(c, steps)
     L += judged_sections(c, jerr, jcap)
+    every = list(
+        {ld.name: ld for lds in (by_design or {"": loads}).values() for ld in lds}.values()
+    )
+    L += contention_section(c, steps, every)
+    contention = pd.DataFrame(contention_rows(c, steps, every))
     L += ["## Command and versions", "", "```", " ".join(argv), "```", "",
           "```json", json.dumps(ver, indent=1, sort_keys=True), "```", ""]  # fmt: skip
     out = Contents("\n".join(L) + "\n", ver, traces, serving, df, summ, jerr, jcap, figs,
-                   src.get("source"), bool(cal))  # fmt: skip
+                   src.get("source"), bool(cal), contention)  # fmt: skip
     for d in [run_dir] + ([out_dir] if out_dir is not None else []):
         publish(out, d, c, steps, published=d != run_dir)
     return len(df) if df is not None else 0
@@ -108,6 +118,9 @@ def publish(r: Contents, d: Path, c, steps, published: bool) -> None:
                 f = steps.path(f"probe-{design}") / "probes.csv"
                 if f"probe-{design}" in steps.results and f.is_file():
                     shutil.copyfile(f, d / f"probes-{design}.csv")
+    if len(r.contention):
+        write_text_atomic(d / "contention.csv",
+                          r.contention.to_csv(index=False, float_format="%.4g"))  # fmt: skip
     if r.judged is not None:
         write_text_atomic(d / "errors.csv", r.judged.to_csv(index=False, float_format="%.6g"))
     if r.capacity is not None:

@@ -3,6 +3,7 @@ the error comes from) and the judge's (errors.csv with paired bootstrap interval
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -114,10 +115,10 @@ def repeat_sections(c, steps, df: pd.DataFrame, traces: pd.DataFrame, dec: dict,
 
 
 def attribution(df: pd.DataFrame, dec: dict) -> list[str]:
-    """Where the error comes from, from the numbers: TBT at the lightest load against the
-    profile's decode step (phase model and serving overhead), the change of the errors with
-    load (scheduling / queueing), split minus co-located TTFT error (transfer)."""
-    L = ["## Where the error comes from (computed from the table)", ""]
+    """What the numbers say, without a cause no control measured: TBT at the lightest load
+    beside the profile's decode step, the errors at the lightest and the heaviest load, split
+    minus co-located TTFT error."""
+    L = ["## The errors at a glance (computed from the table; no cause is claimed here)", ""]
 
     def get(design, load, m, q, col="rel_error"):
         h = df[(df.design == design) & (df.load == load) & (df.metric == m) & (df.stat == q)]
@@ -130,22 +131,69 @@ def attribution(df: pd.DataFrame, dec: dict) -> list[str]:
         if dec and math.isfinite(real_tbt):
             b1 = dec[min(dec)]
             L.append(f"- {design}: real TBT P50 at {light} is {real_tbt * 1e3:.1f} ms; the "
-                     f"profile's batch-1 decode iteration is {b1:.1f} ms "
-                     f"({(b1 / 1e3 - real_tbt) / real_tbt:+.0%}): the engine step alone misses "
-                     "the serving path (API server process on the same core, streaming, "
-                     "scheduling between steps) - phase-model/serving overhead.")  # fmt: skip
+                     f"profile's fastest batch-{min(dec)} decode iteration is {b1:.1f} ms.")  # fmt: skip
         for m in ("ttft_s", "e2e_s"):
             a, b = get(design, light, m, "p50"), get(design, heavy, m, "p50")
             L.append(f"- {design}: {m[:-2].upper()} P50 error {pct(a)} at {light}, {pct(b)} "
-                     f"at {heavy} (a change with load: queueing/scheduling).")  # fmt: skip
+                     f"at {heavy}.")  # fmt: skip
     if {"baseline", "splitwise"} <= set(df["design"]):
         common = [ld for ld in df[df.design == "splitwise"]["load"].unique()
                   if ld in set(df[df.design == "baseline"]["load"])]  # fmt: skip
         if common:
             d = [get("splitwise", ld, "ttft_s", "p50") - get("baseline", ld, "ttft_s", "p50")
                  for ld in common]  # fmt: skip
-            L.append(f"- splitwise minus baseline TTFT P50 error, mean over loads: "
-                     f"{pct(float(np.nanmean(d)))} (the KV hand-over model's share).")  # fmt: skip
+            L.append(f"- splitwise minus baseline TTFT P50 error, mean over loads of the same "
+                     f"name: {pct(float(np.nanmean(d)))} (not a control: a ladder's rates "
+                     "differ by design, and so do the designs' processes per core).")  # fmt: skip
+    return [*L, ""]
+
+
+def contention_rows(c, steps, loads) -> list[dict]:
+    """Per design, load and server: the engine's CPU run delay (time runnable but waiting for a
+    core, ``/proc/<pid>/schedstat``) as a share of the run's wall time, for the process that did
+    the most CPU work (the compute worker) and for the server's other processes together."""
+    rows = []
+    for design in c.designs:
+        for ld in loads:
+            for r in range(int(c.repeats)):
+                p = steps.path(f"replay-{design}-{ld.name}-r{r}") / "records.json"
+                if not p.is_file():
+                    continue
+                rec = json.loads(p.read_text())
+                rd = rec.get("run_delay") or {}
+                wall = float(rd.get("wall_s") or math.nan)
+                for server, s in (rd.get("servers") or {}).items():
+                    procs = sorted(s.get("processes") or [], key=lambda x: -x.get("cpu_s", 0))
+                    if not procs or not wall > 0:
+                        continue
+                    w, rest = procs[0], procs[1:]
+                    rows.append({"design": design, "load": ld.name, "repeat": r,
+                                 "server": server, "wall_s": wall,
+                                 "worker_cpu_share": w["cpu_s"] / wall,
+                                 "worker_run_delay_share": w["run_delay_s"] / wall,
+                                 "others_cpu_share": sum(x["cpu_s"] for x in rest) / wall,
+                                 "load1_after": (rec.get("loadavg") or {}).get("after", {})
+                                 .get("load1")})  # fmt: skip
+    return rows
+
+
+def contention_section(c, steps, loads) -> list[str]:
+    """The measured CPU contention of every real run (contention.csv's rows)."""
+    rows = contention_rows(c, steps, loads)
+    if not rows:
+        return []
+    L = ["## CPU contention of the real runs (measured, contention.csv)", "",
+         "Per server: the share of the run's wall time its busiest process (the compute worker) "
+         "ran on a CPU and waited runnable for one (schedstat run delay), and the CPU share of "
+         "its other processes (API server, engine core); the machine's 1-minute load after the "
+         "run. The simulator's phase model was measured with the worker alone on its core: a "
+         "worker waiting for its core is time the simulator does not hold.", "",
+         "| design | load | server | worker on CPU | worker waiting | others on CPU | load |",
+         "|" + "---|" * 7]  # fmt: skip
+    for r in rows:
+        L.append(f"| {r['design']} | {r['load']} | {r['server']} | "
+                 f"{r['worker_cpu_share']:.0%} | {r['worker_run_delay_share']:.0%} | "
+                 f"{r['others_cpu_share']:.0%} | {r['load1_after']} |")  # fmt: skip
     return [*L, ""]
 
 

@@ -41,14 +41,19 @@ def profile_decode(source: str | None) -> dict:
     return {int(b): float(g["latency_s"].min()) * 1e3 for b, g in d.groupby("batch_size")}
 
 
-def traces_table(loads, steps) -> pd.DataFrame:
-    """traces.csv: each load's trace, rate, duration, requests and mean tokens after scaling."""
+def traces_table(loads, steps, by_design: dict | None = None) -> pd.DataFrame:
+    """traces.csv: each load's trace, rate, duration, requests and mean tokens after scaling.
+    ``by_design`` (a ladder's loads, placed per design): one row per design and load, from the
+    ``trace-<design>-<load>`` steps, with a ``design`` column."""
+    pairs = ([(d, ld, f"trace-{d}-{ld.name}") for d, lds in by_design.items() for ld in lds]
+             if by_design else [(None, ld, f"trace-{ld.name}") for ld in loads])  # fmt: skip
     tr_rows = []
-    for ld in loads:
-        tj = steps.path(f"trace-{ld.name}") / "trace.json"
+    for design, ld, step in pairs:
+        tj = steps.path(step) / "trace.json"
         if tj.is_file():
             t = json.loads(tj.read_text())
-            tr_rows.append({"load": ld.name, "trace": ld.trace, "rate_rps": ld.rate,
+            tr_rows.append({**({"design": design} if design else {}),
+                            "load": ld.name, "trace": ld.trace, "rate_rps": ld.rate,
                             "duration_s": ld.duration_s, "requests": t["requests"],
                             "prompt_tokens_mean": round(t["prompt_tokens_mean"], 1),
                             "output_tokens_mean": round(t["output_tokens_mean"], 1)})  # fmt: skip
@@ -81,14 +86,16 @@ def run_section(c, ver: dict, traces: pd.DataFrame) -> list[str]:
           f"capped at {c.load_defaults.max_prompt_tokens} / "
           f"{c.load_defaults.max_output_tokens}, clipped to {c.deploy.max_model_len}"
           "; rate scaling: the trace's (prompt, output) pairs re-sampled with Poisson arrivals "
-          "at the load's rate (the tiny model on one core serves about 1 req/s, not the "
+          "at the load's rate (the engines here serve a few requests per second, not the "
           "trace's original rate).", ""]  # fmt: skip
     if len(traces):
-        L += ["| load | trace | rate (req/s) | duration (s) | requests | mean prompt | "
-              "mean output |", "|" + "---|" * 7]  # fmt: skip
+        per = "design" in traces.columns
+        L += [("| design " if per else "") + "| load | trace | rate (req/s) | duration (s) | "
+              "requests | mean prompt | mean output |", "|" + "---|" * (8 if per else 7)]  # fmt: skip
         for r in traces.itertuples(index=False):
-            L.append(f"| {r.load} | {r.trace} | {r.rate_rps:g} | {r.duration_s:g} | "
-                     f"{r.requests} | {r.prompt_tokens_mean:g} | {r.output_tokens_mean:g} |")  # fmt: skip
+            L.append((f"| {r.design} " if per else "") + f"| {r.load} | {r.trace} | "
+                     f"{r.rate_rps:.3g} | {r.duration_s:g} | {r.requests} | "
+                     f"{r.prompt_tokens_mean:g} | {r.output_tokens_mean:g} |")  # fmt: skip
         L.append("")
     return L
 

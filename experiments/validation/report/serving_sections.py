@@ -65,7 +65,10 @@ def gap_breakdown(df: pd.DataFrame, c, steps, traces: pd.DataFrame) -> list[str]
     serving component's share the simulator already holds (alpha at the load's mean prompt,
     delta(1) per iteration, the split path's legs): what is left is not explained by a
     measured term."""
-    mean_prompt = dict(zip(traces["load"], traces["prompt_tokens_mean"], strict=True)) if len(
+    per = "design" in traces.columns  # a ladder's loads are placed per design
+    keys = (zip(traces["design"], traces["load"], strict=True) if per else traces["load"]) if len(
+        traces) else []  # fmt: skip
+    mean_prompt = dict(zip(keys, traces["prompt_tokens_mean"], strict=True)) if len(
         traces) else {}  # fmt: skip
     L = ["## Remaining gap per component, absolute ms (P50, real - sim)", "",
          "| design | load | TTFT gap | alpha(mean L) in sim | legs in sim | TBT gap | delta(1) in "
@@ -77,7 +80,7 @@ def gap_breakdown(df: pd.DataFrame, c, steps, traces: pd.DataFrame) -> list[str]
 
     for (design, load), g in df.groupby(["design", "load"], sort=False):
         t = (steps.results.get(f"probe-{design}") or {}).get("terms") or {}
-        Lm = mean_prompt.get(load, math.nan)
+        Lm = mean_prompt.get((design, load) if per else load, math.nan)
         alpha = t.get("arrival_s", 0) + t.get("delivery_s", 0) + t.get("arrival_s_per_token", 0) * Lm
         legs = (t.get("prefill_leg_s", 0) + t.get("decode_leg_s", 0)
                 + (t.get("prefill_leg_s_per_token", 0) + t.get("decode_leg_s_per_token", 0)) * Lm)

@@ -19,10 +19,13 @@ DEVICES = ("cpu", "cuda")
 @dataclass
 class InstanceConfig:
     """One vLLM server. ``cpus``: cores its OpenMP threads are bound to (CPU) or CUDA device
-    ids (GPU); ``kvcache_gib``: its KV cache (CPU; on a GPU ``gpu_memory_utilization``)."""
+    ids (GPU); ``server_cpus`` (CPU): cores of the server's other threads and processes (the API
+    server, the engine core's scheduler), null: ``cpus`` too (they then share the compute
+    core); ``kvcache_gib``: its KV cache (CPU; on a GPU ``gpu_memory_utilization``)."""
 
     port: int = 8100
     cpus: str = "0"
+    server_cpus: str | None = None
     kvcache_gib: float = 1.0
     gpu_memory_utilization: float = 0.8
     max_num_seqs: int = 32
@@ -33,6 +36,7 @@ class InstanceConfig:
         need(1 <= self.port <= 65535, f"{key}.port", f"must be in 1..65535, got {self.port}")
         if device == "cpu":
             check_cpus(self.cpus, f"{key}.cpus", null=False)
+            check_cpus(self.server_cpus, f"{key}.server_cpus")
         else:
             need(bool(re.fullmatch(r"\d+(,\d+)*", str(self.cpus))), f"{key}.cpus",
                  f"CUDA device ids like \"0\" or \"0,1\", got {self.cpus!r}")  # fmt: skip
