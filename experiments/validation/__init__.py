@@ -19,6 +19,7 @@ Modules:
 - :mod:`.proxy`: the disaggregated-prefill proxy and the co-located router (aiohttp services
   sharing :mod:`.relay`);
 - :mod:`.calibrate`: the KV-transfer calibration (time = a + b * tokens, through the proxy);
+- :mod:`.sse`: vLLM's streamed completions read as events (probes and calibration);
 - :mod:`.probes`: the serving probes (alpha, delta, hand-over stall, legs, the engines' KV
   blocks): the serving component's terms measured on the running deployment;
 - :mod:`.serving_fit`: the serving terms fitted from the probes' records (pure);

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.validation.errors import StepError
+from experiments.validation.sse import check_ok, events
 
 STEP = "calibrate-splitwise"
 
@@ -74,18 +75,9 @@ async def _stream_ttft(session, url: str, body: dict, timeout_s: float) -> tuple
     t0 = time.perf_counter()
     ttft = math.nan
     async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
-        if r.status != 200:
-            raw = await r.read()
-            raise StepError(STEP, f"{url}: HTTP {r.status}: {raw[:200].decode('utf-8', 'replace')}")
+        await check_ok(r, STEP, url)
         leg = float(r.headers.get("X-Prefill-Seconds", "nan"))
-        async for line in r.content:
-            s = line.strip()
-            if not s.startswith(b"data:"):
-                continue
-            data = s[5:].strip()
-            if data == b"[DONE]":
-                break
-            chunk = json.loads(data)
+        async for chunk in events(r):
             # one chunk per token (vLLM; without a tokenizer its text is empty): the first
             # chunk with a choice is the first token
             if math.isnan(ttft) and chunk.get("choices"):

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -58,6 +57,7 @@ import pandas as pd
 from experiments.validation.engine_metrics import engine_kv
 from experiments.validation.errors import StepError
 from experiments.validation.serving_fit import PhaseTimes, serving_terms
+from experiments.validation.sse import check_ok, events
 
 RECORD_COLUMNS = ["probe", "design", "streams", "stream", "repeat", "prompt_tokens",
                   "token_index", "seconds", "context_tokens", "injected_tokens",
@@ -85,18 +85,9 @@ async def _stream(session, url: str, body: dict, timeout_s: float,
     t0 = time.perf_counter()
     times = [] if times is None else times
     async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
-        if r.status != 200:
-            raw = await r.read()
-            raise StepError("probe", f"{url}: HTTP {r.status}: "
-                            f"{raw[:200].decode('utf-8', 'replace')}")  # fmt: skip
-        async for line in r.content:
-            s = line.strip()
-            if not s.startswith(b"data:"):
-                continue
-            data = s[5:].strip()
-            if data == b"[DONE]":
-                break
-            if json.loads(data).get("choices"):  # one chunk per token (vLLM, no tokenizer)
+        await check_ok(r, "probe", url)
+        async for chunk in events(r):
+            if chunk.get("choices"):  # one chunk per token (vLLM, no tokenizer)
                 times.append(time.perf_counter())
     if not times:
         raise StepError("probe", f"{url}: the stream ended without a token")
