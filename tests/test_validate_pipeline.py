@@ -214,20 +214,28 @@ def test_each_instance_has_its_role_and_the_prefill_never_chunks(tmp_path):
     assert "--no-enable-chunked-prefill" not in dec
 
 
-def test_server_cpus_move_the_servers_process_tree_off_the_compute_core(tmp_path):
-    from experiments.validation.deploy import Deployment
+def test_server_processes_go_where_no_engine_computes(tmp_path, monkeypatch):
+    import experiments.validation.deploy as dm
     from experiments.validation.procs import Supervisor
 
+    monkeypatch.setattr(dm.os, "sched_getaffinity", lambda pid: {0, 1})
     d = DeployConfig()
     with Supervisor() as sup:
-        dep = Deployment("baseline", "m", d, tmp_path / "a", sup)
-        same = dep._server("colocated", d.colocated, None)
-        d.colocated.server_cpus = "1"
-        moved = dep._server("colocated", d.colocated, None)
-    # by default the API server and engine core share the compute core; with server_cpus the
-    # process tree runs there and only vLLM's OpenMP threads are bound to `cpus`
-    assert same.cpus == [0] and moved.cpus == [1]
-    assert moved.env["VLLM_CPU_OMP_THREADS_BIND"] == "0" and moved.env["OMP_NUM_THREADS"] == "1"
+        base = dm.Deployment("baseline", "m", d, tmp_path / "a", sup)
+        free = base._server("colocated", d.colocated, None)
+        split = dm.Deployment("splitwise", "m", d, tmp_path / "b", sup)
+        own = split._server("decode", d.decode, None)
+        d.colocated.server_cpus = "0"
+        pinned = base._server("colocated", d.colocated, None)
+    # the baseline computes on core 0 only: its API server and engine core go to core 1 (only
+    # vLLM's OpenMP threads are bound to `cpus`); the split design computes on both cores: each
+    # server's tree stays with its engine; server_cpus set wins
+    assert free.cpus == [1] and own.cpus == [1] and pinned.cpus == [0]
+    assert free.env["VLLM_CPU_OMP_THREADS_BIND"] == "0" and free.env["OMP_NUM_THREADS"] == "1"
+    assert dm.free_cores(d, "baseline") == [1] and dm.free_cores(d, "splitwise") is None
+    assert dm.free_cores(d, "baseline2") is None
+    place = dm.placement(d, "splitwise")
+    assert place["prefill"] == {"compute": [0], "server": [0]} and place["proxy"] is None
 
 
 def test_every_run_has_its_own_prompt_ids():

@@ -154,7 +154,13 @@ def test_smoke_splitwise_end_to_end(tmp_path, model_dir):
         assert r.returncode == 0, r.stderr[-2000:]
         summ = json.loads((out / "replay-splitwise-smoke-r0" / "run" / "summary.json").read_text())
         assert summ["requests"]["completed"] >= 1
+        # the speed sentinel ran before the real run (4 streams: the most the probes ran up
+        # to 8) and the rung was simulated at its factor
+        sent = json.loads((out / "replay-splitwise-smoke-r0" / "sentinel.json").read_text())
+        assert sent["streams"] == 4 and sent["n_gaps"] > 0 and 0.2 < sent["factor"] < 5
         sim = json.loads((out / "simulate-splitwise-smoke" / "step.json").read_text())
+        assert sim["config"]["speed_factor"] == pytest.approx(sent["factor"], rel=1e-5)
+        assert (tmp_path / "pub" / "drift.csv").is_file()
         ov = sim["config"]["overrides"]
         assert {"design.machine_policy=vllm", "scheduler.vllm.num_gpu_blocks=2048",
                 "scheduler.kv_transfer.handover_s=0"} <= set(ov)  # fmt: skip

@@ -151,6 +151,46 @@ def connector_env(c: ConnectorConfig, inst: InstanceConfig) -> dict[str, str]:
     return {}
 
 
+ENGINES = {"baseline": ("colocated",), "baseline2": ("colocated", "colocated2"),
+           "splitwise": ("prefill", "decode")}  # fmt: skip
+
+
+def free_cores(cfg: DeployConfig, design: str) -> list[int] | None:
+    """The cores this process may use that no engine of ``design`` computes on (CPU), or None
+    (none free, or a GPU deployment): where the servers' process trees, the proxy and the load
+    generator disturb the engines least."""
+    if cfg.device != "cpu":
+        return None
+    used = {k for n in ENGINES[design] for k in parse_cpus(getattr(cfg, n).cpus) or []}
+    free = sorted(set(os.sched_getaffinity(0)) - used)
+    return free or None
+
+
+def server_cores(cfg: DeployConfig, design: str, inst: InstanceConfig) -> list[int] | None:
+    """The cores of one vLLM server's process tree (API server, engine core; its OpenMP compute
+    threads are bound to ``inst.cpus`` regardless): ``inst.server_cpus`` when set, else the
+    design's :func:`free_cores` (the baseline on 2 cores: the other core, as the control run
+    ``results/reference/validation-control-pinned/`` measured: the worker's CPU wait fell from
+    12-18% to 7-9% of the wall time), else the instance's own ``cpus`` (every core computes)."""
+    if inst.server_cpus:
+        return parse_cpus(inst.server_cpus)
+    return free_cores(cfg, design) or parse_cpus(inst.cpus)
+
+
+def placement(cfg: DeployConfig, design: str) -> dict:
+    """Where each process of ``design`` runs (CPU): every engine's compute cores and its server's
+    process tree, and the proxy's cores (None: not pinned)."""
+    if cfg.device != "cpu":
+        return {}
+    out = {}
+    for n in ENGINES[design]:
+        inst = getattr(cfg, n)
+        out[n] = {"compute": parse_cpus(inst.cpus), "server": server_cores(cfg, design, inst)}
+    if design != "baseline":
+        out["proxy"] = parse_cpus(cfg.proxy_cpus) or free_cores(cfg, design)
+    return out
+
+
 class Deployment:
     """Start / stop one deployment of ``design`` serving ``model_dir`` under a
     :class:`Supervisor` (which owns the processes).
@@ -194,9 +234,10 @@ class Deployment:
 
     def _server(self, name: str, inst: InstanceConfig, kv: dict | None) -> ServerProcess:
         cfg = self.cfg
-        # the process tree runs on server_cpus (null: cpus); vLLM binds its OpenMP compute
-        # threads to cpus itself (VLLM_CPU_OMP_THREADS_BIND)
-        cpus = parse_cpus(inst.server_cpus or inst.cpus) if cfg.device == "cpu" else None
+        # the process tree runs on server_cpus (null: the cores no engine of the design computes
+        # on, else the instance's own cpus: server_cores); vLLM binds its OpenMP compute threads
+        # to cpus itself (VLLM_CPU_OMP_THREADS_BIND)
+        cpus = server_cores(cfg, self.design, inst) if cfg.device == "cpu" else None
         return ServerProcess(
             name=name,
             argv=vllm_argv(cfg, self.model_dir, inst, kv, whole_prompts=name == "prefill"),
@@ -250,7 +291,7 @@ class Deployment:
                 log=self.dir / "logs" / "proxy.log",
                 health_url=f"http://{HOST}:{cfg.proxy_port}/health",
                 port=cfg.proxy_port,
-                cpus=parse_cpus(cfg.proxy_cpus),
+                cpus=parse_cpus(cfg.proxy_cpus) or free_cores(cfg, self.design),
             )
             self.servers["proxy"] = p
             self.startup_s["proxy"] = self.sup.start(p, step, 60.0)

@@ -34,6 +34,14 @@ def trace_step(c: ValidateConfig, design: str, ld) -> str:
     return f"trace-{design}-{ld.name}" if c.ladder.enabled else f"trace-{ld.name}"
 
 
+def loadgen_cores(c: ValidateConfig, design: str) -> list[int] | None:
+    """The load generator's cores: ``loadgen.cpus``, else the cores no engine of the design
+    computes on, else None (not pinned)."""
+    from experiments.validation.deploy import free_cores
+
+    return parse_cpus(c.loadgen.cpus) or free_cores(c.deploy, design)
+
+
 class LazyDeployment:
     """The deployment of one design, started on the first step that needs it."""
 
@@ -47,8 +55,11 @@ class LazyDeployment:
         self.dep = None
 
     def key(self) -> dict:
-        """What a step that talks to the deployment depends on."""
-        return {"design": self.design, "model_dir": self.model_dir, "deploy": asdict(self.cfg)}
+        """What a step that talks to the deployment depends on (with where its processes run)."""
+        from experiments.validation.deploy import placement
+
+        return {"design": self.design, "model_dir": self.model_dir, "deploy": asdict(self.cfg),
+                "cores": placement(self.cfg, self.design)}  # fmt: skip
 
     def ensure(self):
         from common.atomic import write_json_atomic
@@ -203,7 +214,8 @@ def replay_step(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDepl
     name = f"replay-{design}-{ld.name}-r{r}"
     spec = c.model.spec()
     seed = prompt_seed(c.seed, design, ld.name, r)
-    conf = {"deployment": dep.key(), "loadgen": asdict(c.loadgen), "repeat": r, "seed": seed}
+    conf = {"deployment": dep.key(), "loadgen": asdict(c.loadgen), "repeat": r, "seed": seed,
+            "loadgen_cores": loadgen_cores(c, design)}  # fmt: skip
 
     def rep_fn(d: Path):
         from common.atomic import write_json_atomic
@@ -221,10 +233,19 @@ def replay_step(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDepl
             f"seed={seed}", f"hydra.run.dir={out}",
             *c.loadgen.overrides,
         ]  # fmt: skip
+        sent = None
+        if sentinel_on:
+            with watched(name, dp, sup, clear_kv=dp.design == "splitwise"):
+                try:
+                    sent = speed_sentinel(c, design, ld.name, r, dp,
+                                          steps.path(f"probe-{design}"))  # fmt: skip
+                except StepError as e:
+                    raise StepError(name, f"speed sentinel: {e.reason}") from None
+            write_json_atomic(d / "sentinel.json", sent)
         rec = Records(dp)
         with watched(name, dp, sup, clear_kv=dp.design == "splitwise"):
             run_tool(name, argv, d / "loadgen.log", float(c.loadgen.timeout_s),
-                     cpus=parse_cpus(c.loadgen.cpus))  # fmt: skip
+                     cpus=loadgen_cores(c, design))  # fmt: skip
         sup.check(name)
         rd = rec.delay.stop()
         deltas = rec.prefix_cache()
@@ -235,7 +256,31 @@ def replay_step(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDepl
         rec.check_no_reuse(name, deltas)
         summ = json.loads((out / "summary.json").read_text())
         return {"dir": str(out), "completed": summ.get("requests", {}).get("completed"),
-                "records": str(d / "records.json")}  # fmt: skip
+                "records": str(d / "records.json"), "sentinel": sent}  # fmt: skip
 
-    steps.run(name, conf, rep_fn, inputs=[trace_step(c, design, ld)])
+    # the sentinel compares with the probes' run: only where the probes ran
+    sentinel_on = bool(c.probes.enabled and c.probes.sentinel_streams
+                       and f"probe-{design}" in steps.results)  # fmt: skip
+    inputs = [trace_step(c, design, ld), *([f"probe-{design}"] if sentinel_on else [])]
+    if sentinel_on:
+        conf["sentinel"] = {k: getattr(c.probes, k) for k in
+                            ("sentinel_streams", "delta_prompt_tokens", "delta_output_tokens")}
+    steps.run(name, conf, rep_fn, inputs=inputs)
     return steps.path(name) / "run"
+
+
+def speed_sentinel(c: ValidateConfig, design: str, load: str, r: int, dp, probe_dir: Path) -> dict:
+    """The rung's speed sentinel (:mod:`experiments.validation.sentinel`) on the running
+    deployment: {'streams', 'gap_s', 'probe_gap_s', 'factor', 'n_gaps', 'probe_n_gaps', 't_s'}."""
+    from experiments.validation.sentinel import measure, probe_gap, sentinel_seed
+
+    pc = c.probes
+    n, ref, ref_n = probe_gap(probe_dir / "probes.csv", int(pc.sentinel_streams))
+    m = measure(dp.url, model=str(dp.model_dir), streams=n,
+                prompt_tokens=int(pc.delta_prompt_tokens),
+                output_tokens=int(pc.delta_output_tokens),
+                seed=sentinel_seed(int(c.seed), design, load, r),
+                vocab=c.model.spec().vocab_size, timeout_s=float(pc.timeout_s),
+                design=design)  # fmt: skip
+    return {"streams": n, "gap_s": m["gap_s"], "probe_gap_s": ref, "factor": m["gap_s"] / ref,
+            "n_gaps": m["n_gaps"], "probe_n_gaps": ref_n, "t_s": m["t_s"]}  # fmt: skip

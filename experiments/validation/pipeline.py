@@ -115,7 +115,6 @@ def run(c: ValidateConfig, run_dir: str | Path, argv: list[str] | None = None) -
 def _profile(c: ValidateConfig, design: str, steps, model_dir: str) -> tuple[str | None, str]:
     """(the profile source of a design's instances (None: profile.mode=skip), its step)."""
     prof = c.profile
-    design = "baseline" if design == "baseline2" else design  # the same instances
     name = f"profile-{design}"
     if prof.mode == "skip":
         return None, name
@@ -123,19 +122,22 @@ def _profile(c: ValidateConfig, design: str, steps, model_dir: str) -> tuple[str
         src = str(prof.source)
         steps.run(name, {"source": src}, lambda d: {"source": src})
         return src, name
-    # measure: each instance runs the model with the same settings on its own core(s); one
-    # profile serves both designs when the co-located and prefill instances have the same
-    # settings (the port aside): step "profile"
+    # measure: the design's first instance runs the model with the same settings on its own
+    # core(s). per_design (the default): measured again right before each design's block (the
+    # machine's own speed drifts by 5-20% within minutes to an hour, NOTES.md), so each design is
+    # simulated with the engine as fast as it is then; otherwise one profile serves every design
+    # whose first instance has the same settings (the port aside): step "profile"
     d = c.deploy
-    inst = d.colocated if design == "baseline" else d.prefill
+    inst = d.colocated if design.startswith("baseline") else d.prefill
 
     def settings(x):
-        return {k: v for k, v in asdict(x).items() if k != "port"}
+        return {k: v for k, v in asdict(x).items() if k not in ("port", "server_cpus")}
 
-    if settings(d.colocated) == settings(d.prefill):
+    if not prof.per_design and settings(d.colocated) == settings(d.prefill):
         name = "profile"
     conf = {"model_dir": model_dir, "overrides": list(prof.overrides), "instance": settings(inst),
-            "device": d.device, "dtype": d.dtype}  # fmt: skip
+            "device": d.device, "dtype": d.dtype,
+            **({"design": design} if prof.per_design else {})}  # fmt: skip
     cpus = parse_cpus(inst.cpus) if d.device == "cpu" else None
 
     def fn(out: Path):
@@ -179,20 +181,23 @@ def _design(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, s
     if source is not None and c.probes.enabled:
         probes = probe_step(c, design, steps, dep, sup, source, prof_step, cal is not None)
     sim_dirs: dict[str, Path] = {}
-    pred = None
+    pred = late = None
     if source is not None:
-        loads, sim_dirs, pred = _simulate(c, design, loads, steps, source, prof_step, probes,
-                                          kv_ov)  # fmt: skip
-    real_dirs = _real(c, design, loads, steps, dep, sup, sim_dirs)
+        loads, sim_dirs, pred, late = _simulate(c, design, loads, steps, source, prof_step,
+                                                probes, kv_ov)  # fmt: skip
+    real_dirs = _real(c, design, loads, steps, dep, sup, sim_dirs, late)
     if sim_dirs:
-        _judge(c, design, loads, steps, sim_dirs, real_dirs, pred)
+        _judge(c, design, loads, steps, sim_dirs, real_dirs, pred, late is not None)
     return loads
 
 
 def _simulate(c: ValidateConfig, design: str, loads, steps, source: str, prof_step: str,
-              probes: dict | None, kv_ov: list[str]) -> tuple[list, dict, dict | None]:  # fmt: skip
+              probes: dict | None, kv_ov: list[str]):  # fmt: skip
     """``fit-<design>``, the ladder's ``predict-<design>`` (when enabled) and each load's
-    ``simulate-<design>-<load>``; (the loads, their simulated run folders, the prediction)."""
+    ``simulate-<design>-<load>``; (the loads, their simulated run folders, the prediction, and
+    ``late``: with ``simulate.speed_sentinel``, a function (load, its real runs) -> the load's
+    simulated run folder, run after the rung's speed sentinel, instead of the folders now)."""
+    from experiments.validation.sentinel import factor, scaled_profile, scaled_terms
     from experiments.validation.simargs import sim_overrides
     from experiments.validation.workload import build_trace
 
@@ -206,10 +211,13 @@ def _simulate(c: ValidateConfig, design: str, loads, steps, source: str, prof_st
     steps.run(fit, {"source": source}, fit_fn, inputs=[prof_step])
     ov = [*sim_overrides(c, design, source, probes), *kv_ov]
 
-    def simulate(trace: Path, out: Path, name: str = f"predict-{design}") -> Path:
+    def simulate(trace: Path, out: Path, name: str = f"predict-{design}", f: float = 1.0) -> Path:
+        src, o = source, ov
+        if f != 1.0:  # the engine at the speed the rung's sentinel measured
+            src, o = str(scaled_profile(source, f, out / "profile")), scaled_terms(ov, f)
         argv = [script("splitbench-replay"), "trace=path", f"trace.path={trace}",
-                f"profiles.source={source}", f"seed={c.seed}", f"hydra.run.dir={out}",
-                *ov]  # fmt: skip
+                f"profiles.source={src}", f"seed={c.seed}", f"hydra.run.dir={out}",
+                *o]  # fmt: skip
         run_tool(name, argv, out / "replay.log", 1800)
         return out
 
@@ -228,25 +236,40 @@ def _simulate(c: ValidateConfig, design: str, loads, steps, source: str, prof_st
         for ld in loads:
             steps.run(trace_step(c, design, ld), asdict(ld),
                       lambda d, ld=ld: build_trace(ld, d))  # fmt: skip
+    def sim_load(ld, reps: list[Path] | None = None) -> Path:
+        name = f"simulate-{design}-{ld.name}"
+        tstep = trace_step(c, design, ld)
+        f = 1.0
+        key = {"overrides": ov, "source": source}
+        inputs = [fit, tstep]
+        if reps is not None:
+            sents = [steps.results.get(p.parent.name, {}).get("sentinel") for p in reps]
+            f = factor(sents)
+            key["speed_factor"] = round(f, 6)
+            inputs += [p.parent.name for p in reps]
+
+        def sim_fn(d: Path):
+            simulate(steps.path(tstep) / "trace.csv", d, name, f)
+            return {"dir": str(d), "speed_factor": f}
+
+        steps.run(name, key, sim_fn, inputs=inputs)
+        return steps.path(name)
+
     sim_dirs: dict[str, Path] = {}
+    late = None
     if c.simulate.enabled:
-        for ld in loads:
-            name = f"simulate-{design}-{ld.name}"
-            tstep = trace_step(c, design, ld)
-
-            def sim_fn(d: Path, tstep=tstep, name=name):
-                simulate(steps.path(tstep) / "trace.csv", d, name)
-                return {"dir": str(d)}
-
-            steps.run(name, {"overrides": ov, "source": source}, sim_fn, inputs=[fit, tstep])
-            sim_dirs[ld.name] = steps.path(name)
-    return loads, sim_dirs, pred
+        if c.simulate.speed_sentinel and probes is not None and c.probes.sentinel_streams:
+            late = sim_load
+        else:
+            sim_dirs = {ld.name: sim_load(ld) for ld in loads}
+    return loads, sim_dirs, pred, late
 
 
 def _real(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, sup,
-          sim_dirs: dict[str, Path]) -> dict[str, list[Path]]:  # fmt: skip
+          sim_dirs: dict[str, Path], late=None) -> dict[str, list[Path]]:  # fmt: skip
     """Each load's real runs (``replay-<design>-<load>-r<k>``) and, where it was simulated, its
-    ``compare-<design>-<load>``; the real run folders per load."""
+    ``compare-<design>-<load>``; the real run folders per load. ``late`` (see :func:`_simulate`):
+    each load simulated after its runs' speed sentinels (added to ``sim_dirs``)."""
     from experiments.validation.compare import compare_runs, load_run, plot_cdfs
 
     first = "decode" if design == "splitwise" else "prompt"
@@ -254,6 +277,8 @@ def _real(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, sup
     for ld in loads:
         reps = [replay_step(c, design, ld, r, steps, dep, sup) for r in range(int(c.repeats))]
         real_dirs[ld.name] = reps
+        if late is not None:
+            sim_dirs[ld.name] = late(ld, reps)
         if ld.name not in sim_dirs:
             continue
         name = f"compare-{design}-{ld.name}"
@@ -276,8 +301,10 @@ def _real(c: ValidateConfig, design: str, loads, steps, dep: LazyDeployment, sup
     return real_dirs
 
 
-def _judge(c: ValidateConfig, design: str, loads, steps, sim_dirs, real_dirs, pred) -> None:
-    """``judge-<design>``: errors.csv (paired bootstrap intervals) and capacity.csv."""
+def _judge(c: ValidateConfig, design: str, loads, steps, sim_dirs, real_dirs, pred,
+           same_runs: bool = False) -> None:  # fmt: skip
+    """``judge-<design>``: errors.csv (paired bootstrap intervals) and capacity.csv (``same_runs``:
+    the simulated capacity and R* from the simulated rungs, :func:`.scoring.design_tables`)."""
     from common.atomic import write_text_atomic
     from experiments.validation.scoring import design_tables
 
@@ -288,11 +315,12 @@ def _judge(c: ValidateConfig, design: str, loads, steps, sim_dirs, real_dirs, pr
         inputs.append(f"predict-{design}")
 
     def fn(d: Path):
-        err, cap = design_tables(c, design, judged, sim_dirs, real_dirs, traces, pred)
+        err, cap = design_tables(c, design, judged, sim_dirs, real_dirs, traces, pred,
+                                 same_runs)  # fmt: skip
         write_text_atomic(d / "errors.csv", err.to_csv(index=False, float_format="%.6g"))
         write_text_atomic(d / "capacity.csv", cap.to_csv(index=False, float_format="%.6g"))
         return {"errors": str(d / "errors.csv"), "capacity": str(d / "capacity.csv")}
 
     key = {"compare": asdict(c.compare), "ladder_slo": asdict(c.ladder.slo),
-           "rstar_trace": c.ladder.rstar_trace}  # fmt: skip
+           "rstar_trace": c.ladder.rstar_trace, "same_runs": same_runs}  # fmt: skip
     steps.run(f"judge-{design}", key, fn, inputs=inputs)

@@ -76,15 +76,20 @@ def paired_samples(sim_dir: Path, real_dirs: list[Path], first_token: str) -> di
 
 
 def design_tables(
-    c, design: str, loads, sim_dirs: dict, real_dirs: dict, trace_csv: dict, pred: dict | None
+    c, design: str, loads, sim_dirs: dict, real_dirs: dict, trace_csv: dict, pred: dict | None,
+    same_runs: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(errors, capacity) tables of one design (:data:`judge.ERROR_COLUMNS`,
-    :data:`judge.CAPACITY_COLUMNS`)."""
+    :data:`judge.CAPACITY_COLUMNS`). The simulated capacity and R*: the prediction's (a long
+    overload run, bisection), or with ``same_runs`` (each rung simulated at the speed its
+    sentinel measured) the real side's estimators on the simulated runs of the same rungs
+    (completions/s of the overload rung; R* interpolated between the bracketing rungs). The
+    rungs' ``rate_fraction`` is of the predicted R* either way (the ladder's labels)."""
     cc = c.compare
     first = "decode" if design == "splitwise" else "prompt"
     cap_sim = (pred or {}).get("capacity_rps", math.nan)
     rstar_sim = (pred or {}).get("rstar_rps", math.nan)
-    rows, p90 = [], []
+    rows, p90, p90_sim = [], [], []
     for ld in loads:
         if ld.name not in sim_dirs or not real_dirs.get(ld.name):
             continue
@@ -105,6 +110,10 @@ def design_tables(
             get = {(r["metric"], r["stat"]): r["real"] for r in part}
             p90.append((offered, judge.slo_ratio(get[("ttft", "p90")], get[("tbt", "p90")],
                                                  c.ladder.slo.ttft_p90_s, c.ladder.slo.tbt_p90_s)))  # fmt: skip
+            gs = {(r["metric"], r["stat"]): r["sim"] for r in part}
+            p90_sim.append((offered, judge.slo_ratio(gs[("ttft", "p90")], gs[("tbt", "p90")],
+                                                     c.ladder.slo.ttft_p90_s,
+                                                     c.ladder.slo.tbt_p90_s)))  # fmt: skip
     errors = pd.DataFrame(rows, columns=judge.ERROR_COLUMNS)
     cap_real = {"value": math.nan}
     over = [ld for ld in loads if ld.name.endswith("C") and real_dirs.get(ld.name)]
@@ -116,9 +125,18 @@ def design_tables(
         cap_real = {k: float(np.nanmean([v[k] for v in vals])) for k in ("value", "ci_low",
                                                                         "ci_high")}  # fmt: skip
     rs = judge.rstar_interpolated(*zip(*p90, strict=True)) if p90 else {"value": math.nan}
+    rstar_cap = rstar_sim
+    if same_runs:
+        cap_sim = math.nan
+        if over and over[0].name in sim_dirs:
+            req = load_run(sim_dirs[over[0].name], first_token=first).requests
+            cap_sim = judge.capacity_rps(req["arrival_s"], req["e2e_s"], cc.trim,
+                                         cc.confidence)["value"]  # fmt: skip
+        rstar_cap = (judge.rstar_interpolated(*zip(*p90_sim, strict=True))["value"]
+                     if p90_sim else math.nan)  # fmt: skip
     capacity = pd.DataFrame(
         judge.capacity_rows(design, {"sim": cap_sim, "real": cap_real},
-                            {"sim": rstar_sim, "real": {"value": rs["value"]}}),
+                            {"sim": rstar_cap, "real": {"value": rs["value"]}}),
         columns=judge.CAPACITY_COLUMNS,
     )  # fmt: skip
     return errors, capacity

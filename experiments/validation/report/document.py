@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from common.atomic import write_json_atomic, write_text_atomic
+from experiments.validation.report.drift_sections import DRIFT_COLUMNS, drift_rows, drift_section
 from experiments.validation.report.error_sections import (
     contention_rows,
     contention_section,
@@ -47,6 +48,7 @@ class Contents:
     profile: str | None  # the phase profile behind the fit
     calibrated: bool
     contention: pd.DataFrame  # contention.csv (the real runs' CPU run delay)
+    drift: pd.DataFrame  # drift.csv (the engine's speed over the run)
 
 
 def compare_outputs(c, loads, steps) -> tuple[list[pd.DataFrame], list]:
@@ -94,10 +96,12 @@ def write_report(c, loads, steps, run_dir: Path, out_dir: Path | None, argv: lis
     )
     L += contention_section(c, steps, every)
     contention = pd.DataFrame(contention_rows(c, steps, every))
+    drift = pd.DataFrame(drift_rows(c, steps, every), columns=DRIFT_COLUMNS)
+    L += drift_section(c, drift.to_dict("records"))
     L += ["## Command and versions", "", "```", " ".join(argv), "```", "",
           "```json", json.dumps(ver, indent=1, sort_keys=True), "```", ""]  # fmt: skip
     out = Contents("\n".join(L) + "\n", ver, traces, serving, df, summ, jerr, jcap, figs,
-                   src.get("source"), bool(cal), contention)  # fmt: skip
+                   src.get("source"), bool(cal), contention, drift)  # fmt: skip
     for d in [run_dir] + ([out_dir] if out_dir is not None else []):
         publish(out, d, c, steps, published=d != run_dir)
     return len(df) if df is not None else 0
@@ -121,6 +125,8 @@ def publish(r: Contents, d: Path, c, steps, published: bool) -> None:
     if len(r.contention):
         write_text_atomic(d / "contention.csv",
                           r.contention.to_csv(index=False, float_format="%.4g"))  # fmt: skip
+    if len(r.drift):
+        write_text_atomic(d / "drift.csv", r.drift.to_csv(index=False, float_format="%.4g"))
     if r.judged is not None:
         write_text_atomic(d / "errors.csv", r.judged.to_csv(index=False, float_format="%.6g"))
     if r.capacity is not None:
@@ -134,10 +140,10 @@ def publish(r: Contents, d: Path, c, steps, published: bool) -> None:
             for n, png in r.figs:
                 shutil.copyfile(png, d / n)
     if published:
-        copy_records(r, d, steps)
+        copy_records(r, d, c, steps)
 
 
-def copy_records(r: Contents, d: Path, steps) -> None:
+def copy_records(r: Contents, d: Path, c, steps) -> None:
     """The records behind a published report: the real runs' per-request records (to recompute
     and audit), the phase profile behind the fit, the KV calibration's records."""
     for name in sorted(n for n in steps.results if n.startswith("replay-")):
@@ -147,13 +153,21 @@ def copy_records(r: Contents, d: Path, steps) -> None:
             if f.is_file():
                 (d / "runs" / name).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(f, d / "runs" / name / f.name)
-    prof = r.profile
-    if prof and Path(prof).is_file():
-        (d / "profile").mkdir(exist_ok=True)
-        shutil.copyfile(prof, d / "profile" / "profiles.csv")
+    # the first design's profile as profile/, every other design's own (profile.per_design) as
+    # profile/<design>/
+    srcs = [(design, (steps.results.get(f"fit-{design}") or {}).get("source"))
+            for design in c.designs]  # fmt: skip
+    seen = set()
+    for design, prof in [("", r.profile), *srcs]:
+        if not prof or prof in seen or not Path(prof).is_file():
+            continue
+        seen.add(prof)
+        pd_ = d / "profile" / design
+        pd_.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(prof, pd_ / "profiles.csv")
         meta = Path(prof).with_name("profiles.meta.json")
         if meta.is_file():
-            shutil.copyfile(meta, d / "profile" / "profiles.meta.json")
+            shutil.copyfile(meta, pd_ / "profiles.meta.json")
     if r.calibrated:
         cdir = steps.path("calibrate-splitwise")
         for n in ("kv_transfer.csv", "kv_transfer.json"):

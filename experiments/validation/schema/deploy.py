@@ -20,8 +20,8 @@ DEVICES = ("cpu", "cuda")
 class InstanceConfig:
     """One vLLM server. ``cpus``: cores its OpenMP threads are bound to (CPU) or CUDA device
     ids (GPU); ``server_cpus`` (CPU): cores of the server's other threads and processes (the API
-    server, the engine core's scheduler), null: ``cpus`` too (they then share the compute
-    core); ``kvcache_gib``: its KV cache (CPU; on a GPU ``gpu_memory_utilization``)."""
+    server, the engine core's scheduler), null: the cores no engine of the design computes on,
+    or ``cpus`` when every core computes (:func:`experiments.validation.deploy.server_cores`); ``kvcache_gib``: its KV cache (CPU; on a GPU ``gpu_memory_utilization``)."""
 
     port: int = 8100
     cpus: str = "0"
@@ -75,7 +75,7 @@ class DeployConfig:
     prefill: InstanceConfig = field(default_factory=lambda: InstanceConfig(8110, "0"))
     decode: InstanceConfig = field(default_factory=lambda: InstanceConfig(8120, "1"))
     proxy_port: int = 8130  # the proxy (splitwise) or the router (baseline2)
-    proxy_cpus: str | None = None
+    proxy_cpus: str | None = None  # null: the cores no engine computes on (else not pinned)
     connector: ConnectorConfig = field(default_factory=ConnectorConfig)
 
     def check(self, designs: list[str], key: str = "deploy") -> None:

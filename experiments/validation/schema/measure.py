@@ -53,6 +53,9 @@ class ProbesConf:
     stall_lengths: list[int] = field(default_factory=lambda: [250, 700, 1500])
     stall_repeats: int = 2
     timeout_s: float = 600.0  # bound on every probe of one design
+    # the speed sentinel before each real run (experiments.validation.sentinel): the delta
+    # probe's run of the most streams it ran up to this many, again; 0: none
+    sentinel_streams: int = 8
 
     def check(self, max_model_len: int, max_num_seqs: int, key: str = "probes") -> None:
         for name in ("alpha_lengths", "delta_streams", "stall_lengths"):
@@ -81,6 +84,10 @@ class ProbesConf:
         need(self.delta_prompt_tokens + self.delta_output_tokens < max_model_len,
              f"{key}.delta_output_tokens", "prompt + output must fit deploy.max_model_len")  # fmt: skip
         pos(self.timeout_s, f"{key}.timeout_s")
+        at_least(self.sentinel_streams, 0, f"{key}.sentinel_streams")
+        need(self.sentinel_streams == 0 or self.sentinel_streams >= min(self.delta_streams),
+             f"{key}.sentinel_streams", f"must be 0 or >= the fewest probes.delta_streams "
+             f"({min(self.delta_streams)}), got {self.sentinel_streams}")  # fmt: skip
 
 
 @dataclass
@@ -88,6 +95,9 @@ class ProfileConf:
     mode: str = "measure"  # measure (splitbench-characterize engine=vllm) | source | skip
     source: str | None = None  # mode=source: an existing profile CSV or folder
     overrides: list[str] = field(default_factory=lambda: ["power=off", "sweep=vllm-validate"])
+    # measure: a profile per design, measured right before its block (the machine's speed
+    # drifts); false: one profile for every design with the same instance settings
+    per_design: bool = True
 
     def check(self, key: str = "profile") -> None:
         need(self.mode in PROFILE_MODES, f"{key}.mode",

@@ -19,6 +19,9 @@ class SimulateConf:
         default_factory=lambda: {"baseline": "vllm", "baseline2": "vllm", "splitwise": "vllm"}
     )
     default_max_num_batched_tokens: int = 2048  # vLLM's OpenAI-server default on a CPU
+    # each rung simulated with the engine's speed of the moment: the profile's latencies and the
+    # engine-time serving terms times the speed sentinel's factor (experiments.validation.sentinel)
+    speed_sentinel: bool = True
     overrides: list[str] = field(default_factory=list)
     designs: dict[str, list[str]] = field(default_factory=lambda: {"baseline": [],
                                                                    "splitwise": []})  # fmt: skip
@@ -35,7 +38,9 @@ class SimulateConf:
 @dataclass
 class LoadgenConf:
     overrides: list[str] = field(default_factory=list)  # extra splitbench-loadgen overrides
-    cpus: str | None = None  # the load generator's cores (null: not pinned)
+    # the load generator's cores (null: the cores no engine of the design computes on, else
+    # not pinned)
+    cpus: str | None = None
     timeout_s: float = 600.0  # bound on one load-generator run
 
     def check(self, key: str = "loadgen") -> None:
