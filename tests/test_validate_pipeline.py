@@ -688,3 +688,33 @@ def test_predict_finds_capacity_and_rstar_of_a_known_server(tmp_path):
     bad = [p["rate"] for p in rs if p["slo_ratio"] > 1]
     assert res["rstar_rps"] == max(ok) and (not bad or min(bad) > res["rstar_rps"])
     assert (tmp_path / f"capacity-{8:.6g}" / "trace.csv").is_file()
+
+
+def test_simulated_gaps_are_rebuilt_per_request_from_the_iterations(tmp_path):
+    """A request's simulated TBT gaps are its machine's iteration durations from its first token
+    to its last (not its mean gap repeated); a request whose count does not match falls back to
+    the mean."""
+    import pandas as pd
+
+    from experiments.validation.scoring import _sim_samples, iteration_ends
+
+    d = tmp_path / "sim"
+    d.mkdir()
+    # machine 0: a prefill (0.1 s), then 3 decode iterations of 0.02, 0.03, 0.04 s
+    pd.DataFrame({"machine": [0, 0], "role": ["mixed", "mixed"], "start_s": [0.0, 0.1],
+                  "iterations": [1, 3], "first_s": [0.1, 0.02], "increment_s": [0.0, 0.01],
+                  "batch_size": [0, 2], "first_excluded": [0, 0],
+                  "prefill_tokens": [10, 0]}).to_parquet(d / "iterations.parquet")  # fmt: skip
+    n = 2
+    pd.DataFrame({
+        "request_id": [0, 1], "arrival_s": [0.0, 0.0], "prompt_tokens": 5,
+        "output_tokens": [4, 6], "prompt_machine": 0, "token_machine": 0, "queue_s": 0.0,
+        "ttft_s": [0.1, 0.1], "e2e_s": [0.19, 0.19], "kv_transfer_s": 0.0,
+        "tbt_mean_s": [0.03, 0.018], "tbt_max_s": 0.04, "preemptions": [0] * n,
+    }).to_parquet(d / "requests.parquet")  # fmt: skip
+    pd.DataFrame({"request_id": pd.Series([], dtype="int64"),
+                  "gap_s": pd.Series([], dtype=float)}).to_parquet(d / "request_gaps.parquet")  # fmt: skip
+    np.testing.assert_allclose(iteration_ends(d)[0], [0.1, 0.12, 0.15, 0.19])
+    s = _sim_samples(d, "prompt")
+    np.testing.assert_allclose(s[0]["tbt"], [0.02, 0.03, 0.04])  # exact
+    np.testing.assert_allclose(s[1]["tbt"], [0.018] * 5)  # 5 gaps expected, 3 found: the mean

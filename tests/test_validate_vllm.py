@@ -202,3 +202,32 @@ def test_kv_cache_too_small(tmp_path, model_dir):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: step deploy-baseline: colocated")
     assert _ps_args(str(tmp_path)) == []
+
+
+def test_mini_ladder_baseline(tmp_path, model_dir):
+    """make validate in small: the simulator's C and R* place a two-rung ladder (0.5 x R* and
+    an overload at 1.3 x C), each rung has its speed sentinel and is simulated at its factor,
+    and the judge writes errors and capacity for both sides."""
+    r = _app(tmp_path, "designs=[baseline]", "ladder.enabled=true", "ladder.min_requests=20",
+             "ladder.fractions={azure-conv-2023: [0.5]}", "~ladder.fractions.azure-code-2023",
+             "ladder.sentinel={}", "repeats=1", "profile.mode=source", f"profile.source={PROFILE}",
+             *PROBES, "probes.sentinel_streams=4", f"deploy.colocated.port={free_port()}",
+             f"model.dir={model_dir}", "model.build=false", "preflight.on_busy=flag",
+             "compare.bootstrap=200", "hydra.run.dir=out")  # fmt: skip
+    out = tmp_path / "out"
+    assert r.returncode == 0, r.stderr[-2000:]
+    pred = json.loads((out / "predict-baseline" / "step.json").read_text())["result"]
+    assert 0 < pred["rstar_rps"] <= pred["capacity_rps"]
+    rungs = sorted(p.name for p in out.glob("replay-baseline-*-r0"))
+    assert rungs == ["replay-baseline-conv-0.5R-r0", "replay-baseline-conv-1.3C-r0"]
+    for name in rungs:
+        sent = json.loads((out / name / "sentinel.json").read_text())
+        assert sent["streams"] == 4 and sent["factor"] > 0
+    err = pd.read_csv(out / "judge-baseline" / "errors.csv")
+    assert set(err["load"]) == {"conv-0.5R", "conv-1.3C"}
+    lat = err[err["metric"].isin(["ttft", "tbt", "e2e"])]
+    assert lat["sim"].notna().all() and lat["real"].notna().all()
+    cap = pd.read_csv(out / "judge-baseline" / "capacity.csv").set_index("quantity")
+    assert np.isfinite(cap.loc["capacity_rps", ["sim", "real"]].astype(float)).all()
+    assert (out / "drift.csv").is_file() and (out / "report.md").is_file()
+    assert _ps_args(str(tmp_path)) == []

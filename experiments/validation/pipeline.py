@@ -79,10 +79,12 @@ def run(c: ValidateConfig, run_dir: str | Path, argv: list[str] | None = None) -
 
     run_dir = Path(run_dir).resolve()
     check_ports(c)
-    quiet = [check_quiet(c.preflight.max_loadavg, c.preflight.on_busy, "at the start")]
+    # every invocation's records, appended (a resumed run keeps those of the real runs it reuses)
+    quiet = _earlier_preflight(run_dir / "preflight.json")
+    quiet.append(check_quiet(c.preflight.max_loadavg, c.preflight.on_busy, "at the start"))
     steps = Steps(run_dir, log=lambda s: print(s, flush=True))
-    if quiet[0]["busy"]:
-        print(f"warning: busy machine (1-minute load {quiet[0]['load1']:.2f}): flagged",
+    if quiet[-1]["busy"]:
+        print(f"warning: busy machine (1-minute load {quiet[-1]['load1']:.2f}): flagged",
               flush=True)  # fmt: skip
     write_json_atomic(run_dir / "preflight.json", {"loadavg": quiet})
     with Supervisor() as sup:
@@ -110,6 +112,16 @@ def run(c: ValidateConfig, run_dir: str | Path, argv: list[str] | None = None) -
     print(f"validation run dir: {run_dir} ({len(steps.ran)} steps ran, {len(steps.reused)} "
           "reused)")  # fmt: skip
     return {"run_dir": str(run_dir), "ran": steps.ran, "reused": steps.reused, "rows": rows}
+
+
+def _earlier_preflight(path: Path) -> list[dict]:
+    """The preflight records of earlier invocations in this run dir ([] without)."""
+    import json
+
+    try:
+        return list(json.loads(path.read_text()).get("loadavg") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def _profile(c: ValidateConfig, design: str, steps, model_dir: str) -> tuple[str | None, str]:
@@ -197,8 +209,8 @@ def _simulate(c: ValidateConfig, design: str, loads, steps, source: str, prof_st
     ``simulate-<design>-<load>``; (the loads, their simulated run folders, the prediction, and
     ``late``: with ``simulate.speed_sentinel``, a function (load, its real runs) -> the load's
     simulated run folder, run after the rung's speed sentinel, instead of the folders now)."""
-    from experiments.validation.sentinel import factor, scaled_profile, scaled_terms
-    from experiments.validation.simargs import sim_overrides
+    from experiments.validation.sentinel import factor
+    from experiments.validation.simargs import replay_argv, sim_overrides
     from experiments.validation.workload import build_trace
 
     fit = f"fit-{design}"
@@ -212,13 +224,8 @@ def _simulate(c: ValidateConfig, design: str, loads, steps, source: str, prof_st
     ov = [*sim_overrides(c, design, source, probes), *kv_ov]
 
     def simulate(trace: Path, out: Path, name: str = f"predict-{design}", f: float = 1.0) -> Path:
-        src, o = source, ov
-        if f != 1.0:  # the engine at the speed the rung's sentinel measured
-            src, o = str(scaled_profile(source, f, out / "profile")), scaled_terms(ov, f)
-        argv = [script("splitbench-replay"), "trace=path", f"trace.path={trace}",
-                f"profiles.source={src}", f"seed={c.seed}", f"hydra.run.dir={out}",
-                *o]  # fmt: skip
-        run_tool(name, argv, out / "replay.log", 1800)
+        # f: the engine at the speed the rung's sentinel measured
+        run_tool(name, replay_argv(trace, out, source, c.seed, ov, f), out / "replay.log", 1800)
         return out
 
     pred = None

@@ -3,11 +3,13 @@
 Pairing: a simulated request and a real one are the same trace request (same id). For every
 real repeat, each request completed on both sides is one pair; the bootstrap resamples pairs.
 Samples per request: TTFT and E2E (one value each); TBT: every gap of the request. Real gaps
-are the client's token times (``tokens.parquet``). The simulator keeps most gaps per iteration
-span, not per request: a simulated request's TBT sample is its explicit gaps
-(``request_gaps.parquet``) plus its remaining gaps at their mean (from ``tbt_mean_s``), so the
-simulated TBT percentiles here can differ slightly from the exact token-weighted ones of the
-comparison table (said in the report). The split design's first token is taken at the decode
+are the client's token times (``tokens.parquet``). Simulated gaps are rebuilt per request from
+the run's iterations (``iterations.parquet``: the request's first token, then every iteration end
+of its token machine up to its last token; :func:`_sim_samples`), exact where their count is the
+request's; elsewhere (a run without iterations) its explicit gaps (``request_gaps.parquet``)
+plus the rest at their mean (``tbt_mean_s``). Until 7 Dec 2026 every simulated request took that
+mean, which flattened the simulated TBT distribution (P50 up, P90 down; see
+results/reference/validation/NOTES.md). The split design's first token is taken at the decode
 instance on both sides.
 """
 
@@ -38,11 +40,44 @@ def _real_samples(path: Path) -> dict[int, dict[str, np.ndarray]]:
     return out
 
 
+# a simulated token time and an iteration end are the same sum in a different order: equal
+# within this (s); iterations last milliseconds
+_TIME_TOL_S = 1e-7
+
+
+def iteration_ends(path: Path) -> dict[int, np.ndarray] | None:
+    """machine -> the sorted end times (s) of every iteration it ran (``iterations.parquet``'s
+    spans: iteration k of a span lasts ``first_s + k * increment_s``, back to back from
+    ``start_s``); None without the file or its columns."""
+    f = Path(path) / "iterations.parquet"
+    if not f.is_file():
+        return None
+    it = pd.read_parquet(f)
+    if not {"machine", "start_s", "iterations", "first_s", "increment_s"} <= set(it.columns):
+        return None
+    it = it[it["iterations"] > 0]
+    n = it["iterations"].to_numpy(dtype=np.int64)
+    span = np.repeat(np.arange(n.size), n)
+    k = np.arange(int(n.sum())) - (np.cumsum(n) - n)[span]
+    dur = it["first_s"].to_numpy(dtype=float)[span] + k * it["increment_s"].to_numpy(dtype=float)[span]
+    csum = np.cumsum(dur)
+    before = (csum - dur)[(np.cumsum(n) - n)]  # the running sum at each span's first iteration
+    ends = it["start_s"].to_numpy(dtype=float)[span] + csum - before[span]
+    mach = it["machine"].to_numpy(dtype=np.int64)[span]
+    return {int(m): np.sort(ends[mach == m]) for m in np.unique(mach)}
+
+
 def _sim_samples(path: Path, first_token: str) -> dict[int, dict[str, np.ndarray]]:
+    """request id -> its TTFT, E2E and TBT gaps in a simulated run. The gaps are exact where
+    the run has its iterations: the request's token times are its first token and every
+    iteration end of its token machine up to its last token (a running request gets a token in
+    every iteration, as in vLLM's scheduler), used when their count is the request's (else, as
+    for a run without iterations: its explicit gaps and the rest at their mean)."""
     run = load_run(path, first_token=first_token)
     rg = pd.read_parquet(path / "request_gaps.parquet") if (path / "request_gaps.parquet").is_file() \
         else pd.DataFrame({"request_id": [], "gap_s": []})  # fmt: skip
     explicit = {int(k): g["gap_s"].to_numpy(dtype=float) for k, g in rg.groupby("request_id")}
+    ends = iteration_ends(path)
     out = {}
     for r in run.requests.itertuples(index=False):
         if not np.isfinite(r.e2e_s):
@@ -54,9 +89,18 @@ def _sim_samples(path: Path, first_token: str) -> dict[int, dict[str, np.ndarray
             total -= ex[0]
             ex = ex[1:]
             n -= 1
-        rest = n - ex.size
-        mean_rest = (total - ex.sum()) / rest if rest > 0 else 0.0
-        gaps = np.concatenate([ex, np.full(max(rest, 0), mean_rest)])
+        gaps = None
+        if ends is not None and int(r.token_machine) in ends:
+            e = ends[int(r.token_machine)]
+            t1, tn = float(r.arrival_s + r.ttft_s), float(r.arrival_s + r.e2e_s)
+            lo = np.searchsorted(e, t1 + _TIME_TOL_S, side="right")
+            hi = np.searchsorted(e, tn + _TIME_TOL_S, side="right")
+            if hi - lo == n and (n == 0 or abs(e[hi - 1] - tn) <= _TIME_TOL_S):
+                gaps = np.diff(np.concatenate([[t1], e[lo:hi]]))
+        if gaps is None:
+            rest = n - ex.size
+            mean_rest = (total - ex.sum()) / rest if rest > 0 else 0.0
+            gaps = np.concatenate([ex, np.full(max(rest, 0), mean_rest)])
         out[int(r.request_id)] = {"ttft": np.array([r.ttft_s]), "e2e": np.array([r.e2e_s]),
                                   "tbt": gaps}  # fmt: skip
     return out

@@ -61,6 +61,21 @@ def sim_overrides(c: ValidateConfig, design: str, source: str, probes: dict | No
     return [*ov, *sim.overrides, *sim.designs.get(design, [])]
 
 
+def replay_argv(trace: Path, out: Path, source: str, seed: int, ov: list[str],
+                factor: float = 1.0) -> list[str]:  # fmt: skip
+    """``splitbench-replay`` of ``trace`` into ``out`` with the profile ``source`` and the
+    overrides ``ov`` (:func:`sim_overrides`); a speed ``factor`` other than 1 scales the engine
+    times (:mod:`.sentinel`: a scaled copy of the profile under ``out/profile``)."""
+    from experiments.validation.sentinel import scaled_profile, scaled_terms
+    from experiments.validation.tools import script
+
+    src, o = source, list(ov)
+    if factor != 1.0:
+        src, o = str(scaled_profile(source, factor, Path(out) / "profile")), scaled_terms(ov, factor)
+    return [script("splitbench-replay"), "trace=path", f"trace.path={trace}",
+            f"profiles.source={src}", f"seed={seed}", f"hydra.run.dir={out}", *o]  # fmt: skip
+
+
 def serving_overrides(probes: dict | None, design: str, policy: str) -> list[str]:
     """``serving.<term>=<value>`` of every measured term (probe-<design>'s ``terms``); the
     disaggregated terms only on a Splitwise design with the vllm policy (the reference policy

@@ -49,6 +49,7 @@ class Contents:
     calibrated: bool
     contention: pd.DataFrame  # contention.csv (the real runs' CPU run delay)
     drift: pd.DataFrame  # drift.csv (the engine's speed over the run)
+    by_design: dict  # each design's loads
 
 
 def compare_outputs(c, loads, steps) -> tuple[list[pd.DataFrame], list]:
@@ -101,7 +102,8 @@ def write_report(c, loads, steps, run_dir: Path, out_dir: Path | None, argv: lis
     L += ["## Command and versions", "", "```", " ".join(argv), "```", "",
           "```json", json.dumps(ver, indent=1, sort_keys=True), "```", ""]  # fmt: skip
     out = Contents("\n".join(L) + "\n", ver, traces, serving, df, summ, jerr, jcap, figs,
-                   src.get("source"), bool(cal), contention, drift)  # fmt: skip
+                   src.get("source"), bool(cal), contention, drift,
+                   by_design or {d: loads for d in c.designs})  # fmt: skip
     for d in [run_dir] + ([out_dir] if out_dir is not None else []):
         publish(out, d, c, steps, published=d != run_dir)
     return len(df) if df is not None else 0
@@ -145,7 +147,10 @@ def publish(r: Contents, d: Path, c, steps, published: bool) -> None:
 
 def copy_records(r: Contents, d: Path, c, steps) -> None:
     """The records behind a published report: the real runs' per-request records (to recompute
-    and audit), the phase profile behind the fit, the KV calibration's records."""
+    and audit), the phase profile behind the fit, the KV calibration's records, and what
+    :mod:`experiments.validation.recompute` needs to recompute the judged tables."""
+    from experiments.validation.recompute import publish_inputs
+
     for name in sorted(n for n in steps.results if n.startswith("replay-")):
         run = steps.path(name) / "run"
         for f in (run / "requests.parquet", run / "tokens.parquet",
@@ -157,11 +162,11 @@ def copy_records(r: Contents, d: Path, c, steps) -> None:
     # profile/<design>/
     srcs = [(design, (steps.results.get(f"fit-{design}") or {}).get("source"))
             for design in c.designs]  # fmt: skip
-    seen = set()
+    seen: dict[str, str] = {}
     for design, prof in [("", r.profile), *srcs]:
         if not prof or prof in seen or not Path(prof).is_file():
             continue
-        seen.add(prof)
+        seen[prof] = str(Path("profile", design, "profiles.csv"))
         pd_ = d / "profile" / design
         pd_.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(prof, pd_ / "profiles.csv")
@@ -173,3 +178,5 @@ def copy_records(r: Contents, d: Path, c, steps) -> None:
         for n in ("kv_transfer.csv", "kv_transfer.json"):
             if (cdir / n).is_file():
                 shutil.copyfile(cdir / n, d / n)
+    shutil.rmtree(d / "sims", ignore_errors=True)  # no rung of an earlier publication stays
+    publish_inputs(c, steps, d, seen, r.by_design)

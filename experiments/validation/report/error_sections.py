@@ -217,8 +217,8 @@ def judged_sections(c, jerr: pd.DataFrame | None, jcap: pd.DataFrame | None) -> 
               f"{len(sc)} of {len(jerr)} rows scored (P99 below {c.compare.p99_min_requests} "
               "requests and throughput below saturation are reported, not scored); intervals "
               f"{c.compare.confidence:.0%}, {c.compare.bootstrap} resamples. Simulated TBT per "
-              "request: its explicit gaps plus the rest at their mean (see "
-              "experiments/validation/scoring.py).", "",
+              "request: rebuilt from the run's iterations (its first token, then each iteration end "
+              "of its token machine; see experiments/validation/scoring.py).", "",
               "| design | load | offered (req/s) | metric | stat | sim | real | rel. error | "
               "interval | n | scored |", "|" + "---|" * 11]  # fmt: skip
         for r in jerr.itertuples(index=False):
