@@ -28,7 +28,7 @@ $(VENV)/.dev: $(VENV)/.base
 	touch $@
 
 run: $(VENV)/.base
-	@echo "make: running the default study (splitbench-study; ~9-25 min on 2 cores, a rerun"
+	@echo "make: running the default study (splitbench-study; ~3-4 min on 2 cores, a rerun"
 	@echo "make: reads every point from results/cache)"
 	$(VENV)/bin/splitbench-study
 

@@ -210,7 +210,7 @@ def test_mini_ladder_baseline(tmp_path, model_dir):
     and the judge writes errors and capacity for both sides."""
     r = _app(tmp_path, "designs=[baseline]", "ladder.enabled=true", "ladder.min_requests=20",
              "ladder.fractions={azure-conv-2023: [0.5]}", "~ladder.fractions.azure-code-2023",
-             "ladder.sentinel={}", "repeats=1", "profile.mode=source", f"profile.source={PROFILE}",
+             "~ladder.sentinel.azure-conv-2023", "repeats=1", "profile.mode=source", f"profile.source={PROFILE}",
              *PROBES, "probes.sentinel_streams=4", f"deploy.colocated.port={free_port()}",
              f"model.dir={model_dir}", "model.build=false", "preflight.on_busy=flag",
              "compare.bootstrap=200", "hydra.run.dir=out")  # fmt: skip
