@@ -243,6 +243,7 @@ def _simulate(c: ValidateConfig, design: str, loads, steps, source: str, prof_st
         for ld in loads:
             steps.run(trace_step(c, design, ld), asdict(ld),
                       lambda d, ld=ld: build_trace(ld, d))  # fmt: skip
+
     def sim_load(ld, reps: list[Path] | None = None) -> Path:
         name = f"simulate-{design}-{ld.name}"
         tstep = trace_step(c, design, ld)
