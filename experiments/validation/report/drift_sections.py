@@ -3,11 +3,12 @@ and every rung's speed sentinel (:mod:`experiments.validation.sentinel`)."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pandas as pd
+
+from experiments.validation.report.error_sections import replay_records
 
 DRIFT_COLUMNS = ["design", "what", "load", "repeat", "value", "n", "note"]
 
@@ -43,17 +44,11 @@ def drift_rows(c, steps, loads) -> list[dict]:
                          "value": float(np.median(r)), "n": int(len(r)),
                          "note": f"vs {first[0]}'s profile; per point "
                                  f"{np.min(r):.3f}-{np.max(r):.3f}"})  # fmt: skip
-    for design in c.designs:
-        for ld in loads:
-            for k in range(int(c.repeats)):
-                f = steps.path(f"replay-{design}-{ld.name}-r{k}") / "sentinel.json"
-                if not f.is_file():
-                    continue
-                s = json.loads(f.read_text())
-                rows.append({"design": design, "what": "sentinel", "load": ld.name, "repeat": k,
-                             "value": float(s["factor"]), "n": int(s["n_gaps"]),
-                             "note": f"{s['streams']} streams: {s['gap_s'] * 1e3:.2f} ms vs "
-                                     f"{s['probe_gap_s'] * 1e3:.2f} ms at the probes"})  # fmt: skip
+    for design, ld, k, s in replay_records(c, steps, loads, "sentinel.json"):
+        rows.append({"design": design, "what": "sentinel", "load": ld.name, "repeat": k,
+                     "value": float(s["factor"]), "n": int(s["n_gaps"]),
+                     "note": f"{s['streams']} streams: {s['gap_s'] * 1e3:.2f} ms vs "
+                             f"{s['probe_gap_s'] * 1e3:.2f} ms at the probes"})  # fmt: skip
     return rows
 
 

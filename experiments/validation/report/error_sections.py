@@ -148,32 +148,36 @@ def attribution(df: pd.DataFrame, dec: dict) -> list[str]:
     return [*L, ""]
 
 
+def replay_records(c, steps, loads, file: str):
+    """(design, load, repeat, the JSON of ``file``) of every real run that wrote it."""
+    for design in c.designs:
+        for ld in loads:
+            for r in range(int(c.repeats)):
+                p = steps.path(f"replay-{design}-{ld.name}-r{r}") / file
+                if p.is_file():
+                    yield design, ld, r, json.loads(p.read_text())
+
+
 def contention_rows(c, steps, loads) -> list[dict]:
     """Per design, load and server: the engine's CPU run delay (time runnable but waiting for a
     core, ``/proc/<pid>/schedstat``) as a share of the run's wall time, for the process that did
     the most CPU work (the compute worker) and for the server's other processes together."""
     rows = []
-    for design in c.designs:
-        for ld in loads:
-            for r in range(int(c.repeats)):
-                p = steps.path(f"replay-{design}-{ld.name}-r{r}") / "records.json"
-                if not p.is_file():
-                    continue
-                rec = json.loads(p.read_text())
-                rd = rec.get("run_delay") or {}
-                wall = float(rd.get("wall_s") or math.nan)
-                for server, s in (rd.get("servers") or {}).items():
-                    procs = sorted(s.get("processes") or [], key=lambda x: -x.get("cpu_s", 0))
-                    if not procs or not wall > 0:
-                        continue
-                    w, rest = procs[0], procs[1:]
-                    rows.append({"design": design, "load": ld.name, "repeat": r,
-                                 "server": server, "wall_s": wall,
-                                 "worker_cpu_share": w["cpu_s"] / wall,
-                                 "worker_run_delay_share": w["run_delay_s"] / wall,
-                                 "others_cpu_share": sum(x["cpu_s"] for x in rest) / wall,
-                                 "load1_after": (rec.get("loadavg") or {}).get("after", {})
-                                 .get("load1")})  # fmt: skip
+    for design, ld, r, rec in replay_records(c, steps, loads, "records.json"):
+        rd = rec.get("run_delay") or {}
+        wall = float(rd.get("wall_s") or math.nan)
+        for server, s in (rd.get("servers") or {}).items():
+            procs = sorted(s.get("processes") or [], key=lambda x: -x.get("cpu_s", 0))
+            if not procs or not wall > 0:
+                continue
+            w, rest = procs[0], procs[1:]
+            rows.append({"design": design, "load": ld.name, "repeat": r,
+                         "server": server, "wall_s": wall,
+                         "worker_cpu_share": w["cpu_s"] / wall,
+                         "worker_run_delay_share": w["run_delay_s"] / wall,
+                         "others_cpu_share": sum(x["cpu_s"] for x in rest) / wall,
+                         "load1_after": (rec.get("loadavg") or {}).get("after", {})
+                         .get("load1")})  # fmt: skip
     return rows
 
 
