@@ -35,7 +35,6 @@ Outputs (run dir): ``kv_transfer.csv`` (every measurement) and ``kv_transfer.jso
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
@@ -46,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.validation.errors import StepError
-from experiments.validation.sse import check_ok, events
+from experiments.validation.sse import check_ok, events, run_client
 
 STEP = "calibrate-splitwise"
 
@@ -63,8 +62,7 @@ async def _post_json(session, url: str, body: dict, timeout_s: float) -> tuple[f
     async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
         raw = await r.read()
         dt = time.perf_counter() - t0
-        if r.status != 200:
-            raise StepError(STEP, f"{url}: HTTP {r.status}: {raw[:200].decode('utf-8', 'replace')}")
+        await check_ok(r, STEP, url)  # (aiohttp keeps the body read)
     return dt, json.loads(raw)
 
 
@@ -277,23 +275,9 @@ def calibrate_kv_transfer(
         raise StepError(STEP, "calibrate.repeats: must be >= 1")
     t0 = time.monotonic()
 
-    async def bounded():
-        return await asyncio.wait_for(
-            _measure(prefill_url, proxy_url, model, lengths, repeats, seed, vocab, timeout_s,
-                     storage_bytes, warmup, injected),
-            timeout=max_wall_s,
-        )  # fmt: skip
-
-    try:
-        rows = asyncio.run(bounded())
-    except TimeoutError:
-        raise StepError(STEP, f"did not finish within {max_wall_s:g} s") from None
-    except OSError as e:
-        raise StepError(STEP, f"{type(e).__name__}: {e}") from None
-    except Exception as e:
-        if type(e).__module__.startswith("aiohttp"):
-            raise StepError(STEP, f"{type(e).__name__}: {e}") from None
-        raise
+    rows = run_client(STEP, _measure(prefill_url, proxy_url, model, lengths, repeats, seed,
+                                     vocab, timeout_s, storage_bytes, warmup, injected),
+                      max_wall_s)  # fmt: skip
     cols = ["prompt_tokens", "repeat", "kind", "seconds", "kv_bytes", "injected_tokens",
             "recomputed_tokens"]  # fmt: skip
     df = pd.DataFrame(rows, columns=cols)

@@ -216,6 +216,13 @@ def replay_step(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDepl
     seed = prompt_seed(c.seed, design, ld.name, r)
     conf = {"deployment": dep.key(), "loadgen": asdict(c.loadgen), "repeat": r, "seed": seed,
             "loadgen_cores": loadgen_cores(c, design)}  # fmt: skip
+    # the speed sentinel compares with the probes' run: only where the probes ran
+    sentinel_on = bool(c.probes.enabled and c.probes.sentinel_streams
+                       and f"probe-{design}" in steps.results)  # fmt: skip
+    inputs = [trace_step(c, design, ld), *([f"probe-{design}"] if sentinel_on else [])]
+    if sentinel_on:
+        conf["sentinel"] = {k: getattr(c.probes, k) for k in
+                            ("sentinel_streams", "delta_prompt_tokens", "delta_output_tokens")}
 
     def rep_fn(d: Path):
         from common.atomic import write_json_atomic
@@ -258,13 +265,6 @@ def replay_step(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDepl
         return {"dir": str(out), "completed": summ.get("requests", {}).get("completed"),
                 "records": str(d / "records.json"), "sentinel": sent}  # fmt: skip
 
-    # the sentinel compares with the probes' run: only where the probes ran
-    sentinel_on = bool(c.probes.enabled and c.probes.sentinel_streams
-                       and f"probe-{design}" in steps.results)  # fmt: skip
-    inputs = [trace_step(c, design, ld), *([f"probe-{design}"] if sentinel_on else [])]
-    if sentinel_on:
-        conf["sentinel"] = {k: getattr(c.probes, k) for k in
-                            ("sentinel_streams", "delta_prompt_tokens", "delta_output_tokens")}
     steps.run(name, conf, rep_fn, inputs=inputs)
     return steps.path(name) / "run"
 

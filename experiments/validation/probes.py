@@ -57,7 +57,7 @@ import pandas as pd
 from experiments.validation.engine_metrics import engine_kv
 from experiments.validation.errors import StepError
 from experiments.validation.serving_fit import PhaseTimes, serving_terms
-from experiments.validation.sse import check_ok, events
+from experiments.validation.sse import check_ok, events, run_client
 
 RECORD_COLUMNS = ["probe", "design", "streams", "stream", "repeat", "prompt_tokens",
                   "token_index", "seconds", "context_tokens", "injected_tokens",
@@ -218,19 +218,7 @@ def run_probes(design: str, dep, pc, out_dir: Path, *, model: str, seed: int, vo
                                             design)  # fmt: skip
             return rows
 
-    try:
-        rows = asyncio.run(asyncio.wait_for(go(), timeout=float(pc.timeout_s)))
-    except TimeoutError:
-        raise StepError(f"probe-{design}", f"did not finish within {pc.timeout_s:g} s "
-                        "(probes.timeout_s)") from None  # fmt: skip
-    except OSError as e:
-        raise StepError(f"probe-{design}", f"{type(e).__name__}: {e}") from None
-    except StepError as e:
-        raise StepError(f"probe-{design}", e.reason) from None
-    except Exception as e:
-        if type(e).__module__.startswith("aiohttp"):
-            raise StepError(f"probe-{design}", f"{type(e).__name__}: {e}") from None
-        raise
+    rows = run_client(f"probe-{design}", go(), float(pc.timeout_s), "probes.timeout_s")
     df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     out = Path(out_dir)
     write_text_atomic(out / "probes.csv", df.to_csv(index=False, float_format="%.6f"))

@@ -119,6 +119,13 @@ def paired_samples(sim_dir: Path, real_dirs: list[Path], first_token: str) -> di
     return pairs
 
 
+def _slo_ratio(part: list[dict], side: str, slo) -> float:
+    """:func:`judge.slo_ratio` of one load's error rows, on its ``side`` ('sim' or 'real')."""
+    get = {(r["metric"], r["stat"]): r[side] for r in part}
+    return judge.slo_ratio(get[("ttft", "p90")], get[("tbt", "p90")], slo.ttft_p90_s,
+                           slo.tbt_p90_s)  # fmt: skip
+
+
 def design_tables(
     c, design: str, loads, sim_dirs: dict, real_dirs: dict, trace_csv: dict, pred: dict | None,
     same_runs: bool = False,
@@ -151,13 +158,8 @@ def design_tables(
         )  # fmt: skip
         rows += part
         if ld.trace == c.ladder.rstar_trace and not ld.name.endswith("-sentinel"):
-            get = {(r["metric"], r["stat"]): r["real"] for r in part}
-            p90.append((offered, judge.slo_ratio(get[("ttft", "p90")], get[("tbt", "p90")],
-                                                 c.ladder.slo.ttft_p90_s, c.ladder.slo.tbt_p90_s)))  # fmt: skip
-            gs = {(r["metric"], r["stat"]): r["sim"] for r in part}
-            p90_sim.append((offered, judge.slo_ratio(gs[("ttft", "p90")], gs[("tbt", "p90")],
-                                                     c.ladder.slo.ttft_p90_s,
-                                                     c.ladder.slo.tbt_p90_s)))  # fmt: skip
+            p90.append((offered, _slo_ratio(part, "real", c.ladder.slo)))
+            p90_sim.append((offered, _slo_ratio(part, "sim", c.ladder.slo)))
     errors = pd.DataFrame(rows, columns=judge.ERROR_COLUMNS)
     cap_real = {"value": math.nan}
     over = [ld for ld in loads if ld.name.endswith("C") and real_dirs.get(ld.name)]

@@ -7,8 +7,9 @@ the probes are measured once per design, minutes before its last rung. So before
 (``replay-<design>-<load>-r<k>``), on the running deployment, the sentinel repeats one point of
 the delta probe (:func:`experiments.validation.probes.measure_delta`): its run of the most
 streams up to ``probes.sentinel_streams`` (8), that many concurrent streams of
-``probes.delta_prompt_tokens`` + ``probes.delta_output_tokens`` tokens, on its own prompt ids. Its **factor** is the median inter-token gap now over the median gap of the
-probe's run of the same stream count (``probe-<design>``'s probes.csv): 1.0 means the served
+``probes.delta_prompt_tokens`` + ``probes.delta_output_tokens`` tokens, on its own prompt ids.
+Its **factor** is the median inter-token gap now over the median gap of the probe's run of the
+same stream count (``probe-<design>``'s probes.csv): 1.0 means the served
 engine runs as fast as when the serving component was measured; 1.1, 10% slower.
 
 With ``simulate.speed_sentinel`` the rung's simulation runs after the sentinel (still before
@@ -22,7 +23,6 @@ every engine time scaled by the factor: the profile's latencies (a scaled copy o
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from pathlib import Path
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.validation.errors import StepError
+from experiments.validation.sse import run_client
 
 # the serving terms that are engine time (scaled with the engine's speed); the others are the
 # client path's (HTTP, proxy legs)
@@ -71,16 +72,7 @@ def measure(url: str, *, model: str, streams: int, prompt_tokens: int, output_to
                                        design)  # fmt: skip
 
     t0 = time.time()
-    try:
-        rows = asyncio.run(asyncio.wait_for(go(), timeout=timeout_s))
-    except TimeoutError:
-        raise StepError("sentinel", f"did not finish within {timeout_s:g} s") from None
-    except OSError as e:
-        raise StepError("sentinel", f"{type(e).__name__}: {e}") from None
-    except Exception as e:
-        if type(e).__module__.startswith("aiohttp"):
-            raise StepError("sentinel", f"{type(e).__name__}: {e}") from None
-        raise
+    rows = run_client("sentinel", go(), timeout_s)
     gaps = [r["seconds"] for r in rows]
     return {"gap_s": float(np.median(gaps)), "n_gaps": len(gaps), "t_s": t0}
 

@@ -1,6 +1,6 @@
-"""The client side of vLLM's streamed completions, shared by the probes and the KV calibration:
-each server-sent ``data:`` event as a JSON object, up to ``[DONE]``, and the one-line error of a
-non-200 answer."""
+"""The client side of vLLM's streamed completions, shared by the probes, the speed sentinel and
+the KV calibration: each server-sent ``data:`` event as a JSON object, up to ``[DONE]``, the
+one-line error of a non-200 answer, and the client's run with every failure as one line."""
 
 from __future__ import annotations
 
@@ -27,3 +27,24 @@ async def events(r):
         if data == b"[DONE]":
             return
         yield json.loads(data)
+
+
+def run_client(step: str, coro, timeout_s: float, setting: str = ""):
+    """Run the client coroutine ``coro`` within ``timeout_s``; its result. Every failure is one
+    :class:`StepError` of ``step``: the time bound (naming ``setting``, the option that sets it),
+    a connection or aiohttp error, or a StepError raised inside (its reason kept)."""
+    import asyncio
+
+    try:
+        return asyncio.run(asyncio.wait_for(coro, timeout=timeout_s))
+    except TimeoutError:
+        why = f"did not finish within {timeout_s:g} s" + (f" ({setting})" if setting else "")
+        raise StepError(step, why) from None
+    except OSError as e:
+        raise StepError(step, f"{type(e).__name__}: {e}") from None
+    except StepError as e:
+        raise StepError(step, e.reason) from None
+    except Exception as e:
+        if type(e).__module__.startswith("aiohttp"):
+            raise StepError(step, f"{type(e).__name__}: {e}") from None
+        raise

@@ -13,8 +13,7 @@ from experiments.validation.report.error_sections import replay_records
 DRIFT_COLUMNS = ["design", "what", "load", "repeat", "value", "n", "note"]
 
 
-def _profile(steps, design: str) -> pd.DataFrame | None:
-    src = (steps.results.get(f"fit-{design}") or {}).get("source")
+def _profile(src: str | None) -> pd.Series | None:
     try:
         df = pd.read_csv(src)
     except (OSError, ValueError, TypeError):
@@ -27,19 +26,18 @@ def drift_rows(c, steps, loads) -> list[dict]:
     latency over the first design's, when the designs were profiled apart) and ``sentinel``
     rows (per real run: the speed factor, the sentinel's median gap over the probes')."""
     rows: list[dict] = []
-    first = None
+    first = None  # (design, profile source, latencies)
     for design in c.designs:
-        p = _profile(steps, design)
+        src = (steps.results.get(f"fit-{design}") or {}).get("source")
+        p = _profile(src)
         if p is None:
             continue
         if first is None:
-            first = (design, p)
+            first = (design, src, p)
             continue
-        common = p.index.intersection(first[1].index)
-        if len(common) and (steps.results.get(f"fit-{design}") or {}).get("source") != (
-            steps.results.get(f"fit-{first[0]}") or {}
-        ).get("source"):
-            r = (p[common] / first[1][common]).to_numpy(dtype=float)
+        common = p.index.intersection(first[2].index)
+        if len(common) and src != first[1]:
+            r = (p[common] / first[2][common]).to_numpy(dtype=float)
             rows.append({"design": design, "what": "profile_ratio", "load": "", "repeat": "",
                          "value": float(np.median(r)), "n": int(len(r)),
                          "note": f"vs {first[0]}'s profile; per point "

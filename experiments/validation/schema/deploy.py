@@ -21,7 +21,8 @@ class InstanceConfig:
     """One vLLM server. ``cpus``: cores its OpenMP threads are bound to (CPU) or CUDA device
     ids (GPU); ``server_cpus`` (CPU): cores of the server's other threads and processes (the API
     server, the engine core's scheduler), null: the cores no engine of the design computes on,
-    or ``cpus`` when every core computes (:func:`experiments.validation.deploy.server_cores`); ``kvcache_gib``: its KV cache (CPU; on a GPU ``gpu_memory_utilization``)."""
+    or ``cpus`` when every core computes (:func:`experiments.validation.deploy.server_cores`);
+    ``kvcache_gib``: its KV cache (CPU; on a GPU ``gpu_memory_utilization``)."""
 
     port: int = 8100
     cpus: str = "0"
