@@ -97,6 +97,11 @@ def _plain(**over) -> ValidateConfig:
         ({"probes": {"delta_streams": [1, 64]}}, "probes.delta_streams: needs two distinct"),
         ({"probes": {"stall_lengths": [0]}}, "probes.stall_lengths[0]: must be >= 1"),
         ({"probes": {"bogus": 1}}, "probes.bogus: unknown key"),
+        ({"probes": {"sentinel_streams": -1}}, "probes.sentinel_streams: must be >= 0"),
+        ({"probes": {"delta_streams": [4, 8], "sentinel_streams": 2}},
+         "probes.sentinel_streams: must be 0 or >= the fewest probes.delta_streams (4), got 2"),
+        ({"deploy": {"colocated": {"server_cpus": "99999"}}},
+         "deploy.colocated.server_cpus: core(s) 99999 do not exist"),
     ],
 )  # fmt: skip
 def test_config_checks_name_the_key(over, msg):

@@ -31,3 +31,18 @@ def test_recompute_names_a_missing_file_in_one_line(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1
     assert lines[0].startswith("error: ") and "config.json" in lines[0]
+
+
+def test_recompute_names_a_broken_sim_file_in_one_line(tmp_path):
+    import shutil
+
+    for f in ("config.json", "predict.json", "errors.csv"):
+        shutil.copyfile(PUB / f, tmp_path / f)
+    bad = tmp_path / "sims" / "baseline" / "conv-1R" / "sim.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{")
+    r = subprocess.run([sys.executable, "-m", "experiments.validation.recompute", str(tmp_path)],
+                       capture_output=True, text=True, cwd=ROOT, check=False)  # fmt: skip
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1
+    assert str(bad) in lines[0] and "JSONDecodeError" in lines[0]
