@@ -68,11 +68,27 @@ def interruptible() -> Iterator[None]:
     if not _settable():
         yield
         return
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    hit: list[bool] = []
+
+    def _raise(signum, frame):  # noqa: ARG001 - a signal handler's signature
+        hit.append(True)
+        raise KeyboardInterrupt
+
+    hook = sys.unraisablehook
+
+    def _quiet(u):  # a KeyboardInterrupt Python swallows is not a traceback on stderr
+        if not (u.exc_type and issubclass(u.exc_type, KeyboardInterrupt)):
+            hook(u)
+
+    before = signal.signal(signal.SIGINT, _raise)
+    sys.unraisablehook = _quiet
     try:
         yield
+        if hit:  # raised where Python swallows it (a weakref callback, a __del__): the work
+            raise KeyboardInterrupt  # went on to its end; the Ctrl-C still ends the command
     finally:
         signal.signal(signal.SIGINT, before)
+        sys.unraisablehook = hook
 
 
 def interrupted(line: str = LINE) -> int:

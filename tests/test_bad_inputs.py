@@ -422,3 +422,19 @@ def test_characterize_and_profiles_measured_name_one_folder(monkeypatch, tmp_pat
         assert str(measured.source) == str(tmp_path / "sb" / "results" / "profiles")
         rel = compose("characterize", overrides=["out_dir=mine"])
         assert char_conf.out_dir(rel) == str(tmp_path / "sb" / "mine")  # under the root, as all
+
+
+def test_a_ctrl_c_python_swallows_still_ends_the_work(capfd):
+    """A Ctrl-C that lands in a __del__ or a weakref callback (matplotlib's, in the report) is
+    swallowed by Python ("Exception ignored in ...", the work goes on): inside a command's work
+    it still ends as KeyboardInterrupt once the work returns, and no traceback is printed."""
+    from common import entry
+
+    class Dies:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs here, inside __del__
+
+    with pytest.raises(KeyboardInterrupt), entry.interruptible():
+        Dies()
+    assert "Traceback" not in capfd.readouterr().err
