@@ -240,7 +240,14 @@ def test_server_processes_go_where_no_engine_computes(tmp_path, monkeypatch):
     assert dm.free_cores(d, "baseline") == [1] and dm.free_cores(d, "splitwise") is None
     assert dm.free_cores(d, "baseline2") is None
     place = dm.placement(d, "splitwise")
-    assert place["prefill"] == {"compute": [0], "server": [0]} and place["proxy"] is None
+    # the client side (proxy, load generator) goes to the first engine's core: the prefill
+    # core, not the decode core; baseline2's first instance's (the layout controls of 7 Dec
+    # 2026); a free core where there is one
+    assert place["prefill"] == {"compute": [0], "server": [0]} and place["proxy"] == [0]
+    assert dm.client_cores(d, "baseline") == [1] and dm.client_cores(d, "baseline2") == [0]
+    assert dm.placement(d, "baseline2")["proxy"] == [0]
+    d.proxy_cpus = "1"
+    assert dm.placement(d, "splitwise")["proxy"] == [1]
 
 
 def test_every_run_has_its_own_prompt_ids():

@@ -166,6 +166,27 @@ def free_cores(cfg: DeployConfig, design: str) -> list[int] | None:
     return free or None
 
 
+def client_cores(cfg: DeployConfig, design: str) -> list[int] | None:
+    """The cores of the client side (the proxy or router, and the load generator) when their own
+    setting is null: the design's :func:`free_cores`, else (CPU, every core computes: splitwise
+    and baseline2 on 2 cores) the first engine's ``cpus`` (splitwise: the prefill instance's;
+    baseline2: the first co-located instance's), else None (not pinned).
+
+    Why: unpinned, these processes also run on the core whose iterations every token waits for
+    (the decode instance's; either co-located instance's). The controls of 7 Dec 2026 (ladders
+    back to back on one deployment layout each, ``results/validation/ctl-layout-{a,b}`` for
+    splitwise, ``ctl2-layout-{a,b}`` for baseline2; NOTES.md of the reference validation):
+    splitwise's real decode iterations' excess over the simulator's iteration model at the same
+    batch (:mod:`experiments.validation.iteration_audit`, quiet iterations, batch 16-31) fell
+    from +7..+11 ms to 0..+5 ms, its R* error from +29% to +8%; baseline2's capacity error from
+    +9.9% to -2.5%, its R* error from +54% to +4% (its real capacity rose from 12.4 to 13.5
+    req/s)."""
+    free = free_cores(cfg, design)
+    if free or cfg.device != "cpu":
+        return free
+    return parse_cpus(getattr(cfg, ENGINES[design][0]).cpus)
+
+
 def server_cores(cfg: DeployConfig, design: str, inst: InstanceConfig) -> list[int] | None:
     """The cores of one vLLM server's process tree (API server, engine core; its OpenMP compute
     threads are bound to ``inst.cpus`` regardless): ``inst.server_cpus`` when set, else the
@@ -187,7 +208,7 @@ def placement(cfg: DeployConfig, design: str) -> dict:
         inst = getattr(cfg, n)
         out[n] = {"compute": parse_cpus(inst.cpus), "server": server_cores(cfg, design, inst)}
     if design != "baseline":
-        out["proxy"] = parse_cpus(cfg.proxy_cpus) or free_cores(cfg, design)
+        out["proxy"] = parse_cpus(cfg.proxy_cpus) or client_cores(cfg, design)
     return out
 
 
@@ -291,7 +312,7 @@ class Deployment:
                 log=self.dir / "logs" / "proxy.log",
                 health_url=f"http://{HOST}:{cfg.proxy_port}/health",
                 port=cfg.proxy_port,
-                cpus=parse_cpus(cfg.proxy_cpus) or free_cores(cfg, self.design),
+                cpus=parse_cpus(cfg.proxy_cpus) or client_cores(cfg, self.design),
             )
             self.servers["proxy"] = p
             self.startup_s["proxy"] = self.sup.start(p, step, 60.0)

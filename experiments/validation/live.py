@@ -35,11 +35,12 @@ def trace_step(c: ValidateConfig, design: str, ld) -> str:
 
 
 def loadgen_cores(c: ValidateConfig, design: str) -> list[int] | None:
-    """The load generator's cores: ``loadgen.cpus``, else the cores no engine of the design
-    computes on, else None (not pinned)."""
-    from experiments.validation.deploy import free_cores
+    """The load generator's cores: ``loadgen.cpus``, else the design's client cores
+    (:func:`experiments.validation.deploy.client_cores`: a free core, else the first engine's:
+    splitwise's prefill instance's, baseline2's first instance's)."""
+    from experiments.validation.deploy import client_cores
 
-    return parse_cpus(c.loadgen.cpus) or free_cores(c.deploy, design)
+    return parse_cpus(c.loadgen.cpus) or client_cores(c.deploy, design)
 
 
 class LazyDeployment:

@@ -9,6 +9,8 @@ Written into the run dir and, with ``report_dir`` set, also there (``make valida
   noise = the real repeats' relative half-range, targets);
 - ``summary.csv``: one row per design and load, the README's table (P50/P90 errors of TTFT, TBT,
   E2E, throughput error, the largest noise of those);
+- ``iteration_audit.csv``: the real iterations against the simulator's iteration model at the
+  real batch (:mod:`experiments.validation.iteration_audit`; baseline and splitwise);
 - ``traces.csv``: the loads (trace, rate, duration, requests, mean tokens after scaling);
 - ``cdf-<design>-<load>.png`` (sim dashed, real solid) and ``noise.png`` (|error| beside noise);
 - ``runs/<replay step>/``: each real run's ``requests.parquet``, ``tokens.parquet``,
@@ -16,7 +18,8 @@ Written into the run dir and, with ``report_dir`` set, also there (``make valida
 - ``versions.json`` and the exact command in ``report.md``.
 
 The report assembles its sections (:mod:`.document`) from :mod:`.run_sections` (what was run),
-:mod:`.serving_sections` (the serving component) and :mod:`.error_sections` (the errors).
+:mod:`.serving_sections` (the serving component), :mod:`.error_sections` (the errors),
+:mod:`.drift_sections` (the engine's speed) and :mod:`.audit_sections` (the iteration audit).
 """
 
 from __future__ import annotations

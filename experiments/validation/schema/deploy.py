@@ -76,7 +76,9 @@ class DeployConfig:
     prefill: InstanceConfig = field(default_factory=lambda: InstanceConfig(8110, "0"))
     decode: InstanceConfig = field(default_factory=lambda: InstanceConfig(8120, "1"))
     proxy_port: int = 8130  # the proxy (splitwise) or the router (baseline2)
-    proxy_cpus: str | None = None  # null: the cores no engine computes on (else not pinned)
+    # null: the cores no engine computes on, else the first engine's cores (splitwise's prefill
+    # instance, baseline2's first instance: deploy.client_cores)
+    proxy_cpus: str | None = None
     connector: ConnectorConfig = field(default_factory=ConnectorConfig)
 
     def check(self, designs: list[str], key: str = "deploy") -> None:

@@ -39,7 +39,7 @@ class SimulateConf:
 class LoadgenConf:
     overrides: list[str] = field(default_factory=list)  # extra splitbench-loadgen overrides
     # the load generator's cores (null: the cores no engine of the design computes on, else
-    # not pinned)
+    # the first engine's cores: deploy.client_cores)
     cpus: str | None = None
     timeout_s: float = 600.0  # bound on one load-generator run
 
