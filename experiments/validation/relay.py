@@ -5,6 +5,13 @@ relayed to the client chunk by chunk as it arrives."""
 
 from __future__ import annotations
 
+#: seconds an idle pooled connection to a backend is kept: below the backends' own keep-alive
+#: (vLLM's API server closes an idle connection after VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s; aiohttp
+#: keeps one 15 s by default), so a request is never sent on a connection the backend is closing
+#: (the race answered ServerDisconnectedError, relayed as a 502: the make validate of 7 Dec 2026
+#: 19:08 failed so at a speed sentinel sent about 5 s after the previous rung's last request)
+BACKEND_KEEPALIVE_S = 2.0
+
 
 def json_response(raw: bytes, status: int, headers: dict | None = None):
     """A backend's non-200 answer, relayed with its status (``headers`` added)."""
@@ -48,7 +55,7 @@ def service(completions, health_bases: list[str], models_base: str, timeout_s: f
 
     async def on_startup(app):
         app[SESSION] = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=BACKEND_KEEPALIVE_S),
             timeout=aiohttp.ClientTimeout(total=timeout_s, sock_read=timeout_s),
         )
 
