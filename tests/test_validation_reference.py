@@ -46,3 +46,16 @@ def test_recompute_names_a_broken_sim_file_in_one_line(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1
     assert str(bad) in lines[0] and "JSONDecodeError" in lines[0]
+
+
+def test_committed_iteration_audit_follows_from_the_published_runs():
+    import pandas as pd
+
+    from experiments.validation.iteration_audit import audit, published_rungs
+
+    want = (PUB / "iteration_audit.csv").read_text()
+    got = audit(published_rungs(PUB)).to_csv(index=False, float_format="%.4g")
+    assert got == want
+    df = pd.read_csv(PUB / "iteration_audit.csv")
+    # every audited design's quiet iterations are there, with the real batches of its rungs
+    assert {"baseline", "splitwise"} <= set(df.loc[df["event"] == "quiet", "design"])

@@ -220,13 +220,17 @@ def rung_rows(rung: Rung, gaps: pd.DataFrame) -> list[dict]:
 
 
 def audit(rungs: list[Rung]) -> pd.DataFrame:
-    """The audit table (:data:`COLUMNS`, one row per rung, event and batch bin) of ``rungs``."""
+    """The audit table (:data:`COLUMNS`, one row per rung, event and batch bin, sorted by them)
+    of ``rungs``."""
     rows = []
     for r in rungs:
         gaps = [gap_table(run, colocated=r.design != "splitwise") for run in r.runs]
         rows += rung_rows(r, pd.concat(gaps, ignore_index=True))
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.astype({"batch_hi": "Int64"})
+    df = pd.DataFrame(rows, columns=COLUMNS).astype({"batch_hi": "Int64"})
+    # one order whatever the rungs' (a run dir lists them in ladder order, a published folder
+    # by name)
+    return df.sort_values(["design", "load", "event", "batch_lo"], kind="stable",
+                          ignore_index=True)  # fmt: skip
 
 
 def pooled(df: pd.DataFrame, event: str = "quiet") -> pd.DataFrame:
