@@ -159,14 +159,11 @@ def published_rungs(pub: Path) -> list[Rung]:
 
 def step_rungs(c, steps, by_design: dict) -> list[Rung]:
     """The audited rungs of a validation run dir (its ``simulate-*`` and ``replay-*`` steps)."""
+    from experiments.validation.recompute import simulate_steps
+
     out = []
     for design in (d for d in c.designs if d in AUDITED):
-        for ld in by_design.get(design, []):
-            name = f"simulate-{design}-{ld.name}"
-            st = steps.path(name) / "step.json"
-            if name not in steps.results or not st.is_file():
-                continue
-            step = json.loads(st.read_text())
+        for ld, step in simulate_steps(steps, design, by_design.get(design, [])):
             runs = tuple(steps.path(i) / "run" for i in step["inputs"] if i.startswith("replay-"))
             if not runs:
                 continue
@@ -252,23 +249,15 @@ def pooled(df: pd.DataFrame, event: str = "quiet") -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the audit of a published folder (exit 2 on a missing or unreadable file)."""
-    from common.entry import interrupted
+    from experiments.validation.tools import folder_command
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m experiments.validation.iteration_audit <published folder>",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    try:
-        df = audit(published_rungs(Path(args[0])))
-    except (ExperimentError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return interrupted()
-    with pd.option_context("display.width", 200, "display.max_rows", 500):
-        print(pooled(df).round(1).to_string(index=False))
-    return 0
+    def work(folder: Path) -> int:
+        df = audit(published_rungs(folder))
+        with pd.option_context("display.width", 200, "display.max_rows", 500):
+            print(pooled(df).round(1).to_string(index=False))
+        return 0
+
+    return folder_command("experiments.validation.iteration_audit", argv, work)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,16 @@ from experiments.errors import ExperimentError
 PROFILE = "{profile}"
 
 
+def simulate_steps(steps, design: str, loads):
+    """(load, its ``simulate-<design>-<load>`` step.json) for each load of ``loads`` whose
+    simulation step finished in the run dir of ``steps``."""
+    for ld in loads:
+        name = f"simulate-{design}-{ld.name}"
+        st = steps.path(name) / "step.json"
+        if name in steps.results and st.is_file():
+            yield ld, json.loads(st.read_text())
+
+
 def publish_inputs(c, steps, d: Path, profiles: dict[str, str], by_design: dict) -> None:
     """Write ``config.json``, ``predict.json`` and ``sims/`` into the published folder ``d``
     (module doc); ``profiles``: each profile source path -> its path under ``d``."""
@@ -56,12 +66,7 @@ def publish_inputs(c, steps, d: Path, profiles: dict[str, str], by_design: dict)
         p = steps.results.get(f"predict-{design}") or {}
         pred[design] = {"capacity_rps": p.get("capacity_rps"), "rstar_rps": p.get("rstar_rps"),
                         "same_runs": same}  # fmt: skip
-        for ld in by_design.get(design, []):
-            name = f"simulate-{design}-{ld.name}"
-            st = steps.path(name) / "step.json"
-            if name not in steps.results or not st.is_file():
-                continue
-            step = json.loads(st.read_text())
+        for ld, step in simulate_steps(steps, design, by_design.get(design, [])):
             src = step["config"]["source"]
             out = d / "sims" / design / ld.name
             tstep = next(i for i in step["inputs"] if i.startswith("trace-"))
@@ -151,25 +156,16 @@ def check(pub: Path, work: Path | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """The command (module doc): exit 0 the same, 1 a difference, 2 bad input, 130 Ctrl-C."""
-    from common.entry import interrupted
-    from experiments.validation.errors import StepError
+    from experiments.validation.tools import folder_command
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m experiments.validation.recompute <published folder>",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    try:
-        diffs = check(Path(args[0]))
-    except (ExperimentError, StepError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return interrupted()
-    for line in diffs:
-        print(line)
-    print(f"{args[0]}: " + (f"{len(diffs)} difference(s)" if diffs else "recomputed exactly"))
-    return 1 if diffs else 0
+    def work(folder: Path) -> int:
+        diffs = check(folder)
+        for line in diffs:
+            print(line)
+        print(f"{folder}: " + (f"{len(diffs)} difference(s)" if diffs else "recomputed exactly"))
+        return 1 if diffs else 0
+
+    return folder_command("experiments.validation.recompute", argv, work)
 
 
 if __name__ == "__main__":

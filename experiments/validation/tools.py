@@ -49,3 +49,23 @@ def run_tool(step: str, argv: list[str], log: Path, timeout_s: float, cpus=None)
     if rc != 0:
         raise StepError(step, f"{Path(argv[0]).name} exited {rc} ({log_note(log)})")
 
+
+
+def folder_command(module: str, argv: list[str] | None, work) -> int:
+    """A ``python -m <module> <published folder>`` command: ``work(folder)`` returns its exit
+    code; a wrong argument count prints the usage and a missing or unreadable file one
+    ``error:`` line (exit 2, no traceback); Ctrl-C is the one-line interrupt (exit 130)."""
+    from common.entry import interrupted
+    from experiments.errors import ExperimentError
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(f"usage: python -m {module} <published folder>", file=sys.stderr)
+        return 2
+    try:
+        return work(Path(args[0]))
+    except (ExperimentError, StepError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return interrupted()

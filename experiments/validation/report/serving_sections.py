@@ -54,7 +54,7 @@ def serving_section(c, steps, table: pd.DataFrame) -> list[str]:
         if eng:
             L.append(f"- {design}: engines' KV capacity (`scheduler.vllm.num_gpu_blocks`): " + ", ".join(
                 f"{n} {e.get('num_gpu_blocks')} blocks x {e.get('block_size')} tokens "
-                f"({e.get('source')})" for n, e in eng.items()))  # fmt: skip
+                f"({e.get('source')})" for n, e in sorted(eng.items())))  # fmt: skip
         for note in res.get("notes") or []:
             L.append(f"- {design}: {note}")
     return [*L, ""]
