@@ -78,3 +78,17 @@ def test_the_cli_names_a_folder_that_is_not_a_report(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no sims/ folder" in err[0] and str(tmp_path) in err[0]
     assert ia.main([]) == 2
+
+
+def test_the_cli_names_a_broken_sim_file_and_a_missing_run(tmp_path, capsys):
+    bad = tmp_path / "sims" / "splitwise" / "conv" / "sim.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{")
+    assert ia.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "JSONDecodeError" in err[0]
+    bad.write_text('{"load": {"name": "conv"}, "overrides": [], "profile": "p.csv", '
+                   '"real_runs": ["runs/gone"]}')
+    assert ia.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "runs" / "gone") in err[0]

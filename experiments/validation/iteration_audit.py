@@ -44,6 +44,7 @@ report writes ``iteration_audit.csv`` and its section from the same function.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,10 +177,10 @@ def step_rungs(c, steps, by_design: dict) -> list[Rung]:
 
 def rung_rows(rung: Rung, gaps: pd.DataFrame) -> list[dict]:
     """The audit rows of one rung: per event and batch bin, its gaps' medians (module doc)."""
-    from characterize.modeling.phase.model_set import load_phase_models
+    from experiments.validation.serving_fit import PhaseTimes
 
     ov = _terms(list(rung.overrides))
-    pm = load_phase_models(str(rung.profile), reference=None).get(ov["model"], ov["gpu"], 1)
+    times = PhaseTimes.from_source(str(rung.profile), ov["model"], ov["gpu"])
     f = rung.speed_factor
     it0 = float(ov.get("serving.iteration_s", 0.0))
     it1 = float(ov.get("serving.iteration_s_per_request", 0.0))
@@ -189,10 +190,8 @@ def rung_rows(rung: Rung, gaps: pd.DataFrame) -> list[dict]:
     g = gaps[gaps["batch"] >= 1]
     if g.empty:
         return []
-    c0, c1, c2, c3 = pm.decode_coefficients()
     b = g["batch"].to_numpy(dtype=float)
-    ctx = g["context"].to_numpy(dtype=float)
-    model = f * (c0 + c1 * b + c2 * ctx + c3 * b * b + it0 + it1 * b)
+    model = f * (times.decodes(b, g["context"].to_numpy()) + it0 + it1 * b)
     L = g["admitted_prompt"].to_numpy(dtype=np.int64)
     tail = L - block * ((np.maximum(L, 1) - 1) // block)
     kv = np.where(L > 0, f * (kv0 + kv1 * (L - tail)), np.nan)
@@ -232,18 +231,22 @@ def audit(rungs: list[Rung]) -> pd.DataFrame:
 
 def pooled(df: pd.DataFrame, event: str = "quiet") -> pd.DataFrame:
     """Per design and batch bin over every rung: gaps, and the gap-weighted mean of the rungs'
-    median real, model and excess (ms) for gaps of ``event``."""
+    median real, model and excess and of their KV-load terms (ms; NaN where no rung has one)
+    for gaps of ``event``."""
     d = df[df["event"] == event]
     if d.empty:
-        return pd.DataFrame(columns=["design", "batch_lo", "batch_hi", "gaps", "real_ms",
-                                     "model_ms", "excess_ms", "rungs"])  # fmt: skip
+        return pd.DataFrame(columns=["design", "batch_lo", "batch_hi", "gaps", "rungs",
+                                     "real_ms", "model_ms", "excess_ms", "kv_load_ms"])  # fmt: skip
     out = []
     for (design, lo), part in d.groupby(["design", "batch_lo"], sort=True):
         w = part["gaps"].to_numpy(dtype=float)
+        kv = part.dropna(subset=["kv_load_ms"])
         out.append({"design": design, "batch_lo": lo, "batch_hi": part["batch_hi"].iloc[0],
                     "gaps": int(w.sum()), "rungs": len(part),
                     **{c: float(np.average(part[c], weights=w))
-                       for c in ("real_ms", "model_ms", "excess_ms")}})  # fmt: skip
+                       for c in ("real_ms", "model_ms", "excess_ms")},
+                    "kv_load_ms": (float(np.average(kv["kv_load_ms"], weights=kv["gaps"]))
+                                   if len(kv) else math.nan)})  # fmt: skip
     return pd.DataFrame(out)
 
 

@@ -51,6 +51,13 @@ class PhaseTimes:
     def decode(self, B: float, C: float) -> float:
         return float(self.pm.decode_time(max(1, round(B)), int(C)))
 
+    def decodes(self, B: np.ndarray, C: np.ndarray) -> np.ndarray:
+        """:meth:`decode` of many (batch, context) pairs at once: ``decode_time``'s formula on
+        arrays (``decode_coefficients``), without its per-call range warnings."""
+        d0, d1, d2, d3 = self.pm.decode_coefficients()
+        B = np.asarray(B, dtype=float)
+        return d0 + d1 * B + d2 * np.asarray(C, dtype=float) + d3 * B * B
+
     def tail(self, o: int, x: int, B: int = 0, C: int = 0) -> float:
         S = (o + x) ** 2 - o**2
         if B <= 0:
