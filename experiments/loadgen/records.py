@@ -2,14 +2,16 @@
 
 - ``requests.parquet``: the contract-4 columns (``replay.metrics.REQUEST_COLUMNS``) plus
   ``status``, ``reason``, ``requested_output_tokens``, ``sent_s``, ``lag_s``, ``http_status``,
-  ``usage_prompt_tokens``, ``usage_completion_tokens``. Times are seconds; ``arrival_s`` is the
+  ``usage_prompt_tokens``, ``usage_completion_tokens``, ``prefill_leg_s``. Times are seconds; ``arrival_s`` is the
   request's **scheduled** send time (trace arrival / speedup), so TTFT and E2E include any time
   the client itself fell behind (``lag_s``: no coordinated omission). ``output_tokens`` is the
   number of tokens the server streamed (a short answer keeps its real length; the asked length
   is ``requested_output_tokens``). A request without a complete stream has NaN times.
-  Requests never sent (a stopped run) are not rows. ``prompt_machine``/``token_machine`` are 0
-  (one endpoint),
-  ``queue_s``, ``kv_transfer_s`` are NaN and ``preemptions`` null: the client cannot see them.
+  Requests never sent (a stopped run) are not rows. ``prompt_machine``/``token_machine`` are the
+  instance a router chose (its ``X-Backend`` header; 0 without one: one endpoint), ``prefill_leg_s``
+  a disaggregated proxy's prefill-leg wall time (its ``X-Prefill-Seconds`` header; NaN without
+  one); ``queue_s``, ``kv_transfer_s`` are NaN and ``preemptions`` null: the client cannot see
+  them.
 - ``tokens.parquet``: ``request_id`` and ``token_times_s`` (a Parquet list of float64: each
   streamed token's arrival, seconds after the request's scheduled arrival), for requests that
   streamed at least one token.
@@ -45,8 +47,8 @@ def request_table(records: list[Record]) -> pd.DataFrame:
                 "arrival_s": float(r.arrival_s),
                 "prompt_tokens": int(r.prompt_tokens),
                 "output_tokens": int(t.size) if complete else int(r.output_tokens),
-                "prompt_machine": 0,
-                "token_machine": 0,
+                "prompt_machine": max(r.backend, 0),
+                "token_machine": max(r.backend, 0),
                 "queue_s": math.nan,
                 "ttft_s": float(t[0]) if complete else math.nan,
                 "e2e_s": float(t[-1]) if complete else math.nan,
@@ -62,6 +64,7 @@ def request_table(records: list[Record]) -> pd.DataFrame:
                 "http_status": int(r.http_status),
                 "usage_prompt_tokens": int(r.usage_prompt_tokens),
                 "usage_completion_tokens": int(r.usage_completion_tokens),
+                "prefill_leg_s": float(r.prefill_leg_s),
             }
         )
     cols = [
@@ -74,6 +77,7 @@ def request_table(records: list[Record]) -> pd.DataFrame:
         "http_status",
         "usage_prompt_tokens",
         "usage_completion_tokens",
+        "prefill_leg_s",
     ]
     df = pd.DataFrame(rows, columns=cols)
     df["preemptions"] = df["preemptions"].astype("Int64")

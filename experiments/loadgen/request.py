@@ -63,6 +63,10 @@ class Record:
     http_status: int = 0
     usage_prompt_tokens: int = -1
     usage_completion_tokens: int = -1
+    #: the instance a router sent the request to (its ``X-Backend`` response header; -1: none)
+    backend: int = -1
+    #: a disaggregated proxy's prefill-leg wall time (its ``X-Prefill-Seconds`` header), s
+    prefill_leg_s: float = math.nan
 
     @property
     def lag_s(self) -> float:
@@ -232,6 +236,19 @@ async def send_one(
     return rec
 
 
+def routing_headers(headers) -> tuple[int, float]:
+    """(backend index, prefill-leg seconds) from a response's ``X-Backend`` and
+    ``X-Prefill-Seconds`` headers (the validation's router and proxy send them); -1 / NaN when a
+    header is absent or not a number (a server's extra header never fails a request)."""
+    b = headers.get("X-Backend", "")
+    backend = int(b) if b.isdigit() else -1
+    try:
+        leg = float(headers.get("X-Prefill-Seconds", "nan"))
+    except ValueError:
+        leg = math.nan
+    return backend, leg if math.isfinite(leg) and leg >= 0 else math.nan
+
+
 async def _exchange(
     session: aiohttp.ClientSession, opts: ClientOptions, model: str, rec: Record, t0: float
 ) -> None:
@@ -247,6 +264,7 @@ async def _exchange(
             text = (await r.read()).decode("utf-8", "replace")[:200].replace("\n", " ")
             rec.status, rec.reason = "error", f"HTTP {r.status}: {text}"
             return
+        rec.backend, rec.prefill_leg_s = routing_headers(r.headers)
         async for raw in r.content:
             now = time.perf_counter() - t0
             line = raw.decode("utf-8", "replace").strip()

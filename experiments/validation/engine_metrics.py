@@ -24,13 +24,30 @@ from pathlib import Path
 
 from experiments.validation.errors import StepError
 
-#: counter base names (Prometheus adds ``_total``); summed over their label sets
-COUNTERS = (
+#: the reuse counters (base names: Prometheus adds ``_total``); summed over their label sets
+REUSE = (
     "vllm:prefix_cache_queries",
     "vllm:prefix_cache_hits",
     "vllm:external_prefix_cache_queries",
     "vllm:external_prefix_cache_hits",
 )
+#: the engine's own accounting of its requests and steps (histogram sums and counts, counters):
+#: their differences over a run give each instance's mean queue time (arrival at the engine core
+#: to first scheduled) and prefill time (first scheduled to first token) per request, its steps
+#: and their mean tokens (:func:`engine_means`)
+ENGINE = (
+    "vllm:request_queue_time_seconds_sum",
+    "vllm:request_queue_time_seconds_count",
+    "vllm:request_prefill_time_seconds_sum",
+    "vllm:request_prefill_time_seconds_count",
+    "vllm:request_decode_time_seconds_sum",
+    "vllm:iteration_tokens_total_sum",
+    "vllm:iteration_tokens_total_count",
+    "vllm:prompt_tokens",
+    "vllm:generation_tokens",
+    "vllm:num_preemptions",
+)
+COUNTERS = REUSE + ENGINE
 
 
 def parse_counters(text: str, names=COUNTERS) -> dict[str, float]:
@@ -65,6 +82,42 @@ def read_counters(base_url: str, timeout_s: float = 5.0) -> dict[str, float]:
 
 def diff(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {n: after.get(n, math.nan) - before.get(n, math.nan) for n in COUNTERS}
+
+
+def split(deltas: dict[str, dict[str, float]]) -> tuple[dict, dict]:
+    """Per-instance counter differences -> (the reuse counters, the engine's accounting)."""
+    reuse = {i: {n: d.get(n, math.nan) for n in REUSE} for i, d in deltas.items()}
+    engine = {i: {n: d.get(n, math.nan) for n in ENGINE} for i, d in deltas.items()}
+    return reuse, engine
+
+
+def engine_means(d: dict[str, float]) -> dict[str, float]:
+    """One instance's run in the engine's own terms, from its counter differences ``d``
+    (:func:`diff`): ``requests`` (finished), mean ``queue_ms`` and ``prefill_ms`` per request
+    (vLLM's request_queue_time and request_prefill_time: engine-core arrival to first scheduled,
+    first scheduled to first token), ``steps`` (engine iterations with tokens), their mean
+    ``tokens_per_step``, ``prompt_tokens``, ``generation_tokens`` and ``preemptions``; NaN where
+    the engine reported none."""
+
+    def g(k: str) -> float:
+        return float(d.get(k, math.nan))
+
+    def ratio(a: float, b: float, scale: float = 1.0) -> float:
+        return scale * a / b if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
+
+    n = g("vllm:request_queue_time_seconds_count")
+    steps = g("vllm:iteration_tokens_total_count")
+    return {
+        "requests": n,
+        "queue_ms": ratio(g("vllm:request_queue_time_seconds_sum"), n, 1e3),
+        "prefill_ms": ratio(g("vllm:request_prefill_time_seconds_sum"),
+                            g("vllm:request_prefill_time_seconds_count"), 1e3),  # fmt: skip
+        "steps": steps,
+        "tokens_per_step": ratio(g("vllm:iteration_tokens_total_sum"), steps),
+        "prompt_tokens": g("vllm:prompt_tokens"),
+        "generation_tokens": g("vllm:generation_tokens"),
+        "preemptions": g("vllm:num_preemptions"),
+    }
 
 
 def check_no_reuse(step: str, deltas: dict[str, dict[str, float]], loader: str | None) -> None:

@@ -28,9 +28,11 @@ admission gap's excess is what admitting a request costs the running decodes, sh
 simulator's KV-load term for it (splitwise: ``kv_load_s + kv_load_s_per_token * injected``,
 injected = L less the recomputed tail; the tail's recompute is not in that column).
 
-Only designs with one token machine are audited (``baseline``, ``splitwise``): the real
-``baseline2`` router's choice of instance is not in the client's records, so a gap's batch is
-unknown there.
+``baseline2`` (two co-located instances behind a router) is audited per instance where the
+client recorded the router's choice (the ``X-Backend`` header, in ``token_machine``; load
+generators since 8 Dec 2026 write it, with the ``prefill_leg_s`` column): each instance's gaps
+are rebuilt from its own requests. Older records leave the instance unknown (so a gap's batch),
+and their baseline2 rungs are skipped.
 
 Client gaps carry the streaming path's jitter (a chunk delayed on the way arrives late and the
 next one early), so the audit reports medians and the interquartile range of the excess, never
@@ -59,20 +61,35 @@ from experiments.errors import ExperimentError
 EDGE_S = 0.01
 #: batch bins (lower bound inclusive; the last bin is the instances' full batch and above)
 BINS = (1, 4, 8, 12, 16, 20, 24, 28, 32)
-#: designs whose real runs have one token machine
-AUDITED = ("baseline", "splitwise")
+#: designs audited (baseline2 only where its records name each request's instance)
+AUDITED = ("baseline", "splitwise", "baseline2")
 COLUMNS = ["design", "load", "event", "batch_lo", "batch_hi", "gaps", "real_ms", "model_ms",
            "excess_ms", "excess_p25_ms", "excess_p75_ms", "kv_load_ms"]  # fmt: skip
 
 
-def _requests(run: Path) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """(absolute token times of each request with >= 1 token, their prompt tokens, send times)
-    of one real run."""
+def _read(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     try:
-        req = pd.read_parquet(run / "requests.parquet")
-        tok = pd.read_parquet(run / "tokens.parquet")
+        return pd.read_parquet(run / "requests.parquet"), pd.read_parquet(run / "tokens.parquet")
     except (OSError, ValueError) as e:
         raise ExperimentError(f"{run}: {type(e).__name__}: {e}") from None
+
+
+def machines(run: Path) -> list[int] | None:
+    """The token machines of a real run's requests; None where the records cannot name them (a
+    load generator older than the ``prefill_leg_s`` column wrote 0 for every request)."""
+    req, _ = _read(run)
+    if "prefill_leg_s" not in req:
+        return None
+    return sorted(int(m) for m in req["token_machine"].unique())
+
+
+def _requests(run: Path, machine: int | None = None
+              ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
+    """(absolute token times of each request with >= 1 token, their prompt tokens, send times)
+    of one real run (``machine``: only the requests its token machine served)."""
+    req, tok = _read(run)
+    if machine is not None:
+        req = req[req["token_machine"] == machine]
     times = dict(zip(tok["request_id"], tok["token_times_s"], strict=True))
     sent = req["sent_s"] if "sent_s" in req else req["arrival_s"]
     tt, prompts, sends = [], [], []
@@ -85,10 +102,11 @@ def _requests(run: Path) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     return tt, np.asarray(prompts, dtype=np.int64), np.asarray(sends, dtype=float)
 
 
-def gap_table(run: Path, *, colocated: bool) -> pd.DataFrame:
-    """One row per client inter-token gap of the real run ``run``: ``t0, t1, real_s, batch,
-    context, prompt_of_admitted, event`` (module doc)."""
-    tt, prompts, sends = _requests(run)
+def gap_table(run: Path, *, colocated: bool, machine: int | None = None) -> pd.DataFrame:
+    """One row per client inter-token gap of the real run ``run`` (``machine``: of that token
+    machine's requests alone): ``t0, t1, real_s, batch, context, prompt_of_admitted, event``
+    (module doc)."""
+    tt, prompts, sends = _requests(run, machine)
     if not tt:
         return pd.DataFrame(columns=["t0", "t1", "real_s", "batch", "context", "event",
                                      "admitted_prompt"])  # fmt: skip
@@ -116,7 +134,7 @@ def gap_table(run: Path, *, colocated: bool) -> pd.DataFrame:
                          "admitted_prompt": adm_prompt})  # fmt: skip
 
 
-def _terms(overrides: list[str]) -> dict[str, str]:
+def override_values(overrides: list[str]) -> dict[str, str]:
     return {k: v for k, _, v in (o.partition("=") for o in overrides)}
 
 
@@ -179,7 +197,7 @@ def rung_rows(rung: Rung, gaps: pd.DataFrame) -> list[dict]:
     """The audit rows of one rung: per event and batch bin, its gaps' medians (module doc)."""
     from experiments.validation.serving_fit import PhaseTimes
 
-    ov = _terms(list(rung.overrides))
+    ov = override_values(list(rung.overrides))
     times = PhaseTimes.from_source(str(rung.profile), ov["model"], ov["gpu"])
     f = rung.speed_factor
     it0 = float(ov.get("serving.iteration_s", 0.0))
@@ -220,8 +238,15 @@ def audit(rungs: list[Rung]) -> pd.DataFrame:
     of ``rungs``."""
     rows = []
     for r in rungs:
-        gaps = [gap_table(run, colocated=r.design != "splitwise") for run in r.runs]
-        rows += rung_rows(r, pd.concat(gaps, ignore_index=True))
+        gaps = []
+        for run in r.runs:
+            if r.design != "baseline2":
+                gaps.append(gap_table(run, colocated=r.design != "splitwise"))
+                continue
+            for m in machines(run) or []:  # each instance alone; none where not recorded
+                gaps.append(gap_table(run, colocated=True, machine=m))
+        if gaps:
+            rows += rung_rows(r, pd.concat(gaps, ignore_index=True))
     df = pd.DataFrame(rows, columns=COLUMNS).astype({"batch_hi": "Int64"})
     # one order whatever the rungs' (a run dir lists them in ladder order, a published folder
     # by name)

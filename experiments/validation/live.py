@@ -17,6 +17,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from experiments.validation import engine_metrics as em
 from experiments.validation.config import ValidateConfig, parse_cpus
 from experiments.validation.errors import StepError
 from experiments.validation.tools import run_tool, script
@@ -196,8 +197,9 @@ def probe_step(c: ValidateConfig, design: str, steps, dep: LazyDeployment, sup, 
                              max_model_len=int(c.deploy.max_model_len),
                              cal_rows=rows)  # fmt: skip
         deltas = rec.prefix_cache()
+        reuse, engine = em.split(deltas)
         write_json_atomic(d / "records.json", {
-            "prefix_cache": deltas, "run_delay": rec.delay.stop(),
+            "prefix_cache": reuse, "engine": engine, "run_delay": rec.delay.stop(),
             "loadavg": rec.loadavg()})  # fmt: skip
         rec.check_no_reuse(name, deltas)
         return res
@@ -257,8 +259,9 @@ def replay_step(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDepl
         sup.check(name)
         rd = rec.delay.stop()
         deltas = rec.prefix_cache()
+        reuse, engine = em.split(deltas)
         write_json_atomic(d / "records.json", {
-            "prompt_seed": seed, "prefix_cache": deltas, "run_delay": rd,
+            "prompt_seed": seed, "prefix_cache": reuse, "engine": engine, "run_delay": rd,
             "loadavg": rec.loadavg(),
             "busy": rec.load0["load1"] > c.preflight.max_loadavg})  # fmt: skip
         rec.check_no_reuse(name, deltas)

@@ -10,7 +10,10 @@ Written into the run dir and, with ``report_dir`` set, also there (``make valida
 - ``summary.csv``: one row per design and load, the README's table (P50/P90 errors of TTFT, TBT,
   E2E, throughput error, the largest noise of those);
 - ``iteration_audit.csv``: the real iterations against the simulator's iteration model at the
-  real batch (:mod:`experiments.validation.iteration_audit`; baseline and splitwise);
+  real batch (:mod:`experiments.validation.iteration_audit`; baseline2 where its records name
+  each request's instance);
+- ``engine_accounting.csv``: the engines' own counters per rung and instance (queue and prefill
+  time per request, steps; :mod:`experiments.validation.engine_accounting`);
 - ``traces.csv``: the loads (trace, rate, duration, requests, mean tokens after scaling);
 - ``cdf-<design>-<load>.png`` (sim dashed, real solid) and ``noise.png`` (|error| beside noise);
 - ``runs/<replay step>/``: each real run's ``requests.parquet``, ``tokens.parquet``,

@@ -33,8 +33,9 @@ def audit_section(df: pd.DataFrame) -> list[str]:
          "error at that batch); `admission`: a request's first token in the gap's second half "
          "(the iteration that admitted it). Nothing is simulated or fitted here; the excess is "
          "the iteration-level part of the latency errors above, before queueing amplifies it. "
-         "Not audited: baseline2 (the router's choice of instance is not in the client's "
-         "records). Gaps are not independent samples (no interval is claimed); per rung, the "
+         "baseline2 is audited per instance where the client recorded the router's choice (the "
+         "X-Backend header; older records cannot name it and their baseline2 rungs are "
+         "skipped). Gaps are not independent samples (no interval is claimed); per rung, the "
          "interquartile range of the excess is in the CSV.", ""]  # fmt: skip
     for event in ("quiet", "admission"):
         p = pooled(df, event)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from common.atomic import write_json_atomic, write_text_atomic
+from experiments.validation import engine_accounting
 from experiments.validation.iteration_audit import audit, step_rungs
 from experiments.validation.report.audit_sections import audit_section
 from experiments.validation.report.drift_sections import DRIFT_COLUMNS, drift_rows, drift_section
@@ -52,6 +53,7 @@ class Contents:
     contention: pd.DataFrame  # contention.csv (the real runs' CPU run delay)
     drift: pd.DataFrame  # drift.csv (the engine's speed over the run)
     audit: pd.DataFrame  # iteration_audit.csv (real iterations vs the iteration model)
+    engine: pd.DataFrame  # engine_accounting.csv (the engines' own counters per rung)
     by_design: dict  # each design's loads
 
 
@@ -105,10 +107,12 @@ def write_report(c, loads, steps, run_dir: Path, out_dir: Path | None, argv: lis
     rungs = step_rungs(c, steps, by_design or {d: loads for d in c.designs})
     audit_df = audit(rungs)
     L += audit_section(audit_df)
+    engine_df = engine_accounting.table(rungs)
+    L += engine_accounting.section(engine_df)
     L += ["## Command and versions", "", "```", " ".join(argv), "```", "",
           "```json", json.dumps(ver, indent=1, sort_keys=True), "```", ""]  # fmt: skip
     out = Contents("\n".join(L) + "\n", ver, traces, serving, df, summ, jerr, jcap, figs,
-                   src.get("source"), bool(cal), contention, drift, audit_df,
+                   src.get("source"), bool(cal), contention, drift, audit_df, engine_df,
                    by_design or {d: loads for d in c.designs})  # fmt: skip
     for d in [run_dir] + ([out_dir] if out_dir is not None else []):
         publish(out, d, c, steps, published=d != run_dir)
@@ -138,6 +142,9 @@ def publish(r: Contents, d: Path, c, steps, published: bool) -> None:
     if len(r.audit):
         write_text_atomic(d / "iteration_audit.csv",
                           r.audit.to_csv(index=False, float_format="%.4g"))  # fmt: skip
+    if len(r.engine):
+        write_text_atomic(d / "engine_accounting.csv",
+                          r.engine.to_csv(index=False, float_format="%.4g"))  # fmt: skip
     if r.judged is not None:
         write_text_atomic(d / "errors.csv", r.judged.to_csv(index=False, float_format="%.6g"))
     if r.capacity is not None:
