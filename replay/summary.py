@@ -25,7 +25,8 @@ TTFT and throughput against caching off is a comparison of two replays (the stud
 are left out of summary.json, so results without the feature are byte-identical to before it.
 
 Serving component (:mod:`replay.serving`): ``serving`` holds its terms when any is set (left out
-of summary.json while every term is zero, as is ``scheduler.vllm.num_gpu_blocks`` while null).
+of summary.json while every term is zero, as is ``scheduler.vllm.num_gpu_blocks`` while null, and
+the prompt machines' ``prompt_whole_prompts`` / ``prompt_max_num_batched_tokens`` while unset).
 
 Extrapolation: ``extrapolated`` lists what the run asked of its phase models beyond their
 measured range (a prompt longer than the longest measured, a context per request longer than
@@ -149,6 +150,11 @@ def scheduler_dict(scheduler) -> dict:
     v = d.get("vllm")
     if isinstance(v, dict) and v.get("num_gpu_blocks") is None:  # the spec's capacity: as before
         v.pop("num_gpu_blocks", None)
+    if isinstance(v, dict):  # a prefill instance's own settings: shown only when set
+        if not v.get("prompt_whole_prompts"):
+            v.pop("prompt_whole_prompts", None)
+        if v.get("prompt_max_num_batched_tokens") is None:
+            v.pop("prompt_max_num_batched_tokens", None)
     if not any(d.get(k) for k in CACHE_OPTIONS):
         kv = d.get("kv_transfer") or {}
         if not any(kv.get(k) for k in CACHE_TRANSFER_OPTIONS):

@@ -10,7 +10,7 @@ cdef class VLLMMachine(Machine):
     cdef public dict run
     cdef public list hist, pieces
     cdef public Py_ssize_t part, pdone, pn, pblk, bs, nblocks, used, budget, maxseqs
-    cdef public bint preempted_step, split
+    cdef public bint preempted_step, split, whole
     cdef public double kl0, kl1
 
     @cython.locals(n=Py_ssize_t, kind=Py_ssize_t)

@@ -59,7 +59,9 @@ of a Splitwise design, which it runs as vLLM's disaggregated serving does (each 
 runs its own V1 scheduler; the proxy sends the request to the prefill instance with
 ``max_tokens=1``, then the whole request to the decode instance):
 
-- a *prompt* role schedules prompts as above; when a prompt's prefill ends, the request
+- a *prompt* role schedules prompts as above (with ``prompt_whole_prompts``, as a prefill
+  instance run with chunked prefill off, each prompt whole in one step, and its own budget
+  ``prompt_max_num_batched_tokens``); when a prompt's prefill ends, the request
   finishes there (its one sampled token is the proxy's and is dropped; its blocks are freed)
   and is handed over: it reaches the decode instance when the KV link (``scheduler.kv_transfer``,
   the pure hop) and the proxy's decode leg (``serving.decode_leg_s`` + per token) are both done;
@@ -93,7 +95,7 @@ from heapq import heapify, heappop, heappush
 
 from replay.errors import ReplayError, need
 from replay.machine import INF, MACHINE_POLICIES, Machine, pack_segment
-from replay.states import DECODE, IDLE, MIXED, PREFILL
+from replay.states import DECODE, IDLE, MIXED, PREFILL, PROMPT
 
 
 def _f(default, help: str):  # noqa: A002 - "help" is the documented name
@@ -111,6 +113,18 @@ class VLLMConfig:
     )
     max_num_seqs: int = _f(256, "most requests running at once (decoding or prefilling)")
     block_size: int = _f(16, "tokens per KV block (a request holds ceil(tokens / block_size))")
+    prompt_whole_prompts: bool = _f(
+        False,
+        "a Splitwise design's prompt machines compute each prompt whole in one step, as a "
+        "prefill instance run with chunked prefill off (vLLM --no-enable-chunked-prefill): a "
+        "waiting prompt that does not fit the step's budget waits for the next step (vLLM stops "
+        "scheduling there); a prompt above the whole budget runs alone",
+    )
+    prompt_max_num_batched_tokens: int | None = _f(
+        None,
+        "token budget of a Splitwise design's prompt machines (a prefill instance's own "
+        "--max-num-batched-tokens); null: max_num_batched_tokens",
+    )
     num_gpu_blocks: int | None = _f(
         None,
         "KV blocks of every instance (a deployment's own num_gpu_blocks, as its engine logs it), "
@@ -124,6 +138,12 @@ class VLLMConfig:
             v = getattr(self, name)
             ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
             need(ok, f"{k}.{name}", f"must be an integer >= 1, got {v!r}")
+        v = self.prompt_max_num_batched_tokens
+        ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+        need(ok, f"{k}.prompt_max_num_batched_tokens",
+             f"must be an integer >= 1 or null, got {v!r}")  # fmt: skip
+        need(isinstance(self.prompt_whole_prompts, bool), f"{k}.prompt_whole_prompts",
+             f"must be true or false, got {self.prompt_whole_prompts!r}")  # fmt: skip
         v = self.num_gpu_blocks
         ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
         need(ok, f"{k}.num_gpu_blocks", f"must be an integer >= 1 or null, got {v!r}")
@@ -142,7 +162,7 @@ class VLLMMachine(Machine):
 
     __slots__ = (
         "run", "part", "pdone", "pn", "pblk", "hist", "bs", "nblocks", "used", "budget", "maxseqs",
-        "pieces", "preempted_step", "split", "kl0", "kl1",
+        "pieces", "preempted_step", "split", "kl0", "kl1", "whole",
     )  # fmt: skip
 
     def __init__(self, cl, idx, spec_name, role, coef, prefill_sums, cap, wm, maxb):
@@ -150,6 +170,10 @@ class VLLMMachine(Machine):
         v = cl.cfg.vllm
         self.bs = v.block_size
         self.budget = v.max_num_batched_tokens
+        # a Splitwise design's prompt machine: the prefill instance's own budget and chunking
+        self.whole = bool(v.prompt_whole_prompts) and role == PROMPT
+        if role == PROMPT and v.prompt_max_num_batched_tokens:
+            self.budget = v.prompt_max_num_batched_tokens
         self.maxseqs = v.max_num_seqs
         self.nblocks = cap // v.block_size
         self.used = 0  # blocks held by running requests
@@ -493,7 +517,11 @@ class VLLMMachine(Machine):
                         s = pc.saved(k, p)
                 x = total - s
                 if x > budget:
-                    x = budget
+                    if self.whole:  # no chunks: it waits for a step of its own (or runs alone)
+                        if pieces:
+                            break
+                    else:
+                        x = budget
                 nb = (s + x + bs - 1) // bs  # the whole context is allocated (conservative)
                 if nb > self.nblocks - self.used:
                     break

@@ -316,3 +316,32 @@ def test_prefix_cache_hit_starts_the_prefill_after_the_cached_blocks():
     # without the cache the second prompt is computed whole
     off = simulate(tr, d, SchedulerConfig(enforce_max_context=False), phase_models=PMS)
     assert off.requests.ttft_s[1] == pytest.approx(pf([(2100, 0)]), rel=1e-12)
+
+
+def test_a_prefill_instance_with_chunking_off_computes_whole_prompts_on_its_own_budget():
+    # prompt machine budget 1000, whole prompts: A (600) runs, B (600) does not fit the 400 left
+    # and waits for the next step whole (chunked, it would take 400 then 200); C (1500 > the
+    # budget) runs alone in a step of its own. The token machine keeps the shared budget.
+    d = splitwise("dgx-h100", "dgx-h100", 1, 1, "llama2-70b", machine_policy="vllm",
+                  mixed_pool=False)  # fmt: skip
+    rows = [(0.0, 600, 2), (0.0, 600, 2), (0.0, 1500, 2)]
+    whole = simulate(trace(rows), d, sched(max_num_batched_tokens=512, max_num_seqs=8,
+                                           prompt_whole_prompts=True,
+                                           prompt_max_num_batched_tokens=1000), PMS)  # fmt: skip
+    it = whole.iterations
+    p = it[it.role == "prompt"]
+    assert p.prefill_tokens.tolist() == [600, 600, 1500]
+    assert p.first_s.tolist() == pytest.approx([pf([(600, 0)]), pf([(600, 0)]),
+                                                pf([(1500, 0)])], rel=1e-12)  # fmt: skip
+    chunked = simulate(trace(rows), d, sched(max_num_batched_tokens=512, max_num_seqs=8,
+                                             prompt_max_num_batched_tokens=1000), PMS)  # fmt: skip
+    c = chunked.iterations
+    assert c[c.role == "prompt"].prefill_tokens.tolist()[:2] == [1000, 1000]
+    # the token machine's steps keep max_num_batched_tokens: no tail chunk above 512
+    assert (it[it.role == "token"].prefill_tokens <= 512).all()
+    # unset, summary.json shows neither option (results without them are unchanged)
+    plain = simulate(trace(rows[:1]), d, sched(), PMS)
+    assert "prompt_whole_prompts" not in plain.summary.scheduler["vllm"]
+    assert whole.summary.scheduler["vllm"]["prompt_max_num_batched_tokens"] == 1000
+    with pytest.raises(ReplayError, match="prompt_max_num_batched_tokens: must be an integer"):
+        SchedulerConfig(vllm={"prompt_max_num_batched_tokens": 0})

@@ -120,3 +120,25 @@ def test_drift_table_reads_profiles_and_sentinels(tmp_path):
     assert rows[1]["value"] == pytest.approx(1.1) and "33.00 ms vs 30.00 ms" in rows[1]["note"]
     text = "\n".join(drift_section(c, rows))
     assert "Sentinel factors: 1.100-1.100 over 1 runs" in text and "speed_sentinel" in text
+
+
+def test_a_bracketed_rung_takes_the_mean_of_its_readings_and_the_drift_row_shows_both():
+    from types import SimpleNamespace
+
+    from experiments.validation.live import bracketed
+    from experiments.validation.report.drift_sections import drift_section
+
+    before = {"streams": 8, "gap_s": 0.018, "probe_gap_s": 0.02, "factor": 0.9, "n_gaps": 400,
+              "probe_n_gaps": 400, "t_s": 0.0}  # fmt: skip
+    after = {**before, "gap_s": 0.022, "factor": 1.1, "t_s": 40.0}
+    s = bracketed(before, after)
+    assert s["factor"] == pytest.approx(1.0) and s["factor_before"] == 0.9
+    assert s["after"]["factor"] == 1.1 and s["gap_s"] == 0.018
+    # the rung's factor (median over repeats) reads the bracketed one
+    assert sn.factor([s]) == pytest.approx(1.0)
+    c = SimpleNamespace(probes=SimpleNamespace(sentinel_streams=8, sentinel_after=True),
+                        simulate=SimpleNamespace(speed_sentinel=True))  # fmt: skip
+    text = "\n".join(drift_section(c, [{"design": "baseline", "what": "sentinel", "load": "x",
+                                        "repeat": 0, "value": 1.0, "n": 400,
+                                        "note": "before 0.900, after 1.100"}]))  # fmt: skip
+    assert "right after the run" in text and "before 0.900, after 1.100" in text

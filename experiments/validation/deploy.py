@@ -85,6 +85,13 @@ def kv_transfer_config(c: ConnectorConfig, storage: Path, role: str) -> dict:
     return cfg
 
 
+def prefill_budget(cfg: DeployConfig, inst: InstanceConfig) -> int:
+    """The step budget of a disaggregated deployment's prefill instance (chunked prefill off:
+    at least ``max_model_len``, so that every prompt fits one step; :func:`vllm_argv`, and the
+    simulator's prompt machine: :mod:`experiments.validation.simargs`)."""
+    return max(inst.max_num_batched_tokens or 0, cfg.max_model_len)
+
+
 def vllm_argv(
     cfg: DeployConfig, model_dir: str, inst: InstanceConfig, kv: dict | None, whole_prompts=False
 ) -> list[str]:
@@ -116,7 +123,7 @@ def vllm_argv(
     ]
     mbt = inst.max_num_batched_tokens
     if whole_prompts:
-        mbt = max(mbt or 0, cfg.max_model_len)
+        mbt = prefill_budget(cfg, inst)
         argv.append("--no-enable-chunked-prefill")
     if mbt:
         argv += ["--max-num-batched-tokens", str(mbt)]

@@ -225,7 +225,8 @@ def replay_step(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDepl
     inputs = [trace_step(c, design, ld), *([f"probe-{design}"] if sentinel_on else [])]
     if sentinel_on:
         conf["sentinel"] = {k: getattr(c.probes, k) for k in
-                            ("sentinel_streams", "delta_prompt_tokens", "delta_output_tokens")}
+                            ("sentinel_streams", "delta_prompt_tokens", "delta_output_tokens",
+                             "sentinel_after")}  # fmt: skip
 
     def rep_fn(d: Path):
         from common.atomic import write_json_atomic
@@ -259,6 +260,15 @@ def replay_step(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDepl
         sup.check(name)
         rd = rec.delay.stop()
         deltas = rec.prefix_cache()
+        if sent is not None and c.probes.sentinel_after:
+            with watched(name, dp, sup, clear_kv=dp.design == "splitwise"):
+                try:
+                    after = speed_sentinel(c, design, f"{ld.name}/after", r, dp,
+                                           steps.path(f"probe-{design}"))  # fmt: skip
+                except StepError as e:
+                    raise StepError(name, f"speed sentinel after the run: {e.reason}") from None
+            sent = bracketed(sent, after)
+            write_json_atomic(d / "sentinel.json", sent)
         reuse, engine = em.split(deltas)
         write_json_atomic(d / "records.json", {
             "prompt_seed": seed, "prefix_cache": reuse, "engine": engine, "run_delay": rd,
@@ -271,6 +281,14 @@ def replay_step(c: ValidateConfig, design: str, ld, r: int, steps, dep: LazyDepl
 
     steps.run(name, conf, rep_fn, inputs=inputs)
     return steps.path(name) / "run"
+
+
+def bracketed(before: dict, after: dict) -> dict:
+    """A rung's sentinel record from its readings before and after the run: the before
+    reading's fields, ``after`` (the second reading), ``factor_before`` and ``factor`` = the mean
+    of the two factors (the speed across the rung)."""
+    return {**before, "after": after, "factor_before": before["factor"],
+            "factor": 0.5 * (float(before["factor"]) + float(after["factor"]))}
 
 
 def speed_sentinel(c: ValidateConfig, design: str, load: str, r: int, dp, probe_dir: Path) -> dict:

@@ -90,9 +90,11 @@ def _read_json(p: Path) -> dict:
         raise ExperimentError(f"{p}: {type(e).__name__}: {e}") from None
 
 
-def recompute(pub: Path, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def recompute(pub: Path, work: Path, extra: dict[str, list[str]] | None = None
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """(errors, capacity) of every design, recomputed from the published folder ``pub`` with
-    the simulations under ``work``."""
+    the simulations under ``work``; ``extra``: design -> simulator overrides appended to each of
+    its rungs' (a what-if on the same real runs: :mod:`experiments.validation.what_if`)."""
     from experiments.validation.config import from_plain
     from experiments.validation.scoring import design_tables
     from experiments.validation.simargs import replay_argv
@@ -114,6 +116,7 @@ def recompute(pub: Path, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                 raise ExperimentError(f"{f}: no published profile for this simulation")
             prof = str(pub / s["profile"])
             ov = [o.replace(PROFILE, prof) for o in s["overrides"]]
+            ov += list((extra or {}).get(design, []))
             out = Path(work) / design / ld.name
             trace = f.parent / "trace.csv"
             run_tool(f"recompute-{design}-{ld.name}",

@@ -10,7 +10,12 @@ streams up to ``probes.sentinel_streams`` (8), that many concurrent streams of
 ``probes.delta_prompt_tokens`` + ``probes.delta_output_tokens`` tokens, on its own prompt ids.
 Its **factor** is the median inter-token gap now over the median gap of the probe's run of the
 same stream count (``probe-<design>``'s probes.csv): 1.0 means the served
-engine runs as fast as when the serving component was measured; 1.1, 10% slower.
+engine runs as fast as when the serving component was measured; 1.1, 10% slower. With
+``probes.sentinel_after`` (the default) the sentinel runs again right after the real run (its
+own prompt ids) and the rung's factor is the mean of the two readings
+(:func:`experiments.validation.live.bracketed`): a 1.6-s reading before a 30-40-s rung read the
+machine's speed at one instant (the validation of 7 Dec 2026 21:20: factors 0.84-1.12 within
+one design's block of 8 minutes).
 
 With ``simulate.speed_sentinel`` the rung's simulation runs after the sentinel (still before
 the rung's real run is compared: the factor is measured before the rung's first request) with

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.validation.config import ValidateConfig
+from experiments.validation.deploy import prefill_budget
 
 
 def sim_overrides(c: ValidateConfig, design: str, source: str, probes: dict | None = None
@@ -57,6 +58,9 @@ def sim_overrides(c: ValidateConfig, design: str, source: str, probes: dict | No
             # all measured); the link carries nothing (one host: the connector's hop is inside
             # the measured decode leg and KV load), so no mean-tail handover_s
             ov += ["scheduler.kv_transfer.enabled=false", "scheduler.kv_transfer.handover_s=0"]
+            # the prefill instance as deployed: chunked prefill off, its own step budget
+            ov += ["scheduler.vllm.prompt_whole_prompts=true",
+                   f"scheduler.vllm.prompt_max_num_batched_tokens={prefill_budget(d, d.prefill)}"]  # fmt: skip
     ov += serving_overrides(probes, design, policy)
     return [*ov, *sim.overrides, *sim.designs.get(design, [])]
 

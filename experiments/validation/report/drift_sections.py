@@ -46,7 +46,10 @@ def drift_rows(c, steps, loads) -> list[dict]:
         rows.append({"design": design, "what": "sentinel", "load": ld.name, "repeat": k,
                      "value": float(s["factor"]), "n": int(s["n_gaps"]),
                      "note": f"{s['streams']} streams: {s['gap_s'] * 1e3:.2f} ms vs "
-                             f"{s['probe_gap_s'] * 1e3:.2f} ms at the probes"})  # fmt: skip
+                             f"{s['probe_gap_s'] * 1e3:.2f} ms at the probes"
+                             + (f"; before {s['factor_before']:.3f}, after "
+                                f"{s['after']['factor']:.3f} ({s['after']['gap_s'] * 1e3:.2f} ms)"
+                                if s.get("after") else "")})  # fmt: skip
     return rows
 
 
@@ -59,7 +62,10 @@ def drift_section(c, rows: list[dict]) -> list[str]:
          "design's, median over their common points (> 1: slower). `sentinel`: before each real "
          f"run, {c.probes.sentinel_streams} streams of the delta probe again; the factor is their "
          "median inter-token gap over the probes' (> 1: the served engine is slower than when "
-         "the serving terms were measured)."
+         "the serving terms were measured)"
+         + ("; with `probes.sentinel_after` the same again right after the run, and the rung's "
+            "factor is the mean of the two (the speed across the rung)." if
+            c.probes.sentinel_after else ".")
          + (" Each rung is simulated with the engine times (the profile's latencies and the "
             "per-iteration serving terms) times its factor (`simulate.speed_sentinel`); the "
             "simulated capacity and R* are then the real side's estimators on the simulated "

@@ -56,6 +56,9 @@ class ProbesConf:
     # the speed sentinel before each real run (experiments.validation.sentinel): the delta
     # probe's run of the most streams it ran up to this many, again; 0: none
     sentinel_streams: int = 8
+    # and the same again right after the run: the rung's factor is the mean of the two (the
+    # engine's speed across the rung, not only before it); false: before only
+    sentinel_after: bool = True
 
     def check(self, max_model_len: int, max_num_seqs: int, key: str = "probes") -> None:
         for name in ("alpha_lengths", "delta_streams", "stall_lengths"):
@@ -85,6 +88,8 @@ class ProbesConf:
              f"{key}.delta_output_tokens", "prompt + output must fit deploy.max_model_len")  # fmt: skip
         pos(self.timeout_s, f"{key}.timeout_s")
         at_least(self.sentinel_streams, 0, f"{key}.sentinel_streams")
+        need(isinstance(self.sentinel_after, bool), f"{key}.sentinel_after",
+             f"must be true or false, got {self.sentinel_after!r}")  # fmt: skip
         need(self.sentinel_streams == 0 or self.sentinel_streams >= min(self.delta_streams),
              f"{key}.sentinel_streams", f"must be 0 or >= the fewest probes.delta_streams "
              f"({min(self.delta_streams)}), got {self.sentinel_streams}")  # fmt: skip
