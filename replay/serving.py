@@ -37,6 +37,10 @@ Terms (seconds; L = the request's prompt tokens, B = the requests of one iterati
     only the pure hop (bytes over the link's rate: ``per_token_s`` null, ``handover_s`` 0; the
     link is FIFO, so a fixed hand-over latency belongs here, not in ``handover_s``); the
     request enters the decode instance's queue when both are done;
+  - ``kv_save_s + kv_save_s_per_token * L``: **work on the prefill instance**: the connector's
+    store of the prompt's KV, added to the duration of the step that computes the prompt (per
+    prompt and per prompt token of the step; a Splitwise design's prompt machines), so it holds
+    back the prompts queued behind it;
   - ``kv_load_s + kv_load_s_per_token * injected``: **work on the decode instance**: the KV load
     of the injected (whole-block) prompt tokens, added to the duration of the iteration that
     schedules the request's tail, so it stalls the decodes running there. The tail (the prompt
@@ -60,7 +64,7 @@ def _f(default, help: str):  # noqa: A002 - "help" is the documented name
 #: the terms of the disaggregated path (they need the vllm policy on a Splitwise design)
 DISAGGREGATED = (
     "prefill_leg_s", "prefill_leg_s_per_token", "decode_leg_s", "decode_leg_s_per_token",
-    "kv_load_s", "kv_load_s_per_token",
+    "kv_load_s", "kv_load_s_per_token", "kv_save_s", "kv_save_s_per_token",
 )  # fmt: skip
 
 
@@ -100,6 +104,12 @@ class ServingConfig:
     )
     kv_load_s_per_token: float = _f(
         0.0, "disaggregated: decode-instance work per injected (KV-loaded) prompt token, s"
+    )
+    kv_save_s: float = _f(
+        0.0, "disaggregated: prefill-instance work per stored prompt (the connector's KV save), s"
+    )
+    kv_save_s_per_token: float = _f(
+        0.0, "disaggregated: prefill-instance work per stored prompt token, s"
     )
 
     def __post_init__(self) -> None:
@@ -145,6 +155,7 @@ _LABELS = (
                                           "s/prompt token"),
     ("kv_load_s", "KV load", "s/hand-over"), ("kv_load_s_per_token", "KV load",
                                               "s/injected token"),
+    ("kv_save_s", "KV save", "s/prompt"), ("kv_save_s_per_token", "KV save", "s/prompt token"),
 )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ cdef class VLLMMachine(Machine):
     cdef public list hist, pieces
     cdef public Py_ssize_t part, pdone, pn, pblk, bs, nblocks, used, budget, maxseqs
     cdef public bint preempted_step, split, whole
-    cdef public double kl0, kl1
+    cdef public double kl0, kl1, ks0, ks1
 
     @cython.locals(n=Py_ssize_t, kind=Py_ssize_t)
     cpdef notify(self, double t, double now)

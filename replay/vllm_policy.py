@@ -71,7 +71,9 @@ runs its own V1 scheduler; the proxy sends the request to the prefill instance w
   computed already (the connector injects whole blocks) and whose tail (1 to ``block_size``
   tokens, at least the last prompt token) is recomputed, priced by this instance's phase model
   like any chunk, plus the KV load (``serving.kv_load_s`` + ``kv_load_s_per_token`` x injected
-  tokens) added to that iteration's duration: the decodes running here stall for both. The
+  tokens) added to that iteration's duration: the decodes running here stall for both (and on
+  the prompt role, the connector's store of each prompt's KV, ``serving.kv_save_s`` +
+  ``kv_save_s_per_token`` x its tokens, is added to the step that computes it). The
   tail's end is the request's first token (the client's first token comes from the decode
   instance), then ``o - 1`` decode steps: ``o`` steps on the decode instance, as the real
   deployment makes. A request with one output token is handed over too (the proxy asks the
@@ -162,7 +164,7 @@ class VLLMMachine(Machine):
 
     __slots__ = (
         "run", "part", "pdone", "pn", "pblk", "hist", "bs", "nblocks", "used", "budget", "maxseqs",
-        "pieces", "preempted_step", "split", "kl0", "kl1", "whole",
+        "pieces", "preempted_step", "split", "kl0", "kl1", "whole", "ks0", "ks1",
     )  # fmt: skip
 
     def __init__(self, cl, idx, spec_name, role, coef, prefill_sums, cap, wm, maxb):
@@ -190,6 +192,9 @@ class VLLMMachine(Machine):
         self.split = bool(cl.split)
         self.kl0 = 0.0
         self.kl1 = 0.0
+        # prompt roles: the connector's KV save of each prompt, ks0 + ks1 x its tokens (work)
+        self.ks0 = 0.0
+        self.ks1 = 0.0
 
     # ---- events -------------------------------------------------------------------------
     def notify(self, t, now):
@@ -573,6 +578,8 @@ class VLLMMachine(Machine):
             dur += self.o0 + self.o1 * (n + B if self.fused else n)
         if nload:  # the hand-overs' KV load stalls the iteration (replay.serving)
             dur += self.kl0 * nload + self.kl1 * loaded
+        if n and self.role == PROMPT and (self.ks0 or self.ks1):  # the prompts' KV save
+            dur += self.ks0 * n + self.ks1 * tok
         self.kind = PREFILL
         self.t0 = T
         self.schedule(T + dur)

@@ -478,3 +478,24 @@ def test_split_pair_matches_two_per_iteration_vllm_loops(blocks, budget, seqs):
     assert rq.preemptions.tolist() == want[:, 2].astype(int).tolist()
     if blocks < 1000:
         assert want[:, 2].sum() > 0  # the case exercises preemption on the decode instance
+
+
+def test_kv_save_is_work_on_the_prefill_instance():
+    # each prompt step lasts its prefill plus the save of its prompt, so B (arriving during A's
+    # step) starts after A's save; the decode instance's steps do not change
+    rows = [(0.0, 200, 3), (1e-6, 300, 3)]
+    sv0 = ServingConfig(decode_leg_s=0.01)
+    sv = ServingConfig(decode_leg_s=0.01, kv_save_s=0.004, kv_save_s_per_token=1e-5)
+    base, got = (simulate(trace(rows), split_vllm(), sched("vllm", **NO_LINK), PMS, serving=x)
+                 for x in (sv0, sv))  # fmt: skip
+    p0, p1 = (r.iterations[r.iterations.role == "prompt"] for r in (base, got))
+    save = np.array([0.004 + 1e-5 * 200, 0.004 + 1e-5 * 300])
+    assert (p1.first_s.to_numpy() - p0.first_s.to_numpy()) == pytest.approx(save, rel=1e-9)
+    assert p1.start_s.iloc[1] == pytest.approx(p1.start_s.iloc[0] + p1.first_s.iloc[0])
+    t0, t1 = (r.iterations[r.iterations.role == "token"] for r in (base, got))
+    assert t1.first_s.tolist() == pytest.approx(t0.first_s.tolist(), rel=1e-12)
+    assert (got.requests.ttft_s > base.requests.ttft_s).all()
+    # the paper's policy has no prefill instance of vLLM's: refused, as every disaggregated term
+    d = splitwise("dgx-h100", "dgx-h100", 1, 1, "llama2-70b")
+    with pytest.raises(ReplayError, match=r"^serving.kv_save_s: the disaggregated"):
+        simulate(trace(rows), d, sched(), PMS, serving=ServingConfig(kv_save_s=0.001))

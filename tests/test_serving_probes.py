@@ -221,3 +221,36 @@ def test_sim_overrides_carry_the_measured_terms_and_the_real_kv_blocks():
         cfg = replay_config(compose("replay", overrides=[*s, f"profiles.source={PROFILE}"]))
     assert cfg["serving"].kv_load_s == 0.006 and cfg["serving"].decode_leg_s == 0.03
     assert cfg["scheduler"].vllm.num_gpu_blocks == 60
+
+
+def test_engine_counters_split_the_prefill_leg_into_kv_save_work_and_latency():
+    # the calibration's engine rows: the prefill instance's own prefill time holds the KV save
+    # (S0 + S1 L), its queue 1 ms; the leg = HTTP path (P0 + P1 L) + queue + engine time
+    t = PhaseTimes(PM)
+    rec = _records()
+    d = fit_delta(rec, t)
+    s0, s1, q = 0.003, 4e-5, 0.001
+    rows = []
+    for L in (129, 250, 384, 700):
+        for k in range(2):
+            eng = t.prefill(L) + D0 + D1 + s0 + s1 * L
+            rows += [{"prompt_tokens": L, "repeat": k, "kind": "proxy_prefill_leg",
+                      "seconds": P0 + P1 * L + q + eng},
+                     {"prompt_tokens": L, "repeat": k, "kind": "prefill_engine", "seconds": eng},
+                     {"prompt_tokens": L, "repeat": k, "kind": "prefill_engine_queue",
+                      "seconds": q},
+                     {"prompt_tokens": L, "repeat": k, "kind": "handover", "seconds": 0.05,
+                      "injected_tokens": 0, "recomputed_tokens": L}]  # fmt: skip
+    cal = pd.DataFrame(rows)
+    legs = fit_legs(cal, t, d, (K0, K1))
+    assert legs["kv_save"]["a"] == pytest.approx(s0, abs=1e-9)
+    assert legs["kv_save"]["b"] == pytest.approx(s1, abs=1e-12)
+    assert legs["prefill_leg"]["a"] == pytest.approx(P0, abs=1e-9)
+    assert legs["prefill_leg"]["b"] == pytest.approx(P1, abs=1e-12)
+    terms = serving_terms("splitwise", rec, t, {}, cal)["terms"]
+    assert terms["kv_save_s"] == pytest.approx(s0, abs=1e-9)
+    # a missing engine reading (NaN): no split, the whole excess is latency, and said so
+    cal.loc[cal["kind"] == "prefill_engine", "seconds"] = np.nan
+    res = serving_terms("splitwise", rec, t, {}, cal)
+    assert res["terms"]["kv_save_s"] == 0.0 and any("kv_save" in n for n in res["notes"])
+    assert {r["term"] for r in describe_rows(res)} >= {"kv_save_s", "kv_save_s_per_token"}

@@ -533,7 +533,10 @@ def test_app_calibrates_through_the_proxy_then_names_a_dead_server(tmp_path, fak
     assert set(rec["run_delay"]["servers"]) == {"prefill", "decode", "proxy"}
     assert rec["run_delay"]["servers"]["prefill"]["cpu_s"] > 0 and rec["loadavg"]["before"]
     csv = pd.read_csv(cal / "kv_transfer.csv")
-    assert set(csv["kind"]) == {"prefill", "proxy_ttft", "proxy_prefill_leg", "handover"}
+    assert set(csv["kind"]) == {"prefill", "proxy_ttft", "proxy_prefill_leg", "handover",
+                                "prefill_engine", "prefill_engine_queue"}
+    # the fake instances have no /metrics: the engine's own times are NaN, never made up
+    assert csv.loc[csv["kind"].str.startswith("prefill_engine"), "seconds"].isna().all()
     # prefill 1 ms per prompt token in the fake: the measured prefill grows with length
     med = csv[csv["kind"] == "prefill"].groupby("prompt_tokens")["seconds"].median()
     assert med[80] > med[40]

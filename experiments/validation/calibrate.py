@@ -21,6 +21,14 @@ instance starts loading after the prefill response), so ``layerwise_threshold_to
 above every prompt (``serialized: true``). The simulator's serialized path has no fixed term
 today; ``a`` is written for it and named as such.
 
+With ``engine`` (a function returning the prefill instance's counters,
+:func:`experiments.validation.engine_metrics.read_counters`), the counters are read before and
+after each proxy request (one at a time): rows ``prefill_engine`` and ``prefill_engine_queue`` are
+that request's time in the prefill instance's engine (vLLM's request_prefill_time: first
+scheduled to first token, the connector's KV save included; request_queue_time), so the
+prefill leg splits into engine work and the HTTP path (:func:`experiments.validation.serving_fit.
+fit_legs`).
+
 The decode instance's own log says how many tokens it injected ("Inject KV cache of N tokens",
 ExampleConnector); ``injected`` reads those counts, so each hand-over row carries the measured
 injected and recomputed tokens, and ``handover_split_fit`` fits ``a + b_injected * injected +
@@ -97,8 +105,13 @@ async def _measure(
     storage_bytes,
     warmup: int,
     injected,
+    engine=None,
 ) -> list[dict]:
+    import asyncio
+
     import aiohttp
+
+    from experiments.validation.engine_metrics import diff
 
     rows: list[dict] = []
     async with aiohttp.ClientSession() as s:
@@ -118,7 +131,15 @@ async def _measure(
                 body = {"model": model, "prompt": _prompt(seed, L, k, 1, vocab), "max_tokens": 2,
                         "min_tokens": 2, "ignore_eos": True, "stream": True,
                         "temperature": 0.0}  # fmt: skip
+                c0 = await asyncio.to_thread(engine) if engine else None
                 ttft, leg = await _stream_ttft(s, f"{proxy_url}/v1/completions", body, timeout_s)
+                if c0 is not None:  # the prefill instance's own time for this one request
+                    d = diff(c0, await asyncio.to_thread(engine))
+                    for kind, name in (("prefill_engine", "vllm:request_prefill_time_seconds_sum"),
+                                       ("prefill_engine_queue",
+                                        "vllm:request_queue_time_seconds_sum")):  # fmt: skip
+                        rows.append({"prompt_tokens": L, "repeat": k, "kind": kind,
+                                     "seconds": d[name]})  # fmt: skip
                 wrote = storage_bytes() - before
                 inj = injected()[inj_before:]
                 n_inj = int(sum(inj))
@@ -265,6 +286,7 @@ def calibrate_kv_transfer(
     injected=list,
     warmup: int = 1,
     max_wall_s: float = 600.0,
+    engine=None,
 ) -> dict:
     """Measure and fit (see the module doc); writes kv_transfer.csv and kv_transfer.json."""
     from common.atomic import write_json_atomic, write_text_atomic
@@ -276,7 +298,7 @@ def calibrate_kv_transfer(
     t0 = time.monotonic()
 
     rows = run_client(STEP, _measure(prefill_url, proxy_url, model, lengths, repeats, seed,
-                                     vocab, timeout_s, storage_bytes, warmup, injected),
+                                     vocab, timeout_s, storage_bytes, warmup, injected, engine),
                       max_wall_s)  # fmt: skip
     cols = ["prompt_tokens", "repeat", "kind", "seconds", "kv_bytes", "injected_tokens",
             "recomputed_tokens"]  # fmt: skip

@@ -156,6 +156,7 @@ def calibrate_step(c: ValidateConfig, design: str, steps, dep: LazyDeployment, s
                 vocab=spec.vocab_size, kv_bytes_per_token=spec.kv_bytes_per_token,
                 block_size=int(cal.block_size), storage_bytes=dp.kv_storage_bytes,
                 injected=dp.injected_tokens,
+                engine=lambda: em.read_counters(dp.instances["prefill"]),
             )  # fmt: skip
             res["records"] = {"run_delay": rec.delay.stop(), "loadavg": rec.loadavg()}
             return res

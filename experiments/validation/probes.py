@@ -28,7 +28,11 @@ phase model of the in-process profile (:class:`.serving_fit.PhaseTimes`; the fit
   minus ``prefill(L) + delta(1)`` is the prefill leg; the hand-over (proxy TTFT less that leg)
   minus the decode instance's priced work (the tail chunk of the recomputed tokens over the
   injected ones, ``delta(1)``, and the KV load below) is the decode leg (it holds the client's
-  hop to the proxy and the stream back, and the connector's hop); each a line in L.
+  hop to the proxy and the stream back, and the connector's hop); each a line in L. Where the
+  calibration read the prefill instance's counters around each request, its engine prefill time
+  less ``prefill(L) + delta(1)`` is the **KV save** (``kv_save_*``, work on the prefill
+  instance) and the prefill leg is ``X-Prefill-Seconds`` less the engine's queue and prefill
+  time (:func:`experiments.validation.serving_fit.fit_legs`).
 - **KV load** (``kv_load_s``, ``kv_load_s_per_token``; splitwise): ``stall_streams`` streams
   running on the decode instance (sent to it directly), a prompt of each of ``stall_lengths``
   injected through the proxy; the running streams' longest gap while it is handed over (median

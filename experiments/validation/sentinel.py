@@ -40,7 +40,8 @@ from experiments.validation.sse import run_client
 
 # the serving terms that are engine time (scaled with the engine's speed); the others are the
 # client path's (HTTP, proxy legs)
-ENGINE_TERMS = ("iteration_s", "iteration_s_per_request", "kv_load_s", "kv_load_s_per_token")
+ENGINE_TERMS = ("iteration_s", "iteration_s_per_request", "kv_load_s", "kv_load_s_per_token",
+                "kv_save_s", "kv_save_s_per_token")
 
 
 def sentinel_seed(seed: int, design: str, load: str, repeat: int) -> int:

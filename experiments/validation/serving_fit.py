@@ -23,6 +23,8 @@ TERMS = {
     "decode_leg_s_per_token": ("s/prompt token", "legs (calibration)"),
     "kv_load_s": ("s/hand-over", "stall"),
     "kv_load_s_per_token": ("s/injected token", "stall"),
+    "kv_save_s": ("s/prompt", "legs (calibration)"),
+    "kv_save_s_per_token": ("s/prompt token", "legs (calibration)"),
 }
 
 
@@ -144,8 +146,20 @@ def fit_legs(cal_rows: pd.DataFrame, times: PhaseTimes, delta: dict | None,
     (:mod:`.probes` doc)."""
     leg = cal_rows[cal_rows["kind"] == "proxy_prefill_leg"]
     L = leg["prompt_tokens"].to_numpy(dtype=float)
-    y = leg["seconds"].to_numpy(dtype=float) - np.array([times.prefill(int(x)) for x in L])
-    pre = line_fit(L, y - _delta_at(delta, 1), "legs prefill")
+    work = np.array([times.prefill(int(x)) for x in L]) + _delta_at(delta, 1)
+    eng = _engine_rows(cal_rows, leg)
+    save = None
+    if eng is None:  # no engine counters: the whole excess is the HTTP path's latency
+        pre = line_fit(L, leg["seconds"].to_numpy(dtype=float) - work, "legs prefill")
+        pre["definition"] = "proxy's X-Prefill-Seconds - prefill(L) - delta(1)"
+    else:  # the engine's own time: the save is work there, the rest the HTTP path's latency
+        e, q = eng
+        save = line_fit(L, e - work, "KV save")
+        save["definition"] = ("prefill instance's engine prefill time (first scheduled to first "
+                              "token, its counters) - prefill(L) - delta(1)")  # fmt: skip
+        pre = line_fit(L, leg["seconds"].to_numpy(dtype=float) - e - q, "legs prefill")
+        pre["definition"] = ("proxy's X-Prefill-Seconds - the prefill instance's engine queue "
+                             "and prefill time (its counters)")  # fmt: skip
     ho = cal_rows[(cal_rows["kind"] == "handover")].copy()
     inj = ho["injected_tokens"].fillna(0).to_numpy(dtype=float)
     L2 = ho["prompt_tokens"].to_numpy(dtype=float)
@@ -155,10 +169,28 @@ def fit_legs(cal_rows: pd.DataFrame, times: PhaseTimes, delta: dict | None,
     dec = line_fit(L2, ho["seconds"].to_numpy(dtype=float) - work - _delta_at(delta, 1) - load,
                    "legs decode")  # fmt: skip
     return {
-        "prefill_leg": {**pre, "definition": "proxy's X-Prefill-Seconds - prefill(L) - delta(1)"},
+        "prefill_leg": pre,
+        **({"kv_save": save} if save is not None else {}),
         "decode_leg": {**dec, "definition": "proxy TTFT - prefill leg - tail chunk(injected, "
                        "recomputed) - delta(1) - KV load(injected)"},  # fmt: skip
     }
+
+
+def _engine_rows(cal_rows: pd.DataFrame, leg: pd.DataFrame):
+    """(engine prefill s, engine queue s) per prefill-leg row, from the calibration's
+    ``prefill_engine`` rows (same length and repeat); None where any is missing or not finite."""
+    key = ["prompt_tokens", "repeat"]
+    parts = []
+    for kind in ("prefill_engine", "prefill_engine_queue"):
+        r = cal_rows[cal_rows["kind"] == kind]
+        if r.empty:
+            return None
+        m = leg[key].merge(r[[*key, "seconds"]], on=key, how="left")["seconds"]
+        v = m.to_numpy(dtype=float)
+        if not np.isfinite(v).all():
+            return None
+        parts.append(v)
+    return parts[0], parts[1]
 
 
 def serving_terms(design: str, records: pd.DataFrame, times: PhaseTimes, cal: dict | None = None,
@@ -186,6 +218,12 @@ def serving_terms(design: str, records: pd.DataFrame, times: PhaseTimes, cal: di
             terms["prefill_leg_s_per_token"] = legs["prefill_leg"]["b"]
             terms["decode_leg_s"] = legs["decode_leg"]["a"]
             terms["decode_leg_s_per_token"] = legs["decode_leg"]["b"]
+            if "kv_save" in legs:
+                terms["kv_save_s"] = legs["kv_save"]["a"]
+                terms["kv_save_s_per_token"] = legs["kv_save"]["b"]
+            else:
+                notes.append("kv_save: no engine counters in the calibration: the prefill leg's "
+                             "whole excess over prefill(L) + delta(1) is latency")  # fmt: skip
         else:
             notes.append("legs: no calibration records (calibrate.enabled=false): legs zero")
     else:
@@ -207,7 +245,8 @@ def describe_rows(res: dict) -> list[dict]:
         v = (res.get("terms") or {}).get(k, 0.0)
         key = fit_of.get(probe)
         if probe.startswith("legs"):
-            key = "prefill_leg" if k.startswith("prefill") else "decode_leg"
+            key = ("prefill_leg" if k.startswith("prefill") else
+                   "kv_save" if k.startswith("kv_save") else "decode_leg")  # fmt: skip
         f = fits.get(key) if key else None
         rows.append({"term": k, "value": v, "unit": unit, "probe": probe,
                      "fit_points": f.get("points") if f else None,
