@@ -11,13 +11,14 @@ row per rung and instance (:func:`experiments.validation.engine_metrics.engine_m
 - ``model_prefill_ms``: for the prefill instance of the disaggregated design (it computes each
   prompt alone, one output token), the mean over the run's requests of the simulator's price of
   that prompt's prefill (the rung's phase model plus the served per-iteration overhead at one
-  request, times the rung's speed factor), so ``prefill_ms - model_prefill_ms`` is the prefill
-  instance's work per request that the simulator does not price (batched prompts share an
-  iteration: at load the engine's figure includes the other prompts of the step);
+  request and the KV save, ``serving.kv_save_*``, times the rung's speed factor), so
+  ``prefill_ms - model_prefill_ms`` is the prefill instance's work per request that the
+  simulator does not price (batched prompts share an iteration: at load the engine's figure
+  includes the other prompts of the step);
 - ``client_prefill_leg_ms``: the disaggregated proxy's prefill-leg wall time as the client
   recorded it (``prefill_leg_s``, median): the engine's queue and prefill plus the HTTP legs.
 
-Runs recorded before these counters (7 Dec 2026 and earlier) have no ``engine`` block: their rungs
+Runs recorded before these counters (before 7 Dec 2026, 21:20) have no ``engine`` block: their rungs
 give no rows. Nothing here is fitted; it is a record, the controls' input.
 """
 
@@ -57,7 +58,9 @@ def _model_prefill_ms(rung, prompts: np.ndarray) -> float:
     times = PhaseTimes.from_source(str(rung.profile), ov["model"], ov["gpu"])
     d1 = float(ov.get("serving.iteration_s", 0.0)) + float(
         ov.get("serving.iteration_s_per_request", 0.0))
-    per = [times.prefill(int(L)) + d1 for L in prompts]
+    s0 = float(ov.get("serving.kv_save_s", 0.0))
+    s1 = float(ov.get("serving.kv_save_s_per_token", 0.0))
+    per = [times.prefill(int(L)) + d1 + s0 + s1 * int(L) for L in prompts]
     return 1e3 * rung.speed_factor * float(np.mean(per)) if per else math.nan
 
 
@@ -118,7 +121,7 @@ def section(df: pd.DataFrame) -> list[str]:
          "(first scheduled to first token) time per request, steps and their mean tokens, "
          "preemptions. For the disaggregated design's prefill instance, `model prefill` is the "
          "simulator's price of each prompt's prefill alone (phase model + served overhead at one "
-         "request, times the rung's speed factor), and `client leg` the proxy's prefill-leg time "
+         "request + KV save, times the rung's speed factor), and `client leg` the proxy's prefill-leg time "
          "(median, as the client recorded it). Measured, not fitted.", "",
          "| design | load | instance | requests | queue (ms) | prefill (ms) | model prefill (ms) "
          "| client leg (ms) | steps | tokens/step | preemptions |",
