@@ -730,3 +730,18 @@ def test_simulated_gaps_are_rebuilt_per_request_from_the_iterations(tmp_path):
     s = _sim_samples(d, "prompt")
     np.testing.assert_allclose(s[0]["tbt"], [0.02, 0.03, 0.04])  # exact
     np.testing.assert_allclose(s[1]["tbt"], [0.018] * 5)  # 5 gaps expected, 3 found: the mean
+
+
+def test_serving_overrides_do_not_depend_on_the_order_of_the_probes_terms():
+    # a step's result reloaded from step.json has its keys sorted; the overrides enter the
+    # next steps' keys, so both orders must give the same list (a resume re-simulated otherwise)
+    import json
+
+    from experiments.validation.simargs import serving_overrides
+
+    terms = {"iteration_s": 0.001, "prefill_leg_s": 0.005, "decode_leg_s": 0.01,
+             "kv_save_s": 0.009, "arrival_s": 0.0}  # fmt: skip
+    reloaded = json.loads(json.dumps({"terms": terms}, sort_keys=True))
+    a = serving_overrides({"terms": terms}, "splitwise", "vllm")
+    assert a == serving_overrides(reloaded, "splitwise", "vllm")
+    assert a == sorted(a) and "serving.arrival_s=0" not in " ".join(a)

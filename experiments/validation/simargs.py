@@ -88,7 +88,10 @@ def serving_overrides(probes: dict | None, design: str, policy: str) -> list[str
 
     terms = (probes or {}).get("terms") or {}
     out = []
-    for k, v in terms.items():
+    # in name order: a step's result reloaded from its step.json has its keys sorted, and the
+    # overrides are part of the next steps' keys (in the probe's order a resumed run simulated
+    # every rung of the split design again: same numbers, another key)
+    for k, v in sorted(terms.items()):
         if k in DISAGGREGATED and (design != "splitwise" or policy != "vllm"):
             continue
         if v:
