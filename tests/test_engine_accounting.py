@@ -127,3 +127,19 @@ def test_baseline2_is_audited_per_instance_where_the_records_name_it(tmp_path):
     df = ia.audit([ia.Rung("baseline2", "x", OV, 1.0, PROFILE, (named,))])
     assert set(df["batch_lo"]) == {1} and df["gaps"].sum() == 10
     assert ia.audit([ia.Rung("baseline2", "x", OV, 1.0, PROFILE, (anon,))]).empty
+
+
+def test_what_if_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    from experiments.validation import what_if
+
+    assert what_if.main([str(tmp_path)]) == 2
+    assert "usage:" in capsys.readouterr().err
+    assert what_if.main([str(tmp_path), str(tmp_path / "o"), "splitwise-no-colon"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected design:key=value" in err[0]
+    assert what_if.parse(["splitwise:a=1", "splitwise:b=2", "baseline:c=3"]) == {
+        "splitwise": ["a=1", "b=2"], "baseline": ["c=3"]}
+    # a folder that is not a published report: one line naming the file
+    assert what_if.main([str(tmp_path), str(tmp_path / "o"), "splitwise:a=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.json" in err[0]
