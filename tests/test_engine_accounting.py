@@ -143,3 +143,24 @@ def test_what_if_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert what_if.main([str(tmp_path), str(tmp_path / "o"), "splitwise:a=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "config.json" in err[0]
+
+
+def test_rstar_interval_brackets_the_interpolated_value_and_is_seeded():
+    from experiments.validation import judge
+
+    rng = np.random.default_rng(0)
+
+    def rung(scale, n=300):  # TTFT per request and 20 token gaps per request
+        return ([np.array([v]) for v in rng.exponential(0.1 * scale, n)],
+                [rng.exponential(0.02 * scale, 20) for _ in range(n)])  # fmt: skip
+
+    rungs = [(2.0, *rung(1.0)), (4.0, *rung(2.0)), (6.0, *rung(4.0))]
+    limit_ttft, limit_tbt = 0.5, 0.1
+    ratios = [judge.slo_ratio(float(np.quantile(np.concatenate(t), 0.9)),
+                              float(np.quantile(np.concatenate(g), 0.9)), limit_ttft, limit_tbt)
+              for _, t, g in rungs]  # fmt: skip
+    v = judge.rstar_interpolated([r for r, *_ in rungs], ratios)["value"]
+    a = judge.rstar_interval(rungs, limit_ttft, limit_tbt, resamples=300, seed=3)
+    assert a["ci_low"] < v < a["ci_high"] and a["resamples"] == 300
+    assert a == judge.rstar_interval(rungs, limit_ttft, limit_tbt, resamples=300, seed=3)
+    assert math.isnan(judge.rstar_interval(rungs[:1], limit_ttft, limit_tbt)["ci_low"])

@@ -161,6 +161,40 @@ def rstar_interpolated(rates: Sequence[float], ratios: Sequence[float]) -> dict:
     return {"value": float(v), "bound": "interpolated", "bracket": [float(x0), float(x1)]}
 
 
+def rstar_interval(rungs: Sequence[tuple[float, Sequence[np.ndarray], Sequence[np.ndarray]]],
+                   ttft_limit: float, tbt_limit: float, resamples: int = 2000,
+                   confidence: float = 0.95, seed: int = 0) -> dict:
+    """A bootstrap interval of the real R* (:func:`rstar_interpolated`): ``rungs`` are (offered
+    rate, TTFT per request, token gaps per request) of the rungs it interpolates between; each
+    resample draws every rung's requests with replacement (rungs independently), recomputes the
+    TTFT and TBT P90 and the SLO ratio of each (:func:`slo_ratio`), and interpolates R* again.
+    {'ci_low', 'ci_high', 'resamples', 'undefined'}: the interval over the resamples whose R* is
+    bracketed by two rungs; ``undefined``, the share whose R* fell outside every bracket (then
+    the interval understates the uncertainty; NaN when more than half did)."""
+    if len(rungs) < 2:
+        return {"ci_low": math.nan, "ci_high": math.nan, "resamples": 0, "undefined": math.nan}
+    rng = np.random.default_rng(seed)
+    sides = [(rate, _Side(ttft), _Side(tbt), len(ttft)) for rate, ttft, tbt in rungs]
+    rates = [r for r, *_ in sides]
+    vals = np.empty(resamples)
+    for b in range(resamples):
+        ratios = []
+        for _, t, g, n in sides:
+            counts = np.bincount(rng.integers(0, n, n), minlength=n) if n else np.zeros(0, int)
+            ratios.append(slo_ratio(float(t.quantiles(counts, [90])[0]),
+                                    float(g.quantiles(counts, [90])[0]), ttft_limit,
+                                    tbt_limit))  # fmt: skip
+        vals[b] = rstar_interpolated(rates, ratios)["value"]
+    ok = vals[np.isfinite(vals)]
+    undefined = 1.0 - ok.size / resamples
+    if ok.size < resamples / 2:
+        return {"ci_low": math.nan, "ci_high": math.nan, "resamples": resamples,
+                "undefined": undefined}  # fmt: skip
+    a = (1 - confidence) / 2
+    return {"ci_low": float(np.quantile(ok, a)), "ci_high": float(np.quantile(ok, 1 - a)),
+            "resamples": resamples, "undefined": undefined}  # fmt: skip
+
+
 def rstar_bisect(
     meets: Callable[[float], bool], lo: float, hi: float, rel_tol: float = 0.01, max_iter: int = 40
 ) -> float:
@@ -206,7 +240,7 @@ def error_rows(
     rows = []
     for m, (sim, real) in samples.items():
         qs = list(STATS.values())
-        res = paired_bootstrap(sim, real, qs, resamples, confidence, _seed(seed, design, load, m))
+        res = paired_bootstrap(sim, real, qs, resamples, confidence, stream_seed(seed, design, load, m))
         n = res["n_requests"]
         for j, stat in enumerate(STATS):
             rows.append({
@@ -243,7 +277,7 @@ def capacity_rows(design: str, capacity: dict, rstar: dict) -> list[dict]:
     return rows
 
 
-def _seed(seed: int, *parts) -> int:
+def stream_seed(seed: int, *parts) -> int:
     h = hashlib.sha256("/".join(map(str, (seed, *parts))).encode()).digest()
     return int.from_bytes(h[:4], "big")
 
@@ -280,7 +314,7 @@ def ladder(
             dur = math.ceil(min_requests / rate / (1 - 2 * trim))
             out.append({"name": f"{short}-{f:g}{tag}", "trace": trace, "rate": float(rate),
                         "basis": basis, "factor": float(f), "duration_s": float(dur),
-                        "seed": _seed(seed, trace, basis, f)})  # fmt: skip
+                        "seed": stream_seed(seed, trace, basis, f)})  # fmt: skip
     perm = np.random.default_rng(seed).permutation(len(out))
     for pos, i in enumerate(perm):
         out[int(i)]["order"] = pos
@@ -291,5 +325,5 @@ def ladder(
         out.append({"name": f"{short}-{f:g}R-sentinel", "trace": trace, "rate": float(rate),
                     "basis": "rstar", "factor": float(f),
                     "duration_s": float(math.ceil(min_requests / rate / (1 - 2 * trim))),
-                    "seed": _seed(seed, trace, "rstar", f), "order": len(out)})  # fmt: skip
+                    "seed": stream_seed(seed, trace, "rstar", f), "order": len(out)})  # fmt: skip
     return out

@@ -140,7 +140,7 @@ def design_tables(
     first = "decode" if design == "splitwise" else "prompt"
     cap_sim = (pred or {}).get("capacity_rps", math.nan)
     rstar_sim = (pred or {}).get("rstar_rps", math.nan)
-    rows, p90, p90_sim = [], [], []
+    rows, p90, p90_sim, rs_samples = [], [], [], []
     for ld in loads:
         if ld.name not in sim_dirs or not real_dirs.get(ld.name):
             continue
@@ -159,6 +159,7 @@ def design_tables(
         rows += part
         if ld.trace == c.ladder.rstar_trace and not ld.name.endswith("-sentinel"):
             p90.append((offered, _slo_ratio(part, "real", c.ladder.slo)))
+            rs_samples.append((offered, samples["ttft"][1], samples["tbt"][1]))
             p90_sim.append((offered, _slo_ratio(part, "sim", c.ladder.slo)))
     errors = pd.DataFrame(rows, columns=judge.ERROR_COLUMNS)
     cap_real = {"value": math.nan}
@@ -171,6 +172,10 @@ def design_tables(
         cap_real = {k: float(np.nanmean([v[k] for v in vals])) for k in ("value", "ci_low",
                                                                         "ci_high")}  # fmt: skip
     rs = judge.rstar_interpolated(*zip(*p90, strict=True)) if p90 else {"value": math.nan}
+    if math.isfinite(rs["value"]):  # its bootstrap interval (the rungs' requests resampled)
+        rs.update(judge.rstar_interval(rs_samples, c.ladder.slo.ttft_p90_s,
+                                       c.ladder.slo.tbt_p90_s, cc.bootstrap, cc.confidence,
+                                       judge.stream_seed(cc.seed, design, "rstar")))  # fmt: skip
     rstar_cap = rstar_sim
     if same_runs:
         cap_sim = math.nan
@@ -182,7 +187,7 @@ def design_tables(
                      if p90_sim else math.nan)  # fmt: skip
     capacity = pd.DataFrame(
         judge.capacity_rows(design, {"sim": cap_sim, "real": cap_real},
-                            {"sim": rstar_cap, "real": {"value": rs["value"]}}),
+                            {"sim": rstar_cap, "real": rs}),
         columns=judge.CAPACITY_COLUMNS,
     )  # fmt: skip
     return errors, capacity

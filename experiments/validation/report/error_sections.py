@@ -233,9 +233,16 @@ def judged_sections(c, jerr: pd.DataFrame | None, jcap: pd.DataFrame | None) -> 
         L.append("")
     if jcap is not None and len(jcap):
         L += ["## Capacity and R* (capacity.csv)", "",
-              "| design | quantity | sim | real | rel. error |", "|" + "---|" * 5]  # fmt: skip
+              f"Real interval ({c.compare.confidence:.0%}): capacity, the completions' Poisson "
+              "count; R*, a bootstrap of the requests of the rungs it interpolates between "
+              f"({c.compare.bootstrap} resamples, each rung's requests drawn with replacement). "
+              "Both are sampling intervals of one run: drift between runs is not in them.", "",
+              "| design | quantity | sim | real | real interval | rel. error |",
+              "|" + "---|" * 6]  # fmt: skip
         for r in jcap.itertuples(index=False):
-            L.append(f"| {r.design} | {r.quantity} | {r.sim:.4g} | {r.real:.4g} | "
+            iv = ("" if not (math.isfinite(r.ci_low) and math.isfinite(r.ci_high))
+                  else f"{r.ci_low:.4g}-{r.ci_high:.4g}")  # fmt: skip
+            L.append(f"| {r.design} | {r.quantity} | {r.sim:.4g} | {r.real:.4g} | {iv} | "
                      f"{pct(r.rel_error)} |")  # fmt: skip
         L.append("")
     return L
