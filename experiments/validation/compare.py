@@ -54,7 +54,7 @@ class RunData:
         }
 
 
-def _read(path: Path) -> pd.DataFrame:
+def read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError) as e:
@@ -90,14 +90,14 @@ def load_run(path: str | Path, first_token: str = "prompt") -> RunData:
     f = path / "requests.parquet"
     if not f.is_file():
         raise ExperimentError(f"{path}: no requests.parquet (not a replay or load-generator run)")
-    req = _read(f)
+    req = read_parquet(f)
     missing = [c for c in REQUEST_COLUMNS if c not in req.columns]
     if missing:
         raise ExperimentError(f"{f}: missing contract-4 column(s) {', '.join(missing)}")
     done_ids = set(req.loc[~req["e2e_s"].isna(), "request_id"].tolist())
     if (path / "iterations.parquet").is_file() and (path / "request_gaps.parquet").is_file():
-        it = _read(path / "iterations.parquet")
-        rg = _read(path / "request_gaps.parquet")
+        it = read_parquet(path / "iterations.parquet")
+        rg = read_parquet(path / "request_gaps.parquet")
         if first_token == "decode":
             req, rg = _first_token_from_decode(req, rg)
         v, w = span_gaps(
@@ -109,7 +109,7 @@ def load_run(path: str | Path, first_token: str = "prompt") -> RunData:
             path, req, (np.concatenate([v, g]), np.concatenate([w, np.ones_like(g)])), "sim", True
         )
     if (path / "tokens.parquet").is_file():
-        tok = _read(path / "tokens.parquet")
+        tok = read_parquet(path / "tokens.parquet")
         if "token_times_s" not in tok.columns or "request_id" not in tok.columns:
             raise ExperimentError(
                 f"{path / 'tokens.parquet'}: needs columns request_id, token_times_s"

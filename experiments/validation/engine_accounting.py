@@ -33,6 +33,7 @@ import pandas as pd
 
 from experiments.errors import ExperimentError
 from experiments.validation.engine_metrics import engine_means
+from experiments.validation.iteration_audit import read_run
 
 COLUMNS = ["design", "load", "instance", "runs", "requests", "queue_ms", "prefill_ms",
            "model_prefill_ms", "client_prefill_leg_ms", "steps", "tokens_per_step",
@@ -51,16 +52,10 @@ def _records(run: Path) -> dict:
 
 
 def _model_prefill_ms(rung, prompts: np.ndarray) -> float:
-    from experiments.validation.iteration_audit import override_values
-    from experiments.validation.serving_fit import PhaseTimes
-
-    ov = override_values(list(rung.overrides))
-    times = PhaseTimes.from_source(str(rung.profile), ov["model"], ov["gpu"])
-    d1 = float(ov.get("serving.iteration_s", 0.0)) + float(
-        ov.get("serving.iteration_s_per_request", 0.0))
-    s0 = float(ov.get("serving.kv_save_s", 0.0))
-    s1 = float(ov.get("serving.kv_save_s_per_token", 0.0))
-    per = [times.prefill(int(L)) + d1 + s0 + s1 * int(L) for L in prompts]
+    times, sv = rung.phase_times(), rung.serving()
+    d1 = sv.iteration_s + sv.iteration_s_per_request
+    per = [times.prefill(int(L)) + d1 + sv.kv_save_s + sv.kv_save_s_per_token * int(L)
+           for L in prompts]  # fmt: skip
     return 1e3 * rung.speed_factor * float(np.mean(per)) if per else math.nan
 
 
@@ -79,7 +74,7 @@ def rung_rows(rung) -> list[dict]:
             for k, v in d.items():
                 v = float(v) if v is not None else math.nan
                 acc[k] = acc.get(k, 0.0) + v
-        req = pd.read_parquet(run / "requests.parquet")
+        req = read_run(run)[0]
         ok = req[req["status"].isin(("ok", "short"))]
         prompts.append(ok["prompt_tokens"].to_numpy())
         if "prefill_leg_s" in ok:

@@ -67,27 +67,27 @@ COLUMNS = ["design", "load", "event", "batch_lo", "batch_hi", "gaps", "real_ms",
            "excess_ms", "excess_p25_ms", "excess_p75_ms", "kv_load_ms"]  # fmt: skip
 
 
-def _read(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    try:
-        return pd.read_parquet(run / "requests.parquet"), pd.read_parquet(run / "tokens.parquet")
-    except (OSError, ValueError) as e:
-        raise ExperimentError(f"{run}: {type(e).__name__}: {e}") from None
+def read_run(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A real run's (requests, tokens) tables; ExperimentError (one line) naming the file."""
+    from experiments.validation.compare import read_parquet
+
+    return read_parquet(run / "requests.parquet"), read_parquet(run / "tokens.parquet")
 
 
-def machines(run: Path) -> list[int] | None:
-    """The token machines of a real run's requests; None where the records cannot name them (a
-    load generator older than the ``prefill_leg_s`` column wrote 0 for every request)."""
-    req, _ = _read(run)
+def machines(run: Path | pd.DataFrame) -> list[int] | None:
+    """The token machines of a real run's requests (its folder or its request table); None where
+    the records cannot name them (a load generator older than the ``prefill_leg_s`` column wrote
+    0 for every request)."""
+    req = read_run(run)[0] if isinstance(run, Path) else run
     if "prefill_leg_s" not in req:
         return None
     return sorted(int(m) for m in req["token_machine"].unique())
 
 
-def _requests(run: Path, machine: int | None = None
+def _requests(req: pd.DataFrame, tok: pd.DataFrame, machine: int | None = None
               ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
     """(absolute token times of each request with >= 1 token, their prompt tokens, send times)
-    of one real run (``machine``: only the requests its token machine served)."""
-    req, tok = _read(run)
+    of one real run's tables (``machine``: only the requests its token machine served)."""
     if machine is not None:
         req = req[req["token_machine"] == machine]
     times = dict(zip(tok["request_id"], tok["token_times_s"], strict=True))
@@ -102,11 +102,13 @@ def _requests(run: Path, machine: int | None = None
     return tt, np.asarray(prompts, dtype=np.int64), np.asarray(sends, dtype=float)
 
 
-def gap_table(run: Path, *, colocated: bool, machine: int | None = None) -> pd.DataFrame:
-    """One row per client inter-token gap of the real run ``run`` (``machine``: of that token
-    machine's requests alone): ``t0, t1, real_s, batch, context, prompt_of_admitted, event``
-    (module doc)."""
-    tt, prompts, sends = _requests(run, machine)
+def gap_table(run: Path | tuple[pd.DataFrame, pd.DataFrame], *, colocated: bool,
+              machine: int | None = None) -> pd.DataFrame:  # fmt: skip
+    """One row per client inter-token gap of the real run ``run`` (its folder, or its tables as
+    :func:`read_run` gives them; ``machine``: of that token machine's requests alone): ``t0, t1,
+    real_s, batch, context, prompt_of_admitted, event`` (module doc)."""
+    req, tok = read_run(run) if isinstance(run, Path) else run
+    tt, prompts, sends = _requests(req, tok, machine)
     if not tt:
         return pd.DataFrame(columns=["t0", "t1", "real_s", "batch", "context", "event",
                                      "admitted_prompt"])  # fmt: skip
@@ -154,6 +156,25 @@ class Rung:
     profile: Path
     runs: tuple[Path, ...]
 
+    def values(self) -> dict[str, str]:
+        """The rung's simulator overrides as key -> value."""
+        return override_values(list(self.overrides))
+
+    def serving(self):
+        """The serving component the rung was simulated with (its ``serving.*`` overrides)."""
+        from replay.serving import ServingConfig
+
+        return ServingConfig(**{k.split(".", 1)[1]: float(v) for k, v in self.values().items()
+                                if k.startswith("serving.")})  # fmt: skip
+
+    def phase_times(self):
+        """The rung's phase model (its published profile, model and GPU) as
+        :class:`experiments.validation.serving_fit.PhaseTimes`."""
+        from experiments.validation.serving_fit import PhaseTimes
+
+        ov = self.values()
+        return PhaseTimes.from_source(str(self.profile), ov["model"], ov["gpu"])
+
 
 def published_rungs(pub: Path) -> list[Rung]:
     """The audited rungs of a published validation folder (``sims/<design>/<load>/sim.json``,
@@ -195,16 +216,12 @@ def step_rungs(c, steps, by_design: dict) -> list[Rung]:
 
 def rung_rows(rung: Rung, gaps: pd.DataFrame) -> list[dict]:
     """The audit rows of one rung: per event and batch bin, its gaps' medians (module doc)."""
-    from experiments.validation.serving_fit import PhaseTimes
-
-    ov = override_values(list(rung.overrides))
-    times = PhaseTimes.from_source(str(rung.profile), ov["model"], ov["gpu"])
+    times = rung.phase_times()
+    sv = rung.serving()
     f = rung.speed_factor
-    it0 = float(ov.get("serving.iteration_s", 0.0))
-    it1 = float(ov.get("serving.iteration_s_per_request", 0.0))
-    kv0 = float(ov.get("serving.kv_load_s", 0.0))
-    kv1 = float(ov.get("serving.kv_load_s_per_token", 0.0))
-    block = int(ov.get("scheduler.vllm.block_size", 16))
+    it0, it1 = sv.iteration_s, sv.iteration_s_per_request
+    kv0, kv1 = sv.kv_load_s, sv.kv_load_s_per_token
+    block = int(rung.values().get("scheduler.vllm.block_size", 16))
     g = gaps[gaps["batch"] >= 1]
     if g.empty:
         return []
@@ -240,11 +257,12 @@ def audit(rungs: list[Rung]) -> pd.DataFrame:
     for r in rungs:
         gaps = []
         for run in r.runs:
+            tables = read_run(run)
             if r.design != "baseline2":
-                gaps.append(gap_table(run, colocated=r.design != "splitwise"))
+                gaps.append(gap_table(tables, colocated=r.design != "splitwise"))
                 continue
-            for m in machines(run) or []:  # each instance alone; none where not recorded
-                gaps.append(gap_table(run, colocated=True, machine=m))
+            for m in machines(tables[0]) or []:  # each instance alone; none where not recorded
+                gaps.append(gap_table(tables, colocated=True, machine=m))
         if gaps:
             rows += rung_rows(r, pd.concat(gaps, ignore_index=True))
     df = pd.DataFrame(rows, columns=COLUMNS).astype({"batch_hi": "Int64"})

@@ -51,19 +51,24 @@ def run_tool(step: str, argv: list[str], log: Path, timeout_s: float, cpus=None)
 
 
 
-def folder_command(module: str, argv: list[str] | None, work) -> int:
-    """A ``python -m <module> <published folder>`` command: ``work(folder)`` returns its exit
-    code; a wrong argument count prints the usage and a missing or unreadable file one
-    ``error:`` line (exit 2, no traceback); Ctrl-C is the one-line interrupt (exit 130)."""
+def folder_command(module: str, argv: list[str] | None, work,
+                   usage: str = "<published folder>", nargs: tuple[int, int | None] = (1, 1)
+                   ) -> int:  # fmt: skip
+    """A ``python -m <module> <published folder> [...]`` command: ``work(folder, *rest)`` returns
+    its exit code (``rest``: the further arguments, as strings; ``nargs``: the fewest and most
+    arguments, None: no most); a wrong argument count prints the usage and a missing or
+    unreadable file or a bad argument one ``error:`` line (exit 2, no traceback); Ctrl-C is the
+    one-line interrupt (exit 130)."""
     from common.entry import interrupted
     from experiments.errors import ExperimentError
 
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print(f"usage: python -m {module} <published folder>", file=sys.stderr)
+    lo, hi = nargs
+    if len(args) < lo or (hi is not None and len(args) > hi):
+        print(f"usage: python -m {module} {usage}", file=sys.stderr)
         return 2
     try:
-        return work(Path(args[0]))
+        return work(Path(args[0]), *args[1:])
     except (ExperimentError, StepError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -49,37 +49,32 @@ def targets(errors: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from common.atomic import write_text_atomic
-    from common.entry import interrupted
-    from experiments.validation.errors import StepError
-    from experiments.validation.recompute import recompute
+    from experiments.validation.tools import folder_command
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) < 3:
-        print("usage: python -m experiments.validation.what_if <published folder> <out folder> "
-              "design:key=value [...]", file=sys.stderr)  # fmt: skip
-        return 2
-    pub, out = Path(args[0]), Path(args[1])
-    try:
-        extra = parse(args[2:])
+    def work(pub: Path, out: str, *items: str) -> int:
+        from common.atomic import write_text_atomic
+        from experiments.validation.recompute import recompute
+
+        extra = parse(list(items))
         with tempfile.TemporaryDirectory() as tmp:
             err, cap = recompute(pub, Path(tmp), extra)
-        write_text_atomic(out / "errors.csv", err.to_csv(index=False, float_format="%.6g"))
-        write_text_atomic(out / "capacity.csv", cap.to_csv(index=False, float_format="%.6g"))
+        write_text_atomic(Path(out) / "errors.csv", err.to_csv(index=False, float_format="%.6g"))
+        write_text_atomic(Path(out) / "capacity.csv",
+                          cap.to_csv(index=False, float_format="%.6g"))  # fmt: skip
         before = pd.read_csv(pub / "capacity.csv")
         t0, t1 = targets(pd.read_csv(pub / "errors.csv")), targets(err)
-    except (ExperimentError, StepError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return interrupted()
-    both = before.merge(cap, on=["design", "quantity"], suffixes=("_published", "_what_if"))
-    cols = ["design", "quantity", "sim_published", "sim_what_if", "real_published",
-            "rel_error_published", "rel_error_what_if"]  # fmt: skip
-    with pd.option_context("display.width", 200):
-        print(both[cols].round(4).to_string(index=False))
-        print(t0.merge(t1, on="design", suffixes=("_published", "_what_if")).to_string(index=False))
-    return 0
+        both = before.merge(cap, on=["design", "quantity"], suffixes=("_published", "_what_if"))
+        cols = ["design", "quantity", "sim_published", "sim_what_if", "real_published",
+                "rel_error_published", "rel_error_what_if"]  # fmt: skip
+        with pd.option_context("display.width", 200):
+            print(both[cols].round(4).to_string(index=False))
+            print(t0.merge(t1, on="design", suffixes=("_published", "_what_if"))
+                  .to_string(index=False))  # fmt: skip
+        return 0
+
+    return folder_command("experiments.validation.what_if", argv, work,
+                          "<published folder> <out folder> design:key=value [...]",
+                          nargs=(3, None))  # fmt: skip
 
 
 if __name__ == "__main__":
