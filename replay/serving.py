@@ -47,6 +47,14 @@ Terms (seconds; L = the request's prompt tokens, B = the requests of one iterati
     tokens after the last whole block, ``L - block_size * floor((L - 1) / block_size)``, 1 to
     block_size tokens: at least the last token is recomputed to sample from) is recomputed in
     that iteration as a prefill chunk priced by the decode instance's phase model.
+  - ``decode_work_s + decode_work_s_per_token * L``: **work on the decode instance** per
+    hand-over: the decode leg's processing where it runs on the decode engine's cores (the
+    decode instance's API server taking the proxy's request: parsing, the prompt's token ids,
+    the hand-off to the engine, on a CPU deployment whose server shares the engine's core),
+    added, like the KV load, to the duration of the iteration that admits the hand-over
+    (every hand-over, with or without whole blocks to load). The validation measures the
+    decode leg once (the KV calibration) and places it here or in ``decode_leg_*``
+    (``probes.decode_leg_as``), never both.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ def _f(default, help: str):  # noqa: A002 - "help" is the documented name
 DISAGGREGATED = (
     "prefill_leg_s", "prefill_leg_s_per_token", "decode_leg_s", "decode_leg_s_per_token",
     "kv_load_s", "kv_load_s_per_token", "kv_save_s", "kv_save_s_per_token",
+    "decode_work_s", "decode_work_s_per_token",
 )  # fmt: skip
 
 
@@ -111,6 +120,14 @@ class ServingConfig:
     kv_save_s_per_token: float = _f(
         0.0, "disaggregated: prefill-instance work per stored prompt token, s"
     )
+    decode_work_s: float = _f(
+        0.0,
+        "disaggregated: decode-instance work per admitted hand-over (the decode leg's processing "
+        "on the decode engine's cores), s (stalls its decodes)",
+    )
+    decode_work_s_per_token: float = _f(
+        0.0, "disaggregated: decode-instance work per admitted hand-over's prompt token, s"
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -156,6 +173,8 @@ _LABELS = (
     ("kv_load_s", "KV load", "s/hand-over"), ("kv_load_s_per_token", "KV load",
                                               "s/injected token"),
     ("kv_save_s", "KV save", "s/prompt"), ("kv_save_s_per_token", "KV save", "s/prompt token"),
+    ("decode_work_s", "decode-instance hand-over work", "s/hand-over"),
+    ("decode_work_s_per_token", "decode-instance hand-over work", "s/prompt token"),
 )  # fmt: skip
 
 

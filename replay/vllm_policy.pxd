@@ -11,7 +11,7 @@ cdef class VLLMMachine(Machine):
     cdef public list hist, pieces
     cdef public Py_ssize_t part, pdone, pn, pblk, bs, nblocks, used, budget, maxseqs
     cdef public bint preempted_step, split, whole
-    cdef public double kl0, kl1, ks0, ks1
+    cdef public double kl0, kl1, ks0, ks1, dw0, dw1
 
     @cython.locals(n=Py_ssize_t, kind=Py_ssize_t)
     cpdef notify(self, double t, double now)
@@ -44,5 +44,5 @@ cdef class VLLMMachine(Machine):
                    o=Py_ssize_t, nb=Py_ssize_t, ptok=list, gen=list, recompute=list,
                    t_start=list, run=dict, pc=PrefixCache, p=Py_ssize_t, total=Py_ssize_t,
                    s=Py_ssize_t, k=Py_ssize_t, kv=Py_ssize_t, dur=double, ho=bint,
-                   nload=Py_ssize_t, loaded=Py_ssize_t)
+                   nload=Py_ssize_t, loaded=Py_ssize_t, nho=Py_ssize_t, hop=Py_ssize_t)
     cpdef _start(self, double T)

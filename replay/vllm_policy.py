@@ -164,7 +164,7 @@ class VLLMMachine(Machine):
 
     __slots__ = (
         "run", "part", "pdone", "pn", "pblk", "hist", "bs", "nblocks", "used", "budget", "maxseqs",
-        "pieces", "preempted_step", "split", "kl0", "kl1", "whole", "ks0", "ks1",
+        "pieces", "preempted_step", "split", "kl0", "kl1", "whole", "ks0", "ks1", "dw0", "dw1",
     )  # fmt: skip
 
     def __init__(self, cl, idx, spec_name, role, coef, prefill_sums, cap, wm, maxb):
@@ -195,6 +195,9 @@ class VLLMMachine(Machine):
         # prompt roles: the connector's KV save of each prompt, ks0 + ks1 x its tokens (work)
         self.ks0 = 0.0
         self.ks1 = 0.0
+        # token roles: the decode leg's work per admitted hand-over, dw0 + dw1 x its prompt
+        self.dw0 = 0.0
+        self.dw1 = 0.0
 
     # ---- events -------------------------------------------------------------------------
     def notify(self, t, now):
@@ -497,6 +500,8 @@ class VLLMMachine(Machine):
                 sq += (o + x) * (o + x) - o * o
         nload = 0  # hand-overs admitted this iteration that load KV, and the tokens loaded
         loaded = 0
+        nho = 0  # hand-overs admitted this iteration, and their prompt tokens
+        hop = 0
         if not self.preempted_step:
             ptok = cl.ptok
             gen = cl.gen
@@ -542,6 +547,9 @@ class VLLMMachine(Machine):
                 elif ho and s:  # a hand-over's KV load: work of this iteration
                     nload += 1
                     loaded += s
+                if ho:  # and its decode leg's work (replay.serving.decode_work_*)
+                    nho += 1
+                    hop += p
                 pieces.append((r, x, s, total))
                 budget -= x
                 tok += x
@@ -578,6 +586,8 @@ class VLLMMachine(Machine):
             dur += self.o0 + self.o1 * (n + B if self.fused else n)
         if nload:  # the hand-overs' KV load stalls the iteration (replay.serving)
             dur += self.kl0 * nload + self.kl1 * loaded
+        if nho:  # and the decode leg's work on this instance (replay.serving.decode_work_*)
+            dur += self.dw0 * nho + self.dw1 * hop
         if n and self.role == PROMPT and (self.ks0 or self.ks1):  # the prompts' KV save
             dur += self.ks0 * n + self.ks1 * tok
         self.kind = PREFILL

@@ -63,6 +63,22 @@ def test_scaled_profile_and_terms(tmp_path):
         "serving.kv_load_s_per_token=1.25e-05", "serving.decode_leg_s=0.02"]  # fmt: skip
 
 
+def test_applied_as_overhead_adds_the_excess_gap_to_delta0_and_scales_nothing():
+    ov = ["model=m", "serving.iteration_s=0.002", "serving.kv_load_s=0.003"]
+    recs = [{"factor": 1.2, "probe_gap_s": 0.015}, {"factor": 1.1, "probe_gap_s": 0.015}, None]
+    got, f, info = sn.applied(ov, recs, "overhead")
+    # the median factor 1.15 over the probe's 15 ms gap: 2.25 ms more per iteration
+    assert f == 1.0 and info["sentinel_factor"] == pytest.approx(1.15)
+    assert info["sentinel_excess_s"] == pytest.approx(0.015 * 0.15)
+    assert got == ["model=m", "serving.kv_load_s=0.003", "serving.iteration_s=0.00425"]
+    # a faster engine takes delta0 down, never below 0; no delta0 before: from 0
+    got, _, _ = sn.applied(["model=m"], [{"factor": 0.5, "probe_gap_s": 0.02}], "overhead")
+    assert got == ["model=m", "serving.iteration_s=0"]
+    # scale: the overrides as they are and the factor for replay_argv; no sentinel: unchanged
+    assert sn.applied(ov, recs, "scale")[:2] == (ov, pytest.approx(1.15))
+    assert sn.applied(ov, [None], "overhead")[:2] == (ov, 1.0)
+
+
 def test_same_runs_capacity_and_rstar_come_from_the_simulated_rungs(tmp_path):
     """With per-rung simulations the simulated capacity is the overload rung's completions/s
     and R* is interpolated between the simulated rungs, as on the real side; without, the

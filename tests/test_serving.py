@@ -360,12 +360,14 @@ def test_the_serving_group_reaches_the_replay(tmp_path):
 
 
 # ---- the disaggregated pair against a per-iteration reference of the two vLLM loops --------
-def vllm_loop(arrivals, nblocks, bs, budget, maxseqs, inj=None, load=(0.0, 0.0), over=(0.0, 0.0)):
+def vllm_loop(arrivals, nblocks, bs, budget, maxseqs, inj=None, load=(0.0, 0.0), over=(0.0, 0.0),
+              work=(0.0, 0.0)):  # fmt: skip
     """One vLLM V1 instance, one iteration at a time (tests/test_replay_vllm_policy.py's
     reference, with hand-overs): ``arrivals`` = [(t, r, prompt, output)] in queue order;
     ``inj[r]``: KV tokens a hand-over brings (its prefill starts there and the iteration that
     admits it pays ``load[0] + load[1] x inj``; a recompute after preemption starts from 0);
-    ``over``: the served per-iteration overhead. Returns {r: (first, done, preemptions)}."""
+    ``over``: the served per-iteration overhead; ``work``: the decode leg's work per admitted
+    hand-over, ``work[0] + work[1] x prompt``. Returns {r: (first, done, preemptions)}."""
     inj = inj or {}
     p = {r: pp for _, r, pp, _ in arrivals}
     o = {r: oo for _, r, _, oo in arrivals}
@@ -395,7 +397,7 @@ def vllm_loop(arrivals, nblocks, bs, budget, maxseqs, inj=None, load=(0.0, 0.0),
         if not waiting and not running:
             t = arrivals[nxt][0]
             continue
-        left, sched, preempted, loaded = budget, [], False, []
+        left, sched, preempted, loaded, handed = budget, [], False, [], []
         i = 0
         while i < len(running):
             r = running[i]
@@ -426,6 +428,8 @@ def vllm_loop(arrivals, nblocks, bs, budget, maxseqs, inj=None, load=(0.0, 0.0),
                 blk[r], comp[r] = nb, s
                 if s:
                     loaded.append(s)
+                if r in inj and not rc.get(r):
+                    handed.append(p[r])
                 running.append(r)
                 sched.append((r, x))
                 left -= x
@@ -438,6 +442,7 @@ def vllm_loop(arrivals, nblocks, bs, budget, maxseqs, inj=None, load=(0.0, 0.0),
         )
         dur = dur + C_ * sum(decs) if chunks else PM.decode_time(len(decs), sum(decs))
         t += dur + over[0] + over[1] * len(sched) + sum(load[0] + load[1] * s for s in loaded)
+        t += sum(work[0] + work[1] * q for q in handed)
         for r, x in sched:
             comp[r] += x
             if comp[r] == total(r):
@@ -458,9 +463,10 @@ def test_split_pair_matches_two_per_iteration_vllm_loops(blocks, budget, seqs):
     arr = np.sort(rng.uniform(0, 15, n))
     rows = [(float(a), int(p), int(o)) for a, p, o in
             zip(arr, rng.integers(1, 2500, n), rng.integers(1, 80, n), strict=True)]  # fmt: skip
-    leg, load, over = 0.003, (0.002, 2e-6), (0.001, 1e-4)
+    leg, load, over, work = 0.003, (0.002, 2e-6), (0.001, 1e-4), (0.004, 3e-6)
     sv = ServingConfig(decode_leg_s=leg, kv_load_s=load[0], kv_load_s_per_token=load[1],
-                       iteration_s=over[0], iteration_s_per_request=over[1])  # fmt: skip
+                       iteration_s=over[0], iteration_s_per_request=over[1],
+                       decode_work_s=work[0], decode_work_s_per_token=work[1])  # fmt: skip
     s = sched(**NO_LINK, vllm={"num_gpu_blocks": blocks, "max_num_batched_tokens": budget,
                                "max_num_seqs": seqs})  # fmt: skip
     res = simulate(trace(rows), split_vllm(), s, PMS, serving=sv)
@@ -470,7 +476,7 @@ def test_split_pair_matches_two_per_iteration_vllm_loops(blocks, budget, seqs):
     ready = sorted((pre[r][1] + leg, r) for r in range(n))
     inj = {r: (rows[r][1] - 1) // BS * BS for r in range(n)}
     dec = vllm_loop([(t, r, rows[r][1], rows[r][2]) for t, r in ready], blocks, BS, budget,
-                    seqs, inj=inj, load=load, over=over)  # fmt: skip
+                    seqs, inj=inj, load=load, over=over, work=work)  # fmt: skip
     rq = res.requests
     want = np.array([dec[r] for r in range(n)])
     np.testing.assert_allclose(rq.ttft_s + rq.arrival_s, want[:, 0], rtol=1e-9, atol=1e-9)
@@ -478,6 +484,25 @@ def test_split_pair_matches_two_per_iteration_vllm_loops(blocks, budget, seqs):
     assert rq.preemptions.tolist() == want[:, 2].astype(int).tolist()
     if blocks < 1000:
         assert want[:, 2].sum() > 0  # the case exercises preemption on the decode instance
+
+
+def test_decode_work_is_work_on_the_decode_instance_per_hand_over():
+    # B hands over while A decodes alone: the iteration that admits B lasts its tail and the
+    # decode leg's work (every hand-over, with or without whole blocks to load), so A's token in
+    # it is late by exactly that work; the prefill instance does not change
+    rows = [(0.0, 100, 40), (0.05, 300, 3)]
+    w0, w1 = 0.006, 2e-5
+    base, got = (simulate(trace(rows), split_vllm(), sched("vllm", **NO_LINK), PMS,
+                          serving=ServingConfig(decode_work_s=a, decode_work_s_per_token=b))
+                 for a, b in ((0.0, 0.0), (w0, w1)))  # fmt: skip
+    p0, p1 = (r.iterations[r.iterations.role == "prompt"] for r in (base, got))
+    assert p1.first_s.tolist() == pytest.approx(p0.first_s.tolist(), rel=1e-12)
+    t0, t1 = (r.iterations[r.iterations.role == "token"] for r in (base, got))
+    extra = np.sort(t1.first_s.to_numpy() - t0.first_s.to_numpy())
+    # A's admission and B's: one hand-over each (A alone: its own work; B into A's decodes)
+    assert extra[-2:] == pytest.approx(sorted([w0 + w1 * 100, w0 + w1 * 300]), rel=1e-9)
+    assert np.abs(extra[:-2]).max() < 1e-12
+    assert got.requests.e2e_s.iloc[0] > base.requests.e2e_s.iloc[0]
 
 
 def test_kv_save_is_work_on_the_prefill_instance():

@@ -745,3 +745,9 @@ def test_serving_overrides_do_not_depend_on_the_order_of_the_probes_terms():
     a = serving_overrides({"terms": terms}, "splitwise", "vllm")
     assert a == serving_overrides(reloaded, "splitwise", "vllm")
     assert a == sorted(a) and "serving.arrival_s=0" not in " ".join(a)
+    # the decode leg as decode-instance work: the same measured values under the work terms
+    w = serving_overrides({"terms": terms}, "splitwise", "vllm", "work")
+    assert "serving.decode_work_s=0.01" in w and not any("decode_leg" in o for o in w)
+    assert w == sorted(w) and len(w) == len(a)
+    assert serving_overrides({"terms": terms}, "baseline", "vllm", "work") == [
+        "serving.iteration_s=0.001"]  # fmt: skip

@@ -155,16 +155,18 @@ def test_smoke_splitwise_end_to_end(tmp_path, model_dir):
         summ = json.loads((out / "replay-splitwise-smoke-r0" / "run" / "summary.json").read_text())
         assert summ["requests"]["completed"] >= 1
         # the speed sentinel ran before the real run (4 streams: the most the probes ran up
-        # to 8) and the rung was simulated at its factor
+        # to 8) and the rung was simulated with its excess gap as per-iteration overhead
         sent = json.loads((out / "replay-splitwise-smoke-r0" / "sentinel.json").read_text())
         assert sent["streams"] == 4 and sent["n_gaps"] > 0 and 0.2 < sent["factor"] < 5
         sim = json.loads((out / "simulate-splitwise-smoke" / "step.json").read_text())
-        assert sim["config"]["speed_factor"] == pytest.approx(sent["factor"], rel=1e-5)
+        assert sim["result"]["sentinel_factor"] == pytest.approx(sent["factor"], rel=1e-5)
+        assert sim["config"]["speed_factor"] == 1.0
+        assert sim["config"]["sentinel_as"] == "overhead"
         assert (tmp_path / "pub" / "drift.csv").is_file()
         ov = sim["config"]["overrides"]
         assert {"design.machine_policy=vllm", "scheduler.vllm.num_gpu_blocks=2048",
                 "scheduler.kv_transfer.handover_s=0"} <= set(ov)  # fmt: skip
-        assert any(o.startswith("serving.decode_leg_s=") for o in ov)
+        assert any(o.startswith("serving.decode_work_s=") for o in ov)  # decode_leg_as=work
         assert not any(o.startswith("scheduler.kv_transfer.per_token_s=") for o in ov)
         err = pd.read_csv(out / "compare-splitwise-smoke" / "errors.csv")
         assert len(err) == 10 and err["real"].notna().all() and err["sim"].notna().all()

@@ -25,8 +25,10 @@ alone (nothing simulated, nothing fitted):
 
 A quiet gap's excess (real - model) is the iteration model's own error at that batch; an
 admission gap's excess is what admitting a request costs the running decodes, shown beside the
-simulator's KV-load term for it (splitwise: ``kv_load_s + kv_load_s_per_token * injected``,
-injected = L less the recomputed tail; the tail's recompute is not in that column).
+simulator's hand-over work for it (splitwise: the KV load ``kv_load_s + kv_load_s_per_token *
+injected``, injected = L less the recomputed tail, plus the decode leg's work ``decode_work_s +
+decode_work_s_per_token * L`` where it is modelled as work; the tail's recompute is not in that
+column).
 
 ``baseline2`` (two co-located instances behind a router) is audited per instance where the
 client recorded the router's choice (the ``X-Backend`` header, in ``token_machine``; load
@@ -229,7 +231,10 @@ def rung_rows(rung: Rung, gaps: pd.DataFrame) -> list[dict]:
     model = f * (times.decodes(b, g["context"].to_numpy()) + it0 + it1 * b)
     L = g["admitted_prompt"].to_numpy(dtype=np.int64)
     tail = L - block * ((np.maximum(L, 1) - 1) // block)
-    kv = np.where(L > 0, f * (kv0 + kv1 * (L - tail)), np.nan)
+    # the hand-over's work in the simulator: the KV load (whole blocks) and the decode leg's
+    # work (serving.decode_work_*, per hand-over: 0 where the leg is modelled as latency)
+    kv = np.where(L > 0, f * (kv0 + kv1 * (L - tail)
+                              + sv.decode_work_s + sv.decode_work_s_per_token * L), np.nan)
     df = pd.DataFrame({"event": g["event"].to_numpy(), "bin": _bin(g["batch"].to_numpy()),
                        "real": g["real_s"].to_numpy(), "model": model,
                        "excess": g["real_s"].to_numpy() - model, "kv": kv})  # fmt: skip

@@ -209,7 +209,7 @@ def _simulate(c: ValidateConfig, design: str, loads, steps, source: str, prof_st
     ``simulate-<design>-<load>``; (the loads, their simulated run folders, the prediction, and
     ``late``: with ``simulate.speed_sentinel``, a function (load, its real runs) -> the load's
     simulated run folder, run after the rung's speed sentinel, instead of the folders now)."""
-    from experiments.validation.sentinel import factor
+    from experiments.validation.sentinel import applied
     from experiments.validation.simargs import replay_argv, sim_overrides
     from experiments.validation.workload import build_trace
 
@@ -223,9 +223,11 @@ def _simulate(c: ValidateConfig, design: str, loads, steps, source: str, prof_st
     steps.run(fit, {"source": source}, fit_fn, inputs=[prof_step])
     ov = [*sim_overrides(c, design, source, probes), *kv_ov]
 
-    def simulate(trace: Path, out: Path, name: str = f"predict-{design}", f: float = 1.0) -> Path:
-        # f: the engine at the speed the rung's sentinel measured
-        run_tool(name, replay_argv(trace, out, source, c.seed, ov, f), out / "replay.log", 1800)
+    def simulate(trace: Path, out: Path, name: str = f"predict-{design}", f: float = 1.0,
+                 rov: list[str] | None = None) -> Path:  # fmt: skip
+        # f, rov: the engine at the speed the rung's sentinel measured (sentinel.applied)
+        argv = replay_argv(trace, out, source, c.seed, ov if rov is None else rov, f)
+        run_tool(name, argv, out / "replay.log", 1800)
         return out
 
     pred = None
@@ -247,18 +249,21 @@ def _simulate(c: ValidateConfig, design: str, loads, steps, source: str, prof_st
     def sim_load(ld, reps: list[Path] | None = None) -> Path:
         name = f"simulate-{design}-{ld.name}"
         tstep = trace_step(c, design, ld)
-        f = 1.0
-        key = {"overrides": ov, "source": source}
+        f, rov, info = 1.0, ov, {}
         inputs = [fit, tstep]
         if reps is not None:
             sents = [steps.results.get(p.parent.name, {}).get("sentinel") for p in reps]
-            f = factor(sents)
-            key["speed_factor"] = round(f, 6)
+            rov, f, info = applied(ov, sents, c.simulate.speed_sentinel_as)
             inputs += [p.parent.name for p in reps]
+        key = {"overrides": rov, "source": source}
+        if reps is not None:
+            key["speed_factor"] = round(f, 6)
+            if c.simulate.speed_sentinel_as != "scale":
+                key["sentinel_as"] = c.simulate.speed_sentinel_as
 
         def sim_fn(d: Path):
-            simulate(steps.path(tstep) / "trace.csv", d, name, f)
-            return {"dir": str(d), "speed_factor": f}
+            simulate(steps.path(tstep) / "trace.csv", d, name, f, rov)
+            return {"dir": str(d), "speed_factor": f, **info}
 
         steps.run(name, key, sim_fn, inputs=inputs)
         return steps.path(name)

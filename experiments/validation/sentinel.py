@@ -41,7 +41,7 @@ from experiments.validation.sse import run_client
 # the serving terms that are engine time (scaled with the engine's speed); the others are the
 # client path's (HTTP, proxy legs)
 ENGINE_TERMS = ("iteration_s", "iteration_s_per_request", "kv_load_s", "kv_load_s_per_token",
-                "kv_save_s", "kv_save_s_per_token")
+                "kv_save_s", "kv_save_s_per_token", "decode_work_s", "decode_work_s_per_token")
 
 
 def sentinel_seed(seed: int, design: str, load: str, repeat: int) -> int:
@@ -87,6 +87,43 @@ def factor(records: list[dict]) -> float:
     """The speed factor of a rung: the median of its repeats' sentinel factors (1.0 without)."""
     fs = [float(r["factor"]) for r in records if r and r.get("factor")]
     return float(np.median(fs)) if fs else 1.0
+
+
+#: how a rung's simulation takes its sentinel (``simulate.speed_sentinel_as``)
+SENTINEL_AS = ("overhead", "scale")
+
+
+def applied(ov: list[str], records: list[dict], mode: str) -> tuple[list[str], float, dict]:
+    """(the rung's overrides, the factor its engine times are scaled by, what was applied) for
+    the sentinel ``records`` of its real runs (:func:`factor`), taken as ``mode``:
+
+    - ``overhead`` (the default): the sentinel's excess, ``probe_gap_s * (factor - 1)`` seconds
+      per iteration at its stream count, is added to the served per-iteration overhead
+      (``serving.iteration_s``, delta0; floored at 0) and no engine time is scaled. The drift is
+      taken as time added to every iteration, not as a slower engine: on the reference run of
+      7 Dec 2026 the baseline's sentinels read 1.11-1.22 while its prefill-dominated coding rungs
+      ran as profiled (scaled, their simulated TTFT P50 was 2.1-3.3x the real one; unscaled,
+      within 16%; results/reference/validation-control-whatif/, ``sent-overhead``);
+    - ``scale``: every engine time times the factor (the profile and :data:`ENGINE_TERMS`:
+      :func:`scaled_profile`, :func:`scaled_terms`; the model before 8 Dec 2026).
+
+    Without sentinel records (or a factor of 1) the overrides are returned as they are."""
+    f = factor(records)
+    info = {"sentinel_as": mode, "sentinel_factor": f}
+    if mode == "scale" or f == 1.0:
+        return list(ov), f, info
+    gaps = [float(r["probe_gap_s"]) for r in records if r and r.get("probe_gap_s")]
+    excess = float(np.median(gaps)) * (f - 1.0)
+    d0 = 0.0
+    rest = []
+    for o in ov:
+        k, _, v = o.partition("=")
+        if k == "serving.iteration_s":
+            d0 = float(v)
+        else:
+            rest.append(o)
+    info["sentinel_excess_s"] = excess
+    return [*rest, f"serving.iteration_s={max(0.0, d0 + excess):.6g}"], 1.0, info
 
 
 def scaled_profile(source: str, factor: float, out: Path) -> Path:

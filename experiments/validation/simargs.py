@@ -61,7 +61,7 @@ def sim_overrides(c: ValidateConfig, design: str, source: str, probes: dict | No
             # the prefill instance as deployed: chunked prefill off, its own step budget
             ov += ["scheduler.vllm.prompt_whole_prompts=true",
                    f"scheduler.vllm.prompt_max_num_batched_tokens={prefill_budget(d, d.prefill)}"]  # fmt: skip
-    ov += serving_overrides(probes, design, policy)
+    ov += serving_overrides(probes, design, policy, sim.decode_leg_as)
     return [*ov, *sim.overrides, *sim.designs.get(design, [])]
 
 
@@ -80,13 +80,18 @@ def replay_argv(trace: Path, out: Path, source: str, seed: int, ov: list[str],
             f"profiles.source={src}", f"seed={seed}", f"hydra.run.dir={out}", *o]  # fmt: skip
 
 
-def serving_overrides(probes: dict | None, design: str, policy: str) -> list[str]:
+def serving_overrides(probes: dict | None, design: str, policy: str,
+                      decode_leg_as: str = "latency") -> list[str]:  # fmt: skip
     """``serving.<term>=<value>`` of every measured term (probe-<design>'s ``terms``); the
     disaggregated terms only on a Splitwise design with the vllm policy (the reference policy
-    refuses them)."""
+    refuses them). ``decode_leg_as="work"``: the measured decode leg (``decode_leg_*``) is
+    given as decode-instance work (``decode_work_*``: replay.serving) instead of latency."""
     from replay.serving import DISAGGREGATED
 
-    terms = (probes or {}).get("terms") or {}
+    terms = dict((probes or {}).get("terms") or {})
+    if decode_leg_as == "work":
+        for suffix in ("s", "s_per_token"):
+            terms[f"decode_work_{suffix}"] = terms.pop(f"decode_leg_{suffix}", 0.0)
     out = []
     # in name order: a step's result reloaded from its step.json has its keys sorted, and the
     # overrides are part of the next steps' keys (in the probe's order a resumed run simulated

@@ -45,7 +45,7 @@ def audit_section(df: pd.DataFrame) -> list[str]:
         L += [f"**{event}** gaps, pooled over the rungs (gap-weighted mean of the rungs' "
               "medians):", "",
               "| design | batch | gaps | rungs | real (ms) | model (ms) | excess (ms) |"
-              + (" KV-load term in sim (ms) |" if has_kv else ""),
+              + (" hand-over work in sim (KV load + decode work, ms) |" if has_kv else ""),
               "|---|---|---|---|---|---|---|" + ("---|" if has_kv else "")]  # fmt: skip
         for r in p.itertuples(index=False):
             extra = ""

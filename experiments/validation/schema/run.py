@@ -22,6 +22,13 @@ class SimulateConf:
     # each rung simulated with the engine's speed of the moment: the profile's latencies and the
     # engine-time serving terms times the speed sentinel's factor (experiments.validation.sentinel)
     speed_sentinel: bool = True
+    # how: overhead (the sentinel's excess gap added to serving.iteration_s, no engine time
+    # scaled) | scale (every engine time times its factor): experiments.validation.sentinel
+    speed_sentinel_as: str = "overhead"
+    # the KV calibration's decode leg (splitwise, vllm policy): work on the decode instance
+    # (serving.decode_work_*: its API server shares the decode engine's cores, as deployed on a
+    # CPU) | latency (serving.decode_leg_*: a delay before the decode instance's queue)
+    decode_leg_as: str = "work"
     overrides: list[str] = field(default_factory=list)
     designs: dict[str, list[str]] = field(default_factory=lambda: {"baseline": [],
                                                                    "splitwise": []})  # fmt: skip
@@ -33,6 +40,10 @@ class SimulateConf:
             need(d in DESIGNS, f"{key}.designs.{d}", "unknown design (known: baseline, "
                  "splitwise)")  # fmt: skip
         at_least(self.default_max_num_batched_tokens, 1, f"{key}.default_max_num_batched_tokens")
+        need(self.speed_sentinel_as in ("overhead", "scale"), f"{key}.speed_sentinel_as",
+             f"must be overhead or scale, got {self.speed_sentinel_as!r}")  # fmt: skip
+        need(self.decode_leg_as in ("work", "latency"), f"{key}.decode_leg_as",
+             f"must be work or latency, got {self.decode_leg_as!r}")  # fmt: skip
 
 
 @dataclass
