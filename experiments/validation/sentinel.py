@@ -18,12 +18,12 @@ machine's speed at one instant (the validation of 7 Dec 2026 21:20: factors 0.84
 one design's block of 8 minutes).
 
 With ``simulate.speed_sentinel`` the rung's simulation runs after the sentinel (still before
-the rung's real run is compared: the factor is measured before the rung's first request) with
-every engine time scaled by the factor: the profile's latencies (a scaled copy of the profile,
-:func:`scaled_profile`) and the per-iteration serving terms (``iteration_s``,
-``iteration_s_per_request``, ``kv_load_s``, ``kv_load_s_per_token``); the client-path terms
-(alpha, the legs) are not scaled. Either way every sentinel is recorded (the replay step's
-``sentinel.json``) and shown in the report's drift table.
+the rung's real run is compared) with the sentinel applied as ``simulate.speed_sentinel_as``
+says (:func:`applied`): by default its excess gap added to every iteration (delta0), else
+(``scale``) every engine time scaled by the factor: the profile's latencies (a scaled copy of the
+profile, :func:`scaled_profile`) and the engine-time serving terms (:data:`ENGINE_TERMS`); the
+client-path terms (alpha, the legs) are never scaled. Either way every sentinel is recorded (the
+replay step's ``sentinel.json``) and shown in the report's drift table.
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ def applied(ov: list[str], records: list[dict], mode: str) -> tuple[list[str], f
       (``serving.iteration_s``, delta0; floored at 0) and no engine time is scaled. The drift is
       taken as time added to every iteration, not as a slower engine: on the reference run of
       7 Dec 2026 the baseline's sentinels read 1.11-1.22 while its prefill-dominated coding rungs
-      ran as profiled (scaled, their simulated TTFT P50 was 2.1-3.3x the real one; unscaled,
-      within 16%; results/reference/validation-control-whatif/, ``sent-overhead``);
+      ran as profiled (scaled, their simulated TTFT P50 was 2.1-3.3x the real one; as
+      overhead, +9% and +17%; on the 8 Dec reference, not used for the choice, 9 of 12 baseline
+      P50 values met as overhead, 6 scaled: results/reference/validation-control-whatif/);
     - ``scale``: every engine time times the factor (the profile and :data:`ENGINE_TERMS`:
       :func:`scaled_profile`, :func:`scaled_terms`; the model before 8 Dec 2026).
 

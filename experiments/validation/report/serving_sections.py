@@ -89,6 +89,8 @@ def gap_breakdown(df: pd.DataFrame, c, steps, traces: pd.DataFrame) -> list[str]
                  f"{_ms(gap(g, 'tbt_s'))} | {_ms(d1)} | {_ms(gap(g, 'e2e_s'))} |")  # fmt: skip
     L += ["", "A gap column is what the simulator still misses with the serving component in it; "
           "the 'in sim' columns are the measured terms it already adds (zero where no probe "
-          "ran). Queueing and scheduling under load are the rest; no control measured them "
-          "apart.", ""]  # fmt: skip
+          "ran; 'legs' holds the measured prefill and decode legs at the mean prompt, the decode "
+          "leg simulated as decode-instance work where simulate.decode_leg_as=work; delta(1) is "
+          "the probe's, before a rung's sentinel adds to it). Queueing and scheduling under load "
+          "are the rest; no control measured them apart.", ""]  # fmt: skip
     return L
