@@ -54,7 +54,12 @@ Terms (seconds; L = the request's prompt tokens, B = the requests of one iterati
     added, like the KV load, to the duration of the iteration that admits the hand-over
     (every hand-over, with or without whole blocks to load). The validation measures the
     decode leg once (the KV calibration) and places it here or in ``decode_leg_*``
-    (``probes.decode_leg_as``), never both.
+    (``simulate.decode_leg_as``), never both.
+- ``arrival_work_s + arrival_work_s_per_token * L``: **work on a co-located instance** per
+  request, added to the iteration that first admits it (a vllm-policy co-located design only):
+  the request path's processing where the API server shares the engine's cores. The validation
+  measures that path once (alpha's arrival terms) and places it here or in ``arrival_*``
+  (``simulate.arrival_as``), never both.
 """
 
 from __future__ import annotations
@@ -120,6 +125,14 @@ class ServingConfig:
     kv_save_s_per_token: float = _f(
         0.0, "disaggregated: prefill-instance work per stored prompt token, s"
     )
+    arrival_work_s: float = _f(
+        0.0,
+        "co-located (vllm policy): work per request on the instance that first admits it (the "
+        "request path's processing on the engine's cores), s (stalls its decodes)",
+    )
+    arrival_work_s_per_token: float = _f(
+        0.0, "co-located: arrival work per prompt token of the admitted request, s"
+    )
     decode_work_s: float = _f(
         0.0,
         "disaggregated: decode-instance work per admitted hand-over (the decode leg's processing "
@@ -173,6 +186,8 @@ _LABELS = (
     ("kv_load_s", "KV load", "s/hand-over"), ("kv_load_s_per_token", "KV load",
                                               "s/injected token"),
     ("kv_save_s", "KV save", "s/prompt"), ("kv_save_s_per_token", "KV save", "s/prompt token"),
+    ("arrival_work_s", "arrival work", "s/request"),
+    ("arrival_work_s_per_token", "arrival work", "s/prompt token"),
     ("decode_work_s", "decode-instance hand-over work", "s/hand-over"),
     ("decode_work_s_per_token", "decode-instance hand-over work", "s/prompt token"),
 )  # fmt: skip

@@ -225,6 +225,12 @@ def simulate(
             f"they need design.machine_policy (or scheduler.machine_policy) vllm on a Splitwise "
             f"design, got '{policy}'"
         )
+    if serving.arrival_work_s or serving.arrival_work_s_per_token:
+        k = "arrival_work_s" if serving.arrival_work_s else "arrival_work_s_per_token"
+        need(policy == "vllm" and not design.is_split, f"serving.{k}",
+             "models a co-located vLLM instance's work per arriving request: it needs a "
+             f"co-located design with machine_policy vllm, got '{policy}'"
+             + (" on a Splitwise design" if design.is_split else ""))  # fmt: skip
     need(not (disagg and scheduler.kv_transfer.uncached_only), "scheduler.kv_transfer.uncached_only",
          "not modelled for vLLM's disaggregated serving (the vllm policy on a Splitwise design: "
          "the decode instance loads a hand-over's whole blocks)")  # fmt: skip
@@ -292,6 +298,11 @@ def simulate(
     kv_work = disagg and (serving.kv_load_s or serving.kv_load_s_per_token
                           or serving.kv_save_s or serving.kv_save_s_per_token
                           or serving.decode_work_s or serving.decode_work_s_per_token)  # fmt: skip
+    arrival_work = serving.arrival_work_s or serving.arrival_work_s_per_token
+    if arrival_work:
+        for m in cl.machines:  # co-located vllm machines: each request's arrival is work there
+            m.dw0 = float(serving.arrival_work_s)
+            m.dw1 = float(serving.arrival_work_s_per_token)
     if ov0 or ov1 or kv_work:
         for m in cl.machines:  # prefill iterations' served overhead, the instances' KV work
             m.o0, m.o1, m.ovh = float(ov0), float(ov1), bool(ov0 or ov1)

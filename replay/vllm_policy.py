@@ -195,7 +195,8 @@ class VLLMMachine(Machine):
         # prompt roles: the connector's KV save of each prompt, ks0 + ks1 x its tokens (work)
         self.ks0 = 0.0
         self.ks1 = 0.0
-        # token roles: the decode leg's work per admitted hand-over, dw0 + dw1 x its prompt
+        # the request path's work per admitted request, dw0 + dw1 x its prompt: on token roles
+        # per hand-over (serving.decode_work_*), co-located per request (serving.arrival_work_*)
         self.dw0 = 0.0
         self.dw1 = 0.0
 
@@ -540,6 +541,9 @@ class VLLMMachine(Machine):
                 run[r] = None
                 if t_start[r] != t_start[r]:  # NaN: first scheduled now
                     t_start[r] = T
+                    if not self.split:  # co-located: its arrival's work (serving.arrival_work_*)
+                        nho += 1
+                        hop += p
                 if h:  # counted now, touched by the insert at its end (prefix caching)
                     pc.record(len(h), k, p)
                     if not recompute[r]:
@@ -586,7 +590,7 @@ class VLLMMachine(Machine):
             dur += self.o0 + self.o1 * (n + B if self.fused else n)
         if nload:  # the hand-overs' KV load stalls the iteration (replay.serving)
             dur += self.kl0 * nload + self.kl1 * loaded
-        if nho:  # and the decode leg's work on this instance (replay.serving.decode_work_*)
+        if nho:  # the request path's work on this instance (decode_work_*, arrival_work_*)
             dur += self.dw0 * nho + self.dw1 * hop
         if n and self.role == PROMPT and (self.ks0 or self.ks1):  # the prompts' KV save
             dur += self.ks0 * n + self.ks1 * tok

@@ -486,6 +486,29 @@ def test_split_pair_matches_two_per_iteration_vllm_loops(blocks, budget, seqs):
         assert want[:, 2].sum() > 0  # the case exercises preemption on the decode instance
 
 
+def test_arrival_work_is_work_on_the_colocated_instance_once_per_request():
+    # B arrives while A decodes alone on one vllm instance: the iteration that first admits B
+    # lasts B's arrival work longer (A's token in it is late by exactly that), and A's own
+    # admission pays A's; a preempted request is not charged again (here: none preempted)
+    rows = [(0.0, 100, 40), (0.05, 300, 3)]
+    w0, w1 = 0.006, 2e-5
+    d = baseline("dgx-h100", 1, "llama2-70b", machine_policy="vllm")
+    base, got = (simulate(trace(rows), d, sched("vllm"), PMS,
+                          serving=ServingConfig(arrival_work_s=a, arrival_work_s_per_token=b))
+                 for a, b in ((0.0, 0.0), (w0, w1)))  # fmt: skip
+    extra = np.sort(got.iterations.first_s.to_numpy() - base.iterations.first_s.to_numpy())
+    assert extra[-2:] == pytest.approx(sorted([w0 + w1 * 100, w0 + w1 * 300]), rel=1e-9)
+    assert np.abs(extra[:-2]).max() < 1e-12
+    assert got.requests.ttft_s.iloc[0] == pytest.approx(base.requests.ttft_s.iloc[0] + w0 + w1 * 100)
+    # only where it is modelled: the reference policy and a Splitwise design refuse it
+    with pytest.raises(ReplayError, match=r"^serving.arrival_work_s: models a co-located"):
+        simulate(trace(rows), baseline("dgx-h100", 1, "llama2-70b"), sched(), PMS,
+                 serving=ServingConfig(arrival_work_s=0.001))  # fmt: skip
+    with pytest.raises(ReplayError, match=r"on a Splitwise design$"):
+        simulate(trace(rows), split_vllm(), sched("vllm", **NO_LINK), PMS,
+                 serving=ServingConfig(arrival_work_s_per_token=1e-6))  # fmt: skip
+
+
 def test_decode_work_is_work_on_the_decode_instance_per_hand_over():
     # B hands over while A decodes alone: the iteration that admits B lasts its tail and the
     # decode leg's work (every hand-over, with or without whole blocks to load), so A's token in

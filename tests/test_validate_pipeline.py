@@ -751,3 +751,28 @@ def test_serving_overrides_do_not_depend_on_the_order_of_the_probes_terms():
     assert w == sorted(w) and len(w) == len(a)
     assert serving_overrides({"terms": terms}, "baseline", "vllm", "work") == [
         "serving.iteration_s=0.001"]  # fmt: skip
+    # a co-located design's arrival terms as the instances' work (simulate.arrival_as)
+    t2 = {"arrival_s": 0.002, "arrival_s_per_token": 5e-5, "iteration_s": 0.001}
+    assert serving_overrides({"terms": t2}, "baseline2", "vllm", "work", True) == [
+        "serving.arrival_work_s=0.002", "serving.arrival_work_s_per_token=5e-05",
+        "serving.iteration_s=0.001"]  # fmt: skip
+    assert serving_overrides({"terms": t2}, "baseline2", "reference", "work", True)[0] == (
+        "serving.arrival_s=0.002")  # the reference policy has no such term
+
+
+def test_arrival_as_auto_is_work_where_the_servers_share_their_engines_cores():
+    from test_validate import _default_cfg
+
+    from experiments.validation.simargs import arrival_as_work
+
+    c = _default_cfg("simulate.arrival_as=auto")
+    # two cores: the baseline's server on the free core, baseline2's on its engines' own
+    assert c.deploy.colocated.cpus is not None
+    got = {d: arrival_as_work(c, d) for d in ("baseline", "baseline2", "splitwise")}
+    import os
+
+    if len(os.sched_getaffinity(0)) == 2:
+        assert got == {"baseline": False, "baseline2": True, "splitwise": False}
+    assert not got["splitwise"]
+    assert not arrival_as_work(_default_cfg(), "baseline2")  # latency: the default
+    assert arrival_as_work(_default_cfg("simulate.arrival_as=work"), "baseline")

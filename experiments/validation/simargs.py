@@ -61,7 +61,8 @@ def sim_overrides(c: ValidateConfig, design: str, source: str, probes: dict | No
             # the prefill instance as deployed: chunked prefill off, its own step budget
             ov += ["scheduler.vllm.prompt_whole_prompts=true",
                    f"scheduler.vllm.prompt_max_num_batched_tokens={prefill_budget(d, d.prefill)}"]  # fmt: skip
-    ov += serving_overrides(probes, design, policy, sim.decode_leg_as)
+    ov += serving_overrides(probes, design, policy, sim.decode_leg_as,
+                            arrival_as_work(c, design))  # fmt: skip
     return [*ov, *sim.overrides, *sim.designs.get(design, [])]
 
 
@@ -80,18 +81,45 @@ def replay_argv(trace: Path, out: Path, source: str, seed: int, ov: list[str],
             f"profiles.source={src}", f"seed={seed}", f"hydra.run.dir={out}", *o]  # fmt: skip
 
 
+def arrival_as_work(c: ValidateConfig, design: str) -> bool:
+    """Whether ``design``'s measured arrival terms are simulated as work on its instances
+    (``simulate.arrival_as``; ``auto``: where every instance's API server runs on that instance's
+    own compute cores, :func:`experiments.validation.deploy.server_cores`)."""
+    from experiments.validation.deploy import ENGINES, parse_cpus, server_cores
+
+    mode = c.simulate.arrival_as
+    if not design.startswith("baseline") or mode == "latency":
+        return False
+    if mode == "work":
+        return True
+    d = c.deploy
+    for n in ENGINES[design]:
+        inst = getattr(d, n)
+        own = set(parse_cpus(inst.cpus) or [])
+        srv = set(server_cores(d, design, inst) or [])
+        if not own or not srv or not srv <= own:
+            return False
+    return True
+
+
 def serving_overrides(probes: dict | None, design: str, policy: str,
-                      decode_leg_as: str = "latency") -> list[str]:  # fmt: skip
+                      decode_leg_as: str = "latency", arrival_work: bool = False
+                      ) -> list[str]:  # fmt: skip
     """``serving.<term>=<value>`` of every measured term (probe-<design>'s ``terms``); the
     disaggregated terms only on a Splitwise design with the vllm policy (the reference policy
     refuses them). ``decode_leg_as="work"``: the measured decode leg (``decode_leg_*``) is
-    given as decode-instance work (``decode_work_*``: replay.serving) instead of latency."""
+    given as decode-instance work (``decode_work_*``: replay.serving) instead of latency;
+    ``arrival_work``: a co-located design's arrival terms (``arrival_*``) as the instances' work
+    per request (``arrival_work_*``)."""
     from replay.serving import DISAGGREGATED
 
     terms = dict((probes or {}).get("terms") or {})
     if decode_leg_as == "work":
         for suffix in ("s", "s_per_token"):
             terms[f"decode_work_{suffix}"] = terms.pop(f"decode_leg_{suffix}", 0.0)
+    if arrival_work and policy == "vllm" and design != "splitwise":
+        for suffix in ("s", "s_per_token"):
+            terms[f"arrival_work_{suffix}"] = terms.pop(f"arrival_{suffix}", 0.0)
     out = []
     # in name order: a step's result reloaded from its step.json has its keys sorted, and the
     # overrides are part of the next steps' keys (in the probe's order a resumed run simulated

@@ -29,6 +29,11 @@ class SimulateConf:
     # (serving.decode_work_*: its API server shares the decode engine's cores, as deployed on a
     # CPU) | latency (serving.decode_leg_*: a delay before the decode instance's queue)
     decode_leg_as: str = "work"
+    # alpha's arrival terms (co-located designs): latency (serving.arrival_*) | work
+    # (serving.arrival_work_*: the instance's work per request it admits) | auto (work where
+    # the design's API servers run on their engines' cores: baseline2 on 2 cores; the baseline's
+    # run on a free core)
+    arrival_as: str = "latency"
     overrides: list[str] = field(default_factory=list)
     designs: dict[str, list[str]] = field(default_factory=lambda: {"baseline": [],
                                                                    "splitwise": []})  # fmt: skip
@@ -44,6 +49,8 @@ class SimulateConf:
              f"must be overhead or scale, got {self.speed_sentinel_as!r}")  # fmt: skip
         need(self.decode_leg_as in ("work", "latency"), f"{key}.decode_leg_as",
              f"must be work or latency, got {self.decode_leg_as!r}")  # fmt: skip
+        need(self.arrival_as in ("latency", "work", "auto"), f"{key}.arrival_as",
+             f"must be latency, work or auto, got {self.arrival_as!r}")  # fmt: skip
 
 
 @dataclass
