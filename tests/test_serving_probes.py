@@ -202,10 +202,15 @@ def test_sim_overrides_carry_the_measured_terms_and_the_real_kv_blocks():
     s = sim_overrides(c, "splitwise", str(PROFILE), _probes())
     assert {"design.machine_policy=vllm", "scheduler.vllm.block_size=128",
             "scheduler.vllm.num_gpu_blocks=60", "scheduler.kv_transfer.handover_s=0",
-            "scheduler.kv_transfer.enabled=false", "serving.decode_leg_s=0.03",
+            "scheduler.kv_transfer.enabled=false", "serving.decode_work_s=0.03",
             "serving.kv_load_s_per_token=1.5e-05", "serving.iteration_s=0.004",
             "serving.arrival_s=0.05"} <= set(s)  # fmt: skip
     assert not any(o.startswith("scheduler.kv_transfer.per_token_s") for o in s)
+    # the decode leg as decode-instance work (simulate.decode_leg_as, default work), or latency
+    assert not any(o.startswith("serving.decode_leg") for o in s)
+    lat = sim_overrides(_default_cfg("simulate.decode_leg_as=latency"), "splitwise",
+                        str(PROFILE), _probes())  # fmt: skip
+    assert "serving.decode_leg_s=0.03" in lat and not any("decode_work" in o for o in lat)
     b = sim_overrides(c, "baseline", str(PROFILE), _probes())
     assert "scheduler.vllm.num_gpu_blocks=64" in b and "serving.iteration_s_per_request=0.0006" in b
     assert not any(o.startswith(("serving.decode_leg", "serving.kv_load")) for o in b)
@@ -219,7 +224,7 @@ def test_sim_overrides_carry_the_measured_terms_and_the_real_kv_blocks():
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = replay_config(compose("replay", overrides=[*s, f"profiles.source={PROFILE}"]))
-    assert cfg["serving"].kv_load_s == 0.006 and cfg["serving"].decode_leg_s == 0.03
+    assert cfg["serving"].kv_load_s == 0.006 and cfg["serving"].decode_work_s == 0.03
     assert cfg["scheduler"].vllm.num_gpu_blocks == 60
 
 
