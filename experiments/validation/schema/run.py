@@ -19,8 +19,8 @@ class SimulateConf:
         default_factory=lambda: {"baseline": "vllm", "baseline2": "vllm", "splitwise": "vllm"}
     )
     default_max_num_batched_tokens: int = 2048  # vLLM's OpenAI-server default on a CPU
-    # each rung simulated with the engine's speed of the moment: the profile's latencies and the
-    # engine-time serving terms times the speed sentinel's factor (experiments.validation.sentinel)
+    # each rung simulated with the engine's speed of the moment, as its speed sentinel measured
+    # it before and after the rung (experiments.validation.sentinel)
     speed_sentinel: bool = True
     # how: overhead (the sentinel's excess gap added to serving.iteration_s, no engine time
     # scaled) | scale (every engine time times its factor): experiments.validation.sentinel
