@@ -10,29 +10,19 @@ to 1 (what ``simulate.speed_sentinel_as=overhead`` does: experiments.validation.
 folder of 7 Dec 2026 is ``results/reference/validation/`` at commit ded3b7e."""
 
 import csv
-import json
-import shutil
 import sys
 from pathlib import Path
 
+from _copy import copy_published
+
 
 def main(pub: Path, dst: Path) -> None:
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    for p in pub.iterdir():
-        if p.name != "sims":
-            (dst / p.name).symlink_to(p.resolve())
     probe_ms = {}
     for r in csv.DictReader(open(pub / "drift.csv")):
         if r["what"] == "sentinel":  # "8 streams: X ms vs P ms at the probes; ..."
             probe_ms[r["design"]] = float(r["note"].split(" vs ")[1].split(" ms")[0])
-    for f in pub.glob("sims/*/*/sim.json"):
-        s = json.loads(f.read_text())
-        design = f.parent.parent.name
-        out = dst / f.relative_to(pub)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        (out.parent / "trace.csv").symlink_to((f.parent / "trace.csv").resolve())
+
+    def edit(s: dict, design: str, load: str) -> dict:
         excess = probe_ms[design] * 1e-3 * (s["speed_factor"] - 1.0)
         d0 = 0.0
         ov = []
@@ -43,7 +33,9 @@ def main(pub: Path, dst: Path) -> None:
                 ov.append(o)
         s["overrides"] = [*ov, f"serving.iteration_s={max(0.0, d0 + excess):.6g}"]
         s["speed_factor"] = 1.0
-        out.write_text(json.dumps(s, indent=1))
+        return s
+
+    copy_published(pub, dst, edit)
 
 
 if __name__ == "__main__":

@@ -7,35 +7,27 @@ rung's sentinel factor (``drift.csv``).
     python -m experiments.validation.what_if <copy> <out> baseline:serving.delivery_s=0"""
 
 import csv
-import json
-import shutil
 import sys
 from pathlib import Path
 
+from _copy import copy_published
+
 
 def main(pub: Path, dst: Path) -> None:
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    for p in pub.iterdir():
-        if p.name != "sims":
-            (dst / p.name).symlink_to(p.resolve())
     fac = {(r["design"], r["load"]): float(r["value"])
            for r in csv.DictReader(open(pub / "drift.csv")) if r["what"] == "sentinel"}  # fmt: skip
     d0 = {r["design"]: float(r["value"])
           for r in csv.DictReader(open(pub / "serving.csv")) if r["term"] == "iteration_s"}  # fmt: skip
-    for f in pub.glob("sims/*/*/sim.json"):
-        s = json.loads(f.read_text())
-        design, load = f.parent.parent.name, f.parent.name
-        out = dst / f.relative_to(pub)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        (out.parent / "trace.csv").symlink_to((f.parent / "trace.csv").resolve())
+
+    def edit(s: dict, design: str, load: str) -> dict:
         ov = [o for o in s["overrides"] if not o.startswith("serving.iteration_s=")]
         if d0.get(design):
             ov.append(f"serving.iteration_s={d0[design]:.6g}")
         s["overrides"] = ov
         s["speed_factor"] = fac[(design, load)]
-        out.write_text(json.dumps(s, indent=1))
+        return s
+
+    copy_published(pub, dst, edit)
 
 
 if __name__ == "__main__":
