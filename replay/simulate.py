@@ -298,18 +298,17 @@ def simulate(
     kv_work = disagg and (serving.kv_load_s or serving.kv_load_s_per_token
                           or serving.kv_save_s or serving.kv_save_s_per_token
                           or serving.decode_work_s or serving.decode_work_s_per_token)  # fmt: skip
-    arrival_work = serving.arrival_work_s or serving.arrival_work_s_per_token
-    if arrival_work:
-        for m in cl.machines:  # co-located vllm machines: each request's arrival is work there
-            m.dw0 = float(serving.arrival_work_s)
-            m.dw1 = float(serving.arrival_work_s_per_token)
-    if ov0 or ov1 or kv_work:
-        for m in cl.machines:  # prefill iterations' served overhead, the instances' KV work
+    arrival_work = serving.arrival_work_s or serving.arrival_work_s_per_token  # co-located only
+    if ov0 or ov1 or kv_work or arrival_work:
+        for m in cl.machines:  # prefill iterations' served overhead, the instances' serving work
             m.o0, m.o1, m.ovh = float(ov0), float(ov1), bool(ov0 or ov1)
             if disagg:  # the load on token roles, the save on prompt roles (vllm_policy)
                 m.kl0, m.kl1 = float(serving.kv_load_s), float(serving.kv_load_s_per_token)
                 m.ks0, m.ks1 = float(serving.kv_save_s), float(serving.kv_save_s_per_token)
                 m.dw0, m.dw1 = float(serving.decode_work_s), float(serving.decode_work_s_per_token)
+            elif arrival_work:  # each request's arrival is work where it is first admitted
+                m.dw0 = float(serving.arrival_work_s)
+                m.dw1 = float(serving.arrival_work_s_per_token)
     prog, bar = _progress_fn(progress, cl.n)
     # the event loop makes and drops many small containers but no reference cycles: the cyclic
     # collector is paused while it runs (on the Mooncake benchmark case it ran 5-6 times a

@@ -741,3 +741,17 @@ def test_deployment_turns_prefix_caching_off_unless_asked():
     on = vllm_argv(DeployConfig(prefix_caching=True), "m", inst, None)
     assert "--no-enable-prefix-caching" in off and "--no-enable-prefix-caching" not in on
     assert _default_cfg().deploy.prefix_caching is False
+
+
+@pytest.mark.parametrize("key, allowed", [
+    ("simulate.speed_sentinel_as", "overhead, scale"),
+    ("simulate.decode_leg_as", "work, latency"),
+    ("simulate.arrival_as", "latency, work, auto"),
+])  # fmt: skip
+def test_app_refuses_an_unknown_placement_in_one_line(tmp_path, key, allowed):
+    r = _app(tmp_path, *APP_ARGS, f"model.dir={_model_dir(tmp_path)}", f"{key}=bogus",
+             "hydra.run.dir=out")  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == [f"error: {key}: must be one of {allowed}, got 'bogus'"]
+    assert "Traceback" not in r.stderr and not (tmp_path / "out" / "trace-smoke").exists()

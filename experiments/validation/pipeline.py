@@ -251,15 +251,14 @@ def _simulate(c: ValidateConfig, design: str, loads, steps, source: str, prof_st
         tstep = trace_step(c, design, ld)
         f, rov, info = 1.0, ov, {}
         inputs = [fit, tstep]
+        key = {"overrides": ov, "source": source}
         if reps is not None:
+            mode = c.simulate.speed_sentinel_as
             sents = [steps.results.get(p.parent.name, {}).get("sentinel") for p in reps]
-            rov, f, info = applied(ov, sents, c.simulate.speed_sentinel_as)
+            rov, f, info = applied(ov, sents, mode)
             inputs += [p.parent.name for p in reps]
-        key = {"overrides": rov, "source": source}
-        if reps is not None:
-            key["speed_factor"] = round(f, 6)
-            if c.simulate.speed_sentinel_as != "scale":
-                key["sentinel_as"] = c.simulate.speed_sentinel_as
+            key = {"overrides": rov, "source": source, "speed_factor": round(f, 6),
+                   **({"sentinel_as": mode} if mode != "scale" else {})}  # fmt: skip
 
         def sim_fn(d: Path):
             simulate(steps.path(tstep) / "trace.csv", d, name, f, rov)

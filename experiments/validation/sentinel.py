@@ -89,10 +89,6 @@ def factor(records: list[dict]) -> float:
     return float(np.median(fs)) if fs else 1.0
 
 
-#: how a rung's simulation takes its sentinel (``simulate.speed_sentinel_as``)
-SENTINEL_AS = ("overhead", "scale")
-
-
 def applied(ov: list[str], records: list[dict], mode: str) -> tuple[list[str], float, dict]:
     """(the rung's overrides, the factor its engine times are scaled by, what was applied) for
     the sentinel ``records`` of its real runs (:func:`factor`), taken as ``mode``:

@@ -114,12 +114,12 @@ def serving_overrides(probes: dict | None, design: str, policy: str,
     from replay.serving import DISAGGREGATED
 
     terms = dict((probes or {}).get("terms") or {})
-    if decode_leg_as == "work":
-        for suffix in ("s", "s_per_token"):
-            terms[f"decode_work_{suffix}"] = terms.pop(f"decode_leg_{suffix}", 0.0)
+    as_work = [("decode_leg", "decode_work")] if decode_leg_as == "work" else []
     if arrival_work and policy == "vllm" and design != "splitwise":
+        as_work.append(("arrival", "arrival_work"))
+    for path, work in as_work:  # the measured path's terms, renamed to its work terms
         for suffix in ("s", "s_per_token"):
-            terms[f"arrival_work_{suffix}"] = terms.pop(f"arrival_{suffix}", 0.0)
+            terms[f"{work}_{suffix}"] = terms.pop(f"{path}_{suffix}", 0.0)
     out = []
     # in name order: a step's result reloaded from its step.json has its keys sorted, and the
     # overrides are part of the next steps' keys (in the probe's order a resumed run simulated

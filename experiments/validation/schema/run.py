@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from experiments.validation.schema.checks import DESIGNS, at_least, check_cpus, need, pos
 
 ON_BUSY = ("refuse", "flag")
+SENTINEL_AS = ("overhead", "scale")  # simulate.speed_sentinel_as (experiments.validation.sentinel)
+DECODE_LEG_AS = ("work", "latency")  # simulate.decode_leg_as
+ARRIVAL_AS = ("latency", "work", "auto")  # simulate.arrival_as
 
 
 @dataclass
@@ -45,12 +48,10 @@ class SimulateConf:
             need(d in DESIGNS, f"{key}.designs.{d}", "unknown design (known: baseline, "
                  "splitwise)")  # fmt: skip
         at_least(self.default_max_num_batched_tokens, 1, f"{key}.default_max_num_batched_tokens")
-        need(self.speed_sentinel_as in ("overhead", "scale"), f"{key}.speed_sentinel_as",
-             f"must be overhead or scale, got {self.speed_sentinel_as!r}")  # fmt: skip
-        need(self.decode_leg_as in ("work", "latency"), f"{key}.decode_leg_as",
-             f"must be work or latency, got {self.decode_leg_as!r}")  # fmt: skip
-        need(self.arrival_as in ("latency", "work", "auto"), f"{key}.arrival_as",
-             f"must be latency, work or auto, got {self.arrival_as!r}")  # fmt: skip
+        for name, allowed in (("speed_sentinel_as", SENTINEL_AS), ("decode_leg_as", DECODE_LEG_AS),
+                              ("arrival_as", ARRIVAL_AS)):  # fmt: skip
+            v = getattr(self, name)
+            need(v in allowed, f"{key}.{name}", f"must be one of {', '.join(allowed)}, got {v!r}")
 
 
 @dataclass
