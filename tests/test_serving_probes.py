@@ -22,6 +22,7 @@ from experiments.validation.serving_fit import (
     fit_delta,
     fit_kv_load,
     fit_legs,
+    line_fit,
     serving_terms,
 )
 from replay.phase import LinearPhaseModel
@@ -138,7 +139,8 @@ def test_without_stall_records_the_calibration_slope_is_the_kv_load_and_negative
     res2 = serving_terms("baseline", pd.concat([fast, _records().query("probe == 'alpha'")]),
                          PhaseTimes(PM))  # fmt: skip
     assert res2["terms"]["iteration_s"] == 0.0
-    assert any(n.startswith("iteration_s: fitted") for n in res2["notes"])
+    assert res2["fits"]["delta"]["bounded"] and res2["fits"]["delta"]["a_unbounded"] < 0
+    assert any(n.startswith("delta: the least-squares line") for n in res2["notes"])
     rows = describe_rows(res)
     assert [r["term"] for r in rows][:2] == ["arrival_s", "arrival_s_per_token"]
     assert all(r["fit_points"] for r in rows if r["probe"] in ("alpha", "delta"))
@@ -245,7 +247,7 @@ def test_engine_counters_split_the_prefill_leg_into_kv_save_work_and_latency():
                      {"prompt_tokens": L, "repeat": k, "kind": "prefill_engine_queue",
                       "seconds": q},
                      {"prompt_tokens": L, "repeat": k, "kind": "handover", "seconds": 0.05,
-                      "injected_tokens": 0, "recomputed_tokens": L}]  # fmt: skip
+                      "injected_tokens": L - 2, "recomputed_tokens": 2}]  # fmt: skip
     cal = pd.DataFrame(rows)
     legs = fit_legs(cal, t, d, (K0, K1))
     assert legs["kv_save"]["a"] == pytest.approx(s0, abs=1e-9)
@@ -259,3 +261,39 @@ def test_engine_counters_split_the_prefill_leg_into_kv_save_work_and_latency():
     res = serving_terms("splitwise", rec, t, {}, cal)
     assert res["terms"]["kv_save_s"] == 0.0 and any("kv_save" in n for n in res["notes"])
     assert {r["term"] for r in describe_rows(res)} >= {"kv_save_s", "kv_save_s_per_token"}
+
+
+def test_a_line_fit_keeps_its_coefficients_non_negative():
+    # a falling line: the best line with a, b >= 0 is the points' mean, not the sloped line's
+    # intercept (what clipping the slope to 0 afterwards would keep); the raw line is kept
+    x = np.array([250.0, 384.0, 700.0, 1500.0])
+    y = 0.0216 - 1.19e-5 * x
+    f = line_fit(x, y, "t")
+    assert f["bounded"] and f["b"] == 0.0 and f["a"] == pytest.approx(y.mean(), rel=1e-9)
+    assert f["a_unbounded"] == pytest.approx(0.0216) and f["b_unbounded"] == pytest.approx(-1.19e-5)
+    # a line within the bounds is the ordinary least-squares line, unflagged
+    g = line_fit(x, 0.01 + 2e-5 * x, "t")
+    assert not g["bounded"] and g["a"] == pytest.approx(0.01) and g["b"] == pytest.approx(2e-5)
+
+
+def test_the_decode_leg_is_fitted_on_the_hand_overs_that_injected():
+    # ExampleConnector misses at L mod block_size == 1 (129, 1025: nothing injected, the whole
+    # prompt computed again); those hand-overs take another path and must not set the decode
+    # leg: hundreds of ms added to them leave the fit as it was, and they are reported beside it
+    t = PhaseTimes(PM)
+    rec = _records()
+    d = fit_delta(rec, t)
+    cal = _cal_rows()
+    slow = (cal["kind"] == "handover") & (cal["injected_tokens"] == 0)
+    cal.loc[slow, "seconds"] += 0.3
+    legs = fit_legs(cal, t, d, (K0, K1))
+    assert legs["decode_leg"]["a"] == pytest.approx(Q0, abs=1e-9)
+    assert legs["decode_leg"]["b"] == pytest.approx(Q1, abs=1e-12)
+    assert legs["decode_leg"]["points"] == 3
+    ni = legs["decode_leg_not_injected"]
+    assert ni["points"] == 3 and ni["prompt_tokens"] == [129, 384, 1025]
+    assert ni["median_excess_s"] == pytest.approx(0.3 + Q0 + Q1 * 384, abs=1e-9)
+    # fewer than two injected lengths: a clear error naming the setting to change
+    few = cal[~((cal["kind"] == "handover") & cal["prompt_tokens"].isin([700, 1500]))]
+    with pytest.raises(ValueError, match="calibrate.lengths"):
+        fit_legs(few, t, d, (K0, K1))

@@ -1,7 +1,19 @@
 """The serving component's terms from the probes' records (:mod:`.probes`, whose doc defines each
 term and its probe): the engine's own time from the fitted phase model (:class:`PhaseTimes`),
 line fits with their errors, the terms of one design (:func:`serving_terms`) and the report's
-table of them (:func:`describe_rows`). Pure: no deployment, no I/O."""
+table of them (:func:`describe_rows`). Pure: no deployment, no I/O.
+
+Every line is fitted with both coefficients >= 0 (:func:`line_fit`), the unconstrained line
+kept beside it. The decode leg is fitted over the hand-overs whose KV the decode instance
+injected only: vLLM's ``ExampleConnector`` saves a prompt of L tokens under its first
+``(L - 1) // block_size * block_size`` tokens and looks it up under its first
+``(L - 2) // block_size * block_size``, so at ``L mod block_size == 1`` the lookup misses and the
+decode instance computes the whole prompt again (the calibration's 129- and 1025-token prompts
+at block size 128). Those hand-overs took 60-920 ms more than the priced full recompute on the
+nine calibrations of 7-8 Dec 2026 and, fitted with the others, set the decode leg's per-token
+slope (25-73 us/token; 0-31 us/token without them): they measure another path, which 1 prompt in
+``block_size`` takes; they are reported beside the fit (``decode_leg_not_injected``), not
+simulated."""
 
 from __future__ import annotations
 
@@ -69,8 +81,18 @@ class PhaseTimes:
 
 # ---------------------------------------------------------------- fits (pure)
 def line_fit(x, y, what: str) -> dict:
-    """Least squares y = a + b x with its errors: {'a', 'b', 'points', 'rms_s',
-    'max_abs_residual_s', 'r2'}; ValueError naming ``what`` without two distinct x."""
+    """The line y = a + b x with a, b >= 0 that fits best in least squares (the simulator's
+    terms are >= 0; :func:`scipy.optimize.lsq_linear` with those bounds), with its errors:
+    {'a', 'b', 'points', 'rms_s', 'max_abs_residual_s', 'r2', 'a_unbounded', 'b_unbounded'
+    (the ordinary least-squares line, for disclosure), 'bounded' (True where a bound is
+    active)}; ValueError naming ``what`` without two distinct x.
+
+    Why bounded, not the ordinary line clipped afterwards: a negative slope clipped to 0 keeps
+    the intercept of the sloped line (an 18-point decode leg measured 21.6 ms - 11.9 us/token;
+    clipped, 21.6 ms at every length, above every point past 800 tokens), while the bounded fit
+    is the best line the simulator can take (there, the points' mean)."""
+    from scipy.optimize import lsq_linear
+
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -78,13 +100,22 @@ def line_fit(x, y, what: str) -> dict:
     if x.size < 2 or np.unique(x).size < 2:
         raise ValueError(f"{what}: a line needs records at two distinct values at least")
     A = np.vstack([np.ones_like(x), x]).T
-    (a, b), *_ = np.linalg.lstsq(A, y, rcond=None)
+    (a0, b0), *_ = np.linalg.lstsq(A, y, rcond=None)
+    if a0 >= 0 and b0 >= 0:
+        a, b = float(a0), float(b0)
+    else:  # x scaled to O(1) so that the solver's tolerance means the same for s and s/token
+        sx = float(np.max(np.abs(x))) or 1.0
+        r = lsq_linear(np.vstack([np.ones_like(x), x / sx]).T, y, bounds=(0.0, np.inf),
+                       method="bvls")  # fmt: skip
+        a, b = float(r.x[0]), float(r.x[1]) / sx
     res = y - (a + b * x)
     ss = float(((y - y.mean()) ** 2).sum())
-    return {"a": float(a), "b": float(b), "points": int(x.size),
+    return {"a": a, "b": b, "points": int(x.size),
             "rms_s": float(np.sqrt(np.mean(res**2))),
             "max_abs_residual_s": float(np.max(np.abs(res))),
-            "r2": 1.0 - float((res**2).sum()) / ss if ss > 0 else math.nan}  # fmt: skip
+            "r2": 1.0 - float((res**2).sum()) / ss if ss > 0 else math.nan,
+            "a_unbounded": float(a0), "b_unbounded": float(b0),
+            "bounded": bool(a0 < 0 or b0 < 0)}  # fmt: skip
 
 
 def _delta_at(delta: dict | None, B: float) -> float:
@@ -161,19 +192,39 @@ def fit_legs(cal_rows: pd.DataFrame, times: PhaseTimes, delta: dict | None,
         pre["definition"] = ("proxy's X-Prefill-Seconds - the prefill instance's engine queue "
                              "and prefill time (its counters)")  # fmt: skip
     ho = cal_rows[(cal_rows["kind"] == "handover")].copy()
-    inj = ho["injected_tokens"].fillna(0).to_numpy(dtype=float)
+    ho["recomputed_tokens"] = ho["recomputed_tokens"].fillna(ho["prompt_tokens"])
+    y = (ho["seconds"].to_numpy(dtype=float) - _handover_work(ho, times, kv_load)
+         - _delta_at(delta, 1))  # fmt: skip
+    measured = "injected_tokens" in ho.columns and ho["injected_tokens"].notna().any()
+    took = (ho["injected_tokens"].fillna(0) > 0).to_numpy() if measured else np.ones(len(ho), bool)
     L2 = ho["prompt_tokens"].to_numpy(dtype=float)
-    rec = ho["recomputed_tokens"].fillna(pd.Series(L2, index=ho.index)).to_numpy(dtype=float)
+    if np.unique(L2[took]).size < 2:
+        raise ValueError(
+            "legs decode: the decode instance injected KV at fewer than two of the calibration's "
+            f"prompt lengths ({sorted({int(v) for v in L2[took]})}); choose calibrate.lengths "
+            "with L mod block_size != 1 (module doc of serving_fit)")
+    dec = line_fit(L2[took], y[took], "legs decode")
+    out = {"prefill_leg": pre, **({"kv_save": save} if save is not None else {}),
+           "decode_leg": {**dec, "definition": "proxy TTFT - prefill leg - tail chunk(injected, "
+                          "recomputed) - delta(1) - KV load(injected), over the hand-overs whose "
+                          "KV the decode instance injected"}}  # fmt: skip
+    if (~took).any():
+        ex = y[~took]
+        out["decode_leg_not_injected"] = {
+            "points": int(ex.size), "prompt_tokens": sorted({int(v) for v in L2[~took]}),
+            "median_excess_s": float(np.median(ex)), "max_excess_s": float(np.max(ex)),
+            "definition": "hand-overs whose KV the decode instance did not inject (it computed "
+            "the whole prompt again): the same excess, left out of the decode leg's fit"}
+    return out
+
+
+def _handover_work(ho: pd.DataFrame, times: PhaseTimes, kv_load: tuple[float, float]):
+    """The decode instance's priced work per hand-over row: the tail chunk of the recomputed
+    tokens over the injected ones, and the KV load of the injected tokens."""
+    inj = ho["injected_tokens"].fillna(0).to_numpy(dtype=float)
+    rec = ho["recomputed_tokens"].to_numpy(dtype=float)
     work = np.array([times.tail(int(o), int(x)) for o, x in zip(inj, rec, strict=True)])
-    load = np.where(inj > 0, kv_load[0] + kv_load[1] * inj, 0.0)
-    dec = line_fit(L2, ho["seconds"].to_numpy(dtype=float) - work - _delta_at(delta, 1) - load,
-                   "legs decode")  # fmt: skip
-    return {
-        "prefill_leg": pre,
-        **({"kv_save": save} if save is not None else {}),
-        "decode_leg": {**dec, "definition": "proxy TTFT - prefill leg - tail chunk(injected, "
-                       "recomputed) - delta(1) - KV load(injected)"},  # fmt: skip
-    }
+    return work + np.where(inj > 0, kv_load[0] + kv_load[1] * inj, 0.0)
 
 
 def _engine_rows(cal_rows: pd.DataFrame, leg: pd.DataFrame):
@@ -229,6 +280,11 @@ def serving_terms(design: str, records: pd.DataFrame, times: PhaseTimes, cal: di
     else:
         fits["alpha"] = alpha = fit_alpha(records, times, delta)
         terms["arrival_s"], terms["arrival_s_per_token"] = alpha["a"], alpha["b"]
+    for name, f in fits.items():
+        if isinstance(f, dict) and f.get("bounded"):
+            notes.append(f"{name}: the least-squares line a = {f['a_unbounded']:.4g} s, b = "
+                         f"{f['b_unbounded']:.4g} s/unit has a coefficient < 0; the best line "
+                         f"with both >= 0 is taken: a = {f['a']:.4g}, b = {f['b']:.4g}")
     for k, v in list(terms.items()):
         if v < 0:
             notes.append(f"{k}: fitted {v:.3g} s < 0, written as 0")
