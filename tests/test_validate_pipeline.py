@@ -406,6 +406,15 @@ def test_realized_rate_capacity_and_rstar():
     assert rows[1]["rel_error"] == pytest.approx(-0.2) and set(rows[0]) == set(
         judge.CAPACITY_COLUMNS
     )
+    assert rows[1]["note"] == ""
+    # a side whose SLO held at every rung has no R* value: the note says where it lies
+    above = judge.rstar_interpolated([10.0, 22.8], [0.5, 0.9])
+    rows = judge.capacity_rows("baseline2", {"sim": 19.7, "real": cap},
+                               {"sim": above["value"], "sim_bound": above,
+                                "real": judge.rstar_interpolated([1, 2], [1.5, 2])})  # fmt: skip
+    assert math.isnan(rows[1]["sim"]) and math.isnan(rows[1]["rel_error"])
+    assert rows[1]["note"] == ("sim R* above 22.8 req/s (the SLO held at every rung); "
+                               "real R* below 1 req/s (no rung met the SLO)")  # fmt: skip
 
 
 def test_ladder_is_placed_from_c_and_rstar():
@@ -774,5 +783,6 @@ def test_arrival_as_auto_is_work_where_the_servers_share_their_engines_cores():
     if len(os.sched_getaffinity(0)) == 2:
         assert got == {"baseline": False, "baseline2": True, "splitwise": False}
     assert not got["splitwise"]
-    assert not arrival_as_work(_default_cfg(), "baseline2")  # latency: the default
+    assert arrival_as_work(_default_cfg(), "baseline2") == got["baseline2"]  # auto: the default
+    assert not arrival_as_work(_default_cfg("simulate.arrival_as=latency"), "baseline2")
     assert arrival_as_work(_default_cfg("simulate.arrival_as=work"), "baseline")

@@ -28,7 +28,7 @@ import numpy as np
 ERROR_COLUMNS = ["design", "load", "offered_rps", "rate_fraction", "metric", "stat", "sim",
                  "real", "rel_error", "ci_low", "ci_high", "n_requests", "held_out",
                  "scored"]  # fmt: skip
-CAPACITY_COLUMNS = ["design", "quantity", "sim", "real", "rel_error", "ci_low", "ci_high"]
+CAPACITY_COLUMNS = ["design", "quantity", "sim", "real", "rel_error", "ci_low", "ci_high", "note"]
 STATS = {"p50": 50, "p90": 90, "p99": 99}
 
 
@@ -265,16 +265,31 @@ def error_rows(
 
 def capacity_rows(design: str, capacity: dict, rstar: dict) -> list[dict]:
     """The ``capacity.csv`` rows (:data:`CAPACITY_COLUMNS`): ``capacity`` and ``rstar`` are
-    {'sim': x, 'real': {'value', 'ci_low', 'ci_high'}}."""
+    {'sim': x, 'real': {'value', 'ci_low', 'ci_high'}}; ``rstar`` may carry 'sim_bound' (the
+    simulated side's :func:`rstar_interpolated` result). Where a side's R* lies outside the
+    rungs (no value), ``note`` says on which side (:func:`bound_note`)."""
     rows = []
     for q, d in (("capacity_rps", capacity), ("rstar_rps", rstar)):
         s, r = float(d["sim"]), d["real"]
         rv = float(r.get("value", math.nan))
+        note = "; ".join(n for n in (bound_note("sim", d.get("sim_bound") or {}),
+                                     bound_note("real", r)) if n)  # fmt: skip
         rows.append({"design": design, "quantity": q, "sim": s, "real": rv,
                      "rel_error": (s - rv) / rv if rv and math.isfinite(rv) else math.nan,
                      "ci_low": float(r.get("ci_low", math.nan)),
-                     "ci_high": float(r.get("ci_high", math.nan))})  # fmt: skip
+                     "ci_high": float(r.get("ci_high", math.nan)), "note": note})  # fmt: skip
     return rows
+
+
+def bound_note(side: str, r: dict) -> str:
+    """'' or where an R* without a value lies (:func:`rstar_interpolated`'s 'bound' and
+    'bracket'): above the highest rung judged, or below the lowest."""
+    b, br = r.get("bound"), r.get("bracket") or [None, None]
+    if b == "above" and br[0] is not None:
+        return f"{side} R* above {br[0]:.4g} req/s (the SLO held at every rung)"
+    if b == "below" and br[1] is not None:
+        return f"{side} R* below {br[1]:.4g} req/s (no rung met the SLO)"
+    return ""
 
 
 def stream_seed(seed: int, *parts) -> int:

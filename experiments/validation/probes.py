@@ -28,7 +28,9 @@ phase model of the in-process profile (:class:`.serving_fit.PhaseTimes`; the fit
   minus ``prefill(L) + delta(1)`` is the prefill leg; the hand-over (proxy TTFT less that leg)
   minus the decode instance's priced work (the tail chunk of the recomputed tokens over the
   injected ones, ``delta(1)``, and the KV load below) is the decode leg (it holds the client's
-  hop to the proxy and the stream back, and the connector's hop); each a line in L. Where the
+  hop to the proxy and the stream back, and the connector's hop); each a line in L. The decode
+  leg is fitted over the hand-overs whose KV the decode instance injected only (the connector
+  misses at ``L mod block_size == 1``: :mod:`.serving_fit` doc). Where the
   calibration read the prefill instance's counters around each request, its engine prefill time
   less ``prefill(L) + delta(1)`` is the **KV save** (``kv_save_*``, work on the prefill
   instance) and the prefill leg is ``X-Prefill-Seconds`` less the engine's queue and prefill
@@ -44,8 +46,9 @@ phase model of the in-process profile (:class:`.serving_fit.PhaseTimes`; the fit
   ``vllm:cache_config_info`` (fallback: the start-up log's "KV cache size: N tokens";
   :mod:`.engine_metrics`).
 
-A fitted value below zero is written as 0 (the simulator's terms are >= 0) with the raw fit
-beside it. Every fit reports its points, RMS and largest absolute residual (s) and r2.
+Every line is the best one with both coefficients >= 0 (the simulator's terms are >= 0;
+:func:`.serving_fit.line_fit`), the unconstrained line beside it and named in the notes where a
+bound holds. Every fit reports its points, RMS and largest absolute residual (s) and r2.
 """
 
 from __future__ import annotations

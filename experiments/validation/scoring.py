@@ -176,18 +176,18 @@ def design_tables(
         rs.update(judge.rstar_interval(rs_samples, c.ladder.slo.ttft_p90_s,
                                        c.ladder.slo.tbt_p90_s, cc.bootstrap, cc.confidence,
                                        judge.stream_seed(cc.seed, design, "rstar")))  # fmt: skip
-    rstar_cap = rstar_sim
+    rstar_cap, sim_bound = rstar_sim, None
     if same_runs:
         cap_sim = math.nan
         if over and over[0].name in sim_dirs:
             req = load_run(sim_dirs[over[0].name], first_token=first).requests
             cap_sim = judge.capacity_rps(req["arrival_s"], req["e2e_s"], cc.trim,
                                          cc.confidence)["value"]  # fmt: skip
-        rstar_cap = (judge.rstar_interpolated(*zip(*p90_sim, strict=True))["value"]
-                     if p90_sim else math.nan)  # fmt: skip
+        sim_bound = judge.rstar_interpolated(*zip(*p90_sim, strict=True)) if p90_sim else None
+        rstar_cap = sim_bound["value"] if sim_bound else math.nan
     capacity = pd.DataFrame(
         judge.capacity_rows(design, {"sim": cap_sim, "real": cap_real},
-                            {"sim": rstar_cap, "real": rs}),
+                            {"sim": rstar_cap, "real": rs, "sim_bound": sim_bound}),
         columns=judge.CAPACITY_COLUMNS,
     )  # fmt: skip
     return errors, capacity

@@ -66,10 +66,14 @@ def drift_section(c, rows: list[dict]) -> list[str]:
          + ("; with `probes.sentinel_after` the same again right after the run, and the rung's "
             "factor is the mean of the two (the speed across the rung)." if
             c.probes.sentinel_after else ".")
-         + (" Each rung is simulated with the engine times (the profile's latencies and the "
-            "per-iteration serving terms) times its factor (`simulate.speed_sentinel`); the "
-            "simulated capacity and R* are then the real side's estimators on the simulated "
-            "rungs." if c.simulate.speed_sentinel else
+         + ((" Each rung is simulated with its excess iteration time, the probe's gap times "
+             "(factor - 1), added to the served per-iteration overhead delta0 (floored at 0; "
+             "`simulate.speed_sentinel_as=overhead`)"
+             if c.simulate.speed_sentinel_as == "overhead" else
+             " Each rung is simulated with the engine times (the profile's latencies and the "
+             "per-iteration serving terms) times its factor (`simulate.speed_sentinel_as=scale`)")
+            + "; the simulated capacity and R* are then the real side's estimators on the "
+            "simulated rungs." if c.simulate.speed_sentinel else
             " The simulation does not use them (`simulate.speed_sentinel=false`)."),
          ""]  # fmt: skip
     if sent:

@@ -237,12 +237,19 @@ def judged_sections(c, jerr: pd.DataFrame | None, jcap: pd.DataFrame | None) -> 
               "count; R*, a bootstrap of the requests of the rungs it interpolates between "
               f"({c.compare.bootstrap} resamples, each rung's requests drawn with replacement). "
               "Both are sampling intervals of one run: drift between runs is not in them.", "",
-              "| design | quantity | sim | real | real interval | rel. error |",
-              "|" + "---|" * 6]  # fmt: skip
+              "| design | quantity | sim | real | real interval | rel. error | note |",
+              "|" + "---|" * 7]  # fmt: skip
         for r in jcap.itertuples(index=False):
             iv = ("" if not (math.isfinite(r.ci_low) and math.isfinite(r.ci_high))
                   else f"{r.ci_low:.4g}-{r.ci_high:.4g}")  # fmt: skip
-            L.append(f"| {r.design} | {r.quantity} | {r.sim:.4g} | {r.real:.4g} | {iv} | "
-                     f"{pct(r.rel_error)} |")  # fmt: skip
+            note = getattr(r, "note", "")
+            note = note if isinstance(note, str) else ""
+            L.append(f"| {r.design} | {r.quantity} | {_num(r.sim)} | {_num(r.real)} | {iv} | "
+                     f"{pct(r.rel_error)} | {note} |")  # fmt: skip
         L.append("")
     return L
+
+
+def _num(v: float) -> str:
+    """A table cell: 4 significant digits, or a dash where there is no value (the note says)."""
+    return f"{v:.4g}" if math.isfinite(v) else "-"

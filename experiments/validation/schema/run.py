@@ -35,8 +35,8 @@ class SimulateConf:
     # alpha's arrival terms (co-located designs): latency (serving.arrival_*) | work
     # (serving.arrival_work_*: the instance's work per request it admits) | auto (work where
     # the design's API servers run on their engines' cores: baseline2 on 2 cores; the baseline's
-    # run on a free core)
-    arrival_as: str = "latency"
+    # run on a free core; docs/serving.md says why auto is the default)
+    arrival_as: str = "auto"
     overrides: list[str] = field(default_factory=list)
     designs: dict[str, list[str]] = field(default_factory=lambda: {"baseline": [],
                                                                    "splitwise": []})  # fmt: skip
