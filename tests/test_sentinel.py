@@ -152,9 +152,15 @@ def test_a_bracketed_rung_takes_the_mean_of_its_readings_and_the_drift_row_shows
     assert s["after"]["factor"] == 1.1 and s["gap_s"] == 0.018
     # the rung's factor (median over repeats) reads the bracketed one
     assert sn.factor([s]) == pytest.approx(1.0)
-    c = SimpleNamespace(probes=SimpleNamespace(sentinel_streams=8, sentinel_after=True),
-                        simulate=SimpleNamespace(speed_sentinel=True))  # fmt: skip
-    text = "\n".join(drift_section(c, [{"design": "baseline", "what": "sentinel", "load": "x",
-                                        "repeat": 0, "value": 1.0, "n": 400,
-                                        "note": "before 0.900, after 1.100"}]))  # fmt: skip
-    assert "right after the run" in text and "before 0.900, after 1.100" in text
+    rows = [{"design": "baseline", "what": "sentinel", "load": "x", "repeat": 0, "value": 1.0,
+             "n": 400, "note": "before 0.900, after 1.100"}]  # fmt: skip
+    for mode, says in (("overhead", "speed_sentinel_as=overhead"),
+                       ("scale", "speed_sentinel_as=scale")):  # fmt: skip
+        c = SimpleNamespace(probes=SimpleNamespace(sentinel_streams=8, sentinel_after=True),
+                            simulate=SimpleNamespace(speed_sentinel=True,
+                                                     speed_sentinel_as=mode))  # fmt: skip
+        text = "\n".join(drift_section(c, rows))
+        assert "right after the run" in text and "before 0.900, after 1.100" in text
+        # the section says how the simulation applied the sentinel, as configured
+        assert says in text and ("added to the served per-iteration overhead" in text) == (
+            mode == "overhead")
