@@ -33,10 +33,11 @@ The decode instance's own log says how many tokens it injected ("Inject KV cache
 ExampleConnector); ``injected`` reads those counts, so each hand-over row carries the measured
 injected and recomputed tokens, and ``handover_split_fit`` fits ``a + b_injected * injected +
 b_recomputed * recomputed`` over every measurement. Measured here (vLLM 0.32 CPU, block size 128,
-ExampleConnector): prompts of 250, 700 and 1500 tokens had 128, 640 and 1408 tokens injected;
-prompts of 129, 384 and 1025 tokens had none injected (the decode instance recomputed the whole
-prompt), so the default lengths mix both kinds and the measured counts, not the expected ones,
-go into the fit.
+ExampleConnector, 8 Dec 2026): prompts of 250, 384, 700 and 1500 tokens had 128, 256, 640 and
+1408 tokens injected; prompts of 129 and 1025 tokens had none injected (the decode instance
+recomputed the whole prompt: the connector misses at L mod block_size == 1,
+:mod:`.serving_fit`'s doc), so the default lengths mix both kinds and the measured counts, not
+the expected ones, go into the fit.
 
 Outputs (run dir): ``kv_transfer.csv`` (every measurement) and ``kv_transfer.json`` (fit).
 """
