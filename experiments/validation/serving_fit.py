@@ -195,7 +195,8 @@ def fit_legs(cal_rows: pd.DataFrame, times: PhaseTimes, delta: dict | None,
     ho["recomputed_tokens"] = ho["recomputed_tokens"].fillna(ho["prompt_tokens"])
     y = (ho["seconds"].to_numpy(dtype=float) - _handover_work(ho, times, kv_load)
          - _delta_at(delta, 1))  # fmt: skip
-    measured = "injected_tokens" in ho.columns and ho["injected_tokens"].notna().any()
+    # without any measured injection count (an older calibration) every hand-over is fitted
+    measured = ho["injected_tokens"].notna().any()
     took = (ho["injected_tokens"].fillna(0) > 0).to_numpy() if measured else np.ones(len(ho), bool)
     L2 = ho["prompt_tokens"].to_numpy(dtype=float)
     if np.unique(L2[took]).size < 2:
